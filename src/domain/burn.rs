@@ -1,0 +1,383 @@
+//! Error-budget arithmetic and alert verdicts, as pure functions of numbers already read.
+//!
+//! The vocabulary (Google SRE Workbook): with objective `O`, the error budget is `B = 1 - O`;
+//! the error ratio of a window is bad events over all events; the burn rate is the error ratio
+//! over `B` (1.0 spends exactly the budget over the SLO window); the budget remaining over the
+//! SLO window is `1 - E(window) / B`, negative once overspent.
+//!
+//! "No data" is its own state, carried as `None`: no series, NaN, no traffic, or fewer events
+//! than `minEvents`. It is never read as zero errors nor as all errors, and an alert row with a
+//! no-data side does not fire.
+//!
+//! Owns: the formulas and the verdict. Must not touch: I/O, the clock.
+
+use super::policy::{AlertWindow, ErrorBudget, Severity, Window};
+
+/// The error ratio of one window from per-second event rates, as Prometheus `rate()` gives them.
+///
+/// - `total` missing, NaN or not positive: no data (no traffic is not "no errors");
+/// - fewer than `min_events` events in the window: no data;
+/// - `bad` missing while `total` is present: zero errors (error counters commonly appear only
+///   with the first error);
+/// - `bad` NaN: no data.
+pub fn error_ratio(
+    bad: Option<f64>,
+    total: Option<f64>,
+    window: Window,
+    min_events: u64,
+) -> Option<f64> {
+    let total = total.filter(|t| t.is_finite() && *t > 0.0)?;
+    if total * window.as_secs_f64() < min_events as f64 {
+        return None;
+    }
+    let bad = bad.unwrap_or(0.0);
+    if !bad.is_finite() {
+        return None;
+    }
+    Some(bad / total).filter(|r| r.is_finite())
+}
+
+/// Keeps a reading only when it is a real number.
+pub fn finite(ratio: Option<f64>) -> Option<f64> {
+    ratio.filter(|r| r.is_finite())
+}
+
+/// How many times faster than sustainable the budget burns: `error_ratio / budget`.
+pub fn burn_rate(error_ratio: f64, budget: ErrorBudget) -> f64 {
+    error_ratio / budget.ratio()
+}
+
+/// The fraction of the SLO window's budget left, from the error ratio over that whole window.
+/// 1.0 is untouched, 0.0 spent, below 0 overspent.
+pub fn budget_remaining(slo_window_error_ratio: f64, budget: ErrorBudget) -> f64 {
+    1.0 - slo_window_error_ratio / budget.ratio()
+}
+
+/// Seconds until the budget left is gone if the current burn rate holds: `remaining * P / BR`.
+/// `Some(0)` when already spent, `None` when it never runs out (burn rate 0 or less).
+pub fn time_to_exhaustion(remaining: f64, slo_window: Window, burn_rate: f64) -> Option<f64> {
+    if remaining <= 0.0 {
+        return Some(0.0);
+    }
+    (burn_rate.is_finite() && burn_rate > 0.0)
+        .then(|| remaining * slo_window.as_secs_f64() / burn_rate)
+}
+
+/// The state of one alert row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PairVerdict {
+    /// Both windows burn faster than the threshold.
+    Firing,
+    /// Both windows have data and at least one is under the threshold.
+    Quiet,
+    /// At least one window has no data; the row cannot fire.
+    NoData,
+}
+
+/// One alert row and its verdict.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlertState {
+    pub window: AlertWindow,
+    pub verdict: PairVerdict,
+}
+
+impl AlertState {
+    pub fn firing(&self) -> bool {
+        self.verdict == PairVerdict::Firing
+    }
+}
+
+/// The verdict for one row, from the error ratios of its two windows.
+pub fn pair_verdict(
+    row: &AlertWindow,
+    long: Option<f64>,
+    short: Option<f64>,
+    budget: ErrorBudget,
+) -> PairVerdict {
+    match (finite(long), finite(short)) {
+        (Some(long), Some(short)) => {
+            let limit = row.burn_rate_threshold * budget.ratio();
+            if long > limit && short > limit {
+                PairVerdict::Firing
+            } else {
+                PairVerdict::Quiet
+            }
+        }
+        _ => PairVerdict::NoData,
+    }
+}
+
+/// Verdicts for every row, reading each window's error ratio through `ratio_of`.
+pub fn alert_states(
+    rows: &[AlertWindow],
+    budget: ErrorBudget,
+    ratio_of: impl Fn(Window) -> Option<f64>,
+) -> Vec<AlertState> {
+    rows.iter()
+        .map(|row| AlertState {
+            window: row.clone(),
+            verdict: pair_verdict(row, ratio_of(row.long), ratio_of(row.short), budget),
+        })
+        .collect()
+}
+
+/// The SLO's overall state after one evaluation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Status {
+    /// No window had data.
+    NoData,
+    /// Data, and nothing fires.
+    Ok,
+    /// The worst firing row is a ticket.
+    Ticket,
+    /// A page row fires.
+    Page,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::NoData => "no_data",
+            Status::Ok => "ok",
+            Status::Ticket => "ticket",
+            Status::Page => "page",
+        }
+    }
+}
+
+/// Worst firing severity wins; with nothing firing it is `Ok` if any window had data.
+pub fn status(states: &[AlertState], any_window_has_data: bool) -> Status {
+    let worst = states
+        .iter()
+        .filter(|s| s.firing())
+        .map(|s| s.window.severity)
+        .max();
+    match worst {
+        Some(Severity::Page) => Status::Page,
+        Some(Severity::Ticket) => Status::Ticket,
+        None if any_window_has_data => Status::Ok,
+        None => Status::NoData,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::policy::Objective;
+    use crate::domain::windows::{GOOGLE, resolve};
+    use proptest::prelude::*;
+
+    const HOUR: Window = Window::from_secs(3_600);
+    const THIRTY_DAYS: Window = Window::from_secs(30 * 86_400);
+
+    fn budget(percent: f64) -> ErrorBudget {
+        Objective::from_percent(percent).unwrap().error_budget()
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9
+    }
+
+    #[test]
+    fn error_ratio_table() {
+        // (name, bad, total, min_events, expected)
+        type Case = (&'static str, Option<f64>, Option<f64>, u64, Option<f64>);
+        let cases: [Case; 9] = [
+            (
+                "one percent of traffic fails",
+                Some(1.0),
+                Some(100.0),
+                0,
+                Some(0.01),
+            ),
+            (
+                "no error series with traffic is zero errors",
+                None,
+                Some(100.0),
+                0,
+                Some(0.0),
+            ),
+            ("no traffic series is no data", Some(1.0), None, 0, None),
+            (
+                "zero traffic is no data, not zero errors",
+                Some(0.0),
+                Some(0.0),
+                0,
+                None,
+            ),
+            ("NaN traffic is no data", Some(0.0), Some(f64::NAN), 0, None),
+            ("NaN errors is no data", Some(f64::NAN), Some(1.0), 0, None),
+            // 0.01 req/s over an hour is 36 events.
+            (
+                "fewer events than minEvents is no data",
+                Some(0.01),
+                Some(0.01),
+                37,
+                None,
+            ),
+            (
+                "exactly minEvents events counts",
+                Some(0.01),
+                Some(0.01),
+                36,
+                Some(1.0),
+            ),
+            (
+                "every request failing is a ratio of one",
+                Some(5.0),
+                Some(5.0),
+                0,
+                Some(1.0),
+            ),
+        ];
+        for (name, bad, total, min_events, expected) in cases {
+            let got = error_ratio(bad, total, HOUR, min_events);
+            match (got, expected) {
+                (Some(g), Some(e)) => assert!(close(g, e), "{name}: {g} != {e}"),
+                (g, e) => assert_eq!(g, e, "{name}"),
+            }
+        }
+    }
+
+    #[test]
+    fn burning_exactly_the_budget_is_a_burn_rate_of_one() {
+        assert!(close(burn_rate(0.001, budget(99.9)), 1.0));
+        assert!(close(burn_rate(0.0144, budget(99.9)), 14.4));
+    }
+
+    #[test]
+    fn budget_remaining_table() {
+        let b = budget(99.9);
+        assert!(close(budget_remaining(0.0, b), 1.0));
+        assert!(close(budget_remaining(0.00055, b), 0.45));
+        assert!(close(budget_remaining(0.001, b), 0.0));
+        assert!(close(budget_remaining(0.002, b), -1.0));
+    }
+
+    #[test]
+    fn time_to_exhaustion_table() {
+        // Half the budget left, burning 14.4x: 0.5 * 30d / 14.4 = 25h.
+        let t = time_to_exhaustion(0.5, THIRTY_DAYS, 14.4).unwrap();
+        assert!(close(t, 25.0 * 3_600.0), "{t}");
+        assert_eq!(time_to_exhaustion(0.5, THIRTY_DAYS, 0.0), None);
+        assert_eq!(time_to_exhaustion(-0.2, THIRTY_DAYS, 3.0), Some(0.0));
+    }
+
+    fn google_30d() -> Vec<AlertWindow> {
+        resolve(&GOOGLE, THIRTY_DAYS)
+    }
+
+    #[test]
+    fn fast_burn_over_14_4x_in_both_windows_pages() {
+        let rows = google_30d();
+        let states = alert_states(&rows, budget(99.9), |_| Some(0.02));
+        assert!(states[0].firing());
+        assert_eq!(status(&states, true), Status::Page);
+    }
+
+    #[test]
+    fn fast_burn_in_the_long_window_only_does_not_page() {
+        let rows = google_30d();
+        let states = alert_states(&rows, budget(99.9), |w| {
+            if w == Window::from_secs(300) {
+                Some(0.0)
+            } else {
+                Some(0.02)
+            }
+        });
+        assert_eq!(states[0].verdict, PairVerdict::Quiet);
+        // The 6h/30m page row still sees 2% over both of its windows.
+        assert!(states[1].firing());
+    }
+
+    #[test]
+    fn slow_burn_between_1x_and_3x_opens_a_ticket() {
+        let rows = google_30d();
+        // 0.2% errors = burn rate 2: only the 3d/6h row (threshold 1) fires.
+        let states = alert_states(&rows, budget(99.9), |_| Some(0.002));
+        let firing: Vec<_> = states.iter().filter(|s| s.firing()).collect();
+        assert_eq!(firing.len(), 1);
+        assert_eq!(firing[0].window.long, Window::from_secs(3 * 86_400));
+        assert_eq!(status(&states, true), Status::Ticket);
+    }
+
+    #[test]
+    fn a_no_data_side_never_fires_even_when_the_other_burns() {
+        let rows = google_30d();
+        let states = alert_states(&rows, budget(99.9), |w| {
+            if w == Window::from_secs(300) {
+                None
+            } else {
+                Some(1.0)
+            }
+        });
+        assert_eq!(states[0].verdict, PairVerdict::NoData);
+    }
+
+    #[test]
+    fn no_window_with_data_is_no_data_not_ok() {
+        let rows = google_30d();
+        let states = alert_states(&rows, budget(99.9), |_| None);
+        assert_eq!(status(&states, false), Status::NoData);
+        assert_eq!(status(&states, true), Status::Ok);
+    }
+
+    #[test]
+    fn exactly_at_the_threshold_does_not_fire() {
+        let row = AlertWindow {
+            severity: Severity::Page,
+            long: HOUR,
+            short: Window::from_secs(300),
+            burn_rate_threshold: 10.0,
+        };
+        let b = budget(99.0);
+        let at = 10.0 * b.ratio();
+        assert_eq!(
+            pair_verdict(&row, Some(at), Some(at), b),
+            PairVerdict::Quiet
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn burn_rate_times_budget_is_the_error_ratio(ratio in 0.0f64..1.0, objective in 50.0f64..99.999) {
+            let b = budget(objective);
+            prop_assert!((burn_rate(ratio, b) * b.ratio() - ratio).abs() < 1e-9);
+        }
+
+        #[test]
+        fn more_errors_never_leave_more_budget(a in 0.0f64..1.0, d in 0.0f64..1.0, objective in 50.0f64..99.999) {
+            let b = budget(objective);
+            prop_assert!(budget_remaining(a + d, b) <= budget_remaining(a, b));
+        }
+
+        #[test]
+        fn a_row_fires_only_when_both_windows_exceed_its_threshold(
+            long in proptest::option::of(0.0f64..1.0),
+            short in proptest::option::of(0.0f64..1.0),
+            threshold in 0.1f64..50.0,
+        ) {
+            let b = budget(99.0);
+            let row = AlertWindow { severity: Severity::Page, long: HOUR, short: Window::from_secs(300), burn_rate_threshold: threshold };
+            let verdict = pair_verdict(&row, long, short, b);
+            let limit = threshold * b.ratio();
+            let expected = match (long, short) {
+                (Some(l), Some(s)) if l > limit && s > limit => PairVerdict::Firing,
+                (Some(_), Some(_)) => PairVerdict::Quiet,
+                _ => PairVerdict::NoData,
+            };
+            prop_assert_eq!(verdict, expected);
+        }
+
+        #[test]
+        fn error_ratio_is_no_data_or_a_real_number(
+            bad in proptest::option::of(proptest::num::f64::ANY),
+            total in proptest::option::of(proptest::num::f64::ANY),
+            min_events in 0u64..1000,
+        ) {
+            if let Some(r) = error_ratio(bad, total, HOUR, min_events) {
+                prop_assert!(r.is_finite());
+            }
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! Validated SLO policy types: what the rest of burnguard works with once a spec has passed
+//! validation. Every value here is known to be in range, so downstream code never re-checks it.
+//!
+//! Owns: [`Slo`], [`Objective`], [`ErrorBudget`], [`Window`], [`Indicator`], [`AlertWindow`].
+//! Must not touch: YAML, files, the clock or the network.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Placeholder that SLI query templates carry where the window goes (Sloth's convention).
+pub const WINDOW_PLACEHOLDER: &str = "{{.window}}";
+
+/// A duration in Prometheus notation (`5m`, `1h30m`, `30d`), whole seconds, never zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Window {
+    seconds: u64,
+}
+
+/// Why a window string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WindowError {
+    #[error("is empty; expected a duration such as 5m, 1h or 30d")]
+    Empty,
+    #[error(
+        "`{0}` is not a duration; expected whole numbers with units s, m, h, d or w, largest first (5m, 1h30m, 30d)"
+    )]
+    Malformed(String),
+    #[error("`{0}` is zero; a window must be longer than that")]
+    Zero(String),
+}
+
+const UNITS: [(char, u64); 5] = [
+    ('w', 7 * 86_400),
+    ('d', 86_400),
+    ('h', 3_600),
+    ('m', 60),
+    ('s', 1),
+];
+
+impl Window {
+    /// A window of `seconds` seconds. Panics on zero: only for constants and tests.
+    pub const fn from_secs(seconds: u64) -> Self {
+        assert!(seconds > 0, "a window is never empty");
+        Self { seconds }
+    }
+
+    /// Parses Prometheus duration notation. Units must appear largest first and at most once,
+    /// which is what Prometheus itself accepts (`1h30m` yes, `30m1h` no). Milliseconds and
+    /// years are refused: SLO windows are neither.
+    pub fn parse(text: &str) -> Result<Self, WindowError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(WindowError::Empty);
+        }
+        let malformed = || WindowError::Malformed(text.to_string());
+        let mut seconds: u64 = 0;
+        let mut digits = String::new();
+        let mut last_unit_index: Option<usize> = None;
+        for c in text.chars() {
+            if c.is_ascii_digit() {
+                digits.push(c);
+                continue;
+            }
+            let unit_index = UNITS
+                .iter()
+                .position(|(u, _)| *u == c)
+                .ok_or_else(malformed)?;
+            if digits.is_empty() || last_unit_index.is_some_and(|last| unit_index <= last) {
+                return Err(malformed());
+            }
+            let count: u64 = digits.parse().map_err(|_| malformed())?;
+            seconds = count
+                .checked_mul(UNITS[unit_index].1)
+                .and_then(|s| seconds.checked_add(s))
+                .ok_or_else(malformed)?;
+            digits.clear();
+            last_unit_index = Some(unit_index);
+        }
+        if !digits.is_empty() || last_unit_index.is_none() {
+            return Err(malformed());
+        }
+        if seconds == 0 {
+            return Err(WindowError::Zero(text.to_string()));
+        }
+        Ok(Self { seconds })
+    }
+
+    pub const fn as_secs(self) -> u64 {
+        self.seconds
+    }
+
+    pub fn as_secs_f64(self) -> f64 {
+        self.seconds as f64
+    }
+}
+
+impl fmt::Display for Window {
+    /// Canonical Prometheus notation, largest units first: 5400 s is `1h30m`, 30 days is `30d`
+    /// (weeks are not used on output so `28d` stays `28d`, as people write it).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut rest = self.seconds;
+        for (unit, size) in UNITS.iter().skip(1) {
+            if rest >= *size {
+                write!(f, "{}{}", rest / size, unit)?;
+                rest %= size;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The SLO target as a fraction of good events, strictly between 0 and 1 (99.9% is 0.999).
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
+pub struct Objective(f64);
+
+impl Objective {
+    /// From a percentage as people write it in policies (`99.9`). `None` outside (0, 100).
+    pub fn from_percent(percent: f64) -> Option<Self> {
+        (percent.is_finite() && percent > 0.0 && percent < 100.0).then(|| Self(percent / 100.0))
+    }
+
+    pub fn ratio(self) -> f64 {
+        self.0
+    }
+
+    pub fn percent(self) -> f64 {
+        self.0 * 100.0
+    }
+
+    /// The share of events allowed to fail: `1 - objective`.
+    pub fn error_budget(self) -> ErrorBudget {
+        ErrorBudget(1.0 - self.0)
+    }
+}
+
+/// The error budget as a fraction of events (0.001 for a 99.9% objective). Always in (0, 1).
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
+pub struct ErrorBudget(f64);
+
+impl ErrorBudget {
+    pub fn ratio(self) -> f64 {
+        self.0
+    }
+}
+
+/// Alert severities, in the SRE-workbook sense: a page wakes someone now, a ticket is for
+/// the next working hours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Ticket,
+    Page,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Page => "page",
+            Severity::Ticket => "ticket",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One row of a multi-window multi-burn-rate alert: it fires when both the long and the short
+/// window burn faster than `burn_rate_threshold` times the sustainable rate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlertWindow {
+    pub severity: Severity,
+    pub long: Window,
+    pub short: Window,
+    /// How many times faster than sustainable the budget must burn for this row to fire.
+    pub burn_rate_threshold: f64,
+}
+
+impl AlertWindow {
+    /// The share of the whole SLO-period budget that is gone when this row fires after
+    /// burning at exactly its threshold for the whole long window.
+    pub fn budget_share(&self, slo_window: Window) -> f64 {
+        self.burn_rate_threshold * self.long.as_secs_f64() / slo_window.as_secs_f64()
+    }
+}
+
+/// A PromQL expression with `{{.window}}` where the range goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryTemplate(String);
+
+impl QueryTemplate {
+    /// Wraps a template that validation has already checked.
+    pub fn new(template: impl Into<String>) -> Self {
+        Self(template.into())
+    }
+
+    pub fn template(&self) -> &str {
+        &self.0
+    }
+
+    /// The expression for one window: `{{.window}}` replaced by its Prometheus notation.
+    pub fn render(&self, window: Window) -> String {
+        self.0.replace(WINDOW_PLACEHOLDER, &window.to_string())
+    }
+}
+
+/// How bad events are counted for a ratio indicator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BadEvents {
+    /// A query for the rate of failed events.
+    Errors(QueryTemplate),
+    /// A query for the rate of good events; bad = total - good.
+    Good(QueryTemplate),
+}
+
+/// The service level indicator: what counts as an error.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Indicator {
+    /// Event counts: failed (or good) events over all events.
+    Ratio {
+        bad: BadEvents,
+        total: QueryTemplate,
+    },
+    /// A classic Prometheus histogram: events slower than `threshold` seconds are errors.
+    Latency {
+        /// Base metric name; `_bucket` and `_count` are appended.
+        histogram: String,
+        /// Label matchers without braces (`job="search"`), possibly empty.
+        matchers: String,
+        /// Seconds; an existing `le` bucket boundary.
+        threshold: f64,
+    },
+    /// A query that returns the error ratio itself.
+    Raw { error_ratio: QueryTemplate },
+}
+
+impl Indicator {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Indicator::Ratio { .. } => "ratio",
+            Indicator::Latency { .. } => "latency",
+            Indicator::Raw { .. } => "raw",
+        }
+    }
+}
+
+/// Alerting settings of one SLO, with the alert windows resolved to numbers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Alerting {
+    pub name: String,
+    pub windows: Vec<AlertWindow>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A validated service level objective.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Slo {
+    pub name: String,
+    pub service: String,
+    pub description: String,
+    pub labels: BTreeMap<String, String>,
+    pub objective: Objective,
+    /// The rolling period the objective and the error budget are measured over.
+    pub window: Window,
+    pub indicator: Indicator,
+    /// A window with fewer events than this has no data (never alerts); 0 means any traffic counts.
+    pub min_events: u64,
+    pub alerting: Alerting,
+}
+
+impl Slo {
+    pub fn error_budget(&self) -> ErrorBudget {
+        self.objective.error_budget()
+    }
+
+    /// Every window burnguard reads for this SLO, shortest first: both sides of each alert
+    /// row, the SLO window itself, and the 5m base that long windows are derived from.
+    pub fn windows(&self) -> Vec<Window> {
+        let mut windows: Vec<Window> = self
+            .alerting
+            .windows
+            .iter()
+            .flat_map(|w| [w.long, w.short])
+            .chain([self.window, BASE_WINDOW])
+            .collect();
+        windows.sort();
+        windows.dedup();
+        windows
+    }
+}
+
+/// The short window every SLO records; longer windows are averaged from it (see `rules`).
+pub const BASE_WINDOW: Window = Window::from_secs(300);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn windows_parse_in_prometheus_notation() {
+        let cases = [
+            ("5m", 300),
+            ("1h", 3_600),
+            ("1h30m", 5_400),
+            ("30d", 2_592_000),
+            ("4w", 2_419_200),
+            ("90s", 90),
+            ("1d12h", 129_600),
+        ];
+        for (text, seconds) in cases {
+            assert_eq!(Window::parse(text).unwrap().as_secs(), seconds, "{text}");
+        }
+    }
+
+    #[test]
+    fn windows_that_prometheus_would_refuse_are_refused() {
+        for text in [
+            "", "5", "m", "5x", "30m1h", "1h1h", "-5m", "5.5m", "1ms", "1y", "0m", "5 m",
+        ] {
+            assert!(Window::parse(text).is_err(), "{text:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn windows_print_in_canonical_notation() {
+        assert_eq!(Window::from_secs(5_400).to_string(), "1h30m");
+        assert_eq!(Window::from_secs(28 * 86_400).to_string(), "28d");
+        assert_eq!(Window::from_secs(300).to_string(), "5m");
+        assert_eq!(Window::from_secs(86_401).to_string(), "1d1s");
+    }
+
+    #[test]
+    fn objective_must_be_strictly_between_0_and_100_percent() {
+        assert!(Objective::from_percent(0.0).is_none());
+        assert!(Objective::from_percent(100.0).is_none());
+        assert!(Objective::from_percent(f64::NAN).is_none());
+        assert!(Objective::from_percent(-1.0).is_none());
+        let o = Objective::from_percent(99.9).unwrap();
+        assert!((o.error_budget().ratio() - 0.001).abs() < 1e-12);
+    }
+
+    #[test]
+    fn query_templates_render_every_placeholder() {
+        let q = QueryTemplate::new("a[{{.window}}] / b[{{.window}}]");
+        assert_eq!(q.render(Window::from_secs(3_600)), "a[1h] / b[1h]");
+    }
+
+    proptest! {
+        #[test]
+        fn printed_windows_parse_back_to_the_same_duration(secs in 1u64..100_000_000) {
+            let w = Window::from_secs(secs);
+            prop_assert_eq!(Window::parse(&w.to_string()).unwrap(), w);
+        }
+
+        #[test]
+        fn window_parsing_never_panics(text in "\\PC{0,12}") {
+            let _ = Window::parse(&text);
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! Prometheus recording and alerting rules for a set of SLOs, as data ready to serialize.
+//!
+//! Per SLO, one rule group `burnguard-<slo>` holding, in evaluation order:
+//! 1. base series over 5m: `burnguard:sli_errors:rate5m` and `burnguard:sli_total:rate5m`
+//!    (per-second bad and total events; ratio and latency indicators only);
+//! 2. `burnguard:sli_error:ratio_rate<W>` for every window the SLO reads:
+//!    - windows up to 6h straight from the indicator's queries (these decide pages, so they
+//!      are exact and fresh);
+//!    - longer windows (1d, 3d, the SLO window) derived from the 5m base series as
+//!      `avg_over_time(errors[W]) / avg_over_time(total[W])`. Both averages run over the same
+//!      evaluation timestamps, so this is a traffic-weighted ratio (not an average of ratios)
+//!      and costs one sample per evaluation per series instead of a raw range query over W.
+//!      Its error against `increase()` over raw counters: events within 5m of either edge of
+//!      the window count partially (the window is shifted back by 2.5m on average), at most
+//!      5m/W of the events (0.35% of them for 1d, 0.012% for 30d); gaps in rule evaluation
+//!      drop the events of the missed samples; and the window only covers history since the
+//!      rules were loaded (backfill with `promtool tsdb create-blocks-from rules`).
+//!      Raw indicators have no event counts, so their long windows are the time average of the
+//!      5m ratio, which over-weights quiet periods: prefer ratio or latency indicators.
+//! 3. `burnguard:slo_objective:ratio` and `burnguard:slo_error_budget_remaining:ratio`, so
+//!    dashboards need no constants;
+//! 4. one alert per alert row, firing when both of its windows exceed `threshold * budget`.
+//!
+//! Every series carries `slo`, `service` and the SLO's `metadata.labels`.
+//!
+//! Owns: rule names, expressions and alert wording. Must not touch: I/O.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::policy::{AlertWindow, BASE_WINDOW, Indicator, Severity, Slo, Window};
+use super::sli::{self, promql_number};
+
+/// Windows longer than this are derived from the 5m base series.
+pub const DIRECT_WINDOW_LIMIT: Window = Window::from_secs(6 * 3_600);
+
+/// A Prometheus rule file.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleFile {
+    pub groups: Vec<RuleGroup>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleGroup {
+    pub name: String,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Rule {
+    Recording {
+        record: String,
+        expr: String,
+        labels: BTreeMap<String, String>,
+    },
+    Alerting {
+        alert: String,
+        expr: String,
+        labels: BTreeMap<String, String>,
+        annotations: BTreeMap<String, String>,
+    },
+}
+
+/// Recorded error ratio over `window`.
+pub fn error_ratio_series(window: Window) -> String {
+    format!("burnguard:sli_error:ratio_rate{window}")
+}
+
+pub const BAD_RATE_SERIES: &str = "burnguard:sli_errors:rate5m";
+pub const TOTAL_RATE_SERIES: &str = "burnguard:sli_total:rate5m";
+pub const OBJECTIVE_SERIES: &str = "burnguard:slo_objective:ratio";
+pub const BUDGET_REMAINING_SERIES: &str = "burnguard:slo_error_budget_remaining:ratio";
+
+/// Rules for every SLO, one group each, in the order given.
+pub fn rule_file(slos: &[Slo]) -> RuleFile {
+    RuleFile {
+        groups: slos.iter().map(rule_group).collect(),
+    }
+}
+
+/// The rule group of one SLO.
+pub fn rule_group(slo: &Slo) -> RuleGroup {
+    let labels = series_labels(slo);
+    let selector = format!("{{slo=\"{}\"}}", slo.name);
+    let record = |record: String, expr: String| Rule::Recording {
+        record,
+        expr,
+        labels: labels.clone(),
+    };
+    let mut rules = Vec::new();
+
+    let events = !matches!(slo.indicator, Indicator::Raw { .. });
+    if events {
+        let bad = sli::bad_rate(&slo.indicator, BASE_WINDOW).unwrap_or_default();
+        let total = sli::total_rate(&slo.indicator, BASE_WINDOW).unwrap_or_default();
+        rules.push(record(BAD_RATE_SERIES.into(), bad));
+        rules.push(record(TOTAL_RATE_SERIES.into(), total));
+    }
+    for window in slo.windows() {
+        let expr = if window <= DIRECT_WINDOW_LIMIT {
+            sli::error_ratio(&slo.indicator, window, slo.min_events)
+        } else if events {
+            sli::ratio_of_rates(
+                &format!("avg_over_time({BAD_RATE_SERIES}{selector}[{window}])"),
+                &format!("avg_over_time({TOTAL_RATE_SERIES}{selector}[{window}])"),
+                window,
+                slo.min_events,
+            )
+        } else {
+            format!(
+                "avg_over_time({}{selector}[{window}])",
+                error_ratio_series(BASE_WINDOW)
+            )
+        };
+        rules.push(record(error_ratio_series(window), expr));
+    }
+
+    let budget = promql_number(slo.error_budget().ratio());
+    rules.push(record(
+        OBJECTIVE_SERIES.into(),
+        format!("vector({})", promql_number(slo.objective.ratio())),
+    ));
+    rules.push(record(
+        BUDGET_REMAINING_SERIES.into(),
+        format!(
+            "1 - {}{selector} / {budget}",
+            error_ratio_series(slo.window)
+        ),
+    ));
+
+    for row in &slo.alerting.windows {
+        rules.push(alert_rule(slo, row, &selector, &budget));
+    }
+
+    RuleGroup {
+        name: format!("burnguard-{}", slo.name),
+        rules,
+    }
+}
+
+fn series_labels(slo: &Slo) -> BTreeMap<String, String> {
+    let mut labels = slo.labels.clone();
+    labels.insert("slo".into(), slo.name.clone());
+    labels.insert("service".into(), slo.service.clone());
+    labels
+}
+
+fn alert_rule(slo: &Slo, row: &AlertWindow, selector: &str, budget: &str) -> Rule {
+    let threshold = promql_number(row.burn_rate_threshold);
+    let condition = |window: Window| {
+        format!(
+            "{}{selector} > ({threshold} * {budget})",
+            error_ratio_series(window)
+        )
+    };
+    let expr = format!("{} and {}", condition(row.long), condition(row.short));
+
+    // `slo` and `service` also arrive on the series; naming them here keeps every alert rule
+    // distinct for linters and readers.
+    let mut labels = slo.alerting.labels.clone();
+    labels.insert("slo".into(), slo.name.clone());
+    labels.insert("service".into(), slo.service.clone());
+    labels.insert("severity".into(), row.severity.as_str().into());
+    labels.insert("long_window".into(), row.long.to_string());
+    labels.insert("short_window".into(), row.short.to_string());
+
+    let mut annotations = alert_annotations(slo, row);
+    annotations.extend(slo.alerting.annotations.clone());
+
+    Rule::Alerting {
+        alert: slo.alerting.name.clone(),
+        expr,
+        labels,
+        annotations,
+    }
+}
+
+/// Words for the person who gets the alert: what burns, how fast, and how urgent it is.
+/// Static text (no `$value`), so the alert reads the same in every tool that shows it.
+pub fn alert_annotations(slo: &Slo, row: &AlertWindow) -> BTreeMap<String, String> {
+    let threshold = promql_number(row.burn_rate_threshold);
+    let error_percent = promql_number(row.burn_rate_threshold * slo.error_budget().ratio() * 100.0);
+    let share_percent = promql_number(row.budget_share(slo.window) * 100.0);
+    let exhaustion = human_duration(slo.window.as_secs_f64() / row.burn_rate_threshold);
+    let urgency = match row.severity {
+        Severity::Page => "act now",
+        Severity::Ticket => "look into it within working hours",
+    };
+    let summary = format!(
+        "{} ({}) is burning its error budget {threshold}x faster than sustainable: {urgency}",
+        slo.name, slo.service
+    );
+    let description = format!(
+        "More than {error_percent}% of events failed over both the last {} and the last {} (objective {}%). \
+At this rate {share_percent}% of the {} error budget goes every {}, and a full budget lasts about {exhaustion}.",
+        row.long,
+        row.short,
+        promql_number(slo.objective.percent()),
+        slo.window,
+        row.long,
+    );
+    BTreeMap::from([
+        ("summary".to_string(), summary),
+        ("description".to_string(), description),
+    ])
+}
+
+/// `180000` seconds -> `2d2h`, rounded down to the minute; at least `1m`.
+fn human_duration(seconds: f64) -> String {
+    let minutes = (seconds / 60.0).floor().max(1.0) as u64;
+    Window::from_secs(minutes * 60).to_string()
+}
+
+/// The rule file as YAML, with a header saying where it came from.
+pub fn to_yaml(
+    file: &RuleFile,
+    generated_from: &str,
+) -> Result<String, serde_saphyr::SerializeError> {
+    // One line per expression: folded scalars would break PromQL mid-operator for readers.
+    let options = serde_saphyr::ser_options! { prefer_block_scalars: false };
+    let body = serde_saphyr::to_string_with_options(file, options)?;
+    Ok(format!(
+        "# Generated by `burnguard rules` from {generated_from}. Do not edit: change the policies and regenerate.\n{body}"
+    ))
+}

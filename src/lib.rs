@@ -1,0 +1,15 @@
+//! burnguard: SLO monitoring and auto-remediation next to Prometheus.
+//!
+//! The data flows one way: policy files -> validated [`domain::policy::Slo`] -> PromQL ->
+//! numbers -> verdicts -> actions -> records.
+//!
+//! - [`domain`] is pure: policy types, validation, burn-rate math, rule generation. It
+//!   depends on nothing else in this crate and does no I/O; time and data are parameters.
+//! - [`policies`] reads policy files from disk and hands them to the domain.
+//! - [`cli`] wires commands to the rest; it is the only place that prints.
+//!
+//! An arrow that points the other way (the domain calling out to I/O) is a bug.
+
+pub mod cli;
+pub mod domain;
+pub mod policies;
