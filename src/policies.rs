@@ -111,8 +111,15 @@ pub fn parse_source(source: &str, text: &str) -> (Vec<LoadedSlo>, Vec<FileProble
         problems.push(file_problem(source, "holds no YAML documents"));
     }
     for doc in documents {
-        let result = spec::parse_document(&doc)
-            .and_then(|Document::Slo(slo)| validate::validate_slo(&doc, *slo));
+        let result = spec::parse_document(&doc).and_then(|parsed| {
+            let Document::Slo(slo) = parsed.document;
+            let validated = validate::validate_slo(&doc, *slo);
+            match (validated, parsed.unknown_fields) {
+                (Ok(slo), unknown) if unknown.is_empty() => Ok(slo),
+                (Ok(_), unknown) => Err(unknown),
+                (Err(problems), unknown) => Err(unknown.into_iter().chain(problems).collect()),
+            }
+        });
         match result {
             Ok(slo) => slos.push(LoadedSlo {
                 origin: Origin {

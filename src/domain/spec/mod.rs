@@ -71,8 +71,16 @@ pub enum Document {
     Slo(Box<v1::SloDocument>),
 }
 
+/// A document of a known kind, and the fields it has that the kind does not know. Unknown
+/// fields are problems, but validation still runs so every problem is reported at once.
+#[derive(Debug)]
+pub struct Parsed {
+    pub document: Document,
+    pub unknown_fields: Vec<Problem>,
+}
+
 /// Reads one document: its header first, then the body of its kind.
-pub fn parse_document(doc: &SourceDocument<'_>) -> Result<Document, Vec<Problem>> {
+pub fn parse_document(doc: &SourceDocument<'_>) -> Result<Parsed, Vec<Problem>> {
     let (header, _) = deserialize::<v1::Header>(doc, false).map_err(|p| vec![p])?;
     let line_of = |s: &Option<serde_saphyr::Spanned<String>>| {
         s.as_ref().map(|s| absolute_line(doc, s.referenced.line()))
@@ -100,17 +108,17 @@ pub fn parse_document(doc: &SourceDocument<'_>) -> Result<Document, Vec<Problem>
     }
     match header.kind.as_ref().map(|s| s.value.as_str()) {
         Some("SLO") => {
-            let (slo, unknown) = deserialize::<v1::SloDocument>(doc, true).map_err(|p| vec![p])?;
-            if unknown.is_empty() {
-                Ok(Document::Slo(Box::new(slo)))
-            } else {
-                Err(unknown)
-            }
+            let (slo, unknown_fields) =
+                deserialize::<v1::SloDocument>(doc, true).map_err(|p| vec![p])?;
+            Ok(Parsed {
+                document: Document::Slo(Box::new(slo)),
+                unknown_fields,
+            })
         }
         Some("Playbook") => Err(vec![Problem::new(
             "kind",
             line_of(&header.kind),
-            "kind `Playbook` is not supported yet (it arrives with remediation); remove the document for now",
+            "`Playbook` is not supported yet (it arrives with remediation); remove the document for now",
         )]),
         Some(other) => Err(vec![Problem::new(
             "kind",
@@ -173,7 +181,11 @@ fn deserialize<T: DeserializeOwned>(
         Err(error) => {
             let path = tidy_path(&failed_path.into_inner()).unwrap_or_default();
             let line = error.location().map(|l| absolute_line(doc, l.line()));
-            Err(Problem::new(path, line, describe(&error)))
+            let message = match expected_at(&path) {
+                Some(expected) => format!("{}; expected {expected}", describe(&error)),
+                None => describe(&error),
+            };
+            Err(Problem::new(path, line, message))
         }
     }
 }
@@ -195,6 +207,24 @@ fn tidy_path(raw: &str) -> Option<String> {
         _ => segments,
     };
     Some(segments.join("."))
+}
+
+/// What a field accepts, for type errors, where the parser's own words would not say.
+fn expected_at(path: &str) -> Option<&'static str> {
+    let leaf = path.rsplit('.').next().unwrap_or(path);
+    let expected = match leaf {
+        "" => "a mapping with apiVersion, kind, metadata and spec",
+        "objective" => "a percentage as a number, such as 99.9",
+        "minEvents" => "a whole number of events, 0 or more",
+        "threshold" => "seconds as a number, such as 0.3",
+        "budgetPercent" => "a percent as a number, such as 2",
+        "burnRate" => "a factor as a number, such as 14.4",
+        "labels" | "annotations" => "a mapping of names to strings",
+        "metadata" => "a mapping with name and labels",
+        "spec" | "indicator" | "ratio" | "latency" | "raw" | "alerting" => "a mapping",
+        _ => return None,
+    };
+    Some(expected)
 }
 
 /// The parser's message without its `at line N, column M` suffix (we print lines ourselves).

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
-use serde::{Deserialize, de::IgnoredAny};
+use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 /// The only apiVersion this build reads natively.
@@ -52,8 +52,9 @@ pub struct SloSpec {
     pub indicator: Option<IndicatorSpec>,
     pub min_events: Option<Spanned<u64>>,
     pub alerting: Option<AlertingSpec>,
-    /// Read only to refuse it clearly until remediation lands.
-    pub budget_policy: Option<Spanned<IgnoredAny>>,
+    /// Read only to refuse it clearly until remediation lands (a `Value` swallows its
+    /// contents without reporting them as unknown fields).
+    pub budget_policy: Option<Spanned<serde_json::Value>>,
 }
 
 #[derive(Debug, Deserialize)]
