@@ -44,62 +44,341 @@ struct Case {
     says: &'static str,
 }
 
-fn case(name: &'static str, text: String, path: &'static str, line: Option<u64>, says: &'static str) -> Case {
-    Case { name, text, path, line, says }
+fn case(
+    name: &'static str,
+    text: String,
+    path: &'static str,
+    line: Option<u64>,
+    says: &'static str,
+) -> Case {
+    Case {
+        name,
+        text,
+        path,
+        line,
+        says,
+    }
 }
 
 #[test]
 fn each_broken_policy_names_the_field_that_is_wrong() {
     let cases = vec![
-        case("objective of 100% leaves no budget", with("objective: 99.9", "objective: 100"), "spec.objective", Some(7), "strictly between 0 and 100"),
-        case("objective of 0", with("objective: 99.9", "objective: 0"), "spec.objective", Some(7), "out of range"),
-        case("objective as a fraction string", with("objective: 99.9", "objective: \"99.9%\""), "spec.objective", Some(7), "a percentage as a number"),
-        case("objective missing", with("  objective: 99.9\n", ""), "spec.objective", None, "is required"),
-        case("service missing", with("  service: checkout\n", ""), "spec.service", None, "is required"),
-        case("name missing", with("  name: checkout-availability\n", "  labels: {}\n"), "metadata.name", None, "is required"),
-        case("name with capitals", with("name: checkout-availability", "name: Checkout"), "metadata.name", Some(4), "lowercase"),
-        case("reserved label", with("  name: checkout-availability\n", "  name: checkout-availability\n  labels: {severity: high}\n"), "metadata.labels.severity", None, "set by burnguard"),
-        case("window in bad notation", with("  objective: 99.9\n", "  objective: 99.9\n  window: 30 days\n"), "spec.window", Some(8), "not a duration"),
-        case("window shorter than the catalogue", with("  objective: 99.9\n", "  objective: 99.9\n  window: 1d\n"), "spec.window", None, "shorter than the 3d window"),
-        case("typo in a field name", with("  objective: 99.9\n", "  objectve: 99.9\n"), "spec.objectve", None, "unknown field"),
-        case("unknown field deep down", with("      total:", "      totl:"), "spec.indicator.ratio.totl", None, "unknown field"),
-        case("errors query without window", with("code=~\"5..\"}[{{.window}}]", "code=~\"5..\"}[5m]"), "spec.indicator.ratio.errors", Some(10), "no {{.window}}"),
-        case("total query that is not PromQL", with("total: sum(rate(http_requests_total[{{.window}}]))", "total: sum(rate(http_requests_total[{{.window}}])"), "spec.indicator.ratio.total", Some(11), "not valid PromQL"),
-        case("misspelt placeholder", with("total: sum(rate(http_requests_total[{{.window}}]))", "total: sum(rate(http_requests_total[{{.Window}}]))"), "spec.indicator.ratio.total", Some(11), "no {{.window}}"),
-        case("errors and good together", with("    ratio:\n", "    ratio:\n      good: sum(rate(ok[{{.window}}]))\n"), "spec.indicator.ratio", None, "both errors and good"),
-        case("two indicators", with("  indicator:\n", "  indicator:\n    raw: {errorRatio: 'x[{{.window}}]'}\n"), "spec.indicator", None, "exactly one"),
-        case("no indicator", VALID.split("  indicator:").next().unwrap().to_string(), "spec.indicator", None, "is required"),
-        case("minEvents negative", with("  objective: 99.9\n", "  objective: 99.9\n  minEvents: -3\n"), "spec.minEvents", Some(8), "whole number"),
-        case("budgetPolicy before remediation", with("  objective: 99.9\n", "  objective: 99.9\n  budgetPolicy: [{when: {alert: page}, run: x}]\n"), "spec.budgetPolicy", Some(8), "not supported yet"),
-        case("unknown alert catalogue", with("  objective: 99.9\n", "  objective: 99.9\n  alerting: {windows: pyrra}\n"), "spec.alerting.windows", None, "unknown catalogue"),
-        case("short window not shorter", with("  objective: 99.9\n", "  objective: 99.9\n  alerting:\n    windows: [{severity: page, long: 1h, short: 1h, budgetPercent: 2}]\n"), "spec.alerting.windows[0].short", None, "not shorter than long"),
-        case("long window past the SLO window", with("  objective: 99.9\n", "  objective: 99.9\n  alerting:\n    windows: [{severity: page, long: 40d, short: 1h, budgetPercent: 2}]\n"), "spec.alerting.windows[0].long", None, "longer than the SLO window"),
-        case("severity people do not page on", with("  objective: 99.9\n", "  objective: 99.9\n  alerting:\n    windows: [{severity: sms, long: 1h, short: 5m, burnRate: 14.4}]\n"), "spec.alerting.windows[0].severity", Some(9), "page or ticket"),
-        case("row with no threshold", with("  objective: 99.9\n", "  objective: 99.9\n  alerting:\n    windows: [{severity: page, long: 1h, short: 5m}]\n"), "spec.alerting.windows[0].budgetPercent", None, "is required"),
-        case("wrong apiVersion", with("apiVersion: burnguard.dev/v1", "apiVersion: sloth.slok.dev/v1"), "apiVersion", Some(1), "burnguard.dev/v1"),
-        case("playbook before remediation", with("kind: SLO", "kind: Playbook"), "kind", Some(2), "not supported yet"),
-        case("unknown kind", with("kind: SLO", "kind: Slo"), "kind", Some(2), "expected `SLO`"),
-        case("not YAML", with("service: checkout", "service: [checkout"), "spec.service", Some(7), "illegal placement"),
-        case("a list instead of a document", "- a\n- b\n".to_string(), "", Some(1), "a mapping with apiVersion"),
+        case(
+            "objective of 100% leaves no budget",
+            with("objective: 99.9", "objective: 100"),
+            "spec.objective",
+            Some(7),
+            "strictly between 0 and 100",
+        ),
+        case(
+            "objective of 0",
+            with("objective: 99.9", "objective: 0"),
+            "spec.objective",
+            Some(7),
+            "out of range",
+        ),
+        case(
+            "objective as a fraction string",
+            with("objective: 99.9", "objective: \"99.9%\""),
+            "spec.objective",
+            Some(7),
+            "a percentage as a number",
+        ),
+        case(
+            "objective missing",
+            with("  objective: 99.9\n", ""),
+            "spec.objective",
+            None,
+            "is required",
+        ),
+        case(
+            "service missing",
+            with("  service: checkout\n", ""),
+            "spec.service",
+            None,
+            "is required",
+        ),
+        case(
+            "name missing",
+            with("  name: checkout-availability\n", "  labels: {}\n"),
+            "metadata.name",
+            None,
+            "is required",
+        ),
+        case(
+            "name with capitals",
+            with("name: checkout-availability", "name: Checkout"),
+            "metadata.name",
+            Some(4),
+            "lowercase",
+        ),
+        case(
+            "reserved label",
+            with(
+                "  name: checkout-availability\n",
+                "  name: checkout-availability\n  labels: {severity: high}\n",
+            ),
+            "metadata.labels.severity",
+            None,
+            "set by burnguard",
+        ),
+        case(
+            "window in bad notation",
+            with(
+                "  objective: 99.9\n",
+                "  objective: 99.9\n  window: 30 days\n",
+            ),
+            "spec.window",
+            Some(8),
+            "not a duration",
+        ),
+        case(
+            "window shorter than the catalogue",
+            with("  objective: 99.9\n", "  objective: 99.9\n  window: 1d\n"),
+            "spec.window",
+            None,
+            "shorter than the 3d window",
+        ),
+        case(
+            "typo in a field name",
+            with("  objective: 99.9\n", "  objectve: 99.9\n"),
+            "spec.objectve",
+            None,
+            "unknown field",
+        ),
+        case(
+            "unknown field deep down",
+            with("      total:", "      totl:"),
+            "spec.indicator.ratio.totl",
+            None,
+            "unknown field",
+        ),
+        case(
+            "errors query without window",
+            with("code=~\"5..\"}[{{.window}}]", "code=~\"5..\"}[5m]"),
+            "spec.indicator.ratio.errors",
+            Some(10),
+            "no {{.window}}",
+        ),
+        case(
+            "total query that is not PromQL",
+            with(
+                "total: sum(rate(http_requests_total[{{.window}}]))",
+                "total: sum(rate(http_requests_total[{{.window}}])",
+            ),
+            "spec.indicator.ratio.total",
+            Some(11),
+            "not valid PromQL",
+        ),
+        case(
+            "misspelt placeholder",
+            with(
+                "total: sum(rate(http_requests_total[{{.window}}]))",
+                "total: sum(rate(http_requests_total[{{.Window}}]))",
+            ),
+            "spec.indicator.ratio.total",
+            Some(11),
+            "no {{.window}}",
+        ),
+        case(
+            "errors and good together",
+            with(
+                "    ratio:\n",
+                "    ratio:\n      good: sum(rate(ok[{{.window}}]))\n",
+            ),
+            "spec.indicator.ratio",
+            None,
+            "both errors and good",
+        ),
+        case(
+            "two indicators",
+            with(
+                "  indicator:\n",
+                "  indicator:\n    raw: {errorRatio: 'x[{{.window}}]'}\n",
+            ),
+            "spec.indicator",
+            None,
+            "exactly one",
+        ),
+        case(
+            "no indicator",
+            VALID.split("  indicator:").next().unwrap().to_string(),
+            "spec.indicator",
+            None,
+            "is required",
+        ),
+        case(
+            "minEvents negative",
+            with(
+                "  objective: 99.9\n",
+                "  objective: 99.9\n  minEvents: -3\n",
+            ),
+            "spec.minEvents",
+            Some(8),
+            "whole number",
+        ),
+        case(
+            "budgetPolicy before remediation",
+            with(
+                "  objective: 99.9\n",
+                "  objective: 99.9\n  budgetPolicy: [{when: {alert: page}, run: x}]\n",
+            ),
+            "spec.budgetPolicy",
+            Some(8),
+            "not supported yet",
+        ),
+        case(
+            "unknown alert catalogue",
+            with(
+                "  objective: 99.9\n",
+                "  objective: 99.9\n  alerting: {windows: pyrra}\n",
+            ),
+            "spec.alerting.windows",
+            None,
+            "unknown catalogue",
+        ),
+        case(
+            "short window not shorter",
+            with(
+                "  objective: 99.9\n",
+                "  objective: 99.9\n  alerting:\n    windows: [{severity: page, long: 1h, short: 1h, budgetPercent: 2}]\n",
+            ),
+            "spec.alerting.windows[0].short",
+            None,
+            "not shorter than long",
+        ),
+        case(
+            "long window past the SLO window",
+            with(
+                "  objective: 99.9\n",
+                "  objective: 99.9\n  alerting:\n    windows: [{severity: page, long: 40d, short: 1h, budgetPercent: 2}]\n",
+            ),
+            "spec.alerting.windows[0].long",
+            None,
+            "longer than the SLO window",
+        ),
+        case(
+            "severity people do not page on",
+            with(
+                "  objective: 99.9\n",
+                "  objective: 99.9\n  alerting:\n    windows: [{severity: sms, long: 1h, short: 5m, burnRate: 14.4}]\n",
+            ),
+            "spec.alerting.windows[0].severity",
+            Some(9),
+            "page or ticket",
+        ),
+        case(
+            "row with no threshold",
+            with(
+                "  objective: 99.9\n",
+                "  objective: 99.9\n  alerting:\n    windows: [{severity: page, long: 1h, short: 5m}]\n",
+            ),
+            "spec.alerting.windows[0].budgetPercent",
+            None,
+            "is required",
+        ),
+        case(
+            "wrong apiVersion",
+            with(
+                "apiVersion: burnguard.dev/v1",
+                "apiVersion: sloth.slok.dev/v1",
+            ),
+            "apiVersion",
+            Some(1),
+            "burnguard.dev/v1",
+        ),
+        case(
+            "playbook before remediation",
+            with("kind: SLO", "kind: Playbook"),
+            "kind",
+            Some(2),
+            "not supported yet",
+        ),
+        case(
+            "unknown kind",
+            with("kind: SLO", "kind: Slo"),
+            "kind",
+            Some(2),
+            "expected `SLO`",
+        ),
+        case(
+            "not YAML",
+            with("service: checkout", "service: [checkout"),
+            "spec.service",
+            Some(7),
+            "illegal placement",
+        ),
+        case(
+            "a list instead of a document",
+            "- a\n- b\n".to_string(),
+            "",
+            Some(1),
+            "a mapping with apiVersion",
+        ),
     ];
     let latency = |body: &str| -> String {
         let base = VALID.split("  indicator:").next().unwrap();
         format!("{base}  indicator:\n    latency:\n{body}")
     };
     let latency_cases = vec![
-        case("histogram given with _bucket", latency("      histogram: rpc_seconds_bucket\n      threshold: 0.3\n"), "spec.indicator.latency.histogram", Some(10), "base name `rpc_seconds`"),
-        case("selector without braces", latency("      histogram: rpc_seconds\n      selector: 'job=\"x\"'\n      threshold: 0.3\n"), "spec.indicator.latency.selector", Some(11), "in braces"),
-        case("selector choosing le", latency("      histogram: rpc_seconds\n      selector: '{le=\"1\"}'\n      threshold: 0.3\n"), "spec.indicator.latency.selector", Some(11), "matches on `le`"),
-        case("negative threshold", latency("      histogram: rpc_seconds\n      threshold: -0.3\n"), "spec.indicator.latency.threshold", Some(11), "positive number of seconds"),
-        case("threshold missing", latency("      histogram: rpc_seconds\n"), "spec.indicator.latency.threshold", None, "is required"),
+        case(
+            "histogram given with _bucket",
+            latency("      histogram: rpc_seconds_bucket\n      threshold: 0.3\n"),
+            "spec.indicator.latency.histogram",
+            Some(10),
+            "base name `rpc_seconds`",
+        ),
+        case(
+            "selector without braces",
+            latency(
+                "      histogram: rpc_seconds\n      selector: 'job=\"x\"'\n      threshold: 0.3\n",
+            ),
+            "spec.indicator.latency.selector",
+            Some(11),
+            "in braces",
+        ),
+        case(
+            "selector choosing le",
+            latency(
+                "      histogram: rpc_seconds\n      selector: '{le=\"1\"}'\n      threshold: 0.3\n",
+            ),
+            "spec.indicator.latency.selector",
+            Some(11),
+            "matches on `le`",
+        ),
+        case(
+            "negative threshold",
+            latency("      histogram: rpc_seconds\n      threshold: -0.3\n"),
+            "spec.indicator.latency.threshold",
+            Some(11),
+            "positive number of seconds",
+        ),
+        case(
+            "threshold missing",
+            latency("      histogram: rpc_seconds\n"),
+            "spec.indicator.latency.threshold",
+            None,
+            "is required",
+        ),
     ];
     for case in cases.into_iter().chain(latency_cases) {
         let found = problems(&case.text);
         let hit = found.iter().find(|p| p.problem.path == case.path);
         let Some(hit) = hit else {
-            panic!("{}: no problem at `{}`; got:\n{}", case.name, case.path, render(&found));
+            panic!(
+                "{}: no problem at `{}`; got:\n{}",
+                case.name,
+                case.path,
+                render(&found)
+            );
         };
-        assert_eq!(hit.problem.line, case.line, "{}: line of {}", case.name, render(&found));
+        assert_eq!(
+            hit.problem.line,
+            case.line,
+            "{}: line of {}",
+            case.name,
+            render(&found)
+        );
         assert!(
             hit.problem.message.contains(case.says),
             "{}: message {:?} lacks {:?}",
@@ -122,14 +401,23 @@ fn every_problem_of_a_document_is_reported_at_once() {
         .replace("  indicator:", "  window: 3x\n  extra: true\n  indicator:");
     let found = problems(&text);
     let paths: Vec<&str> = found.iter().map(|p| p.problem.path.as_str()).collect();
-    for expected in ["spec.objective", "spec.service", "spec.window", "spec.extra"] {
-        assert!(paths.contains(&expected), "{expected} missing from {paths:?}");
+    for expected in [
+        "spec.objective",
+        "spec.service",
+        "spec.window",
+        "spec.extra",
+    ] {
+        assert!(
+            paths.contains(&expected),
+            "{expected} missing from {paths:?}"
+        );
     }
 }
 
 #[test]
 fn problems_in_later_documents_carry_their_document_number_and_file_line() {
-    let second = with("objective: 99.9", "objective: 101").replace("checkout-availability", "second");
+    let second =
+        with("objective: 99.9", "objective: 101").replace("checkout-availability", "second");
     let text = format!("{VALID}---\n{second}");
     let found = problems(&text);
     assert_eq!(found.len(), 1, "{}", render(&found));
@@ -149,16 +437,31 @@ fn a_name_used_twice_across_files_is_refused() {
     let problem = &error.problems[0];
     assert!(problem.source.ends_with("b.yaml"));
     assert_eq!(problem.problem.path, "metadata.name");
-    assert!(problem.problem.message.contains("a.yaml"), "{}", problem.problem.message);
+    assert!(
+        problem.problem.message.contains("a.yaml"),
+        "{}",
+        problem.problem.message
+    );
 }
 
 #[test]
 fn validate_exits_1_and_prints_file_line_and_path() {
     let dir = tempfile::tempdir().unwrap();
-    common::write(dir.path(), "bad.yaml", &with("objective: 99.9", "objective: 100"));
-    let (ok, output) = common::run(Command::new(env!("CARGO_BIN_EXE_burnguard")).arg("validate").arg(dir.path()));
+    common::write(
+        dir.path(),
+        "bad.yaml",
+        &with("objective: 99.9", "objective: 100"),
+    );
+    let (ok, output) = common::run(
+        Command::new(env!("CARGO_BIN_EXE_burnguard"))
+            .arg("validate")
+            .arg(dir.path()),
+    );
     assert!(!ok);
-    let expected_prefix = format!("{}:7: document 1, spec.objective: ", dir.path().join("bad.yaml").display());
+    let expected_prefix = format!(
+        "{}:7: document 1, spec.objective: ",
+        dir.path().join("bad.yaml").display()
+    );
     assert!(output.contains(&expected_prefix), "{output}");
     assert!(output.contains("1 problem(s) found"), "{output}");
 }
@@ -166,7 +469,8 @@ fn validate_exits_1_and_prints_file_line_and_path() {
 #[test]
 fn a_missing_path_and_an_empty_directory_are_reported() {
     let dir = tempfile::tempdir().unwrap();
-    let error = policies::load(&[dir.path().join("nope.yaml"), dir.path().to_path_buf()]).unwrap_err();
+    let error =
+        policies::load(&[dir.path().join("nope.yaml"), dir.path().to_path_buf()]).unwrap_err();
     assert_eq!(error.problems.len(), 2, "{:?}", error.problems);
     assert!(error.problems[0].problem.message.contains("cannot be read"));
     assert!(error.problems[1].problem.message.contains("no *.yaml"));

