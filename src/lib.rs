@@ -6,10 +6,15 @@
 //! - [`domain`] is pure: policy types, validation, burn-rate math, rule generation. It
 //!   depends on nothing else in this crate and does no I/O; time and data are parameters.
 //! - [`policies`] reads policy files from disk and hands them to the domain.
+//! - [`ports`] are the async traits the engine needs; [`adapters`] implement them (Prometheus).
+//! - [`engine`] runs evaluation cycles and backtests over a port, calling the domain.
 //! - [`cli`] wires commands to the rest; it is the only place that prints.
 //!
 //! An arrow that points the other way (the domain calling out to I/O) is a bug.
 
+pub mod adapters;
 pub mod cli;
 pub mod domain;
+pub mod engine;
 pub mod policies;
+pub mod ports;

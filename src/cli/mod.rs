@@ -3,6 +3,9 @@
 //! Owns: flags, exit codes, what is printed. Must not touch: policy meaning or math (those
 //! are `domain`), file formats (those are `policies`).
 
+pub mod args;
+mod backtest;
+mod eval;
 mod rules;
 mod validate;
 
@@ -10,6 +13,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use crate::engine::ReadMode;
+use args::{Output, PrometheusArgs};
 
 /// SLO monitoring and auto-remediation: error-budget burn rates, Prometheus rules, incidents.
 #[derive(Debug, Parser)]
@@ -36,6 +42,50 @@ pub enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Evaluate SLO policies against Prometheus once: error ratios, burn rates, budget, alerts.
+    ///
+    /// Exits 0 after printing, 1 when the policies are invalid, 2 when some SLO could not be
+    /// evaluated (its `status` is `error`).
+    Eval {
+        /// Policy files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        prometheus: PrometheusArgs,
+        /// Evaluation time: RFC 3339 or unix seconds (default: now).
+        #[arg(long, value_parser = args::parse_time)]
+        at: Option<i64>,
+        #[arg(long, value_enum, default_value_t = Output::Json)]
+        output: Output,
+        /// raw: the SLOs' own queries; rules: burnguard's recorded series; auto: rules where present.
+        #[arg(long, value_enum, default_value_t = ReadMode::Auto)]
+        mode: ReadMode,
+        /// Queries in flight at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
+    /// Replay SLO policies over history: every alert transition, the budget curve, a summary.
+    Backtest {
+        /// Policy files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        prometheus: PrometheusArgs,
+        /// Start: RFC 3339 or unix seconds.
+        #[arg(long, value_parser = args::parse_time)]
+        from: i64,
+        /// End: RFC 3339 or unix seconds.
+        #[arg(long, value_parser = args::parse_time)]
+        to: i64,
+        /// Time between replayed evaluations.
+        #[arg(long, value_parser = args::parse_duration, default_value = "5m")]
+        step: std::time::Duration,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+        /// Range queries in flight at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+    },
 }
 
 /// Runs a parsed command line and returns the process exit code.
@@ -43,7 +93,45 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate { paths } => Ok(validate::run(&paths)),
         Command::Rules { paths, output } => rules::run(&paths, output.as_deref()),
+        Command::Eval {
+            paths,
+            prometheus,
+            at,
+            output,
+            mode,
+            concurrency,
+        } => runtime()?.block_on(eval::run(eval::EvalArgs {
+            paths,
+            prometheus,
+            at,
+            output,
+            mode,
+            concurrency,
+        })),
+        Command::Backtest {
+            paths,
+            prometheus,
+            from,
+            to,
+            step,
+            output,
+            concurrency,
+        } => runtime()?.block_on(backtest::run(backtest::BacktestArgs {
+            paths,
+            prometheus,
+            from,
+            to,
+            step: step.as_secs(),
+            output,
+            concurrency,
+        })),
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 /// Prints every load problem to stderr with a closing count.

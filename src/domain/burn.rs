@@ -11,7 +11,9 @@
 //!
 //! Owns: the formulas and the verdict. Must not touch: I/O, the clock.
 
-use super::policy::{AlertWindow, ErrorBudget, Severity, Window};
+use std::collections::BTreeMap;
+
+use super::policy::{AlertWindow, ErrorBudget, Severity, Slo, Window};
 
 /// The error ratio of one window from per-second event rates, as Prometheus `rate()` gives them.
 ///
@@ -157,6 +159,58 @@ pub fn status(states: &[AlertState], any_window_has_data: bool) -> Status {
         Some(Severity::Ticket) => Status::Ticket,
         None if any_window_has_data => Status::Ok,
         None => Status::NoData,
+    }
+}
+
+/// Everything one evaluation says about an SLO, from the error ratio of each of its windows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Assessment {
+    /// Burn rate per window, `None` where the window has no data.
+    pub burn_rates: BTreeMap<Window, Option<f64>>,
+    /// Over the SLO window; `None` without data there.
+    pub budget_remaining: Option<f64>,
+    /// At the current burn rate (see [`current_burn_window`]); `None` when it never runs out or
+    /// either number is unknown.
+    pub time_to_exhaustion: Option<f64>,
+    pub alerts: Vec<AlertState>,
+    pub status: Status,
+}
+
+/// The window whose burn rate counts as "current" for time to exhaustion: the shortest long
+/// window of the alert rows (1h with the workbook table), recent yet not as jumpy as 5m.
+pub fn current_burn_window(slo: &Slo) -> Window {
+    slo.alerting
+        .windows
+        .iter()
+        .map(|row| row.long)
+        .min()
+        .unwrap_or(slo.window)
+}
+
+/// Assesses an SLO from its windows' error ratios (`None` = no data; missing keys likewise).
+pub fn assess(slo: &Slo, ratios: &BTreeMap<Window, Option<f64>>) -> Assessment {
+    let budget = slo.error_budget();
+    let ratio_of = |w: Window| finite(ratios.get(&w).copied().flatten());
+    let burn_rates = ratios
+        .keys()
+        .map(|w| (*w, ratio_of(*w).map(|r| burn_rate(r, budget))))
+        .collect();
+    let budget_remaining = ratio_of(slo.window).map(|r| budget_remaining(r, budget));
+    let current = ratio_of(current_burn_window(slo)).map(|r| burn_rate(r, budget));
+    let time_to_exhaustion = match (budget_remaining, current) {
+        (Some(remaining), _) if remaining <= 0.0 => Some(0.0),
+        (Some(remaining), Some(rate)) => time_to_exhaustion(remaining, slo.window, rate),
+        _ => None,
+    };
+    let alerts = alert_states(&slo.alerting.windows, budget, ratio_of);
+    let any_data = ratios.keys().any(|w| ratio_of(*w).is_some());
+    let status = status(&alerts, any_data);
+    Assessment {
+        burn_rates,
+        budget_remaining,
+        time_to_exhaustion,
+        alerts,
+        status,
     }
 }
 

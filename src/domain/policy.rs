@@ -267,6 +267,9 @@ pub struct Slo {
     pub indicator: Indicator,
     /// A window with fewer events than this has no data (never alerts); 0 means any traffic counts.
     pub min_events: u64,
+    /// Cron expression (seconds first, `0 */5 * * * *`) when this SLO is evaluated on its own
+    /// schedule instead of the service's interval. Validated.
+    pub schedule: Option<String>,
     pub alerting: Alerting,
 }
 

@@ -6,6 +6,7 @@
 //! Must not touch: files, Prometheus (a latency bucket's existence is checked at evaluation).
 
 use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
 
 use promql_parser::parser::{self, Expr};
 use serde_saphyr::Spanned;
@@ -101,6 +102,7 @@ pub fn validate_slo(doc: &SourceDocument<'_>, slo: SloDocument) -> Result<Slo, V
             window: parts.window,
             indicator: parts.indicator,
             min_events: parts.min_events,
+            schedule: parts.schedule,
             alerting: parts.alerting,
         }),
         _ => Err(p.found),
@@ -114,6 +116,7 @@ struct SpecParts {
     window: Window,
     indicator: Indicator,
     min_events: u64,
+    schedule: Option<String>,
     alerting: Alerting,
 }
 
@@ -197,6 +200,20 @@ fn validate_spec(p: &mut Problems<'_>, spec: SloSpec) -> Option<SpecParts> {
             "is not supported yet (it arrives with remediation); remove it for now",
         );
     }
+    let schedule = match &spec.schedule {
+        None => Some(None),
+        Some(text) => match cron::Schedule::from_str(text.value.trim()) {
+            Ok(_) => Some(Some(text.value.trim().to_string())),
+            Err(why) => {
+                p.at(
+                    "spec.schedule",
+                    text,
+                    format!("is not a cron expression ({why}); expected six or seven fields, seconds first, such as `0 */5 * * * *`"),
+                );
+                None
+            }
+        },
+    };
     let alerting = validate_alerting(p, spec.alerting, window);
     Some(SpecParts {
         service: service?,
@@ -205,6 +222,7 @@ fn validate_spec(p: &mut Problems<'_>, spec: SloSpec) -> Option<SpecParts> {
         window: window?,
         indicator: indicator?,
         min_events,
+        schedule: schedule?,
         alerting: alerting?,
     })
 }

@@ -44,3 +44,5 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+pub mod prometheus;

@@ -51,6 +51,8 @@ pub struct SloSpec {
     pub window: Option<Spanned<String>>,
     pub indicator: Option<IndicatorSpec>,
     pub min_events: Option<Spanned<u64>>,
+    /// Cron expression (seconds first) for evaluating this SLO off the service's interval.
+    pub schedule: Option<Spanned<String>>,
     pub alerting: Option<AlertingSpec>,
     /// Read only to refuse it clearly until remediation lands (a `Value` swallows its
     /// contents without reporting them as unknown fields).

@@ -1,0 +1,4 @@
+//! One module per outside system. Nothing outside `adapters` names these systems' client
+//! crates; the engine sees them only through the traits in `ports`.
+
+pub mod prometheus;

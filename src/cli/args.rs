@@ -1,0 +1,142 @@
+//! Flags shared by several commands: how to reach Prometheus, times, output formats.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use secrecy::SecretString;
+
+use crate::adapters::prometheus::PrometheusConfig;
+use crate::ports::UnixSeconds;
+
+/// How to reach a Prometheus-compatible query API. Every flag has a `BURNGUARD_*` twin.
+#[derive(Debug, Clone, Args, Default)]
+pub struct PrometheusArgs {
+    /// Base URL of Prometheus, Thanos, Mimir or VictoriaMetrics (e.g. http://127.0.0.1:9090).
+    #[arg(
+        long = "prometheus",
+        env = "BURNGUARD_PROMETHEUS_URL",
+        value_name = "URL"
+    )]
+    pub url: Option<String>,
+    /// Extra request header, `Name: value` (repeatable), e.g. `X-Scope-OrgID: tenant-a`.
+    #[arg(long = "prometheus-header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+    /// Bearer token for the query API.
+    #[arg(
+        long,
+        env = "BURNGUARD_PROMETHEUS_BEARER_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub prometheus_bearer_token: Option<String>,
+    /// File holding the bearer token (read at start; trailing newline ignored).
+    #[arg(
+        long,
+        env = "BURNGUARD_PROMETHEUS_BEARER_TOKEN_FILE",
+        value_name = "FILE"
+    )]
+    pub prometheus_bearer_token_file: Option<PathBuf>,
+    /// Basic auth as `user:password`.
+    #[arg(
+        long,
+        env = "BURNGUARD_PROMETHEUS_BASIC_AUTH",
+        hide_env_values = true,
+        value_name = "USER:PASSWORD"
+    )]
+    pub prometheus_basic_auth: Option<String>,
+    /// Timeout of each query, e.g. 10s or 500ms.
+    #[arg(long, env = "BURNGUARD_PROMETHEUS_TIMEOUT", value_parser = parse_duration, value_name = "DURATION")]
+    pub prometheus_timeout: Option<Duration>,
+}
+
+impl PrometheusArgs {
+    /// The client settings, or what is missing or malformed.
+    pub fn config(&self) -> anyhow::Result<PrometheusConfig> {
+        let Some(url) = &self.url else {
+            bail!("no Prometheus URL: pass --prometheus URL or set BURNGUARD_PROMETHEUS_URL");
+        };
+        let mut config = PrometheusConfig::new(url.clone());
+        for header in &self.headers {
+            let (name, value) = header
+                .split_once(':')
+                .with_context(|| format!("header `{header}` is not `Name: value`"))?;
+            config
+                .headers
+                .push((name.trim().to_string(), value.trim().to_string()));
+        }
+        config.bearer_token = match (
+            &self.prometheus_bearer_token,
+            &self.prometheus_bearer_token_file,
+        ) {
+            (Some(token), _) => Some(SecretString::from(token.clone())),
+            (None, Some(path)) => {
+                let token = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the bearer token file {}", path.display()))?;
+                Some(SecretString::from(token.trim_end().to_string()))
+            }
+            (None, None) => None,
+        };
+        if let Some(auth) = &self.prometheus_basic_auth {
+            let (user, password) = auth
+                .split_once(':')
+                .context("--prometheus-basic-auth is not `user:password`")?;
+            config.basic_auth = Some((user.to_string(), SecretString::from(password.to_string())));
+        }
+        if let Some(timeout) = self.prometheus_timeout {
+            config.timeout = timeout;
+        }
+        Ok(config)
+    }
+}
+
+/// `10s`, `500ms`, `1m30s`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("`{text}` is not a duration ({e}); e.g. 30s, 500ms, 5m"))
+}
+
+/// RFC 3339 (`2026-01-04T00:00:00Z`) or unix seconds (`1767484800`).
+pub fn parse_time(text: &str) -> Result<UnixSeconds, String> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<f64>()
+        && seconds.is_finite()
+    {
+        return Ok(seconds.floor() as i64);
+    }
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp())
+        .map_err(|e| {
+            format!("`{text}` is neither RFC 3339 (2026-01-04T00:00:00Z) nor unix seconds: {e}")
+        })
+}
+
+/// `2026-01-04T00:00:00Z` for unix seconds.
+pub fn rfc3339(at: UnixSeconds) -> String {
+    chrono::DateTime::from_timestamp(at, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| at.to_string())
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Output {
+    Json,
+    #[default]
+    Table,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse_as_rfc3339_or_unix_seconds() {
+        assert_eq!(parse_time("2026-01-04T00:00:00Z"), Ok(1_767_484_800));
+        assert_eq!(parse_time("1767484800"), Ok(1_767_484_800));
+        assert_eq!(parse_time("2026-01-04T01:00:00+01:00"), Ok(1_767_484_800));
+        assert!(parse_time("yesterday").is_err());
+        assert_eq!(rfc3339(1_767_484_800), "2026-01-04T00:00:00Z");
+    }
+}

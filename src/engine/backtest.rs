@@ -1,0 +1,239 @@
+//! Replaying policies over history: range queries for every window of every SLO, then the
+//! same assessment a live cycle makes, at every step. What a team sees before adopting a
+//! policy: when it would have paged, for how long, and how low the budget went.
+//!
+//! Backtests read raw queries (recording rules may not have existed over the period).
+
+use std::collections::BTreeMap;
+
+use futures_util::stream::{self, StreamExt};
+use serde::Serialize;
+
+use crate::domain::burn::{self, Status};
+use crate::domain::policy::{Severity, Slo, Window};
+use crate::domain::sli;
+use crate::ports::{MetricsError, MetricsSource, UnixSeconds};
+
+/// Prometheus refuses more than 11,000 points per series; stay under it.
+const MAX_POINTS_PER_QUERY: i64 = 10_000;
+
+/// Whether an alert row started or stopped firing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    Fired,
+    Resolved,
+}
+
+/// One alert row changing state at one step.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Transition {
+    pub at: UnixSeconds,
+    pub change: Change,
+    pub severity: &'static str,
+    pub long_window: String,
+    pub short_window: String,
+}
+
+/// Budget remaining over the SLO window at one step (`None`: no data).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BudgetPoint {
+    pub at: UnixSeconds,
+    pub remaining: Option<f64>,
+}
+
+/// What the replay adds up to.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Summary {
+    /// Episodes during which at least one page row fired.
+    pub pages: usize,
+    /// Episodes during which at least one ticket row fired.
+    pub tickets: usize,
+    pub time_paging_seconds: u64,
+    pub time_ticketing_seconds: u64,
+    pub time_without_data_seconds: u64,
+    pub lowest_budget_remaining: Option<f64>,
+    pub lowest_budget_at: Option<UnixSeconds>,
+}
+
+/// One SLO's replay.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SloBacktest {
+    pub name: String,
+    pub service: String,
+    pub transitions: Vec<Transition>,
+    pub budget: Vec<BudgetPoint>,
+    pub summary: Summary,
+    pub error: Option<String>,
+}
+
+/// Points of one window's error ratio, by time.
+pub type WindowPoints = BTreeMap<UnixSeconds, f64>;
+
+/// The steps of a replay: `from`, `from + step`, ... up to and including `to`.
+pub fn steps(from: UnixSeconds, to: UnixSeconds, step: u64) -> Vec<UnixSeconds> {
+    let step = step.max(1) as i64;
+    (0..)
+        .map(|i| from + i * step)
+        .take_while(|t| *t <= to)
+        .collect()
+}
+
+/// Replays every SLO over `[from, to]`. Each SLO fails on its own if one of its queries does.
+pub async fn backtest<M: MetricsSource>(
+    source: &M,
+    slos: &[Slo],
+    from: UnixSeconds,
+    to: UnixSeconds,
+    step: u64,
+    concurrency: usize,
+) -> Vec<SloBacktest> {
+    let jobs: Vec<(usize, Window, String)> = slos
+        .iter()
+        .enumerate()
+        .flat_map(|(i, slo)| {
+            slo.windows()
+                .into_iter()
+                .map(move |w| (i, w, sli::error_ratio(&slo.indicator, w, slo.min_events)))
+        })
+        .collect();
+    let answers: Vec<(usize, Window, Result<WindowPoints, String>)> = stream::iter(jobs)
+        .map(|(i, w, expr)| async move {
+            let result = range_chunked(source, &expr, from, to, step).await;
+            (
+                i,
+                w,
+                result.map_err(|e| format!("querying the {w} error ratio: {e}")),
+            )
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+
+    let mut per_slo: Vec<Result<BTreeMap<Window, WindowPoints>, String>> =
+        vec![Ok(BTreeMap::new()); slos.len()];
+    for (i, window, result) in answers {
+        match (&mut per_slo[i], result) {
+            (Ok(windows), Ok(points)) => {
+                windows.insert(window, points);
+            }
+            (slot @ Ok(_), Err(e)) => *slot = Err(e),
+            (Err(_), _) => {}
+        }
+    }
+    let timeline = steps(from, to, step);
+    slos.iter()
+        .zip(per_slo)
+        .map(|(slo, data)| match data {
+            Ok(windows) => replay(slo, &windows, &timeline, step),
+            Err(error) => SloBacktest {
+                name: slo.name.clone(),
+                service: slo.service.clone(),
+                transitions: Vec::new(),
+                budget: Vec::new(),
+                summary: Summary::default(),
+                error: Some(error),
+            },
+        })
+        .collect()
+}
+
+/// One range query split into chunks Prometheus accepts; points keyed by time.
+async fn range_chunked<M: MetricsSource>(
+    source: &M,
+    expr: &str,
+    from: UnixSeconds,
+    to: UnixSeconds,
+    step: u64,
+) -> Result<WindowPoints, MetricsError> {
+    let mut points = BTreeMap::new();
+    let span = MAX_POINTS_PER_QUERY * step.max(1) as i64;
+    let mut start = from;
+    while start <= to {
+        let end = (start + span - step as i64).min(to);
+        let series = source.range(expr, start, end, step).await?;
+        if series.len() > 1 {
+            return Err(MetricsError::BadResponse(format!(
+                "{} series returned; the SLO's queries must aggregate to one series (wrap them in sum())",
+                series.len()
+            )));
+        }
+        for s in series {
+            points.extend(s.points);
+        }
+        start = end + step as i64;
+    }
+    Ok(points)
+}
+
+/// Assesses the SLO at every step from the windows' points. Pure.
+pub fn replay(
+    slo: &Slo,
+    windows: &BTreeMap<Window, WindowPoints>,
+    timeline: &[UnixSeconds],
+    step: u64,
+) -> SloBacktest {
+    let mut transitions = Vec::new();
+    let mut budget = Vec::with_capacity(timeline.len());
+    let mut summary = Summary::default();
+    let mut was_firing = vec![false; slo.alerting.windows.len()];
+    let (mut was_paging, mut was_ticketing) = (false, false);
+    for &at in timeline {
+        let ratios: BTreeMap<Window, Option<f64>> = windows
+            .iter()
+            .map(|(w, points)| (*w, points.get(&at).copied()))
+            .collect();
+        let assessment = burn::assess(slo, &ratios);
+        for (k, state) in assessment.alerts.iter().enumerate() {
+            if state.firing() != was_firing[k] {
+                transitions.push(Transition {
+                    at,
+                    change: if state.firing() {
+                        Change::Fired
+                    } else {
+                        Change::Resolved
+                    },
+                    severity: state.window.severity.as_str(),
+                    long_window: state.window.long.to_string(),
+                    short_window: state.window.short.to_string(),
+                });
+                was_firing[k] = state.firing();
+            }
+        }
+        let firing = |severity: Severity| {
+            assessment
+                .alerts
+                .iter()
+                .any(|a| a.firing() && a.window.severity == severity)
+        };
+        let (paging, ticketing) = (firing(Severity::Page), firing(Severity::Ticket));
+        summary.pages += usize::from(paging && !was_paging);
+        summary.tickets += usize::from(ticketing && !was_ticketing);
+        summary.time_paging_seconds += if paging { step } else { 0 };
+        summary.time_ticketing_seconds += if ticketing { step } else { 0 };
+        if assessment.status == Status::NoData {
+            summary.time_without_data_seconds += step;
+        }
+        (was_paging, was_ticketing) = (paging, ticketing);
+        if let Some(remaining) = assessment.budget_remaining
+            && summary
+                .lowest_budget_remaining
+                .is_none_or(|low| remaining < low)
+        {
+            summary.lowest_budget_remaining = Some(remaining);
+            summary.lowest_budget_at = Some(at);
+        }
+        budget.push(BudgetPoint {
+            at,
+            remaining: assessment.budget_remaining,
+        });
+    }
+    SloBacktest {
+        name: slo.name.clone(),
+        service: slo.service.clone(),
+        transitions,
+        budget,
+        summary,
+        error: None,
+    }
+}

@@ -1,0 +1,432 @@
+//! One evaluation cycle: read every SLO's error ratios at one instant and assess them.
+//!
+//! Two ways to read:
+//! - `raw`: each SLO's own queries, one per window, at most `concurrency` in flight;
+//! - `rules`: the `burnguard:sli_error:ratio_rate<W>` series recorded by the generated rules,
+//!   one query per distinct window for all SLOs at once;
+//! - `auto`: rules for SLOs whose recorded objective (`burnguard:slo_objective:ratio`) is
+//!   present and matches the policy, raw for the others (absent or stale rules).
+//!
+//! A failed query makes the SLOs that needed it `error`, with the reason; it is never read as
+//! a number. A query answering with more than one series for one SLO is an error too: which
+//! one would be the SLO's is a guess we do not make.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use futures_util::stream::{self, StreamExt};
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+
+use crate::domain::burn::{self, AlertState, Assessment, Status};
+use crate::domain::policy::{Slo, Window};
+use crate::domain::rules::{OBJECTIVE_SERIES, error_ratio_series};
+use crate::domain::sli;
+use crate::ports::{InstantSample, MetricsError, MetricsSource, UnixSeconds};
+
+/// How SLI numbers are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadMode {
+    Raw,
+    Rules,
+    #[default]
+    Auto,
+}
+
+/// Where one SLO's numbers came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SliSource {
+    Raw,
+    Rules,
+}
+
+/// The state of an SLO after one cycle: an assessment, or the reason there is none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EvalStatus {
+    Assessed(Status),
+    Error,
+}
+
+impl EvalStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvalStatus::Assessed(s) => s.as_str(),
+            EvalStatus::Error => "error",
+        }
+    }
+}
+
+impl Serialize for EvalStatus {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// Per-window numbers, serialized as a JSON object in window order (`{"5m": .., "1h": ..}`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WindowValues(pub Vec<(Window, Option<f64>)>);
+
+impl WindowValues {
+    pub fn get(&self, window: Window) -> Option<f64> {
+        self.0
+            .iter()
+            .find(|(w, _)| *w == window)
+            .and_then(|(_, v)| *v)
+    }
+}
+
+impl Serialize for WindowValues {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (window, value) in &self.0 {
+            map.serialize_entry(&window.to_string(), value)?;
+        }
+        map.end()
+    }
+}
+
+/// One alert row's state as reported.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AlertReport {
+    pub severity: &'static str,
+    pub long_window: String,
+    pub short_window: String,
+    /// The burn-rate threshold (the workbook's "factor").
+    pub factor: f64,
+    pub firing: bool,
+    /// `false` when a window of the row had no data, so it could not fire.
+    pub has_data: bool,
+}
+
+impl From<&AlertState> for AlertReport {
+    fn from(state: &AlertState) -> Self {
+        Self {
+            severity: state.window.severity.as_str(),
+            long_window: state.window.long.to_string(),
+            short_window: state.window.short.to_string(),
+            factor: state.window.burn_rate_threshold,
+            firing: state.firing(),
+            has_data: state.verdict != burn::PairVerdict::NoData,
+        }
+    }
+}
+
+/// One SLO after one cycle.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SloEvaluation {
+    pub name: String,
+    pub service: String,
+    pub objective: f64,
+    #[serde(serialize_with = "serialize_display")]
+    pub window: Window,
+    pub status: EvalStatus,
+    pub source: Option<SliSource>,
+    pub error_ratio: WindowValues,
+    pub burn_rate: WindowValues,
+    pub error_budget_remaining: Option<f64>,
+    pub time_to_exhaustion_seconds: Option<f64>,
+    pub alerts: Vec<AlertReport>,
+    pub error: Option<String>,
+}
+
+fn serialize_display<S: Serializer>(value: &Window, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
+}
+
+impl SloEvaluation {
+    fn assessed(slo: &Slo, source: SliSource, ratios: &BTreeMap<Window, Option<f64>>) -> Self {
+        let Assessment {
+            burn_rates,
+            budget_remaining,
+            time_to_exhaustion,
+            alerts,
+            status,
+        } = burn::assess(slo, ratios);
+        Self {
+            name: slo.name.clone(),
+            service: slo.service.clone(),
+            objective: slo.objective.ratio(),
+            window: slo.window,
+            status: EvalStatus::Assessed(status),
+            source: Some(source),
+            error_ratio: WindowValues(ratios.iter().map(|(w, r)| (*w, burn::finite(*r))).collect()),
+            burn_rate: WindowValues(burn_rates.into_iter().collect()),
+            error_budget_remaining: budget_remaining,
+            time_to_exhaustion_seconds: time_to_exhaustion,
+            alerts: alerts.iter().map(AlertReport::from).collect(),
+            error: None,
+        }
+    }
+
+    fn failed(slo: &Slo, source: Option<SliSource>, reason: String) -> Self {
+        let empty = WindowValues(slo.windows().into_iter().map(|w| (w, None)).collect());
+        Self {
+            name: slo.name.clone(),
+            service: slo.service.clone(),
+            objective: slo.objective.ratio(),
+            window: slo.window,
+            status: EvalStatus::Error,
+            source,
+            error_ratio: empty.clone(),
+            burn_rate: empty,
+            error_budget_remaining: None,
+            time_to_exhaustion_seconds: None,
+            alerts: Vec::new(),
+            error: Some(reason),
+        }
+    }
+}
+
+/// The result of one cycle over a set of SLOs.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Evaluation {
+    /// Unix seconds; printed as RFC 3339 by the CLI.
+    #[serde(skip)]
+    pub at: UnixSeconds,
+    pub slos: Vec<SloEvaluation>,
+    /// How many queries the cycle sent, and how many failed.
+    #[serde(skip)]
+    pub queries: usize,
+    #[serde(skip)]
+    pub failed_queries: usize,
+}
+
+/// Reads and assesses SLOs through a [`MetricsSource`].
+#[derive(Debug, Clone)]
+pub struct Evaluator<M> {
+    source: M,
+    mode: ReadMode,
+    concurrency: usize,
+}
+
+type QueryResult = Result<Vec<InstantSample>, MetricsError>;
+
+impl<M: MetricsSource> Evaluator<M> {
+    pub fn new(source: M, mode: ReadMode, concurrency: usize) -> Self {
+        Self {
+            source,
+            mode,
+            concurrency: concurrency.max(1),
+        }
+    }
+
+    pub fn source(&self) -> &M {
+        &self.source
+    }
+
+    /// Evaluates every SLO at `at`. Results come back in the order of `slos`.
+    pub async fn evaluate(&self, slos: &[Slo], at: UnixSeconds) -> Evaluation {
+        let mut queries = 0usize;
+        let mut failed_queries = 0usize;
+        let mut results: Vec<Option<SloEvaluation>> = vec![None; slos.len()];
+
+        let use_rules: Vec<bool> = match self.mode {
+            ReadMode::Raw => vec![false; slos.len()],
+            ReadMode::Rules => vec![true; slos.len()],
+            ReadMode::Auto => {
+                queries += 1;
+                match self.source.instant(OBJECTIVE_SERIES, at).await {
+                    Ok(samples) => {
+                        let recorded: HashMap<&str, f64> = samples
+                            .iter()
+                            .filter_map(|s| Some((s.labels.get("slo")?.as_str(), s.value)))
+                            .collect();
+                        slos.iter()
+                            .map(|slo| {
+                                recorded
+                                    .get(slo.name.as_str())
+                                    .is_some_and(|o| (o - slo.objective.ratio()).abs() < 1e-9)
+                            })
+                            .collect()
+                    }
+                    Err(error) => {
+                        failed_queries += 1;
+                        let reason = format!("checking for recorded rules: {error}");
+                        let slos = slos
+                            .iter()
+                            .map(|slo| SloEvaluation::failed(slo, None, reason.clone()))
+                            .collect();
+                        return Evaluation {
+                            at,
+                            slos,
+                            queries,
+                            failed_queries,
+                        };
+                    }
+                }
+            }
+        };
+
+        // Rules: one query per distinct window across the SLOs read that way.
+        let rules_slos: Vec<usize> = (0..slos.len()).filter(|i| use_rules[*i]).collect();
+        if !rules_slos.is_empty() {
+            let windows: Vec<Window> = rules_slos
+                .iter()
+                .flat_map(|i| slos[*i].windows())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let answers: Vec<(Window, QueryResult)> = stream::iter(windows)
+                .map(|w| async move { (w, self.source.instant(&error_ratio_series(w), at).await) })
+                .buffer_unordered(self.concurrency)
+                .collect()
+                .await;
+            queries += answers.len();
+            failed_queries += answers.iter().filter(|(_, r)| r.is_err()).count();
+            let answers: HashMap<Window, QueryResult> = answers.into_iter().collect();
+            let wanted: HashSet<&str> = rules_slos.iter().map(|i| slos[*i].name.as_str()).collect();
+            let by_slo = index_by_slo(&answers, &wanted);
+            for i in rules_slos {
+                let slo = &slos[i];
+                results[i] = Some(from_rules(slo, &answers, &by_slo));
+            }
+        }
+
+        // Raw: every (SLO, window) query, bounded concurrency across all of them.
+        let raw_jobs: Vec<(usize, Window, String)> = (0..slos.len())
+            .filter(|i| !use_rules[*i])
+            .flat_map(|i| {
+                let slo = &slos[i];
+                slo.windows()
+                    .into_iter()
+                    .map(move |w| (i, w, sli::error_ratio(&slo.indicator, w, slo.min_events)))
+            })
+            .collect();
+        if !raw_jobs.is_empty() {
+            let answers: Vec<(usize, Window, QueryResult)> = stream::iter(raw_jobs)
+                .map(|(i, w, expr)| async move { (i, w, self.source.instant(&expr, at).await) })
+                .buffer_unordered(self.concurrency)
+                .collect()
+                .await;
+            queries += answers.len();
+            failed_queries += answers.iter().filter(|(_, _, r)| r.is_err()).count();
+            let mut per_slo: BTreeMap<usize, Vec<(Window, QueryResult)>> = BTreeMap::new();
+            for (i, w, r) in answers {
+                per_slo.entry(i).or_default().push((w, r));
+            }
+            for (i, answers) in per_slo {
+                results[i] = Some(from_raw(&slos[i], answers));
+            }
+        }
+
+        Evaluation {
+            at,
+            slos: results
+                .into_iter()
+                .zip(slos)
+                .map(|(r, slo)| {
+                    r.unwrap_or_else(|| SloEvaluation::failed(slo, None, "not evaluated".into()))
+                })
+                .collect(),
+            queries,
+            failed_queries,
+        }
+    }
+}
+
+/// `window -> slo -> values` from the rules-mode answers, for the SLOs we evaluate.
+fn index_by_slo<'a>(
+    answers: &'a HashMap<Window, QueryResult>,
+    wanted: &HashSet<&str>,
+) -> HashMap<(Window, &'a str), Vec<f64>> {
+    let mut index: HashMap<(Window, &str), Vec<f64>> = HashMap::new();
+    for (window, result) in answers {
+        if let Ok(samples) = result {
+            for sample in samples {
+                if let Some(slo) = sample.labels.get("slo")
+                    && wanted.contains(slo.as_str())
+                {
+                    index
+                        .entry((*window, slo.as_str()))
+                        .or_default()
+                        .push(sample.value);
+                }
+            }
+        }
+    }
+    index
+}
+
+fn from_rules(
+    slo: &Slo,
+    answers: &HashMap<Window, QueryResult>,
+    by_slo: &HashMap<(Window, &str), Vec<f64>>,
+) -> SloEvaluation {
+    let mut ratios = BTreeMap::new();
+    for window in slo.windows() {
+        match answers.get(&window) {
+            Some(Err(error)) => {
+                return SloEvaluation::failed(
+                    slo,
+                    Some(SliSource::Rules),
+                    format!("reading {}: {error}", error_ratio_series(window)),
+                );
+            }
+            Some(Ok(_)) => {}
+            None => {
+                return SloEvaluation::failed(
+                    slo,
+                    Some(SliSource::Rules),
+                    format!("window {window} was not queried"),
+                );
+            }
+        }
+        let values = by_slo.get(&(window, slo.name.as_str()));
+        match values.map(Vec::as_slice) {
+            None | Some([]) => {
+                ratios.insert(window, None);
+            }
+            Some([value]) => {
+                ratios.insert(window, burn::finite(Some(*value)));
+            }
+            Some(many) => {
+                return SloEvaluation::failed(
+                    slo,
+                    Some(SliSource::Rules),
+                    format!(
+                        "{} has {} series for this SLO; its queries must aggregate to one series (wrap them in sum())",
+                        error_ratio_series(window),
+                        many.len()
+                    ),
+                );
+            }
+        }
+    }
+    SloEvaluation::assessed(slo, SliSource::Rules, &ratios)
+}
+
+fn from_raw(slo: &Slo, mut answers: Vec<(Window, QueryResult)>) -> SloEvaluation {
+    answers.sort_by_key(|(w, _)| *w);
+    let mut ratios = BTreeMap::new();
+    for (window, result) in answers {
+        match result {
+            Err(error) => {
+                return SloEvaluation::failed(
+                    slo,
+                    Some(SliSource::Raw),
+                    format!("querying the {window} error ratio: {error}"),
+                );
+            }
+            Ok(samples) => match samples.as_slice() {
+                [] => {
+                    ratios.insert(window, None);
+                }
+                [one] => {
+                    ratios.insert(window, burn::finite(Some(one.value)));
+                }
+                many => {
+                    return SloEvaluation::failed(
+                        slo,
+                        Some(SliSource::Raw),
+                        format!(
+                            "the {window} error ratio query returned {} series; the SLO's queries must aggregate to one series (wrap them in sum())",
+                            many.len()
+                        ),
+                    );
+                }
+            },
+        }
+    }
+    SloEvaluation::assessed(slo, SliSource::Raw, &ratios)
+}

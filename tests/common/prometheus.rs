@@ -1,0 +1,217 @@
+//! A real Prometheus for tests: history written as OpenMetrics, turned into TSDB blocks by
+//! `promtool tsdb create-blocks-from openmetrics`, served on a free loopback port, and killed
+//! (with its data removed) when the handle drops.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{run, tool, write};
+
+/// One series of synthetic history: samples `(unix seconds, value)` in time order.
+#[derive(Clone, Debug)]
+pub struct Series {
+    /// Metric family as OpenMetrics names it (`http_requests` for `http_requests_total`).
+    pub family: String,
+    /// Full sample name (`http_requests_total`, `..._bucket`, or a gauge's name).
+    pub name: String,
+    pub kind: &'static str,
+    pub labels: BTreeMap<String, String>,
+    pub samples: Vec<(i64, f64)>,
+}
+
+pub fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A counter sampled every `step` seconds over `[start, end]`, starting at `base`, growing by
+/// `per_second(t)` over each step (evaluated at the step's start).
+pub fn counter(
+    name: &str,
+    labels: BTreeMap<String, String>,
+    start: i64,
+    end: i64,
+    step: i64,
+    base: f64,
+    per_second: impl Fn(i64) -> f64,
+) -> Series {
+    let mut value = base;
+    let mut samples = Vec::new();
+    let mut t = start;
+    while t <= end {
+        samples.push((t, value));
+        value += per_second(t) * step as f64;
+        t += step;
+    }
+    Series {
+        family: name.trim_end_matches("_total").to_string(),
+        name: name.to_string(),
+        kind: "counter",
+        labels,
+        samples,
+    }
+}
+
+/// A gauge with a value per sample time.
+pub fn gauge(name: &str, labels: BTreeMap<String, String>, samples: Vec<(i64, f64)>) -> Series {
+    Series {
+        family: name.to_string(),
+        name: name.to_string(),
+        kind: "gauge",
+        labels,
+        samples,
+    }
+}
+
+impl Series {
+    /// The increase between the first and the last sample inside `[at - window, at]`, and
+    /// whether there were at least two samples there: what `rate()` divides, before its
+    /// extrapolation (which scales bad and total alike, so their ratio is this ratio).
+    pub fn increase_in(&self, at: i64, window: i64) -> Option<f64> {
+        let inside: Vec<f64> = self
+            .samples
+            .iter()
+            .filter(|(t, _)| *t >= at - window && *t <= at)
+            .map(|(_, v)| *v)
+            .collect();
+        (inside.len() >= 2).then(|| inside[inside.len() - 1] - inside[0])
+    }
+}
+
+/// OpenMetrics text for a set of series (families grouped, `# EOF` last).
+pub fn openmetrics(series: &[Series]) -> String {
+    let mut families: BTreeMap<(&str, &str), Vec<&Series>> = BTreeMap::new();
+    for s in series {
+        families
+            .entry((s.family.as_str(), s.kind))
+            .or_default()
+            .push(s);
+    }
+    let mut text = String::new();
+    for ((family, kind), members) in families {
+        writeln!(text, "# TYPE {family} {kind}").unwrap();
+        for s in members {
+            let labels: Vec<String> = s
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{v}\""))
+                .collect();
+            for (t, v) in &s.samples {
+                writeln!(text, "{}{{{}}} {v} {t}", s.name, labels.join(",")).unwrap();
+            }
+        }
+    }
+    text.push_str("# EOF\n");
+    text
+}
+
+/// A free loopback port (bound, then released for the child to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+/// A running Prometheus with the given history.
+pub struct PrometheusServer {
+    child: Child,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl PrometheusServer {
+    pub fn start(series: &[Series]) -> Self {
+        Self::start_with_rules(series, None)
+    }
+
+    /// Starts Prometheus with `series` as history and, optionally, a rule file to load.
+    pub fn start_with_rules(series: &[Series], rules: Option<&str>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let input = write(dir.path(), "history.om", &openmetrics(series));
+        let (ok, output) = run(Command::new(tool("promtool"))
+            .args([
+                "tsdb",
+                "create-blocks-from",
+                "openmetrics",
+                "--max-block-duration=24h",
+                "-q",
+            ])
+            .arg(&input)
+            .arg(&data));
+        assert!(ok, "promtool could not build blocks:\n{output}");
+        let rule_files = match rules {
+            Some(text) => {
+                write(dir.path(), "rules.yaml", text);
+                "rule_files: [rules.yaml]\n"
+            }
+            None => "",
+        };
+        let config = write(
+            dir.path(),
+            "prometheus.yml",
+            &format!("global: {{evaluation_interval: 15s}}\n{rule_files}"),
+        );
+        let port = free_port();
+        let child = Command::new(tool("prometheus"))
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", data.display()))
+            .arg("--storage.tsdb.retention.time=10y")
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus starts");
+        let server = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let addr = self.url.trim_start_matches("http://").to_string();
+        while Instant::now() < deadline {
+            if http_get(&addr, "/-/ready").is_some_and(|(status, _)| status == 200) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("prometheus at {} did not become ready", self.url);
+    }
+}
+
+impl Drop for PrometheusServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal blocking HTTP/1.0 GET for readiness probes and scrapes: (status, body).
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
