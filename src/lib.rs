@@ -8,13 +8,19 @@
 //! - [`policies`] reads policy files from disk and hands them to the domain.
 //! - [`ports`] are the async traits the engine needs; [`adapters`] implement them (Prometheus).
 //! - [`engine`] runs evaluation cycles and backtests over a port, calling the domain.
+//! - [`service`] is the long-running `serve` process; [`http`] its routes; [`config`] and
+//!   [`telemetry`] its settings and logs.
 //! - [`cli`] wires commands to the rest; it is the only place that prints.
 //!
 //! An arrow that points the other way (the domain calling out to I/O) is a bug.
 
 pub mod adapters;
 pub mod cli;
+pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod http;
 pub mod policies;
 pub mod ports;
+pub mod service;
+pub mod telemetry;

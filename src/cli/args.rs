@@ -3,11 +3,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
 use secrecy::SecretString;
 
 use crate::adapters::prometheus::PrometheusConfig;
+use crate::config::{self, PrometheusOverrides};
 use crate::ports::UnixSeconds;
 
 /// How to reach a Prometheus-compatible query API. Every flag has a `BURNGUARD_*` twin.
@@ -52,42 +53,41 @@ pub struct PrometheusArgs {
 }
 
 impl PrometheusArgs {
-    /// The client settings, or what is missing or malformed.
-    pub fn config(&self) -> anyhow::Result<PrometheusConfig> {
-        let Some(url) = &self.url else {
-            bail!("no Prometheus URL: pass --prometheus URL or set BURNGUARD_PROMETHEUS_URL");
-        };
-        let mut config = PrometheusConfig::new(url.clone());
+    /// What the flags and env say; the rest comes from a config file or defaults.
+    pub fn overrides(&self) -> anyhow::Result<PrometheusOverrides> {
+        let mut headers = Vec::new();
         for header in &self.headers {
             let (name, value) = header
                 .split_once(':')
                 .with_context(|| format!("header `{header}` is not `Name: value`"))?;
-            config
-                .headers
-                .push((name.trim().to_string(), value.trim().to_string()));
+            headers.push((name.trim().to_string(), value.trim().to_string()));
         }
-        config.bearer_token = match (
-            &self.prometheus_bearer_token,
-            &self.prometheus_bearer_token_file,
-        ) {
+        let bearer_token = match (&self.prometheus_bearer_token, &self.prometheus_bearer_token_file) {
             (Some(token), _) => Some(SecretString::from(token.clone())),
-            (None, Some(path)) => {
-                let token = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading the bearer token file {}", path.display()))?;
-                Some(SecretString::from(token.trim_end().to_string()))
-            }
+            (None, Some(path)) => Some(config::read_secret(path)?),
             (None, None) => None,
         };
-        if let Some(auth) = &self.prometheus_basic_auth {
-            let (user, password) = auth
-                .split_once(':')
-                .context("--prometheus-basic-auth is not `user:password`")?;
-            config.basic_auth = Some((user.to_string(), SecretString::from(password.to_string())));
-        }
-        if let Some(timeout) = self.prometheus_timeout {
-            config.timeout = timeout;
-        }
-        Ok(config)
+        let basic_auth = match &self.prometheus_basic_auth {
+            Some(auth) => {
+                let (user, password) = auth
+                    .split_once(':')
+                    .context("--prometheus-basic-auth is not `user:password`")?;
+                Some((user.to_string(), SecretString::from(password.to_string())))
+            }
+            None => None,
+        };
+        Ok(PrometheusOverrides {
+            url: self.url.clone(),
+            headers,
+            bearer_token,
+            basic_auth,
+            timeout: self.prometheus_timeout,
+        })
+    }
+
+    /// Client settings from flags and env alone (for one-shot commands).
+    pub fn config(&self) -> anyhow::Result<PrometheusConfig> {
+        Ok(config::resolve_prometheus(self.overrides()?, None)?)
     }
 }
 

@@ -7,6 +7,7 @@ pub mod args;
 mod backtest;
 mod eval;
 mod rules;
+mod serve;
 mod validate;
 
 use std::path::PathBuf;
@@ -64,6 +65,8 @@ pub enum Command {
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
     },
+    /// Evaluate SLOs continuously and serve /metrics, /healthz and /readyz.
+    Serve(serve::ServeArgs),
     /// Replay SLO policies over history: every alert transition, the budget curve, a summary.
     Backtest {
         /// Policy files or directories.
@@ -108,6 +111,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             mode,
             concurrency,
         })),
+        Command::Serve(args) => serve::run(args),
         Command::Backtest {
             paths,
             prometheus,

@@ -1,0 +1,80 @@
+//! `burnguard serve`: settings from flags, env and an optional config file, then the service.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use super::args::{PrometheusArgs, parse_duration};
+use crate::config::{FileSettings, LogFormat, Overrides, Settings};
+use crate::engine::ReadMode;
+use crate::service::{self, ServiceError};
+use crate::telemetry;
+
+/// Flags of `serve`; each also reads a `BURNGUARD_*` variable and can come from `--config`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// YAML config file; flags and BURNGUARD_* variables override it.
+    #[arg(long, env = "BURNGUARD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Policy file or directory (repeatable; env: comma-separated).
+    #[arg(long = "policies", env = "BURNGUARD_POLICIES", value_delimiter = ',', value_name = "PATH")]
+    pub policies: Vec<PathBuf>,
+    #[command(flatten)]
+    pub prometheus: PrometheusArgs,
+    /// Address to serve /metrics, /healthz and /readyz on (port 0 picks a free port).
+    #[arg(long, env = "BURNGUARD_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Time between evaluation cycles (SLOs with a `schedule` follow it instead).
+    #[arg(long, env = "BURNGUARD_INTERVAL", value_parser = parse_duration, value_name = "DURATION")]
+    pub interval: Option<Duration>,
+    /// raw | rules | auto (default auto).
+    #[arg(long, env = "BURNGUARD_MODE", value_enum)]
+    pub mode: Option<ReadMode>,
+    /// Queries in flight at once.
+    #[arg(long, env = "BURNGUARD_CONCURRENCY")]
+    pub concurrency: Option<usize>,
+    /// pretty | json.
+    #[arg(long, env = "BURNGUARD_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let file = match &args.config {
+        Some(path) => FileSettings::load(path)?,
+        None => FileSettings::default(),
+    };
+    let overrides = Overrides {
+        policies: args.policies,
+        listen: args.listen,
+        interval: args.interval,
+        mode: args.mode,
+        concurrency: args.concurrency,
+        log_format: args.log_format,
+        prometheus: args.prometheus.overrides()?,
+    };
+    let settings = Settings::resolve(overrides, file)?;
+    telemetry::init(settings.log_format);
+    tracing::info!(
+        policies = ?settings.policies,
+        prometheus = %settings.prometheus.url,
+        interval = ?settings.interval,
+        mode = ?settings.mode,
+        "starting burnguard serve"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        service::cancel_on_signals(shutdown.clone());
+        match service::run(settings, shutdown).await {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(ServiceError::Policies(error)) => {
+                super::report_problems(&error);
+                Ok(ExitCode::FAILURE)
+            }
+            Err(other) => Err(other.into()),
+        }
+    })
+}

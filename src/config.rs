@@ -1,0 +1,267 @@
+//! Service settings for `serve`: a YAML file (`--config`), overridden by `BURNGUARD_*`
+//! environment variables and flags (clap reads those two), over built-in defaults.
+//!
+//! Owns: the settings shape, defaults and precedence. Secrets are `SecretString`, so they never
+//! print in `Debug` or logs. Must not touch: what the settings drive.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::adapters::prometheus::PrometheusConfig;
+use crate::engine::ReadMode;
+
+/// Why settings could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+/// The config file as written. Every field is optional: flags and env can supply them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileSettings {
+    pub policies: Option<Vec<PathBuf>>,
+    pub listen: Option<String>,
+    pub interval: Option<String>,
+    pub mode: Option<ReadMode>,
+    pub concurrency: Option<usize>,
+    pub log_format: Option<LogFormat>,
+    pub prometheus: Option<FilePrometheus>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FilePrometheus {
+    pub url: Option<String>,
+    pub headers: Option<BTreeMap<String, String>>,
+    pub bearer_token_file: Option<PathBuf>,
+    pub basic_auth: Option<FileBasicAuth>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileBasicAuth {
+    pub username: String,
+    pub password_file: PathBuf,
+}
+
+impl FileSettings {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        serde_saphyr::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Everything `serve` runs with, resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub policies: Vec<PathBuf>,
+    pub listen: SocketAddr,
+    pub interval: Duration,
+    pub mode: ReadMode,
+    pub concurrency: usize,
+    pub log_format: LogFormat,
+    pub prometheus: PrometheusConfig,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Values given on the command line or in the environment (already merged by clap).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub policies: Vec<PathBuf>,
+    pub listen: Option<String>,
+    pub interval: Option<Duration>,
+    pub mode: Option<ReadMode>,
+    pub concurrency: Option<usize>,
+    pub log_format: Option<LogFormat>,
+    pub prometheus: PrometheusOverrides,
+}
+
+/// Prometheus settings from flags and env; each `None` falls back to the file.
+#[derive(Debug, Default, Clone)]
+pub struct PrometheusOverrides {
+    pub url: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub bearer_token: Option<SecretString>,
+    pub basic_auth: Option<(String, SecretString)>,
+    pub timeout: Option<Duration>,
+}
+
+impl Settings {
+    /// Flags and env over the file over defaults.
+    pub fn resolve(overrides: Overrides, file: FileSettings) -> Result<Self, ConfigError> {
+        let policies = if overrides.policies.is_empty() {
+            file.policies.unwrap_or_default()
+        } else {
+            overrides.policies
+        };
+        if policies.is_empty() {
+            return Err(ConfigError::Invalid(
+                "no policies: pass --policies PATH (repeatable), set BURNGUARD_POLICIES, or list `policies:` in the config file".into(),
+            ));
+        }
+        let listen_text = overrides
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen = listen_text.parse().map_err(|e| {
+            ConfigError::Invalid(format!("listen address `{listen_text}` is not host:port ({e})"))
+        })?;
+        let interval = match (overrides.interval, file.interval) {
+            (Some(d), _) => d,
+            (None, Some(text)) => humantime::parse_duration(&text)
+                .map_err(|e| ConfigError::Invalid(format!("interval `{text}`: {e}")))?,
+            (None, None) => DEFAULT_INTERVAL,
+        };
+        if interval.is_zero() {
+            return Err(ConfigError::Invalid("interval must be longer than zero".into()));
+        }
+        let prometheus = resolve_prometheus(overrides.prometheus, file.prometheus)?;
+        Ok(Self {
+            policies,
+            listen,
+            interval,
+            mode: overrides.mode.or(file.mode).unwrap_or_default(),
+            concurrency: overrides.concurrency.or(file.concurrency).unwrap_or(16).max(1),
+            log_format: overrides.log_format.or(file.log_format).unwrap_or_default(),
+            prometheus,
+        })
+    }
+}
+
+/// Prometheus client settings: flags and env over the file over defaults.
+pub fn resolve_prometheus(
+    flags: PrometheusOverrides,
+    file: Option<FilePrometheus>,
+) -> Result<PrometheusConfig, ConfigError> {
+    let file = file.unwrap_or_default();
+    let Some(url) = flags.url.or(file.url) else {
+        return Err(ConfigError::Invalid(
+            "no Prometheus URL: pass --prometheus URL, set BURNGUARD_PROMETHEUS_URL, or set prometheus.url in the config file".into(),
+        ));
+    };
+    let mut config = PrometheusConfig::new(url);
+    config.headers = flags.headers;
+    for (name, value) in file.headers.unwrap_or_default() {
+        if !config.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(&name)) {
+            config.headers.push((name, value));
+        }
+    }
+    config.bearer_token = match (flags.bearer_token, file.bearer_token_file) {
+        (Some(token), _) => Some(token),
+        (None, Some(path)) => Some(read_secret(&path)?),
+        (None, None) => None,
+    };
+    config.basic_auth = match (flags.basic_auth, file.basic_auth) {
+        (Some(auth), _) => Some(auth),
+        (None, Some(auth)) => Some((auth.username, read_secret(&auth.password_file)?)),
+        (None, None) => None,
+    };
+    if let Some(timeout) = flags.timeout {
+        config.timeout = timeout;
+    } else if let Some(text) = file.timeout {
+        config.timeout = humantime::parse_duration(&text)
+            .map_err(|e| ConfigError::Invalid(format!("prometheus.timeout `{text}`: {e}")))?;
+    }
+    Ok(config)
+}
+
+/// A secret from a file, trailing newline dropped.
+pub fn read_secret(path: &Path) -> Result<SecretString, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(SecretString::from(text.trim_end().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> FileSettings {
+        serde_saphyr::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn flags_override_the_file_and_the_file_overrides_defaults() {
+        let f = file("policies: [a/]\nlisten: 127.0.0.1:9999\ninterval: 1m\nprometheus: {url: http://file:9090, timeout: 3s, headers: {X-Scope-OrgID: t1}}\n");
+        let settings = Settings::resolve(
+            Overrides {
+                interval: Some(Duration::from_secs(5)),
+                ..Overrides::default()
+            },
+            f,
+        )
+        .unwrap();
+        assert_eq!(settings.policies, vec![PathBuf::from("a/")]);
+        assert_eq!(settings.listen.to_string(), "127.0.0.1:9999");
+        assert_eq!(settings.interval, Duration::from_secs(5));
+        assert_eq!(settings.prometheus.url, "http://file:9090");
+        assert_eq!(settings.prometheus.timeout, Duration::from_secs(3));
+        assert_eq!(settings.prometheus.headers, vec![("X-Scope-OrgID".to_string(), "t1".to_string())]);
+        assert_eq!(settings.mode, ReadMode::Auto);
+    }
+
+    #[test]
+    fn a_flag_url_wins_over_the_file() {
+        let f = file("policies: [a/]\nprometheus: {url: http://file:9090}\n");
+        let settings = Settings::resolve(
+            Overrides {
+                prometheus: PrometheusOverrides {
+                    url: Some("http://flag:9090".into()),
+                    ..PrometheusOverrides::default()
+                },
+                ..Overrides::default()
+            },
+            f,
+        )
+        .unwrap();
+        assert_eq!(settings.prometheus.url, "http://flag:9090");
+        assert_eq!(settings.listen.to_string(), DEFAULT_LISTEN);
+    }
+
+    #[test]
+    fn missing_policies_or_url_are_clear_errors() {
+        let e = Settings::resolve(Overrides::default(), file("prometheus: {url: http://x}\n")).unwrap_err();
+        assert!(e.to_string().contains("no policies"), "{e}");
+        let e = Settings::resolve(Overrides::default(), file("policies: [a]\n")).unwrap_err();
+        assert!(e.to_string().contains("no Prometheus URL"), "{e}");
+    }
+
+    #[test]
+    fn unknown_config_keys_are_refused() {
+        assert!(serde_saphyr::from_str::<FileSettings>("polices: [a]\n").is_err());
+    }
+}

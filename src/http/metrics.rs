@@ -1,0 +1,191 @@
+//! burnguard's own metrics at `/metrics` (prometheus-client, OpenMetrics text).
+//!
+//! Per-SLO gauges are rendered at scrape time from the latest evaluations, so an SLO that is
+//! removed or a window that loses its data disappears from the output instead of lingering
+//! with a stale value. No-data windows are absent, never NaN.
+
+use std::fmt;
+use std::sync::{Arc, RwLock};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use crate::engine::evaluate::{EvalStatus, SloEvaluation};
+use crate::domain::burn::Status;
+
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The latest evaluation of every loaded SLO, by name.
+pub type Latest = Arc<RwLock<std::collections::BTreeMap<String, SloEvaluation>>>;
+
+/// Process-level metrics plus the per-SLO collector.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub evaluation_duration: Histogram,
+    pub queries: Counter,
+    pub query_errors: Counter,
+    pub last_success: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub policy_reloads: Family<Vec<(String, String)>, Counter>,
+    pub slos_loaded: Gauge,
+}
+
+impl Metrics {
+    pub fn new(latest: Latest) -> Self {
+        let mut registry = Registry::with_prefix("burnguard");
+        let evaluation_duration = Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
+        registry.register(
+            "evaluation_duration_seconds",
+            "Time one evaluation cycle took",
+            evaluation_duration.clone(),
+        );
+        let queries = Counter::default();
+        registry.register("queries", "Queries sent to Prometheus", queries.clone());
+        let query_errors = Counter::default();
+        registry.register(
+            "query_errors",
+            "Queries to Prometheus that failed (timeout, HTTP error, refused query)",
+            query_errors.clone(),
+        );
+        let last_success = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "last_successful_evaluation_timestamp_seconds",
+            "Unix time of the last cycle in which every query succeeded",
+            last_success.clone(),
+        );
+        let policy_reloads = Family::<Vec<(String, String)>, Counter>::default();
+        registry.register(
+            "policy_reloads",
+            "Policy reloads by result (applied, rejected)",
+            policy_reloads.clone(),
+        );
+        let slos_loaded = Gauge::default();
+        registry.register("slos_loaded", "SLO policies currently loaded", slos_loaded.clone());
+        registry.register_collector(Box::new(SloCollector { latest }));
+        Self {
+            registry,
+            evaluation_duration,
+            queries,
+            query_errors,
+            last_success,
+            policy_reloads,
+            slos_loaded,
+        }
+    }
+
+    /// The exposition text.
+    pub fn encode(&self) -> Result<String, fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+/// Renders per-SLO gauges from the latest evaluations at scrape time.
+#[derive(Debug)]
+struct SloCollector {
+    latest: Latest,
+}
+
+type LabelPairs = Vec<(String, String)>;
+
+fn slo_labels(e: &SloEvaluation) -> LabelPairs {
+    vec![("slo".into(), e.name.clone()), ("service".into(), e.service.clone())]
+}
+
+fn with(mut labels: LabelPairs, extra: &[(&str, &str)]) -> LabelPairs {
+    labels.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    labels
+}
+
+const STATUSES: [EvalStatus; 5] = [
+    EvalStatus::Assessed(Status::Ok),
+    EvalStatus::Assessed(Status::Ticket),
+    EvalStatus::Assessed(Status::Page),
+    EvalStatus::Assessed(Status::NoData),
+    EvalStatus::Error,
+];
+
+impl Collector for SloCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let latest = match self.latest.read() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let gauge = |encoder: &mut DescriptorEncoder,
+                     name: &str,
+                     help: &str,
+                     samples: &[(LabelPairs, f64)]|
+         -> Result<(), fmt::Error> {
+            if samples.is_empty() {
+                return Ok(());
+            }
+            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (labels, value) in samples {
+                let g = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+                g.set(*value);
+                g.encode(metric.encode_family(labels)?)?;
+            }
+            Ok(())
+        };
+
+        let mut ratios = Vec::new();
+        let mut burns = Vec::new();
+        let mut budgets = Vec::new();
+        let mut firing = Vec::new();
+        let mut statuses = Vec::new();
+        for e in latest.values() {
+            let base = slo_labels(e);
+            for (window, value) in &e.error_ratio.0 {
+                if let Some(v) = value {
+                    ratios.push((with(base.clone(), &[("window", &window.to_string())]), *v));
+                }
+            }
+            for (window, value) in &e.burn_rate.0 {
+                if let Some(v) = value {
+                    burns.push((with(base.clone(), &[("window", &window.to_string())]), *v));
+                }
+            }
+            if let Some(b) = e.error_budget_remaining {
+                budgets.push((base.clone(), b));
+            }
+            for alert in e.alerts.iter().filter(|a| a.has_data) {
+                let labels = with(
+                    base.clone(),
+                    &[
+                        ("severity", alert.severity),
+                        ("long_window", &alert.long_window),
+                        ("short_window", &alert.short_window),
+                    ],
+                );
+                firing.push((labels, if alert.firing { 1.0 } else { 0.0 }));
+            }
+            for status in STATUSES {
+                let value = if status == e.status { 1.0 } else { 0.0 };
+                statuses.push((with(base.clone(), &[("status", status.as_str())]), value));
+            }
+        }
+        gauge(&mut encoder, "slo_error_ratio", "Error ratio over the window (absent: no data)", &ratios)?;
+        gauge(&mut encoder, "slo_burn_rate", "Error-budget burn rate over the window (1 = exactly sustainable)", &burns)?;
+        gauge(
+            &mut encoder,
+            "slo_error_budget_remaining",
+            "Fraction of the SLO window's error budget left (negative: overspent)",
+            &budgets,
+        )?;
+        gauge(
+            &mut encoder,
+            "slo_alert_firing",
+            "1 when the alert row fires, 0 when quiet (absent when a window has no data)",
+            &firing,
+        )?;
+        gauge(&mut encoder, "slo_status", "1 for the SLO's current status", &statuses)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,301 @@
+//! The long-running `serve` process: loads policies, evaluates them on schedule, serves HTTP,
+//! reloads policies on SIGHUP or file change (validating first, keeping the old set when the
+//! new one is invalid), and shuts down gracefully on SIGTERM or Ctrl-C.
+//!
+//! Owns: wiring and lifecycle. Must not touch: the math (domain) or how queries are chosen
+//! (engine).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use chrono::Utc;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::adapters::prometheus::Prometheus;
+use crate::config::Settings;
+use crate::domain::policy::Slo;
+use crate::engine::evaluate::{EvalStatus, Evaluator};
+use crate::engine::schedule::Scheduler;
+use crate::http;
+use crate::http::metrics::{Latest, Metrics};
+use crate::policies::{self, LoadError};
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("the policies are invalid")]
+    Policies(#[source] LoadError),
+    #[error(transparent)]
+    Prometheus(#[from] crate::adapters::prometheus::ConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot watch policy files: {0}")]
+    Watch(String),
+}
+
+/// What the HTTP side reads: latest evaluations, readiness, metrics.
+#[derive(Debug)]
+pub struct ServiceState {
+    pub latest: Latest,
+    pub metrics: Metrics,
+    readiness: RwLock<Readiness>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Readiness {
+    policies_loaded: bool,
+    /// `None` until the first cycle with queries; then whether any query got an answer.
+    reached_prometheus: Option<bool>,
+}
+
+impl ServiceState {
+    pub fn new() -> Self {
+        let latest: Latest = Arc::new(RwLock::new(BTreeMap::new()));
+        Self {
+            metrics: Metrics::new(latest.clone()),
+            latest,
+            readiness: RwLock::new(Readiness::default()),
+        }
+    }
+
+    /// `Ok` when policies are loaded and the last cycle reached Prometheus.
+    pub fn readiness(&self) -> Result<(), String> {
+        let r = self.readiness.read().map(|r| r.clone()).unwrap_or_default();
+        match (r.policies_loaded, r.reached_prometheus) {
+            (false, _) => Err("policies not loaded".into()),
+            (true, None) => Err("no evaluation cycle has run yet".into()),
+            (true, Some(false)) => Err("the last evaluation cycle could not reach Prometheus".into()),
+            (true, Some(true)) => Ok(()),
+        }
+    }
+
+    fn set_readiness(&self, update: impl FnOnce(&mut Readiness)) {
+        if let Ok(mut r) = self.readiness.write() {
+            update(&mut r);
+        }
+    }
+}
+
+impl Default for ServiceState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Runs until `shutdown` is cancelled. Logs the bound address (`listening addr=...`).
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), ServiceError> {
+    let set = policies::load(&settings.policies).map_err(ServiceError::Policies)?;
+    let mut slos = set.slos();
+    info!(slos = slos.len(), "policies loaded");
+
+    let evaluator = Evaluator::new(
+        Prometheus::new(&settings.prometheus)?,
+        settings.mode,
+        settings.concurrency,
+    );
+    let state = Arc::new(ServiceState::new());
+    state.metrics.slos_loaded.set(slos.len() as i64);
+    state.set_readiness(|r| r.policies_loaded = true);
+
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|source| ServiceError::Listen { addr: settings.listen, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| ServiceError::Listen { addr: settings.listen, source })?;
+    info!(%addr, "listening");
+    let router = http::router(state.clone());
+    let http_shutdown = shutdown.clone();
+    let server = tokio::spawn(async move {
+        let result = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+            .await;
+        if let Err(error) = result {
+            warn!(%error, "HTTP server stopped with an error");
+        }
+    });
+
+    let (reload_tx, mut reload_rx) = mpsc::channel::<&'static str>(8);
+    spawn_sighup(reload_tx.clone(), shutdown.clone());
+    let _watcher = watch_policies(&settings.policies, reload_tx)?;
+
+    let mut scheduler = Scheduler::new(&slos, settings.interval, Utc::now());
+    loop {
+        let wake = scheduler.next_wake();
+        let sleep_for = (wake - Utc::now()).to_std().unwrap_or_default();
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(cause) = reload_rx.recv() => {
+                // Let a burst of file events settle, then reload once.
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                while reload_rx.try_recv().is_ok() {}
+                if let Some(new) = reload(&settings.policies, cause, &state) {
+                    slos = new;
+                    scheduler = Scheduler::new(&slos, settings.interval, Utc::now());
+                }
+            }
+            _ = tokio::time::sleep(sleep_for) => {
+                let now = Utc::now();
+                let due: Vec<Slo> = scheduler.take_due(now).into_iter().map(|i| slos[i].clone()).collect();
+                if !due.is_empty() {
+                    cycle(&evaluator, &due, now.timestamp(), &state).await;
+                }
+            }
+        }
+    }
+    info!("shutting down");
+    let _ = server.await;
+    Ok(())
+}
+
+/// One evaluation of `due`, recorded into the shared state and metrics.
+async fn cycle(evaluator: &Evaluator<Prometheus>, due: &[Slo], at: i64, state: &ServiceState) {
+    let span = info_span!("cycle", slos = due.len());
+    async {
+        let started = Instant::now();
+        let evaluation = evaluator.evaluate(due, at).await;
+        let elapsed = started.elapsed();
+        let m = &state.metrics;
+        m.evaluation_duration.observe(elapsed.as_secs_f64());
+        m.queries.inc_by(evaluation.queries as u64);
+        m.query_errors.inc_by(evaluation.failed_queries as u64);
+        if evaluation.queries > 0 && evaluation.failed_queries == 0 {
+            m.last_success.set(at as f64);
+        }
+        if evaluation.queries > 0 {
+            let reached = evaluation.failed_queries < evaluation.queries;
+            state.set_readiness(|r| r.reached_prometheus = Some(reached));
+        }
+        let mut latest = match state.latest.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        for e in evaluation.slos {
+            let before = latest.get(&e.name).map(|p| p.status);
+            if before != Some(e.status) {
+                match (&e.error, e.status) {
+                    (Some(error), _) => warn!(slo = %e.name, service = %e.service, %error, "SLO could not be evaluated"),
+                    (None, EvalStatus::Assessed(status)) => {
+                        info!(slo = %e.name, service = %e.service, status = status.as_str(), "SLO status changed")
+                    }
+                    (None, EvalStatus::Error) => {}
+                }
+            }
+            latest.insert(e.name.clone(), e);
+        }
+        info!(
+            queries = evaluation.queries,
+            failed = evaluation.failed_queries,
+            millis = elapsed.as_millis() as u64,
+            "evaluation cycle done"
+        );
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Loads the policies again. `Some` with the new set when valid; `None` (old set kept) when not.
+fn reload(paths: &[PathBuf], cause: &str, state: &ServiceState) -> Option<Vec<Slo>> {
+    let reloads = &state.metrics.policy_reloads;
+    match policies::load(paths) {
+        Ok(set) => {
+            let slos = set.slos();
+            let names: std::collections::BTreeSet<&str> = slos.iter().map(|s| s.name.as_str()).collect();
+            if let Ok(mut latest) = state.latest.write() {
+                latest.retain(|name, _| names.contains(name.as_str()));
+            }
+            state.metrics.slos_loaded.set(slos.len() as i64);
+            reloads.get_or_create(&vec![("result".into(), "applied".into())]).inc();
+            info!(cause, slos = slos.len(), "policies reloaded");
+            Some(slos)
+        }
+        Err(error) => {
+            reloads.get_or_create(&vec![("result".into(), "rejected".into())]).inc();
+            for problem in &error.problems {
+                warn!(cause, problem = %problem, "policy reload rejected");
+            }
+            warn!(cause, problems = error.problems.len(), "keeping the policies already loaded");
+            None
+        }
+    }
+}
+
+#[cfg(unix)]
+fn spawn_sighup(tx: mpsc::Sender<&'static str>, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            warn!("cannot listen for SIGHUP; reload on file change only");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                received = hup.recv() => {
+                    if received.is_none() || tx.send("SIGHUP").await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+}
+
+#[cfg(not(unix))]
+fn spawn_sighup(_: mpsc::Sender<&'static str>, _: CancellationToken) {}
+
+/// Watches the policy files and directories; any change asks for a reload.
+fn watch_policies(
+    paths: &[PathBuf],
+    tx: mpsc::Sender<&'static str>,
+) -> Result<notify::RecommendedWatcher, ServiceError> {
+    use notify::{RecursiveMode, Watcher};
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event
+            && (event.kind.is_modify() || event.kind.is_create() || event.kind.is_remove())
+        {
+            // A full channel already holds a pending reload.
+            let _ = tx.try_send("file change");
+        }
+    })
+    .map_err(|e| ServiceError::Watch(e.to_string()))?;
+    for path in paths {
+        // Watch a file's directory too: editors replace files by renaming over them.
+        let target = if path.is_file() {
+            path.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
+        } else {
+            path.clone()
+        };
+        let target = if target.as_os_str().is_empty() { PathBuf::from(".") } else { target };
+        watcher
+            .watch(&target, RecursiveMode::Recursive)
+            .map_err(|e| ServiceError::Watch(format!("{}: {e}", target.display())))?;
+    }
+    Ok(watcher)
+}
+
+/// Cancels `token` on SIGTERM or Ctrl-C.
+pub fn cancel_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => info!("Ctrl-C received"),
+            _ = terminate => info!("SIGTERM received"),
+        }
+        token.cancel();
+    });
+}

@@ -1,0 +1,258 @@
+//! `burnguard serve` as a process: a REAL Prometheus with history ending now, the service on
+//! port 0, its /metrics checked against the scenario, policy reload on file change and
+//! SIGHUP (invalid sets rejected, the old set kept), readiness, and graceful SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::prometheus::{PrometheusServer, Series, counter, free_port, http_get, labels};
+
+const SPIKE: &str = r#"apiVersion: burnguard.dev/v1
+kind: SLO
+metadata: {name: spike}
+spec:
+  service: spike
+  objective: 99.9
+  indicator:
+    ratio:
+      errors: sum(rate(http_requests_total{job="spike",code="500"}[{{.window}}]))
+      total: sum(rate(http_requests_total{job="spike"}[{{.window}}]))
+"#;
+
+const GHOST: &str = r#"apiVersion: burnguard.dev/v1
+kind: SLO
+metadata: {name: ghost}
+spec:
+  service: ghost
+  objective: 99.9
+  indicator:
+    ratio:
+      errors: sum(rate(ghost_total{code="500"}[{{.window}}]))
+      total: sum(rate(ghost_total[{{.window}}]))
+"#;
+
+/// Two hours of history ending now: 10 req/s with 5% errors (burn rate 50: pages).
+fn history() -> Vec<Series> {
+    let now = chrono::Utc::now().timestamp();
+    let end = now - now % 60;
+    let start = end - 2 * 3_600;
+    vec![
+        counter("http_requests_total", labels(&[("job", "spike"), ("code", "500")]), start, end, 60, 1e6, |_| 0.5),
+        counter("http_requests_total", labels(&[("job", "spike"), ("code", "200")]), start, end, 60, 1e6, |_| 9.5),
+    ]
+}
+
+/// A running `burnguard serve`; killed on drop. Log lines arrive on `logs`.
+struct Serve {
+    child: Child,
+    addr: String,
+    logs: mpsc::Receiver<String>,
+}
+
+impl Serve {
+    fn start(args: &[&str], envs: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_burnguard"))
+            .arg("serve")
+            .args(args)
+            .envs(envs.iter().copied())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("burnguard serve starts");
+        let (tx, logs) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut serve = Self { child, addr: String::new(), logs };
+        let line = serve.wait_log("listening", Duration::from_secs(30));
+        serve.addr = line
+            .split("addr=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("the bound address is logged")
+            .to_string();
+        serve
+    }
+
+    /// Waits for a log line containing `needle`, returning it.
+    fn wait_log(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.logs.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        panic!("no log line containing {needle:?} within {timeout:?}");
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        http_get(&self.addr, path).unwrap_or_else(|| panic!("GET {path} failed"))
+    }
+
+    /// Polls `/metrics` until `predicate` holds.
+    fn metrics_until(&self, what: &str, predicate: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, body) = self.get("/metrics");
+            assert_eq!(status, 200);
+            if predicate(&body) {
+                return body;
+            }
+            assert!(Instant::now() < deadline, "metrics never showed {what}:\n{body}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let (ok, out) = common::run(Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()));
+        assert!(ok, "{out}");
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of the first sample line that starts with `series`.
+fn value(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn serve_exports_metrics_reloads_policies_and_stops_on_sigterm() {
+    let prometheus = PrometheusServer::start(&history());
+    let dir = tempfile::tempdir().unwrap();
+    common::write(dir.path(), "spike.yaml", SPIKE);
+    common::write(dir.path(), "ghost.yaml", GHOST);
+    let policies = dir.path().display().to_string();
+    let serve = Serve::start(
+        &["--policies", &policies, "--prometheus", &prometheus.url, "--listen", "127.0.0.1:0", "--interval", "1s"],
+        &[],
+    );
+
+    assert_eq!(serve.get("/healthz").0, 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while serve.get("/readyz").0 != 200 {
+        assert!(Instant::now() < deadline, "never ready: {:?}", serve.get("/readyz"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let metrics = serve.metrics_until("the spike paging", |m| {
+        m.contains(r#"burnguard_slo_status{slo="spike",service="spike",status="page"} 1"#)
+    });
+    assert!(!metrics.contains("NaN"), "{metrics}");
+    // 5% errors: error ratio 0.05 and burn rate 50 over the short windows.
+    let ratio = value(&metrics, r#"burnguard_slo_error_ratio{slo="spike",service="spike",window="5m"}"#).unwrap();
+    assert!((ratio - 0.05).abs() < 1e-9, "{ratio}");
+    let burn = value(&metrics, r#"burnguard_slo_burn_rate{slo="spike",service="spike",window="1h"}"#).unwrap();
+    assert!((burn - 50.0).abs() < 1e-6, "{burn}");
+    // The 30d ratio covers the two hours of history: all at 5%, so -49 of the budget is left.
+    let budget = value(&metrics, r#"burnguard_slo_error_budget_remaining{slo="spike",service="spike"}"#).unwrap();
+    assert!((budget - (1.0 - 0.05 / 0.001)).abs() < 1e-6, "{budget}");
+    assert_eq!(
+        value(&metrics, r#"burnguard_slo_alert_firing{slo="spike",service="spike",severity="page",long_window="1h",short_window="5m"}"#),
+        Some(1.0)
+    );
+    // The ghost has no data: its status says so and no ratio is exported for it.
+    assert!(metrics.contains(r#"burnguard_slo_status{slo="ghost",service="ghost",status="no_data"} 1"#), "{metrics}");
+    assert!(!metrics.contains(r#"burnguard_slo_error_ratio{slo="ghost""#), "{metrics}");
+    assert!(!metrics.contains(r#"burnguard_slo_alert_firing{slo="ghost""#), "{metrics}");
+    assert!(value(&metrics, "burnguard_evaluation_duration_seconds_count").unwrap() >= 1.0);
+    assert!(value(&metrics, "burnguard_last_successful_evaluation_timestamp_seconds").unwrap() > 1.0e9);
+    assert_eq!(value(&metrics, "burnguard_query_errors_total"), Some(0.0));
+
+    // An invalid policy set is rejected on file change; the old set keeps being evaluated.
+    common::write(dir.path(), "broken.yaml", &SPIKE.replace("objective: 99.9", "objective: 100").replace("name: spike", "name: broken"));
+    serve.wait_log("keeping the policies already loaded", Duration::from_secs(20));
+    let metrics = serve.metrics_until("a rejected reload", |m| {
+        value(m, r#"burnguard_policy_reloads_total{result="rejected"}"#).is_some_and(|v| v >= 1.0)
+    });
+    assert!(metrics.contains(r#"slo="spike""#));
+    assert_eq!(value(&metrics, "burnguard_slos_loaded"), Some(2.0));
+
+    // Fixing the file applies the new set: the third SLO appears.
+    common::write(dir.path(), "broken.yaml", &SPIKE.replace("name: spike", "name: fixed"));
+    serve.wait_log("policies reloaded", Duration::from_secs(20));
+    serve.metrics_until("the new SLO", |m| m.contains(r#"burnguard_slo_status{slo="fixed",service="spike",status="page"} 1"#));
+
+    // Removing an SLO removes its series.
+    std::fs::remove_file(dir.path().join("ghost.yaml")).unwrap();
+    serve.metrics_until("the ghost gone", |m| !m.contains(r#"slo="ghost""#) && m.contains(r#"slo="spike""#));
+
+    // SIGHUP reloads too.
+    serve.signal("HUP");
+    let line = serve.wait_log(r#"cause="SIGHUP""#, Duration::from_secs(20));
+    assert!(line.contains("policies reloaded"), "{line}");
+
+    // SIGTERM: a clean exit.
+    serve.signal("TERM");
+    let mut serve = serve;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = serve.child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn settings_come_from_a_config_file_and_env_and_readiness_needs_prometheus() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write(dir.path(), "spike.yaml", SPIKE);
+    // Nothing listens on this port: Prometheus is down.
+    let down = format!("http://127.0.0.1:{}", free_port());
+    let config = common::write(
+        dir.path(),
+        "burnguard.yaml",
+        &format!(
+            "policies: [{}]\nlisten: 127.0.0.1:0\nprometheus: {{url: {down}, timeout: 1s}}\n",
+            dir.path().join("spike.yaml").display()
+        ),
+    );
+    let serve = Serve::start(
+        &["--config", &config.display().to_string()],
+        &[("BURNGUARD_INTERVAL", "1s"), ("BURNGUARD_LOG_FORMAT", "pretty")],
+    );
+    let metrics = serve.metrics_until("a failed query", |m| {
+        value(m, "burnguard_query_errors_total").is_some_and(|v| v >= 1.0)
+    });
+    // A failed evaluation is an error status, never a verdict, and exports no numbers.
+    assert!(metrics.contains(r#"burnguard_slo_status{slo="spike",service="spike",status="error"} 1"#), "{metrics}");
+    assert!(!metrics.contains("burnguard_slo_error_ratio{"), "{metrics}");
+    let (status, body) = serve.get("/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("could not reach Prometheus"), "{body}");
+}
+
+#[test]
+fn serve_refuses_to_start_with_invalid_policies() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write(dir.path(), "bad.yaml", &SPIKE.replace("objective: 99.9", "objective: 0"));
+    let (ok, output) = common::run(
+        Command::new(env!("CARGO_BIN_EXE_burnguard"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--prometheus", "http://127.0.0.1:1", "--policies"])
+            .arg(dir.path()),
+    );
+    assert!(!ok);
+    assert!(output.contains("spec.objective"), "{output}");
+}
