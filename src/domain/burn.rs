@@ -229,7 +229,7 @@ mod tests {
     }
 
     fn close(a: f64, b: f64) -> bool {
-        (a - b).abs() < 1e-9
+        (a - b).abs() < 1e-9 * a.abs().max(b.abs()).max(1.0)
     }
 
     #[test]
@@ -390,6 +390,60 @@ mod tests {
             pair_verdict(&row, Some(at), Some(at), b),
             PairVerdict::Quiet
         );
+    }
+
+    fn slo_99_9() -> Slo {
+        let text = "apiVersion: burnguard.dev/v1\nkind: SLO\nmetadata: {name: s}\nspec:\n  service: s\n  objective: 99.9\n  indicator: {raw: {errorRatio: 'x[{{.window}}]'}}\n";
+        let (loaded, problems) = crate::policies::parse_source("t.yaml", text);
+        assert!(problems.is_empty(), "{problems:?}");
+        loaded[0].slo.clone()
+    }
+
+    fn ratios(pairs: &[(u64, Option<f64>)]) -> BTreeMap<Window, Option<f64>> {
+        pairs.iter().map(|(s, r)| (Window::from_secs(*s), *r)).collect()
+    }
+
+    #[test]
+    fn assess_a_fast_burn_with_half_the_budget_left() {
+        let slo = slo_99_9();
+        // 2% over the short windows, 0.15% over the long ones, 0.05% over the 30 days: half
+        // the budget left, burning 20x; the 1h/5m page and the 3d/6h ticket fire.
+        let r = ratios(&[
+            (300, Some(0.02)),
+            (1_800, Some(0.02)),
+            (3_600, Some(0.02)),
+            (7_200, Some(0.0015)),
+            (21_600, Some(0.0015)),
+            (86_400, Some(0.0015)),
+            (259_200, Some(0.0015)),
+            (2_592_000, Some(0.0005)),
+        ]);
+        let a = assess(&slo, &r);
+        assert_eq!(a.status, Status::Page);
+        assert!(close(a.budget_remaining.unwrap(), 0.5));
+        // 0.5 * 30d / 20 = 18h.
+        assert!(close(a.time_to_exhaustion.unwrap(), 18.0 * 3_600.0));
+        assert!(close(a.burn_rates[&Window::from_secs(3_600)].unwrap(), 20.0));
+        let firing: Vec<bool> = a.alerts.iter().map(|s| s.firing()).collect();
+        assert_eq!(firing, vec![true, false, false, true]);
+    }
+
+    #[test]
+    fn assess_without_any_data_is_no_data_with_no_numbers() {
+        let slo = slo_99_9();
+        let a = assess(&slo, &ratios(&[(300, None), (3_600, None), (2_592_000, None)]));
+        assert_eq!(a.status, Status::NoData);
+        assert_eq!(a.budget_remaining, None);
+        assert_eq!(a.time_to_exhaustion, None);
+        assert!(a.burn_rates.values().all(Option::is_none));
+    }
+
+    #[test]
+    fn an_overspent_budget_is_exhausted_even_when_the_current_window_has_no_data() {
+        let slo = slo_99_9();
+        let a = assess(&slo, &ratios(&[(3_600, None), (2_592_000, Some(0.002))]));
+        assert_eq!(a.time_to_exhaustion, Some(0.0));
+        assert!(close(a.budget_remaining.unwrap(), -1.0));
     }
 
     proptest! {
