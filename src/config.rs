@@ -136,7 +136,9 @@ impl Settings {
             .or(file.listen)
             .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
         let listen = listen_text.parse().map_err(|e| {
-            ConfigError::Invalid(format!("listen address `{listen_text}` is not host:port ({e})"))
+            ConfigError::Invalid(format!(
+                "listen address `{listen_text}` is not host:port ({e})"
+            ))
         })?;
         let interval = match (overrides.interval, file.interval) {
             (Some(d), _) => d,
@@ -145,7 +147,9 @@ impl Settings {
             (None, None) => DEFAULT_INTERVAL,
         };
         if interval.is_zero() {
-            return Err(ConfigError::Invalid("interval must be longer than zero".into()));
+            return Err(ConfigError::Invalid(
+                "interval must be longer than zero".into(),
+            ));
         }
         let prometheus = resolve_prometheus(overrides.prometheus, file.prometheus)?;
         Ok(Self {
@@ -153,7 +157,11 @@ impl Settings {
             listen,
             interval,
             mode: overrides.mode.or(file.mode).unwrap_or_default(),
-            concurrency: overrides.concurrency.or(file.concurrency).unwrap_or(16).max(1),
+            concurrency: overrides
+                .concurrency
+                .or(file.concurrency)
+                .unwrap_or(16)
+                .max(1),
             log_format: overrides.log_format.or(file.log_format).unwrap_or_default(),
             prometheus,
         })
@@ -174,7 +182,11 @@ pub fn resolve_prometheus(
     let mut config = PrometheusConfig::new(url);
     config.headers = flags.headers;
     for (name, value) in file.headers.unwrap_or_default() {
-        if !config.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(&name)) {
+        if !config
+            .headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(&name))
+        {
             config.headers.push((name, value));
         }
     }
@@ -216,7 +228,9 @@ mod tests {
 
     #[test]
     fn flags_override_the_file_and_the_file_overrides_defaults() {
-        let f = file("policies: [a/]\nlisten: 127.0.0.1:9999\ninterval: 1m\nprometheus: {url: http://file:9090, timeout: 3s, headers: {X-Scope-OrgID: t1}}\n");
+        let f = file(
+            "policies: [a/]\nlisten: 127.0.0.1:9999\ninterval: 1m\nprometheus: {url: http://file:9090, timeout: 3s, headers: {X-Scope-OrgID: t1}}\n",
+        );
         let settings = Settings::resolve(
             Overrides {
                 interval: Some(Duration::from_secs(5)),
@@ -230,7 +244,10 @@ mod tests {
         assert_eq!(settings.interval, Duration::from_secs(5));
         assert_eq!(settings.prometheus.url, "http://file:9090");
         assert_eq!(settings.prometheus.timeout, Duration::from_secs(3));
-        assert_eq!(settings.prometheus.headers, vec![("X-Scope-OrgID".to_string(), "t1".to_string())]);
+        assert_eq!(
+            settings.prometheus.headers,
+            vec![("X-Scope-OrgID".to_string(), "t1".to_string())]
+        );
         assert_eq!(settings.mode, ReadMode::Auto);
     }
 
@@ -254,7 +271,8 @@ mod tests {
 
     #[test]
     fn missing_policies_or_url_are_clear_errors() {
-        let e = Settings::resolve(Overrides::default(), file("prometheus: {url: http://x}\n")).unwrap_err();
+        let e = Settings::resolve(Overrides::default(), file("prometheus: {url: http://x}\n"))
+            .unwrap_err();
         assert!(e.to_string().contains("no policies"), "{e}");
         let e = Settings::resolve(Overrides::default(), file("policies: [a]\n")).unwrap_err();
         assert!(e.to_string().contains("no Prometheus URL"), "{e}");

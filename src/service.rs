@@ -33,7 +33,10 @@ pub enum ServiceError {
     #[error(transparent)]
     Prometheus(#[from] crate::adapters::prometheus::ConfigError),
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot watch policy files: {0}")]
     Watch(String),
 }
@@ -69,7 +72,9 @@ impl ServiceState {
         match (r.policies_loaded, r.reached_prometheus) {
             (false, _) => Err("policies not loaded".into()),
             (true, None) => Err("no evaluation cycle has run yet".into()),
-            (true, Some(false)) => Err("the last evaluation cycle could not reach Prometheus".into()),
+            (true, Some(false)) => {
+                Err("the last evaluation cycle could not reach Prometheus".into())
+            }
             (true, Some(true)) => Ok(()),
         }
     }
@@ -104,10 +109,16 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
 
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
-        .map_err(|source| ServiceError::Listen { addr: settings.listen, source })?;
+        .map_err(|source| ServiceError::Listen {
+            addr: settings.listen,
+            source,
+        })?;
     let addr = listener
         .local_addr()
-        .map_err(|source| ServiceError::Listen { addr: settings.listen, source })?;
+        .map_err(|source| ServiceError::Listen {
+            addr: settings.listen,
+            source,
+        })?;
     info!(%addr, "listening");
     let router = http::router(state.clone());
     let http_shutdown = shutdown.clone();
@@ -205,21 +216,30 @@ fn reload(paths: &[PathBuf], cause: &str, state: &ServiceState) -> Option<Vec<Sl
     match policies::load(paths) {
         Ok(set) => {
             let slos = set.slos();
-            let names: std::collections::BTreeSet<&str> = slos.iter().map(|s| s.name.as_str()).collect();
+            let names: std::collections::BTreeSet<&str> =
+                slos.iter().map(|s| s.name.as_str()).collect();
             if let Ok(mut latest) = state.latest.write() {
                 latest.retain(|name, _| names.contains(name.as_str()));
             }
             state.metrics.slos_loaded.set(slos.len() as i64);
-            reloads.get_or_create(&vec![("result".into(), "applied".into())]).inc();
+            reloads
+                .get_or_create(&vec![("result".into(), "applied".into())])
+                .inc();
             info!(cause, slos = slos.len(), "policies reloaded");
             Some(slos)
         }
         Err(error) => {
-            reloads.get_or_create(&vec![("result".into(), "rejected".into())]).inc();
+            reloads
+                .get_or_create(&vec![("result".into(), "rejected".into())])
+                .inc();
             for problem in &error.problems {
                 warn!(cause, problem = %problem, "policy reload rejected");
             }
-            warn!(cause, problems = error.problems.len(), "keeping the policies already loaded");
+            warn!(
+                cause,
+                problems = error.problems.len(),
+                "keeping the policies already loaded"
+            );
             None
         }
     }
@@ -228,7 +248,8 @@ fn reload(paths: &[PathBuf], cause: &str, state: &ServiceState) -> Option<Vec<Sl
 #[cfg(unix)]
 fn spawn_sighup(tx: mpsc::Sender<&'static str>, shutdown: CancellationToken) {
     tokio::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
             warn!("cannot listen for SIGHUP; reload on file change only");
             return;
         };
@@ -266,11 +287,17 @@ fn watch_policies(
     for path in paths {
         // Watch a file's directory too: editors replace files by renaming over them.
         let target = if path.is_file() {
-            path.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
+            path.parent()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("."))
         } else {
             path.clone()
         };
-        let target = if target.as_os_str().is_empty() { PathBuf::from(".") } else { target };
+        let target = if target.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            target
+        };
         watcher
             .watch(&target, RecursiveMode::Recursive)
             .map_err(|e| ServiceError::Watch(format!("{}: {e}", target.display())))?;

@@ -92,7 +92,11 @@ async fn the_fast_page_fires_and_resolves_when_the_history_says() {
             firing = now;
         }
     }
-    assert_eq!(expected.len(), 2, "the burst should page once: {expected:?}");
+    assert_eq!(
+        expected.len(),
+        2,
+        "the burst should page once: {expected:?}"
+    );
     // Sanity of the scenario: the page starts about 43 minutes into the burst (when 71% of
     // the last hour is burst), and stops within minutes of its end.
     assert!(expected[0].0 > BURST_FROM + 40 * 60 && expected[0].0 <= BURST_FROM + 50 * 60);
@@ -132,19 +136,30 @@ async fn the_backtest_command_prints_a_summary_and_json() {
     let run = |output: &str| {
         common::run(
             Command::new(env!("CARGO_BIN_EXE_burnguard"))
-                .args(["backtest", "--from", &from, "--to", &to, "--step", "5m", "--output", output])
+                .args([
+                    "backtest", "--from", &from, "--to", &to, "--step", "5m", "--output", output,
+                ])
                 .args(["--prometheus", &prometheus.url])
                 .arg(&policy),
         )
     };
     let (ok_table, table) = run("table");
     assert!(ok_table, "{table}");
-    assert!(table.contains("checkout-availability (checkout): 1 page(s)"), "{table}");
+    assert!(
+        table.contains("checkout-availability (checkout): 1 page(s)"),
+        "{table}"
+    );
     assert!(table.contains("fired     page    1h/5m"), "{table}");
     let (ok_json, json) = run("json");
     assert!(ok_json, "{json}");
     let report: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(report["step_seconds"], 300);
     assert_eq!(report["slos"][0]["summary"]["pages"], 1);
-    assert!(report["slos"][0]["transitions"].as_array().unwrap().iter().any(|t| t["change"] == "fired"));
+    assert!(
+        report["slos"][0]["transitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["change"] == "fired")
+    );
 }

@@ -11,7 +11,8 @@ use burnguard::adapters::prometheus::{Prometheus, PrometheusConfig};
 use burnguard::ports::{MetricsError, MetricsSource};
 use secrecy::SecretString;
 
-const JSON: [(axum::http::HeaderName, &str); 1] = [(axum::http::header::CONTENT_TYPE, "application/json")];
+const JSON: [(axum::http::HeaderName, &str); 1] =
+    [(axum::http::header::CONTENT_TYPE, "application/json")];
 const EMPTY_VECTOR: &str = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
 const NAN_VECTOR: &str = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1767484800,"NaN"]}]}}"#;
 
@@ -27,8 +28,14 @@ async fn fake_backends() -> (String, Arc<Mutex<Vec<HeaderMap>>>) {
                 async move { (JSON, EMPTY_VECTOR) }
             }),
         )
-        .route("/nan/api/v1/query", post(move || async move { (JSON, NAN_VECTOR) }))
-        .route("/garbage/api/v1/query", post(move || async move { (JSON, "{not json") }))
+        .route(
+            "/nan/api/v1/query",
+            post(move || async move { (JSON, NAN_VECTOR) }),
+        )
+        .route(
+            "/garbage/api/v1/query",
+            post(move || async move { (JSON, "{not json") }),
+        )
         .route(
             "/broken/api/v1/query",
             post(|| async { (StatusCode::BAD_GATEWAY, "upstream exploded") }),
@@ -53,9 +60,15 @@ async fn fake_backends() -> (String, Arc<Mutex<Vec<HeaderMap>>>) {
 async fn tenant_header_and_bearer_token_reach_the_backend() {
     let (base, seen) = fake_backends().await;
     let mut config = PrometheusConfig::new(format!("{base}/ok"));
-    config.headers.push(("X-Scope-OrgID".into(), "tenant-a".into()));
+    config
+        .headers
+        .push(("X-Scope-OrgID".into(), "tenant-a".into()));
     config.bearer_token = Some(SecretString::from("t0ken"));
-    let samples = Prometheus::new(&config).unwrap().instant("up", 1_767_484_800).await.unwrap();
+    let samples = Prometheus::new(&config)
+        .unwrap()
+        .instant("up", 1_767_484_800)
+        .await
+        .unwrap();
     assert!(samples.is_empty());
     let headers = seen.lock().unwrap()[0].clone();
     assert_eq!(headers["x-scope-orgid"], "tenant-a");
@@ -67,29 +80,46 @@ async fn basic_auth_reaches_the_backend() {
     let (base, seen) = fake_backends().await;
     let mut config = PrometheusConfig::new(format!("{base}/ok"));
     config.basic_auth = Some(("grafana".into(), SecretString::from("pa:ss")));
-    Prometheus::new(&config).unwrap().instant("up", 0).await.unwrap();
+    Prometheus::new(&config)
+        .unwrap()
+        .instant("up", 0)
+        .await
+        .unwrap();
     // base64("grafana:pa:ss")
-    assert_eq!(seen.lock().unwrap()[0]["authorization"], "Basic Z3JhZmFuYTpwYTpzcw==");
+    assert_eq!(
+        seen.lock().unwrap()[0]["authorization"],
+        "Basic Z3JhZmFuYTpwYTpzcw=="
+    );
 }
 
 #[tokio::test]
 async fn unusable_answers_are_errors_not_numbers() {
     let (base, _) = fake_backends().await;
-    let client = |path: &str| Prometheus::new(&PrometheusConfig::new(format!("{base}/{path}"))).unwrap();
+    let client =
+        |path: &str| Prometheus::new(&PrometheusConfig::new(format!("{base}/{path}"))).unwrap();
 
     // NaN comes back as a NaN sample; the evaluator turns it into no data (see eval tests).
     let nan = client("nan").instant("x", 0).await.unwrap();
     assert!(nan[0].value.is_nan());
 
     let garbage = client("garbage").instant("x", 0).await.unwrap_err();
-    assert!(matches!(garbage, MetricsError::BadResponse(_)), "{garbage:?}");
+    assert!(
+        matches!(garbage, MetricsError::BadResponse(_)),
+        "{garbage:?}"
+    );
 
     let broken = client("broken").instant("x", 0).await.unwrap_err();
     assert!(
-        matches!(broken, MetricsError::Rejected(_) | MetricsError::BadResponse(_)),
+        matches!(
+            broken,
+            MetricsError::Rejected(_) | MetricsError::BadResponse(_)
+        ),
         "{broken:?}"
     );
 
     let refused = client("refused").instant("x", 0).await.unwrap_err();
-    assert_eq!(refused, MetricsError::Rejected("bad_data: parse error at char 3".into()));
+    assert_eq!(
+        refused,
+        MetricsError::Rejected("bad_data: parse error at char 3".into())
+    );
 }

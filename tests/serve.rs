@@ -41,8 +41,24 @@ fn history() -> Vec<Series> {
     let end = now - now % 60;
     let start = end - 2 * 3_600;
     vec![
-        counter("http_requests_total", labels(&[("job", "spike"), ("code", "500")]), start, end, 60, 1e6, |_| 0.5),
-        counter("http_requests_total", labels(&[("job", "spike"), ("code", "200")]), start, end, 60, 1e6, |_| 9.5),
+        counter(
+            "http_requests_total",
+            labels(&[("job", "spike"), ("code", "500")]),
+            start,
+            end,
+            60,
+            1e6,
+            |_| 0.5,
+        ),
+        counter(
+            "http_requests_total",
+            labels(&[("job", "spike"), ("code", "200")]),
+            start,
+            end,
+            60,
+            1e6,
+            |_| 9.5,
+        ),
     ]
 }
 
@@ -71,7 +87,11 @@ impl Serve {
                 let _ = tx.send(line);
             }
         });
-        let mut serve = Self { child, addr: String::new(), logs };
+        let mut serve = Self {
+            child,
+            addr: String::new(),
+            logs,
+        };
         let line = serve.wait_log("listening", Duration::from_secs(30));
         serve.addr = line
             .split("addr=")
@@ -108,13 +128,20 @@ impl Serve {
             if predicate(&body) {
                 return body;
             }
-            assert!(Instant::now() < deadline, "metrics never showed {what}:\n{body}");
+            assert!(
+                Instant::now() < deadline,
+                "metrics never showed {what}:\n{body}"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
 
     fn signal(&self, name: &str) {
-        let (ok, out) = common::run(Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()));
+        let (ok, out) = common::run(
+            Command::new("kill")
+                .arg(format!("-{name}"))
+                .arg(self.child.id().to_string()),
+        );
         assert!(ok, "{out}");
     }
 }
@@ -143,14 +170,27 @@ fn serve_exports_metrics_reloads_policies_and_stops_on_sigterm() {
     common::write(dir.path(), "ghost.yaml", GHOST);
     let policies = dir.path().display().to_string();
     let serve = Serve::start(
-        &["--policies", &policies, "--prometheus", &prometheus.url, "--listen", "127.0.0.1:0", "--interval", "1s"],
+        &[
+            "--policies",
+            &policies,
+            "--prometheus",
+            &prometheus.url,
+            "--listen",
+            "127.0.0.1:0",
+            "--interval",
+            "1s",
+        ],
         &[],
     );
 
     assert_eq!(serve.get("/healthz").0, 200);
     let deadline = Instant::now() + Duration::from_secs(30);
     while serve.get("/readyz").0 != 200 {
-        assert!(Instant::now() < deadline, "never ready: {:?}", serve.get("/readyz"));
+        assert!(
+            Instant::now() < deadline,
+            "never ready: {:?}",
+            serve.get("/readyz")
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 
@@ -159,28 +199,68 @@ fn serve_exports_metrics_reloads_policies_and_stops_on_sigterm() {
     });
     assert!(!metrics.contains("NaN"), "{metrics}");
     // 5% errors: error ratio 0.05 and burn rate 50 over the short windows.
-    let ratio = value(&metrics, r#"burnguard_slo_error_ratio{slo="spike",service="spike",window="5m"}"#).unwrap();
+    let ratio = value(
+        &metrics,
+        r#"burnguard_slo_error_ratio{slo="spike",service="spike",window="5m"}"#,
+    )
+    .unwrap();
     assert!((ratio - 0.05).abs() < 1e-9, "{ratio}");
-    let burn = value(&metrics, r#"burnguard_slo_burn_rate{slo="spike",service="spike",window="1h"}"#).unwrap();
+    let burn = value(
+        &metrics,
+        r#"burnguard_slo_burn_rate{slo="spike",service="spike",window="1h"}"#,
+    )
+    .unwrap();
     assert!((burn - 50.0).abs() < 1e-6, "{burn}");
     // The 30d ratio covers the two hours of history: all at 5%, so -49 of the budget is left.
-    let budget = value(&metrics, r#"burnguard_slo_error_budget_remaining{slo="spike",service="spike"}"#).unwrap();
+    let budget = value(
+        &metrics,
+        r#"burnguard_slo_error_budget_remaining{slo="spike",service="spike"}"#,
+    )
+    .unwrap();
     assert!((budget - (1.0 - 0.05 / 0.001)).abs() < 1e-6, "{budget}");
     assert_eq!(
-        value(&metrics, r#"burnguard_slo_alert_firing{slo="spike",service="spike",severity="page",long_window="1h",short_window="5m"}"#),
+        value(
+            &metrics,
+            r#"burnguard_slo_alert_firing{slo="spike",service="spike",severity="page",long_window="1h",short_window="5m"}"#
+        ),
         Some(1.0)
     );
     // The ghost has no data: its status says so and no ratio is exported for it.
-    assert!(metrics.contains(r#"burnguard_slo_status{slo="ghost",service="ghost",status="no_data"} 1"#), "{metrics}");
-    assert!(!metrics.contains(r#"burnguard_slo_error_ratio{slo="ghost""#), "{metrics}");
-    assert!(!metrics.contains(r#"burnguard_slo_alert_firing{slo="ghost""#), "{metrics}");
+    assert!(
+        metrics.contains(r#"burnguard_slo_status{slo="ghost",service="ghost",status="no_data"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains(r#"burnguard_slo_error_ratio{slo="ghost""#),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains(r#"burnguard_slo_alert_firing{slo="ghost""#),
+        "{metrics}"
+    );
     assert!(value(&metrics, "burnguard_evaluation_duration_seconds_count").unwrap() >= 1.0);
-    assert!(value(&metrics, "burnguard_last_successful_evaluation_timestamp_seconds").unwrap() > 1.0e9);
+    assert!(
+        value(
+            &metrics,
+            "burnguard_last_successful_evaluation_timestamp_seconds"
+        )
+        .unwrap()
+            > 1.0e9
+    );
     assert_eq!(value(&metrics, "burnguard_query_errors_total"), Some(0.0));
 
     // An invalid policy set is rejected on file change; the old set keeps being evaluated.
-    common::write(dir.path(), "broken.yaml", &SPIKE.replace("objective: 99.9", "objective: 100").replace("name: spike", "name: broken"));
-    serve.wait_log("keeping the policies already loaded", Duration::from_secs(20));
+    common::write(
+        dir.path(),
+        "broken.yaml",
+        &SPIKE
+            .replace("objective: 99.9", "objective: 100")
+            .replace("name: spike", "name: broken"),
+    );
+    serve.wait_log(
+        "keeping the policies already loaded",
+        Duration::from_secs(20),
+    );
     let metrics = serve.metrics_until("a rejected reload", |m| {
         value(m, r#"burnguard_policy_reloads_total{result="rejected"}"#).is_some_and(|v| v >= 1.0)
     });
@@ -188,13 +268,21 @@ fn serve_exports_metrics_reloads_policies_and_stops_on_sigterm() {
     assert_eq!(value(&metrics, "burnguard_slos_loaded"), Some(2.0));
 
     // Fixing the file applies the new set: the third SLO appears.
-    common::write(dir.path(), "broken.yaml", &SPIKE.replace("name: spike", "name: fixed"));
+    common::write(
+        dir.path(),
+        "broken.yaml",
+        &SPIKE.replace("name: spike", "name: fixed"),
+    );
     serve.wait_log("policies reloaded", Duration::from_secs(20));
-    serve.metrics_until("the new SLO", |m| m.contains(r#"burnguard_slo_status{slo="fixed",service="spike",status="page"} 1"#));
+    serve.metrics_until("the new SLO", |m| {
+        m.contains(r#"burnguard_slo_status{slo="fixed",service="spike",status="page"} 1"#)
+    });
 
     // Removing an SLO removes its series.
     std::fs::remove_file(dir.path().join("ghost.yaml")).unwrap();
-    serve.metrics_until("the ghost gone", |m| !m.contains(r#"slo="ghost""#) && m.contains(r#"slo="spike""#));
+    serve.metrics_until("the ghost gone", |m| {
+        !m.contains(r#"slo="ghost""#) && m.contains(r#"slo="spike""#)
+    });
 
     // SIGHUP reloads too.
     serve.signal("HUP");
@@ -231,13 +319,19 @@ fn settings_come_from_a_config_file_and_env_and_readiness_needs_prometheus() {
     );
     let serve = Serve::start(
         &["--config", &config.display().to_string()],
-        &[("BURNGUARD_INTERVAL", "1s"), ("BURNGUARD_LOG_FORMAT", "pretty")],
+        &[
+            ("BURNGUARD_INTERVAL", "1s"),
+            ("BURNGUARD_LOG_FORMAT", "pretty"),
+        ],
     );
     let metrics = serve.metrics_until("a failed query", |m| {
         value(m, "burnguard_query_errors_total").is_some_and(|v| v >= 1.0)
     });
     // A failed evaluation is an error status, never a verdict, and exports no numbers.
-    assert!(metrics.contains(r#"burnguard_slo_status{slo="spike",service="spike",status="error"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"burnguard_slo_status{slo="spike",service="spike",status="error"} 1"#),
+        "{metrics}"
+    );
     assert!(!metrics.contains("burnguard_slo_error_ratio{"), "{metrics}");
     let (status, body) = serve.get("/readyz");
     assert_eq!(status, 503, "{body}");
@@ -247,10 +341,21 @@ fn settings_come_from_a_config_file_and_env_and_readiness_needs_prometheus() {
 #[test]
 fn serve_refuses_to_start_with_invalid_policies() {
     let dir = tempfile::tempdir().unwrap();
-    common::write(dir.path(), "bad.yaml", &SPIKE.replace("objective: 99.9", "objective: 0"));
+    common::write(
+        dir.path(),
+        "bad.yaml",
+        &SPIKE.replace("objective: 99.9", "objective: 0"),
+    );
     let (ok, output) = common::run(
         Command::new(env!("CARGO_BIN_EXE_burnguard"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--prometheus", "http://127.0.0.1:1", "--policies"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--prometheus",
+                "http://127.0.0.1:1",
+                "--policies",
+            ])
             .arg(dir.path()),
     );
     assert!(!ok);

@@ -62,7 +62,10 @@ impl PrometheusArgs {
                 .with_context(|| format!("header `{header}` is not `Name: value`"))?;
             headers.push((name.trim().to_string(), value.trim().to_string()));
         }
-        let bearer_token = match (&self.prometheus_bearer_token, &self.prometheus_bearer_token_file) {
+        let bearer_token = match (
+            &self.prometheus_bearer_token,
+            &self.prometheus_bearer_token_file,
+        ) {
             (Some(token), _) => Some(SecretString::from(token.clone())),
             (None, Some(path)) => Some(config::read_secret(path)?),
             (None, None) => None,

@@ -20,7 +20,12 @@ pub struct ServeArgs {
     #[arg(long, env = "BURNGUARD_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Policy file or directory (repeatable; env: comma-separated).
-    #[arg(long = "policies", env = "BURNGUARD_POLICIES", value_delimiter = ',', value_name = "PATH")]
+    #[arg(
+        long = "policies",
+        env = "BURNGUARD_POLICIES",
+        value_delimiter = ',',
+        value_name = "PATH"
+    )]
     pub policies: Vec<PathBuf>,
     #[command(flatten)]
     pub prometheus: PrometheusArgs,
@@ -64,7 +69,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         mode = ?settings.mode,
         "starting burnguard serve"
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         service::cancel_on_signals(shutdown.clone());

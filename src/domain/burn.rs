@@ -400,7 +400,10 @@ mod tests {
     }
 
     fn ratios(pairs: &[(u64, Option<f64>)]) -> BTreeMap<Window, Option<f64>> {
-        pairs.iter().map(|(s, r)| (Window::from_secs(*s), *r)).collect()
+        pairs
+            .iter()
+            .map(|(s, r)| (Window::from_secs(*s), *r))
+            .collect()
     }
 
     #[test]
@@ -423,7 +426,10 @@ mod tests {
         assert!(close(a.budget_remaining.unwrap(), 0.5));
         // 0.5 * 30d / 20 = 18h.
         assert!(close(a.time_to_exhaustion.unwrap(), 18.0 * 3_600.0));
-        assert!(close(a.burn_rates[&Window::from_secs(3_600)].unwrap(), 20.0));
+        assert!(close(
+            a.burn_rates[&Window::from_secs(3_600)].unwrap(),
+            20.0
+        ));
         let firing: Vec<bool> = a.alerts.iter().map(|s| s.firing()).collect();
         assert_eq!(firing, vec![true, false, false, true]);
     }
@@ -431,7 +437,10 @@ mod tests {
     #[test]
     fn assess_without_any_data_is_no_data_with_no_numbers() {
         let slo = slo_99_9();
-        let a = assess(&slo, &ratios(&[(300, None), (3_600, None), (2_592_000, None)]));
+        let a = assess(
+            &slo,
+            &ratios(&[(300, None), (3_600, None), (2_592_000, None)]),
+        );
         assert_eq!(a.status, Status::NoData);
         assert_eq!(a.budget_remaining, None);
         assert_eq!(a.time_to_exhaustion, None);

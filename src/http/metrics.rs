@@ -9,15 +9,15 @@ use std::sync::{Arc, RwLock};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::engine::evaluate::{EvalStatus, SloEvaluation};
 use crate::domain::burn::Status;
+use crate::engine::evaluate::{EvalStatus, SloEvaluation};
 
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -39,7 +39,8 @@ pub struct Metrics {
 impl Metrics {
     pub fn new(latest: Latest) -> Self {
         let mut registry = Registry::with_prefix("burnguard");
-        let evaluation_duration = Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
+        let evaluation_duration =
+            Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
         registry.register(
             "evaluation_duration_seconds",
             "Time one evaluation cycle took",
@@ -66,7 +67,11 @@ impl Metrics {
             policy_reloads.clone(),
         );
         let slos_loaded = Gauge::default();
-        registry.register("slos_loaded", "SLO policies currently loaded", slos_loaded.clone());
+        registry.register(
+            "slos_loaded",
+            "SLO policies currently loaded",
+            slos_loaded.clone(),
+        );
         registry.register_collector(Box::new(SloCollector { latest }));
         Self {
             registry,
@@ -96,7 +101,10 @@ struct SloCollector {
 type LabelPairs = Vec<(String, String)>;
 
 fn slo_labels(e: &SloEvaluation) -> LabelPairs {
-    vec![("slo".into(), e.name.clone()), ("service".into(), e.service.clone())]
+    vec![
+        ("slo".into(), e.name.clone()),
+        ("service".into(), e.service.clone()),
+    ]
 }
 
 fn with(mut labels: LabelPairs, extra: &[(&str, &str)]) -> LabelPairs {
@@ -171,8 +179,18 @@ impl Collector for SloCollector {
                 statuses.push((with(base.clone(), &[("status", status.as_str())]), value));
             }
         }
-        gauge(&mut encoder, "slo_error_ratio", "Error ratio over the window (absent: no data)", &ratios)?;
-        gauge(&mut encoder, "slo_burn_rate", "Error-budget burn rate over the window (1 = exactly sustainable)", &burns)?;
+        gauge(
+            &mut encoder,
+            "slo_error_ratio",
+            "Error ratio over the window (absent: no data)",
+            &ratios,
+        )?;
+        gauge(
+            &mut encoder,
+            "slo_burn_rate",
+            "Error-budget burn rate over the window (1 = exactly sustainable)",
+            &burns,
+        )?;
         gauge(
             &mut encoder,
             "slo_error_budget_remaining",
@@ -185,7 +203,12 @@ impl Collector for SloCollector {
             "1 when the alert row fires, 0 when quiet (absent when a window has no data)",
             &firing,
         )?;
-        gauge(&mut encoder, "slo_status", "1 for the SLO's current status", &statuses)?;
+        gauge(
+            &mut encoder,
+            "slo_status",
+            "1 for the SLO's current status",
+            &statuses,
+        )?;
         Ok(())
     }
 }

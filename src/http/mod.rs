@@ -34,7 +34,11 @@ async fn metrics_handler(State(state): State<Arc<ServiceState>>) -> impl IntoRes
             .into_response(),
         Err(error) => {
             tracing::error!(%error, "encoding metrics failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "metrics could not be encoded\n").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "metrics could not be encoded\n",
+            )
+                .into_response()
         }
     }
 }
@@ -49,6 +53,9 @@ async fn readyz(State(state): State<Arc<ServiceState>>) -> (StatusCode, String) 
     let readiness = state.readiness();
     match readiness {
         Ok(()) => (StatusCode::OK, "ready\n".into()),
-        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        ),
     }
 }
