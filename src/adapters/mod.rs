@@ -2,3 +2,4 @@
 //! crates; the engine sees them only through the traits in `ports`.
 
 pub mod prometheus;
+pub mod store;

@@ -5,6 +5,7 @@
 //! with a table and a property test.
 
 pub mod burn;
+pub mod incident;
 pub mod policy;
 pub mod problem;
 pub mod rules;

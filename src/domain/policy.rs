@@ -270,6 +270,8 @@ pub struct Slo {
     /// Cron expression (seconds first, `0 */5 * * * *`) when this SLO is evaluated on its own
     /// schedule instead of the service's interval. Validated.
     pub schedule: Option<String>,
+    /// Nothing may fire for this long before the SLO's open incident resolves.
+    pub resolve_after: Window,
     pub alerting: Alerting,
 }
 

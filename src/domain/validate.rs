@@ -24,6 +24,8 @@ use super::windows;
 
 /// The SLO window when a policy gives none.
 pub const DEFAULT_WINDOW: Window = Window::from_secs(30 * 86_400);
+/// How long nothing must fire before an incident resolves, when a policy does not say.
+pub const DEFAULT_RESOLVE_AFTER: Window = Window::from_secs(15 * 60);
 /// The alert name when a policy gives none.
 pub const DEFAULT_ALERT_NAME: &str = "ErrorBudgetBurn";
 /// Labels burnguard sets itself on series and alerts; policies may not set them.
@@ -103,6 +105,7 @@ pub fn validate_slo(doc: &SourceDocument<'_>, slo: SloDocument) -> Result<Slo, V
             indicator: parts.indicator,
             min_events: parts.min_events,
             schedule: parts.schedule,
+            resolve_after: parts.resolve_after,
             alerting: parts.alerting,
         }),
         _ => Err(p.found),
@@ -117,6 +120,7 @@ struct SpecParts {
     indicator: Indicator,
     min_events: u64,
     schedule: Option<String>,
+    resolve_after: Window,
     alerting: Alerting,
 }
 
@@ -214,6 +218,16 @@ fn validate_spec(p: &mut Problems<'_>, spec: SloSpec) -> Option<SpecParts> {
             }
         },
     };
+    let resolve_after = match &spec.resolve_after {
+        None => Some(DEFAULT_RESOLVE_AFTER),
+        Some(text) => match Window::parse(&text.value) {
+            Ok(w) => Some(w),
+            Err(why) => {
+                p.at("spec.resolveAfter", text, why.to_string());
+                None
+            }
+        },
+    };
     let alerting = validate_alerting(p, spec.alerting, window);
     Some(SpecParts {
         service: service?,
@@ -223,6 +237,7 @@ fn validate_spec(p: &mut Problems<'_>, spec: SloSpec) -> Option<SpecParts> {
         indicator: indicator?,
         min_events,
         schedule: schedule?,
+        resolve_after: resolve_after?,
         alerting: alerting?,
     })
 }

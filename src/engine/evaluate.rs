@@ -89,6 +89,9 @@ impl Serialize for WindowValues {
 /// One alert row's state as reported.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct AlertReport {
+    /// The row's long window, for code (the strings below are for output).
+    #[serde(skip)]
+    pub long: Window,
     pub severity: &'static str,
     pub long_window: String,
     pub short_window: String,
@@ -102,6 +105,7 @@ pub struct AlertReport {
 impl From<&AlertState> for AlertReport {
     fn from(state: &AlertState) -> Self {
         Self {
+            long: state.window.long,
             severity: state.window.severity.as_str(),
             long_window: state.window.long.to_string(),
             short_window: state.window.short.to_string(),

@@ -45,4 +45,5 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+pub mod db;
 pub mod prometheus;

@@ -53,6 +53,8 @@ pub struct SloSpec {
     pub min_events: Option<Spanned<u64>>,
     /// Cron expression (seconds first) for evaluating this SLO off the service's interval.
     pub schedule: Option<Spanned<String>>,
+    /// How long nothing must fire before an open incident resolves (default 15m).
+    pub resolve_after: Option<Spanned<String>>,
     pub alerting: Option<AlertingSpec>,
     /// Read only to refuse it clearly until remediation lands (a `Value` swallows its
     /// contents without reporting them as unknown fields).

@@ -1,0 +1,555 @@
+//! The store: SQLite (embedded default) or PostgreSQL, chosen by URL, through sqlx.
+//!
+//! One implementation over sqlx's `Any` driver serves both: the SQL is portable (numbered
+//! parameters, `RETURNING`, `ON CONFLICT`, partial unique indexes) except where a backend needs
+//! its own words, which [`Backend`] spells out (row locks, how a write transaction begins).
+//! Each backend has its own migrations (`migrations/sqlite`, `migrations/postgres`), embedded at
+//! build time and applied at start; a database migrated by a newer burnguard is refused.
+//!
+//! Owns: SQL, transactions, row mapping. Must not touch: the lifecycle rules (it applies the
+//! `Decision` the domain returns, inside the transaction that read the incident).
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::{AnyPool, AssertSqlSafe, Row};
+
+use crate::domain::incident::{Decision, IncidentStatus, OpenIncident};
+use crate::domain::policy::Severity;
+use crate::ports::{
+    ActionRecord, EvaluationRecord, IncidentDetail, IncidentFilter, IncidentRecord, Store,
+    StoreError, TimelineEvent, Transitioned, UnixSeconds,
+};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// The database behind a [`SqlStore`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    fn of(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+
+    fn migrator(self) -> &'static Migrator {
+        match self {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        }
+    }
+
+    /// Locks the incident row read inside a transaction. SQLite needs none: its write
+    /// transactions begin IMMEDIATE and so already exclude every other writer.
+    fn lock_clause(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE",
+        }
+    }
+}
+
+/// SQLite or PostgreSQL behind the [`Store`] port.
+#[derive(Clone, Debug)]
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+fn db_error(error: sqlx::Error) -> StoreError {
+    StoreError::Database(error.to_string())
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl SqlStore {
+    /// Connects and applies migrations. `sqlite://FILE` creates the file if missing and runs
+    /// in WAL mode with foreign keys on; `postgres://...` must point at an existing database.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let store = Self::connect(url).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connects without migrating.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let connect_error = |reason: String| StoreError::Connect {
+            url: redact(url),
+            reason,
+        };
+        let backend = Backend::of(url).ok_or_else(|| {
+            connect_error("expected a sqlite://FILE or postgres://... URL".into())
+        })?;
+        let (url, max_connections) = match backend {
+            Backend::Sqlite => {
+                let with_mode = if url.contains("mode=") {
+                    url.to_string()
+                } else if url.contains('?') {
+                    format!("{url}&mode=rwc")
+                } else {
+                    format!("{url}?mode=rwc")
+                };
+                (with_mode, 4)
+            }
+            Backend::Postgres => (url.to_string(), 8),
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        for pragma in [
+                            "PRAGMA journal_mode = WAL",
+                            "PRAGMA foreign_keys = ON",
+                            "PRAGMA busy_timeout = 10000",
+                            "PRAGMA synchronous = NORMAL",
+                        ] {
+                            sqlx::query(pragma).execute(&mut *conn).await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .map_err(|e| connect_error(e.to_string()))?;
+        Ok(Self { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Applies pending migrations; re-running is a no-op.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        self.backend
+            .migrator()
+            .run(&self.pool)
+            .await
+            .map_err(|error| match error {
+                MigrateError::VersionMissing(version) => StoreError::NewerSchema { version },
+                other => StoreError::Migrate(other.to_string()),
+            })
+    }
+
+    /// Closes the pool (tests use it before dropping a database).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'_, sqlx::Any>, StoreError> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+        .map_err(db_error)
+    }
+
+    async fn record_once<F>(
+        &self,
+        evaluation: &EvaluationRecord,
+        decide: &F,
+    ) -> Result<Transitioned, sqlx::Error>
+    where
+        F: Fn(Option<&OpenIncident>) -> Decision + Send + Sync,
+    {
+        let mut tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        let snapshot = evaluation.snapshot.to_string();
+        let at = evaluation.evaluated_at;
+        sqlx::query(
+            "INSERT INTO evaluations (slo, service, evaluated_at, status, error_budget_remaining, snapshot) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&evaluation.slo)
+        .bind(&evaluation.service)
+        .bind(at)
+        .bind(&evaluation.status)
+        .bind(evaluation.error_budget_remaining)
+        .bind(&snapshot)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO latest_evaluations (slo, service, evaluated_at, status, snapshot) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (slo) DO UPDATE SET service = excluded.service, evaluated_at = excluded.evaluated_at, \
+             status = excluded.status, snapshot = excluded.snapshot",
+        )
+        .bind(&evaluation.slo)
+        .bind(&evaluation.service)
+        .bind(at)
+        .bind(&evaluation.status)
+        .bind(&snapshot)
+        .execute(&mut *tx)
+        .await?;
+
+        // Built from constants only; the SLO name is bound.
+        let open = sqlx::query(AssertSqlSafe(format!(
+            "SELECT id, severity, status, opened_at, last_firing_at, peak_burn_rate, {BOOL_DATA_MISSING} \
+             FROM incidents WHERE slo = $1 AND status <> 'resolved'{}",
+            self.backend.lock_clause()
+        )))
+        .bind(&evaluation.slo)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|row| open_incident(&row))
+        .transpose()?;
+
+        let decision = decide(open.as_ref());
+        let event = |kind: &'static str, message: String| (kind, message);
+        let mut events: Vec<(&str, String)> = Vec::new();
+        let incident_id = match (&decision, &open) {
+            (Decision::Nothing, open) => open.as_ref().map(|o| o.id),
+            (
+                Decision::Open {
+                    severity,
+                    peak_burn_rate,
+                    budget_remaining,
+                },
+                _,
+            ) => {
+                let id: i64 = sqlx::query(
+                    "INSERT INTO incidents (slo, service, severity, status, opened_at, last_firing_at, peak_burn_rate, budget_at_open, data_missing) \
+                     VALUES ($1, $2, $3, 'open', $4, $5, $6, $7, FALSE) RETURNING id",
+                )
+                .bind(&evaluation.slo)
+                .bind(&evaluation.service)
+                .bind(severity.as_str())
+                .bind(at)
+                .bind(at)
+                .bind(*peak_burn_rate)
+                .bind(*budget_remaining)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("id")?;
+                events.push(event(
+                    "opened",
+                    format!("{} burns its error budget: {severity} alert fired (burn rate {peak_burn_rate:.2})", evaluation.slo),
+                ));
+                Some(id)
+            }
+            (
+                Decision::Escalate {
+                    from,
+                    to,
+                    peak_burn_rate,
+                },
+                Some(o),
+            ) => {
+                sqlx::query(
+                    "UPDATE incidents SET severity = $1, peak_burn_rate = $2, last_firing_at = $3, data_missing = FALSE WHERE id = $4",
+                )
+                .bind(to.as_str())
+                .bind(*peak_burn_rate)
+                .bind(at)
+                .bind(o.id)
+                .execute(&mut *tx)
+                .await?;
+                if o.data_missing {
+                    events.push(event("data_back", "evaluations have data again".into()));
+                }
+                events.push(event("escalated", format!("escalated from {from} to {to}")));
+                Some(o.id)
+            }
+            (Decision::StillFiring { peak_burn_rate }, Some(o)) => {
+                sqlx::query(
+                    "UPDATE incidents SET peak_burn_rate = $1, last_firing_at = $2, data_missing = FALSE WHERE id = $3",
+                )
+                .bind(*peak_burn_rate)
+                .bind(at)
+                .bind(o.id)
+                .execute(&mut *tx)
+                .await?;
+                if o.data_missing {
+                    events.push(event("data_back", "evaluations have data again".into()));
+                }
+                Some(o.id)
+            }
+            (Decision::Resolve { budget_remaining }, Some(o)) => {
+                sqlx::query(
+                    "UPDATE incidents SET status = 'resolved', resolved_at = $1, budget_at_resolve = $2, data_missing = FALSE WHERE id = $3",
+                )
+                .bind(at)
+                .bind(*budget_remaining)
+                .bind(o.id)
+                .execute(&mut *tx)
+                .await?;
+                let quiet_for = at - o.last_firing_at;
+                events.push(event(
+                    "resolved",
+                    format!("nothing has fired for {}s; resolved", quiet_for),
+                ));
+                Some(o.id)
+            }
+            (Decision::DataMissing { reason }, Some(o)) => {
+                sqlx::query("UPDATE incidents SET data_missing = TRUE WHERE id = $1")
+                    .bind(o.id)
+                    .execute(&mut *tx)
+                    .await?;
+                events.push(event(
+                    "data_missing",
+                    format!("{reason}; the incident is left as it is"),
+                ));
+                Some(o.id)
+            }
+            (Decision::DataBack, Some(o)) => {
+                sqlx::query("UPDATE incidents SET data_missing = FALSE WHERE id = $1")
+                    .bind(o.id)
+                    .execute(&mut *tx)
+                    .await?;
+                events.push(event("data_back", "evaluations have data again".into()));
+                Some(o.id)
+            }
+            // A decision about an incident that is not there: nothing to apply.
+            (_, None) => None,
+        };
+        if let Some(id) = incident_id {
+            for (kind, message) in events {
+                sqlx::query(
+                    "INSERT INTO incident_events (incident_id, at, kind, message, actor, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(id)
+                .bind(at)
+                .bind(kind)
+                .bind(message)
+                .bind("burnguard")
+                .bind(&snapshot)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(Transitioned {
+            decision,
+            incident_id,
+        })
+    }
+}
+
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(e) => {
+            e.is_unique_violation()
+                || e.message().contains("UNIQUE constraint failed")
+                || e.code().as_deref() == Some("23505")
+        }
+        _ => false,
+    }
+}
+
+fn open_incident(row: &AnyRow) -> Result<OpenIncident, sqlx::Error> {
+    let severity: String = row.try_get("severity")?;
+    let status: String = row.try_get("status")?;
+    let corrupt = |what: &str| sqlx::Error::Decode(format!("unknown incident {what}").into());
+    Ok(OpenIncident {
+        id: row.try_get("id")?,
+        severity: match severity.as_str() {
+            "page" => Severity::Page,
+            "ticket" => Severity::Ticket,
+            _ => return Err(corrupt("severity")),
+        },
+        status: IncidentStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
+        opened_at: row.try_get("opened_at")?,
+        last_firing_at: row.try_get("last_firing_at")?,
+        peak_burn_rate: row.try_get("peak_burn_rate")?,
+        data_missing: row.try_get::<i64, _>("data_missing")? != 0,
+    })
+}
+
+/// Booleans read as integers: sqlx's Any driver cannot decode SQLite's BOOLEAN columns.
+const BOOL_DATA_MISSING: &str =
+    "CAST(CASE WHEN data_missing THEN 1 ELSE 0 END AS BIGINT) AS data_missing";
+const BOOL_DRY_RUN: &str = "CAST(CASE WHEN dry_run THEN 1 ELSE 0 END AS BIGINT) AS dry_run";
+
+const INCIDENT_COLUMNS: &str = "id, slo, service, severity, status, opened_at, acknowledged_at, resolved_at, \
+     last_firing_at, peak_burn_rate, budget_at_open, budget_at_resolve";
+
+fn incident_record(row: &AnyRow) -> Result<IncidentRecord, sqlx::Error> {
+    Ok(IncidentRecord {
+        id: row.try_get("id")?,
+        slo: row.try_get("slo")?,
+        service: row.try_get("service")?,
+        severity: row.try_get("severity")?,
+        status: row.try_get("status")?,
+        opened_at: row.try_get("opened_at")?,
+        acknowledged_at: row.try_get("acknowledged_at")?,
+        resolved_at: row.try_get("resolved_at")?,
+        last_firing_at: row.try_get("last_firing_at")?,
+        peak_burn_rate: row.try_get("peak_burn_rate")?,
+        budget_remaining_at_open: row.try_get("budget_at_open")?,
+        budget_remaining_at_resolve: row.try_get("budget_at_resolve")?,
+    })
+}
+
+fn json(text: Option<String>) -> Result<Option<serde_json::Value>, StoreError> {
+    text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(e.to_string())))
+        .transpose()
+}
+
+impl Store for SqlStore {
+    async fn record<F>(
+        &self,
+        evaluation: &EvaluationRecord,
+        decide: F,
+    ) -> Result<Transitioned, StoreError>
+    where
+        F: Fn(Option<&OpenIncident>) -> Decision + Send + Sync,
+    {
+        // A concurrent writer may open the SLO's incident between our read and our insert
+        // (PostgreSQL); the unique index refuses ours, and the retry sees theirs.
+        match self.record_once(evaluation, &decide).await {
+            Err(e) if is_unique_violation(&e) => self
+                .record_once(evaluation, &decide)
+                .await
+                .map_err(db_error),
+            other => other.map_err(db_error),
+        }
+    }
+
+    async fn list_incidents(
+        &self,
+        filter: &IncidentFilter,
+    ) -> Result<Vec<IncidentRecord>, StoreError> {
+        let mut sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE 1 = 1");
+        let mut n = 0;
+        if filter.status.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND status = ${n}"));
+        }
+        if filter.slo.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND slo = ${n}"));
+        }
+        sql.push_str(" ORDER BY opened_at DESC, id DESC");
+        if filter.limit.is_some() {
+            n += 1;
+            sql.push_str(&format!(" LIMIT ${n}"));
+        }
+        // Built from constants and numbered placeholders only; every value is bound.
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        if let Some(status) = filter.status {
+            query = query.bind(status.as_str());
+        }
+        if let Some(slo) = &filter.slo {
+            query = query.bind(slo);
+        }
+        if let Some(limit) = filter.limit {
+            query = query.bind(limit);
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(db_error)?;
+        rows.iter()
+            .map(incident_record)
+            .collect::<Result<_, _>>()
+            .map_err(db_error)
+    }
+
+    async fn incident(&self, id: i64) -> Result<Option<IncidentDetail>, StoreError> {
+        let Some(row) = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?
+        else {
+            return Ok(None);
+        };
+        let incident = incident_record(&row).map_err(db_error)?;
+        let events = sqlx::query(
+            "SELECT id, at, kind, message, actor, detail FROM incident_events WHERE incident_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let mut timeline = Vec::with_capacity(events.len());
+        for e in &events {
+            timeline.push(TimelineEvent {
+                id: e.try_get("id").map_err(db_error)?,
+                at: e.try_get("at").map_err(db_error)?,
+                kind: e.try_get("kind").map_err(db_error)?,
+                message: e.try_get("message").map_err(db_error)?,
+                actor: e.try_get("actor").map_err(db_error)?,
+                detail: json(e.try_get("detail").map_err(db_error)?)?,
+            });
+        }
+        let action_rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT id, idempotency_key, kind, status, {BOOL_DRY_RUN}, created_at, started_at, finished_at, intent, outcome \
+             FROM actions WHERE incident_id = $1 ORDER BY id"
+        )))
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let mut actions = Vec::with_capacity(action_rows.len());
+        for a in &action_rows {
+            actions.push(ActionRecord {
+                id: a.try_get("id").map_err(db_error)?,
+                idempotency_key: a.try_get("idempotency_key").map_err(db_error)?,
+                kind: a.try_get("kind").map_err(db_error)?,
+                status: a.try_get("status").map_err(db_error)?,
+                dry_run: a.try_get::<i64, _>("dry_run").map_err(db_error)? != 0,
+                created_at: a.try_get("created_at").map_err(db_error)?,
+                started_at: a.try_get("started_at").map_err(db_error)?,
+                finished_at: a.try_get("finished_at").map_err(db_error)?,
+                intent: json(Some(a.try_get("intent").map_err(db_error)?))?.unwrap_or_default(),
+                outcome: json(a.try_get("outcome").map_err(db_error)?)?,
+            });
+        }
+        Ok(Some(IncidentDetail {
+            incident,
+            timeline,
+            actions,
+        }))
+    }
+
+    async fn prune_evaluations(&self, before: UnixSeconds) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query("DELETE FROM evaluations WHERE evaluated_at < $1")
+            .bind(before)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(done.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(
+            redact("postgres://bg:s3cret@db:5432/x"),
+            "postgres://bg:***@db:5432/x"
+        );
+        assert_eq!(redact("postgres://bg@db/x"), "postgres://bg@db/x");
+        assert_eq!(redact("sqlite://burnguard.db"), "sqlite://burnguard.db");
+    }
+}
