@@ -48,6 +48,8 @@ pub struct FileSettings {
     pub mode: Option<ReadMode>,
     pub concurrency: Option<usize>,
     pub log_format: Option<LogFormat>,
+    pub db: Option<String>,
+    pub evaluation_retention: Option<String>,
     pub prometheus: Option<FilePrometheus>,
 }
 
@@ -91,8 +93,14 @@ pub struct Settings {
     pub concurrency: usize,
     pub log_format: LogFormat,
     pub prometheus: PrometheusConfig,
+    /// `sqlite://FILE` or `postgres://...`.
+    pub db: String,
+    /// How long evaluation history is kept.
+    pub evaluation_retention: Duration,
 }
 
+pub const DEFAULT_DB: &str = "sqlite://burnguard.db";
+pub const DEFAULT_EVALUATION_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -105,6 +113,8 @@ pub struct Overrides {
     pub mode: Option<ReadMode>,
     pub concurrency: Option<usize>,
     pub log_format: Option<LogFormat>,
+    pub db: Option<String>,
+    pub evaluation_retention: Option<Duration>,
     pub prometheus: PrometheusOverrides,
 }
 
@@ -152,7 +162,19 @@ impl Settings {
             ));
         }
         let prometheus = resolve_prometheus(overrides.prometheus, file.prometheus)?;
+        let evaluation_retention = match (overrides.evaluation_retention, file.evaluation_retention)
+        {
+            (Some(d), _) => d,
+            (None, Some(text)) => humantime::parse_duration(&text)
+                .map_err(|e| ConfigError::Invalid(format!("evaluationRetention `{text}`: {e}")))?,
+            (None, None) => DEFAULT_EVALUATION_RETENTION,
+        };
         Ok(Self {
+            db: overrides
+                .db
+                .or(file.db)
+                .unwrap_or_else(|| DEFAULT_DB.to_string()),
+            evaluation_retention,
             policies,
             listen,
             interval,

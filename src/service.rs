@@ -17,13 +17,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::adapters::prometheus::Prometheus;
+use crate::adapters::store::SqlStore;
 use crate::config::Settings;
 use crate::domain::policy::Slo;
 use crate::engine::evaluate::{EvalStatus, Evaluator};
+use crate::engine::record;
 use crate::engine::schedule::Scheduler;
 use crate::http;
 use crate::http::metrics::{Latest, Metrics};
 use crate::policies::{self, LoadError};
+use crate::ports::Store;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +42,8 @@ pub enum ServiceError {
     },
     #[error("cannot watch policy files: {0}")]
     Watch(String),
+    #[error(transparent)]
+    Store(#[from] crate::ports::StoreError),
 }
 
 /// What the HTTP side reads: latest evaluations, readiness, metrics.
@@ -103,6 +108,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         settings.mode,
         settings.concurrency,
     );
+    let store = SqlStore::open(&settings.db).await?;
+    info!(backend = ?store.backend(), "store ready");
     let state = Arc::new(ServiceState::new());
     state.metrics.slos_loaded.set(slos.len() as i64);
     state.set_readiness(|r| r.policies_loaded = true);
@@ -136,6 +143,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let _watcher = watch_policies(&settings.policies, reload_tx)?;
 
     let mut scheduler = Scheduler::new(&slos, settings.interval, Utc::now());
+    let mut last_prune: Option<chrono::DateTime<Utc>> = None;
     loop {
         let wake = scheduler.next_wake();
         let sleep_for = (wake - Utc::now()).to_std().unwrap_or_default();
@@ -154,7 +162,11 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
                 let now = Utc::now();
                 let due: Vec<Slo> = scheduler.take_due(now).into_iter().map(|i| slos[i].clone()).collect();
                 if !due.is_empty() {
-                    cycle(&evaluator, &due, now.timestamp(), &state).await;
+                    cycle(&evaluator, &store, &due, now.timestamp(), &state).await;
+                }
+                if last_prune.is_none_or(|t| now - t > chrono::Duration::hours(1)) {
+                    last_prune = Some(now);
+                    prune(&store, &settings, now, &state).await;
                 }
             }
         }
@@ -164,14 +176,41 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     Ok(())
 }
 
-/// One evaluation of `due`, recorded into the shared state and metrics.
-async fn cycle(evaluator: &Evaluator<Prometheus>, due: &[Slo], at: i64, state: &ServiceState) {
+/// Drops evaluation history past the retention.
+async fn prune(
+    store: &SqlStore,
+    settings: &Settings,
+    now: chrono::DateTime<Utc>,
+    state: &ServiceState,
+) {
+    let retention = chrono::Duration::from_std(settings.evaluation_retention)
+        .unwrap_or(chrono::Duration::days(7));
+    match store.prune_evaluations((now - retention).timestamp()).await {
+        Ok(0) => {}
+        Ok(rows) => info!(rows, "pruned evaluation history"),
+        Err(error) => {
+            state.metrics.store_errors.inc();
+            warn!(%error, "pruning evaluation history failed");
+        }
+    }
+}
+
+/// One evaluation of `due`, recorded in the store, the shared state and the metrics.
+async fn cycle(
+    evaluator: &Evaluator<Prometheus>,
+    store: &SqlStore,
+    due: &[Slo],
+    at: i64,
+    state: &ServiceState,
+) {
     let span = info_span!("cycle", slos = due.len());
     async {
         let started = Instant::now();
         let evaluation = evaluator.evaluate(due, at).await;
+        let recorded = record::record_cycle(store, due, &evaluation).await;
         let elapsed = started.elapsed();
         let m = &state.metrics;
+        m.store_errors.inc_by(recorded.failed as u64);
         m.evaluation_duration.observe(elapsed.as_secs_f64());
         m.queries.inc_by(evaluation.queries as u64);
         m.query_errors.inc_by(evaluation.failed_queries as u64);
@@ -203,6 +242,9 @@ async fn cycle(evaluator: &Evaluator<Prometheus>, due: &[Slo], at: i64, state: &
             queries = evaluation.queries,
             failed = evaluation.failed_queries,
             millis = elapsed.as_millis() as u64,
+            opened = recorded.opened,
+            escalated = recorded.escalated,
+            resolved = recorded.resolved,
             "evaluation cycle done"
         );
     }
@@ -275,9 +317,22 @@ fn watch_policies(
     tx: mpsc::Sender<&'static str>,
 ) -> Result<notify::RecommendedWatcher, ServiceError> {
     use notify::{RecursiveMode, Watcher};
+    let files: Vec<PathBuf> = paths.iter().filter(|p| p.is_file()).cloned().collect();
+    // Only policy files matter: a database or editor swap file next to them must not
+    // trigger reloads.
+    let is_policy = move |path: &std::path::Path| {
+        files
+            .iter()
+            .any(|f| path.ends_with(f) || f.file_name() == path.file_name())
+            || path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| e == "yaml" || e == "yml")
+    };
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event
             && (event.kind.is_modify() || event.kind.is_create() || event.kind.is_remove())
+            && event.paths.iter().any(|p| is_policy(p))
         {
             // A full channel already holds a pending reload.
             let _ = tx.try_send("file change");

@@ -169,8 +169,12 @@ fn serve_exports_metrics_reloads_policies_and_stops_on_sigterm() {
     common::write(dir.path(), "spike.yaml", SPIKE);
     common::write(dir.path(), "ghost.yaml", GHOST);
     let policies = dir.path().display().to_string();
+    let data = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", data.path().join("burnguard.db").display());
     let serve = Serve::start(
         &[
+            "--db",
+            &db,
             "--policies",
             &policies,
             "--prometheus",
@@ -313,8 +317,9 @@ fn settings_come_from_a_config_file_and_env_and_readiness_needs_prometheus() {
         dir.path(),
         "burnguard.yaml",
         &format!(
-            "policies: [{}]\nlisten: 127.0.0.1:0\nprometheus: {{url: {down}, timeout: 1s}}\n",
-            dir.path().join("spike.yaml").display()
+            "policies: [{}]\nlisten: 127.0.0.1:0\ndb: sqlite://{}\nprometheus: {{url: {down}, timeout: 1s}}\n",
+            dir.path().join("spike.yaml").display(),
+            dir.path().join("burnguard.db").display()
         ),
     );
     let serve = Serve::start(

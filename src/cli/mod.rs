@@ -6,6 +6,7 @@
 pub mod args;
 mod backtest;
 mod eval;
+mod incidents;
 mod rules;
 mod serve;
 mod validate;
@@ -65,8 +66,19 @@ pub enum Command {
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
     },
-    /// Evaluate SLOs continuously and serve /metrics, /healthz and /readyz.
+    /// Evaluate SLOs continuously, record incidents, and serve /metrics, /healthz and /readyz.
     Serve(serve::ServeArgs),
+    /// List or show incidents recorded by `serve`.
+    Incidents {
+        #[command(subcommand)]
+        command: IncidentsCommand,
+    },
+    /// Create or upgrade the database schema (serve does this at start too).
+    Migrate {
+        /// sqlite://FILE or postgres://USER@HOST/DB.
+        #[arg(long, env = "BURNGUARD_DB", default_value = DEFAULT_DB)]
+        db: String,
+    },
     /// Replay SLO policies over history: every alert transition, the budget curve, a summary.
     Backtest {
         /// Policy files or directories.
@@ -91,6 +103,33 @@ pub enum Command {
     },
 }
 
+use crate::config::DEFAULT_DB;
+
+#[derive(Debug, Subcommand)]
+pub enum IncidentsCommand {
+    /// Incidents, newest first.
+    List {
+        #[arg(long, value_enum, default_value_t = incidents::StatusFilter::Open)]
+        status: incidents::StatusFilter,
+        /// Only this SLO's incidents.
+        #[arg(long)]
+        slo: Option<String>,
+        /// sqlite://FILE or postgres://USER@HOST/DB.
+        #[arg(long, env = "BURNGUARD_DB", default_value = DEFAULT_DB)]
+        db: String,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// One incident with its timeline and actions.
+    Show {
+        id: i64,
+        #[arg(long, env = "BURNGUARD_DB", default_value = DEFAULT_DB)]
+        db: String,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+}
+
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
@@ -112,6 +151,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             concurrency,
         })),
         Command::Serve(args) => serve::run(args),
+        Command::Incidents { command } => runtime()?.block_on(async move {
+            match command {
+                IncidentsCommand::List {
+                    status,
+                    slo,
+                    db,
+                    output,
+                } => incidents::list(&db, status, slo, output).await,
+                IncidentsCommand::Show { id, db, output } => incidents::show(&db, id, output).await,
+            }
+        }),
+        Command::Migrate { db } => runtime()?.block_on(incidents::migrate(&db)),
         Command::Backtest {
             paths,
             prometheus,

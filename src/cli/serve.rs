@@ -44,6 +44,12 @@ pub struct ServeArgs {
     /// pretty | json.
     #[arg(long, env = "BURNGUARD_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Database: sqlite://FILE (default sqlite://burnguard.db, created if missing) or postgres://...
+    #[arg(long, env = "BURNGUARD_DB", value_name = "URL")]
+    pub db: Option<String>,
+    /// How long evaluation history is kept (default 7d).
+    #[arg(long, env = "BURNGUARD_EVALUATION_RETENTION", value_parser = parse_duration, value_name = "DURATION")]
+    pub evaluation_retention: Option<Duration>,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -58,6 +64,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         mode: args.mode,
         concurrency: args.concurrency,
         log_format: args.log_format,
+        db: args.db,
+        evaluation_retention: args.evaluation_retention,
         prometheus: args.prometheus.overrides()?,
     };
     let settings = Settings::resolve(overrides, file)?;

@@ -34,6 +34,7 @@ pub struct Metrics {
     pub last_success: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub policy_reloads: Family<Vec<(String, String)>, Counter>,
     pub slos_loaded: Gauge,
+    pub store_errors: Counter,
 }
 
 impl Metrics {
@@ -72,6 +73,12 @@ impl Metrics {
             "SLO policies currently loaded",
             slos_loaded.clone(),
         );
+        let store_errors = Counter::default();
+        registry.register(
+            "store_errors",
+            "Evaluations or incident changes that could not be written to the database",
+            store_errors.clone(),
+        );
         registry.register_collector(Box::new(SloCollector { latest }));
         Self {
             registry,
@@ -81,6 +88,7 @@ impl Metrics {
             last_success,
             policy_reloads,
             slos_loaded,
+            store_errors,
         }
     }
 
