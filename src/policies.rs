@@ -8,6 +8,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::domain::playbook::Playbook;
 use crate::domain::policy::Slo;
 use crate::domain::problem::Problem;
 use crate::domain::spec::{self, Document};
@@ -20,15 +21,31 @@ pub struct LoadedSlo {
     pub slo: Slo,
 }
 
+/// A validated playbook and where it came from.
+#[derive(Clone, Debug)]
+pub struct LoadedPlaybook {
+    pub origin: Origin,
+    pub playbook: Playbook,
+}
+
 /// Everything loaded, in file order then document order.
 #[derive(Clone, Debug, Default)]
 pub struct PolicySet {
     pub slos: Vec<LoadedSlo>,
+    pub playbooks: Vec<LoadedPlaybook>,
 }
 
 impl PolicySet {
     pub fn slos(&self) -> Vec<Slo> {
         self.slos.iter().map(|l| l.slo.clone()).collect()
+    }
+
+    /// Playbooks by name.
+    pub fn playbooks(&self) -> std::collections::BTreeMap<String, Playbook> {
+        self.playbooks
+            .iter()
+            .map(|l| (l.playbook.name.clone(), l.playbook.clone()))
+            .collect()
     }
 }
 
@@ -63,6 +80,7 @@ pub struct LoadError {
 pub fn load(paths: &[PathBuf]) -> Result<PolicySet, LoadError> {
     let mut problems = Vec::new();
     let mut slos = Vec::new();
+    let mut playbooks = Vec::new();
     if paths.is_empty() {
         problems.push(file_problem(
             "(arguments)",
@@ -81,8 +99,9 @@ pub fn load(paths: &[PathBuf]) -> Result<PolicySet, LoadError> {
             let source = file.display().to_string();
             match std::fs::read_to_string(&file) {
                 Ok(text) => {
-                    let (found, bad) = parse_source(&source, &text);
+                    let (found, books, bad) = parse_policies(&source, &text);
                     slos.extend(found);
+                    playbooks.extend(books);
                     problems.extend(bad);
                 }
                 Err(e) => problems.push(file_problem(&source, &format!("cannot be read: {e}"))),
@@ -95,39 +114,81 @@ pub fn load(paths: &[PathBuf]) -> Result<PolicySet, LoadError> {
             problem,
         });
     }
+    let mut seen = std::collections::HashMap::new();
+    for book in &playbooks {
+        if let Some(first) = seen.insert(book.playbook.name.as_str(), &book.origin) {
+            problems.push(FileProblem {
+                source: book.origin.source.clone(),
+                problem: Problem {
+                    document: book.origin.document,
+                    path: "metadata.name".into(),
+                    line: None,
+                    message: format!(
+                        "Playbook `{}` is already defined in {} (document {}); names must be unique",
+                        book.playbook.name, first.source, first.document
+                    ),
+                },
+            });
+        }
+    }
+    let names: std::collections::HashSet<&str> =
+        playbooks.iter().map(|b| b.playbook.name.as_str()).collect();
+    for (i, mut problem) in validate::check_playbook_references(slos.iter().map(|l| &l.slo), &names)
+    {
+        problem.document = slos[i].origin.document;
+        problems.push(FileProblem {
+            source: slos[i].origin.source.clone(),
+            problem,
+        });
+    }
     if problems.is_empty() {
-        Ok(PolicySet { slos })
+        Ok(PolicySet { slos, playbooks })
     } else {
         Err(LoadError { problems })
     }
 }
 
-/// Parses and validates every document of one source text.
+/// Parses and validates every SLO document of one source text (playbooks are checked but not
+/// returned; see [`parse_policies`]).
 pub fn parse_source(source: &str, text: &str) -> (Vec<LoadedSlo>, Vec<FileProblem>) {
+    let (slos, _, problems) = parse_policies(source, text);
+    (slos, problems)
+}
+
+/// Parses and validates every document of one source text. References between documents
+/// (an SLO running a playbook) are checked by [`load`], across all files.
+pub fn parse_policies(
+    source: &str,
+    text: &str,
+) -> (Vec<LoadedSlo>, Vec<LoadedPlaybook>, Vec<FileProblem>) {
     let mut slos = Vec::new();
+    let mut playbooks = Vec::new();
     let mut problems = Vec::new();
     let documents = spec::split_documents(text);
     if documents.is_empty() {
         problems.push(file_problem(source, "holds no YAML documents"));
     }
     for doc in documents {
+        let origin = Origin {
+            source: source.to_string(),
+            document: doc.index,
+        };
         let result = spec::parse_document(&doc).and_then(|parsed| {
-            let Document::Slo(slo) = parsed.document;
-            let validated = validate::validate_slo(&doc, *slo);
+            let validated = match parsed.document {
+                Document::Slo(slo) => validate::validate_slo(&doc, *slo).map(Loaded::Slo),
+                Document::Playbook(book) => {
+                    validate::validate_playbook(&doc, *book).map(Loaded::Playbook)
+                }
+            };
             match (validated, parsed.unknown_fields) {
-                (Ok(slo), unknown) if unknown.is_empty() => Ok(slo),
+                (Ok(loaded), unknown) if unknown.is_empty() => Ok(loaded),
                 (Ok(_), unknown) => Err(unknown),
                 (Err(problems), unknown) => Err(unknown.into_iter().chain(problems).collect()),
             }
         });
         match result {
-            Ok(slo) => slos.push(LoadedSlo {
-                origin: Origin {
-                    source: source.to_string(),
-                    document: doc.index,
-                },
-                slo,
-            }),
+            Ok(Loaded::Slo(slo)) => slos.push(LoadedSlo { origin, slo }),
+            Ok(Loaded::Playbook(playbook)) => playbooks.push(LoadedPlaybook { origin, playbook }),
             Err(found) => problems.extend(found.into_iter().map(|mut problem| {
                 problem.document = doc.index;
                 FileProblem {
@@ -137,7 +198,12 @@ pub fn parse_source(source: &str, text: &str) -> (Vec<LoadedSlo>, Vec<FileProble
             })),
         }
     }
-    (slos, problems)
+    (slos, playbooks, problems)
+}
+
+enum Loaded {
+    Slo(Slo),
+    Playbook(Playbook),
 }
 
 fn file_problem(source: &str, message: &str) -> FileProblem {

@@ -218,14 +218,54 @@ fn each_broken_policy_names_the_field_that_is_wrong() {
             "whole number",
         ),
         case(
-            "budgetPolicy before remediation",
+            "budget rule without a condition",
             with(
                 "  objective: 99.9\n",
-                "  objective: 99.9\n  budgetPolicy: [{when: {alert: page}, run: x}]\n",
+                "  objective: 99.9\n  budgetPolicy: [{run: x}]\n",
             ),
-            "spec.budgetPolicy",
+            "spec.budgetPolicy[0].when",
+            None,
+            "is required",
+        ),
+        case(
+            "budget rule freezing nothing",
+            with(
+                "  objective: 99.9\n",
+                "  objective: 99.9\n  budgetPolicy: [{when: {budgetRemainingBelow: 15}, freeze: {}}]\n",
+            ),
+            "spec.budgetPolicy[0].freeze",
+            None,
+            "freezes nothing",
+        ),
+        case(
+            "budget rule with a bad selector",
+            with(
+                "  objective: 99.9\n",
+                "  objective: 99.9\n  budgetPolicy: [{when: {alert: page}, freeze: {namespace: shop, selector: 'a b c'}}]\n",
+            ),
+            "spec.budgetPolicy[0].freeze.selector",
             Some(8),
-            "not supported yet",
+            "not a label selector",
+        ),
+        case(
+            "budget rule with a bad duration",
+            with(
+                "  objective: 99.9\n",
+                "  objective: 99.9\n  budgetPolicy: [{when: {burnRateAbove: 3.6, for: 3 days, window: 1h}, run: x}]\n",
+            ),
+            "spec.budgetPolicy[0].when.for",
+            Some(8),
+            "not a duration",
+        ),
+        case(
+            "budget below 100 percent",
+            with(
+                "  objective: 99.9\n",
+                "  objective: 99.9\n  budgetPolicy: [{when: {budgetRemainingBelow: 150}, run: x}]\n",
+            ),
+            "spec.budgetPolicy[0].when.budgetRemainingBelow",
+            Some(8),
+            "out of range",
         ),
         case(
             "unknown alert catalogue",
@@ -288,18 +328,18 @@ fn each_broken_policy_names_the_field_that_is_wrong() {
             "burnguard.dev/v1",
         ),
         case(
-            "playbook before remediation",
-            with("kind: SLO", "kind: Playbook"),
+            "unknown kind in the right apiVersion",
+            with("kind: SLO", "kind: Runbook"),
             "kind",
             Some(2),
-            "not supported yet",
+            "expected `SLO` or `Playbook`",
         ),
         case(
             "unknown kind",
             with("kind: SLO", "kind: Slo"),
             "kind",
             Some(2),
-            "expected `SLO`",
+            "expected `SLO` or `Playbook`",
         ),
         case(
             "not YAML",
@@ -392,6 +432,178 @@ fn each_broken_policy_names_the_field_that_is_wrong() {
 
 fn render(problems: &[FileProblem]) -> String {
     problems.iter().map(|p| format!("  {p}\n")).collect()
+}
+
+const PLAYBOOK: &str = r#"apiVersion: burnguard.dev/v1
+kind: Playbook
+metadata: {name: checkout-degrade}
+spec:
+  mode: auto
+  cooldown: 30m
+  steps:
+    - name: turn off recommendations
+      http: {method: PUT, url: "http://flags.internal/api/flags/recs", headers: {Authorization: "Bearer ${FLAGS_TOKEN}"}, body: '{"enabled": false}', expectStatus: [200, 204], timeout: 5s}
+    - name: stop deploys
+      freeze: {namespace: shop, deployments: [checkout]}
+"#;
+
+#[test]
+fn each_broken_playbook_names_the_field_that_is_wrong() {
+    let with_book = |from: &str, to: &str| {
+        assert_eq!(PLAYBOOK.matches(from).count(), 1, "{from:?}");
+        PLAYBOOK.replace(from, to)
+    };
+    let cases = vec![
+        case(
+            "mode nobody knows",
+            with_book("mode: auto", "mode: yolo"),
+            "spec.mode",
+            Some(5),
+            "auto, approve or dry-run",
+        ),
+        case(
+            "cooldown in words",
+            with_book("cooldown: 30m", "cooldown: half an hour"),
+            "spec.cooldown",
+            Some(6),
+            "not a duration",
+        ),
+        case(
+            "step with two actions",
+            with_book(
+                "      freeze: {namespace: shop, deployments: [checkout]}",
+                "      freeze: {namespace: shop, deployments: [checkout]}\n      scale: {namespace: shop, deployment: checkout, replicas: 3}",
+            ),
+            "spec.steps[1]",
+            None,
+            "exactly one of",
+        ),
+        case(
+            "step without a name",
+            with_book("    - name: stop deploys\n", "    - idempotent: true\n"),
+            "spec.steps[1].name",
+            None,
+            "is required",
+        ),
+        case(
+            "url that is not http",
+            with_book("http://flags.internal/api/flags/recs", "ftp://flags"),
+            "spec.steps[0].http.url",
+            Some(9),
+            "not an http",
+        ),
+        case(
+            "bad env reference",
+            with_book("${FLAGS_TOKEN}", "${FLAGS TOKEN}"),
+            "spec.steps[0].http.headers.Authorization",
+            None,
+            "not an environment variable",
+        ),
+        case(
+            "status that is not HTTP",
+            with_book("[200, 204]", "[200, 999]"),
+            "spec.steps[0].http.expectStatus",
+            None,
+            "not an HTTP status",
+        ),
+        case(
+            "freeze without a namespace",
+            with_book(
+                "{namespace: shop, deployments: [checkout]}",
+                "{deployments: [checkout]}",
+            ),
+            "spec.steps[1].freeze.namespace",
+            None,
+            "is required",
+        ),
+        case(
+            "rollback missing its deployment",
+            with_book(
+                "      freeze: {namespace: shop, deployments: [checkout]}",
+                "      rollback: {namespace: shop}",
+            ),
+            "spec.steps[1].rollback.deployment",
+            None,
+            "is required",
+        ),
+        case(
+            "scale without replicas",
+            with_book(
+                "      freeze: {namespace: shop, deployments: [checkout]}",
+                "      scale: {namespace: shop, deployment: checkout}",
+            ),
+            "spec.steps[1].scale.replicas",
+            None,
+            "is required",
+        ),
+        case(
+            "verify without a threshold",
+            with_book(
+                "      freeze: {namespace: shop, deployments: [checkout]}",
+                "      verify: {window: 5m, within: 15m}",
+            ),
+            "spec.steps[1].verify.burnRateBelow",
+            None,
+            "is required",
+        ),
+    ];
+    for case in cases {
+        let (_, _, found) = policies::parse_policies("book.yaml", &case.text);
+        let hit = found.iter().find(|p| p.problem.path == case.path);
+        let Some(hit) = hit else {
+            panic!(
+                "{}: no problem at `{}`; got:\n{}",
+                case.name,
+                case.path,
+                render(&found)
+            );
+        };
+        assert_eq!(
+            hit.problem.line,
+            case.line,
+            "{}: line of {}",
+            case.name,
+            render(&found)
+        );
+        assert!(
+            hit.problem.message.contains(case.says),
+            "{}: {:?} lacks {:?}",
+            case.name,
+            hit.problem.message,
+            case.says
+        );
+    }
+    let (_, books, found) = policies::parse_policies("book.yaml", PLAYBOOK);
+    assert!(found.is_empty(), "{}", render(&found));
+    assert_eq!(books[0].playbook.steps.len(), 2);
+}
+
+#[test]
+fn a_budget_rule_must_name_a_loaded_playbook() {
+    let dir = tempfile::tempdir().unwrap();
+    let slo = with(
+        "  objective: 99.9\n",
+        "  objective: 99.9\n  budgetPolicy: [{when: {alert: page}, run: checkout-degrad}]\n",
+    );
+    let a = common::write(dir.path(), "slo.yaml", &slo);
+    let b = common::write(dir.path(), "book.yaml", PLAYBOOK);
+    let error = policies::load(&[a.clone(), b.clone()]).unwrap_err();
+    assert_eq!(error.problems.len(), 1, "{:?}", error.problems);
+    assert_eq!(error.problems[0].problem.path, "spec.budgetPolicy[0].run");
+    assert!(
+        error.problems[0]
+            .problem
+            .message
+            .contains("known: checkout-degrade")
+    );
+    let fixed = common::write(
+        dir.path(),
+        "slo.yaml",
+        &slo.replace("checkout-degrad}", "checkout-degrade}"),
+    );
+    let set = policies::load(&[fixed, b]).unwrap();
+    assert_eq!(set.slos[0].slo.budget_policy.len(), 1);
+    assert_eq!(set.playbooks.len(), 1);
 }
 
 #[test]

@@ -6,6 +6,7 @@
 
 pub mod burn;
 pub mod incident;
+pub mod playbook;
 pub mod policy;
 pub mod problem;
 pub mod rules;

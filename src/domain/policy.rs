@@ -272,6 +272,8 @@ pub struct Slo {
     pub schedule: Option<String>,
     /// Nothing may fire for this long before the SLO's open incident resolves.
     pub resolve_after: Window,
+    /// When to run playbooks or freeze deployments for this SLO.
+    pub budget_policy: Vec<crate::domain::playbook::BudgetRule>,
     pub alerting: Alerting,
 }
 

@@ -69,6 +69,7 @@ fn is_blank_yaml(text: &str) -> bool {
 #[derive(Debug)]
 pub enum Document {
     Slo(Box<v1::SloDocument>),
+    Playbook(Box<v1::PlaybookDocument>),
 }
 
 /// A document of a known kind, and the fields it has that the kind does not know. Unknown
@@ -115,20 +116,23 @@ pub fn parse_document(doc: &SourceDocument<'_>) -> Result<Parsed, Vec<Problem>> 
                 unknown_fields,
             })
         }
-        Some("Playbook") => Err(vec![Problem::new(
-            "kind",
-            line_of(&header.kind),
-            "`Playbook` is not supported yet (it arrives with remediation); remove the document for now",
-        )]),
+        Some("Playbook") => {
+            let (playbook, unknown_fields) =
+                deserialize::<v1::PlaybookDocument>(doc, true).map_err(|p| vec![p])?;
+            Ok(Parsed {
+                document: Document::Playbook(Box::new(playbook)),
+                unknown_fields,
+            })
+        }
         Some(other) => Err(vec![Problem::new(
             "kind",
             line_of(&header.kind),
-            format!("unknown kind `{other}`; expected `SLO`"),
+            format!("unknown kind `{other}`; expected `SLO` or `Playbook`"),
         )]),
         None => Err(vec![Problem::new(
             "kind",
             None,
-            "is missing; expected `SLO`",
+            "is missing; expected `SLO` or `Playbook`",
         )]),
     }
 }

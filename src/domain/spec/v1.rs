@@ -56,9 +56,8 @@ pub struct SloSpec {
     /// How long nothing must fire before an open incident resolves (default 15m).
     pub resolve_after: Option<Spanned<String>>,
     pub alerting: Option<AlertingSpec>,
-    /// Read only to refuse it clearly until remediation lands (a `Value` swallows its
-    /// contents without reporting them as unknown fields).
-    pub budget_policy: Option<Spanned<serde_json::Value>>,
+    /// When to run playbooks or freeze deployments.
+    pub budget_policy: Option<Vec<BudgetRuleSpec>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -143,4 +142,93 @@ impl<'de> Deserialize<'de> for WindowsSpec {
 
         deserializer.deserialize_any(WindowsVisitor)
     }
+}
+
+/// One entry of `spec.budgetPolicy`.
+#[derive(Debug, Deserialize)]
+pub struct BudgetRuleSpec {
+    pub when: Option<WhenSpec>,
+    pub run: Option<Spanned<String>>,
+    pub freeze: Option<FreezeSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WhenSpec {
+    pub alert: Option<Spanned<String>>,
+    pub budget_remaining_below: Option<Spanned<f64>>,
+    pub burn_rate_above: Option<Spanned<f64>>,
+    #[serde(rename = "for")]
+    pub for_: Option<Spanned<String>>,
+    pub window: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct FreezeSpec {
+    pub service: Option<String>,
+    pub namespace: Option<String>,
+    pub deployments: Option<Vec<String>>,
+    pub selector: Option<Spanned<String>>,
+}
+
+/// A whole `kind: Playbook` document.
+#[derive(Debug, Deserialize)]
+pub struct PlaybookDocument {
+    #[serde(rename = "apiVersion")]
+    pub api_version: Option<Spanned<String>>,
+    pub kind: Option<Spanned<String>>,
+    pub metadata: Option<Metadata>,
+    pub spec: Option<PlaybookSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PlaybookSpec {
+    pub mode: Option<Spanned<String>>,
+    pub cooldown: Option<Spanned<String>>,
+    pub steps: Option<Vec<StepSpec>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepSpec {
+    pub name: Option<Spanned<String>>,
+    pub http: Option<HttpSpec>,
+    pub rollback: Option<TargetSpec>,
+    pub scale: Option<ScaleSpec>,
+    pub freeze: Option<FreezeSpec>,
+    pub verify: Option<VerifySpec>,
+    pub continue_on_error: Option<bool>,
+    pub idempotent: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpSpec {
+    pub method: Option<Spanned<String>>,
+    pub url: Option<Spanned<String>>,
+    pub headers: Option<BTreeMap<String, String>>,
+    pub body: Option<String>,
+    pub expect_status: Option<Vec<u16>>,
+    pub timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TargetSpec {
+    pub namespace: Option<String>,
+    pub deployment: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ScaleSpec {
+    pub namespace: Option<String>,
+    pub deployment: Option<String>,
+    pub replicas: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifySpec {
+    pub window: Option<Spanned<String>>,
+    pub burn_rate_below: Option<Spanned<f64>>,
+    pub within: Option<Spanned<String>>,
 }

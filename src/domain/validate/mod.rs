@@ -11,6 +11,11 @@ use std::str::FromStr;
 use promql_parser::parser::{self, Expr};
 use serde_saphyr::Spanned;
 
+mod remediation;
+
+pub use remediation::{check_playbook_references, validate_playbook};
+
+use super::playbook::BudgetRule;
 use super::policy::{
     AlertWindow, Alerting, BadEvents, Indicator, Objective, QueryTemplate, Severity, Slo,
     WINDOW_PLACEHOLDER, Window,
@@ -33,27 +38,42 @@ pub const RESERVED_LABELS: [&str; 5] =
     ["slo", "service", "severity", "long_window", "short_window"];
 
 /// Collects problems for one document, turning parser-relative lines into file lines.
-struct Problems<'a> {
+pub(crate) struct Problems<'a> {
     doc: &'a SourceDocument<'a>,
     found: Vec<Problem>,
 }
 
 impl<'a> Problems<'a> {
+    pub(crate) fn new(doc: &'a SourceDocument<'a>) -> Self {
+        Self {
+            doc,
+            found: Vec::new(),
+        }
+    }
+
+    pub(crate) fn into_problems(self) -> Vec<Problem> {
+        self.found
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.found.is_empty()
+    }
+
     fn line<T>(&self, spanned: &Spanned<T>) -> Option<u64> {
         Some(self.doc.first_line + spanned.referenced.line().saturating_sub(1))
     }
 
-    fn at<T>(&mut self, path: &str, spanned: &Spanned<T>, message: impl Into<String>) {
+    pub(crate) fn at<T>(&mut self, path: &str, spanned: &Spanned<T>, message: impl Into<String>) {
         let line = self.line(spanned);
         self.found.push(Problem::new(path, line, message));
     }
 
-    fn missing(&mut self, path: &str, accepted: &str) {
+    pub(crate) fn missing(&mut self, path: &str, accepted: &str) {
         self.found
             .push(Problem::new(path, None, format!("is required; {accepted}")));
     }
 
-    fn push(&mut self, path: &str, message: impl Into<String>) {
+    pub(crate) fn push(&mut self, path: &str, message: impl Into<String>) {
         self.found.push(Problem::new(path, None, message));
     }
 }
@@ -106,6 +126,7 @@ pub fn validate_slo(doc: &SourceDocument<'_>, slo: SloDocument) -> Result<Slo, V
             min_events: parts.min_events,
             schedule: parts.schedule,
             resolve_after: parts.resolve_after,
+            budget_policy: parts.budget_policy,
             alerting: parts.alerting,
         }),
         _ => Err(p.found),
@@ -121,6 +142,7 @@ struct SpecParts {
     min_events: u64,
     schedule: Option<String>,
     resolve_after: Window,
+    budget_policy: Vec<BudgetRule>,
     alerting: Alerting,
 }
 
@@ -197,13 +219,10 @@ fn validate_spec(p: &mut Problems<'_>, spec: SloSpec) -> Option<SpecParts> {
             "needs event counts, which a raw indicator does not have; use a ratio or latency indicator, or drop minEvents",
         );
     }
-    if let Some(bp) = &spec.budget_policy {
-        p.at(
-            "spec.budgetPolicy",
-            bp,
-            "is not supported yet (it arrives with remediation); remove it for now",
-        );
-    }
+    let budget_policy = match spec.budget_policy {
+        None => Some(Vec::new()),
+        Some(rules) => remediation::budget_policy(p, rules),
+    };
     let schedule = match &spec.schedule {
         None => Some(None),
         Some(text) => match cron::Schedule::from_str(text.value.trim()) {
@@ -238,6 +257,7 @@ fn validate_spec(p: &mut Problems<'_>, spec: SloSpec) -> Option<SpecParts> {
         min_events,
         schedule: schedule?,
         resolve_after: resolve_after?,
+        budget_policy: budget_policy?,
         alerting: alerting?,
     })
 }
@@ -411,7 +431,7 @@ fn check_histogram_name(name: &str) -> Result<(), String> {
 }
 
 /// `{job="search"}` -> `job="search"`, checked by parsing it as a vector selector.
-fn selector_matchers(selector: &str) -> Result<String, String> {
+pub(crate) fn selector_matchers(selector: &str) -> Result<String, String> {
     let trimmed = selector.trim();
     let inner = trimmed
         .strip_prefix('{')
@@ -681,7 +701,7 @@ fn check_labels(p: &mut Problems<'_>, path: &str, labels: &BTreeMap<String, Stri
     }
 }
 
-fn check_slo_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_slo_name(name: &str) -> Result<(), String> {
     let valid = !name.is_empty()
         && name.len() <= 63
         && name
@@ -698,7 +718,7 @@ fn check_slo_name(name: &str) -> Result<(), String> {
     }
 }
 
-fn is_label_name(name: &str) -> bool {
+pub(crate) fn is_label_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars
         .next()

@@ -1,0 +1,290 @@
+//! Remediation, as data: playbooks (ordered steps) and the budget rules of an SLO that say
+//! when to run one or to freeze deployments. Validated; nothing here runs anything.
+//!
+//! Owns: [`Playbook`], [`Step`], [`BudgetRule`], and which step kinds are safe to repeat.
+//! Must not touch: HTTP, Kubernetes, the store.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use super::policy::{Severity, Window};
+
+/// How a playbook's steps are allowed to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlaybookMode {
+    /// Steps run as soon as the trigger fires.
+    Auto,
+    /// Steps wait until a person approves them (API).
+    Approve,
+    /// Steps are journaled and put on the timeline as what would have run; nothing is called.
+    DryRun,
+}
+
+impl PlaybookMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlaybookMode::Auto => "auto",
+            PlaybookMode::Approve => "approve",
+            PlaybookMode::DryRun => "dry-run",
+        }
+    }
+}
+
+/// A named, ordered list of remediation steps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Playbook {
+    pub name: String,
+    pub mode: PlaybookMode,
+    /// Not run again for the same SLO within this.
+    pub cooldown: Option<Window>,
+    pub steps: Vec<Step>,
+}
+
+/// One step of a playbook.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    pub name: String,
+    pub action: StepAction,
+    /// Keep going with the next steps when this one fails.
+    pub continue_on_error: bool,
+    /// Declared safe to run twice (for steps whose kind is not idempotent by nature).
+    pub idempotent: bool,
+}
+
+impl Step {
+    /// Whether running this step again after a crash mid-run is safe: freeze and scale to an
+    /// absolute number are idempotent by nature; others only when the policy says so.
+    pub fn safe_to_repeat(&self) -> bool {
+        self.idempotent
+            || matches!(
+                self.action,
+                StepAction::Freeze(_) | StepAction::Scale { .. } | StepAction::Verify { .. }
+            )
+    }
+}
+
+/// What a step does.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepAction {
+    Http(HttpStep),
+    Rollback {
+        namespace: String,
+        deployment: String,
+    },
+    Scale {
+        namespace: String,
+        deployment: String,
+        replicas: u32,
+    },
+    Freeze(FreezeTarget),
+    /// Wait until the burn rate over `window` is below `burn_rate_below`, for at most `within`;
+    /// the playbook fails otherwise.
+    Verify {
+        window: Window,
+        burn_rate_below: f64,
+        within: Window,
+    },
+}
+
+impl StepAction {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StepAction::Http(_) => "http",
+            StepAction::Rollback { .. } => "rollback",
+            StepAction::Scale { .. } => "scale",
+            StepAction::Freeze(_) => "freeze",
+            StepAction::Verify { .. } => "verify",
+        }
+    }
+}
+
+/// An outbound HTTP call. `url`, header values and `body` may hold `${VAR}`, read from the
+/// environment when the step runs (and never logged or stored).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpStep {
+    pub method: String,
+    pub url: String,
+    pub headers: BTreeMap<String, String>,
+    pub body: Option<String>,
+    pub expect_status: Vec<u16>,
+    pub timeout: std::time::Duration,
+}
+
+/// What a freeze covers. With only `service`, it is a gate-only freeze (CI/CD asks the gate);
+/// with a namespace and deployments or a selector it is also applied to Kubernetes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FreezeTarget {
+    pub service: Option<String>,
+    pub namespace: Option<String>,
+    pub deployments: Vec<String>,
+    pub selector: Option<String>,
+}
+
+impl FreezeTarget {
+    /// Whether the freeze reaches Kubernetes objects, not only the gate.
+    pub fn touches_kubernetes(&self) -> bool {
+        self.namespace.is_some() && (!self.deployments.is_empty() || self.selector.is_some())
+    }
+}
+
+impl fmt::Display for FreezeTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(s) = &self.service {
+            parts.push(format!("service {s}"));
+        }
+        if let Some(ns) = &self.namespace {
+            if !self.deployments.is_empty() {
+                parts.push(format!("deployments {}/{}", ns, self.deployments.join(",")));
+            }
+            if let Some(sel) = &self.selector {
+                parts.push(format!("selector {sel} in {ns}"));
+            }
+        }
+        write!(f, "{}", parts.join(", "))
+    }
+}
+
+/// When a budget rule acts.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Trigger {
+    /// The SLO's incident reaches this severity (a ticket rule also acts on a page).
+    Alert(Severity),
+    /// The budget left over the SLO window drops below this fraction (0.15 for 15%).
+    BudgetRemainingBelow(f64),
+    /// The burn rate over `window` stays above `rate` for `duration`.
+    BurnRateAbove {
+        rate: f64,
+        duration: Window,
+        window: Window,
+    },
+}
+
+/// What a budget rule does.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Response {
+    Run(String),
+    Freeze(FreezeTarget),
+}
+
+/// One entry of an SLO's `budgetPolicy`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BudgetRule {
+    pub when: Trigger,
+    pub then: Response,
+}
+
+/// Names `${VAR}` references in a template, or says what is malformed.
+pub fn env_references(template: &str) -> Result<Vec<String>, String> {
+    let mut names = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| "has `${` without a closing `}`".to_string())?;
+        let name = &after[..end];
+        let valid = !name.is_empty()
+            && name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(format!(
+                "has `${{{name}}}`, which is not an environment variable name"
+            ));
+        }
+        names.push(name.to_string());
+        rest = &after[end + 1..];
+    }
+    Ok(names)
+}
+
+/// Replaces `${VAR}` with `lookup(VAR)`; the first missing variable is the error.
+pub fn expand_env(
+    template: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or("unclosed `${`")?;
+        let name = &after[..end];
+        let value =
+            lookup(name).ok_or_else(|| format!("environment variable {name} is not set"))?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_references_are_found_and_checked() {
+        assert_eq!(
+            env_references("Bearer ${FLAGS_TOKEN}").unwrap(),
+            vec!["FLAGS_TOKEN"]
+        );
+        assert_eq!(env_references("${A}-${B_2}").unwrap(), vec!["A", "B_2"]);
+        assert!(env_references("${}").is_err());
+        assert!(env_references("${1A}").is_err());
+        assert!(env_references("${OPEN").is_err());
+        assert!(env_references("no vars").unwrap().is_empty());
+    }
+
+    #[test]
+    fn env_expansion_names_the_missing_variable_not_values() {
+        let lookup = |name: &str| (name == "TOKEN").then(|| "s3cret".to_string());
+        assert_eq!(
+            expand_env("Bearer ${TOKEN}", lookup).unwrap(),
+            "Bearer s3cret"
+        );
+        let error = expand_env("${TOKEN} ${OTHER}", lookup).unwrap_err();
+        assert_eq!(error, "environment variable OTHER is not set");
+        assert!(!error.contains("s3cret"));
+    }
+
+    #[test]
+    fn freeze_and_scale_are_safe_to_repeat_http_and_rollback_are_not() {
+        let step = |action| Step {
+            name: "s".into(),
+            action,
+            continue_on_error: false,
+            idempotent: false,
+        };
+        assert!(step(StepAction::Freeze(FreezeTarget::default())).safe_to_repeat());
+        assert!(
+            step(StepAction::Scale {
+                namespace: "n".into(),
+                deployment: "d".into(),
+                replicas: 3
+            })
+            .safe_to_repeat()
+        );
+        assert!(
+            !step(StepAction::Rollback {
+                namespace: "n".into(),
+                deployment: "d".into()
+            })
+            .safe_to_repeat()
+        );
+        let mut http = step(StepAction::Http(HttpStep {
+            method: "PUT".into(),
+            url: "http://x".into(),
+            headers: BTreeMap::new(),
+            body: None,
+            expect_status: vec![200],
+            timeout: std::time::Duration::from_secs(5),
+        }));
+        assert!(!http.safe_to_repeat());
+        http.idempotent = true;
+        assert!(http.safe_to_repeat());
+    }
+}
