@@ -93,6 +93,10 @@ pub struct TimelineEvent {
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct ActionRecord {
     pub id: i64,
+    pub incident_id: Option<i64>,
+    pub slo: String,
+    pub playbook: Option<String>,
+    pub step: String,
     pub idempotency_key: String,
     pub kind: String,
     pub status: String,
@@ -190,4 +194,251 @@ pub trait Store: Send + Sync {
         &self,
         before: UnixSeconds,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// Where an action is in its life. Written before it runs (`started`, or one of the states
+/// that mean it will not run now) and after (`succeeded`, `failed`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActionStatus {
+    Started,
+    Succeeded,
+    Failed,
+    /// Found `started` after a crash: it may or may not have happened.
+    Unknown,
+    /// Dry run: journaled and on the timeline, never called.
+    DryRun,
+    /// Waiting for a person to approve it.
+    AwaitingApproval,
+    /// A guard (cooldown, rate limit, an earlier failed step) kept it from running.
+    Skipped,
+}
+
+impl ActionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionStatus::Started => "started",
+            ActionStatus::Succeeded => "succeeded",
+            ActionStatus::Failed => "failed",
+            ActionStatus::Unknown => "unknown",
+            ActionStatus::DryRun => "dry_run",
+            ActionStatus::AwaitingApproval => "awaiting_approval",
+            ActionStatus::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            ActionStatus::Started,
+            ActionStatus::Succeeded,
+            ActionStatus::Failed,
+            ActionStatus::Unknown,
+            ActionStatus::DryRun,
+            ActionStatus::AwaitingApproval,
+            ActionStatus::Skipped,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+/// An action about to be journaled.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActionIntent {
+    /// Unique per incident, rule and step: the journal refuses a second one.
+    pub key: String,
+    pub incident_id: Option<i64>,
+    pub slo: String,
+    pub playbook: Option<String>,
+    pub step: String,
+    pub kind: String,
+    /// What will be done, secrets left as `${VAR}`.
+    pub intent: serde_json::Value,
+    pub status: ActionStatus,
+    pub dry_run: bool,
+    pub at: UnixSeconds,
+}
+
+/// What the journal said to an intent.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Journaled {
+    /// Written now, with this status.
+    New { id: i64 },
+    /// The key was journaled before: the step is not run again.
+    Existing { id: i64, status: ActionStatus },
+}
+
+/// The action journal: exactly-once bookkeeping for remediation steps.
+pub trait Journal: Send + Sync {
+    /// Writes the intent unless its key exists (then returns what exists).
+    fn journal(
+        &self,
+        intent: &ActionIntent,
+    ) -> impl Future<Output = Result<Journaled, StoreError>> + Send;
+    /// Moves an action to `status` with its outcome.
+    fn settle(
+        &self,
+        id: i64,
+        status: ActionStatus,
+        outcome: serde_json::Value,
+        at: UnixSeconds,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Takes back an `unknown` action to run it again (only for steps safe to repeat);
+    /// `false` if it was not `unknown`.
+    fn retry_unknown(
+        &self,
+        id: i64,
+        at: UnixSeconds,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Marks every `started` action `unknown` (call at start, after a crash) and returns them.
+    fn mark_interrupted(
+        &self,
+        at: UnixSeconds,
+    ) -> impl Future<Output = Result<Vec<ActionRecord>, StoreError>> + Send;
+    /// Actions that ran or started (not dry runs, not skipped) since `at`.
+    fn count_actions_since(
+        &self,
+        at: UnixSeconds,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// When `playbook` last started for `slo`.
+    fn last_playbook_run(
+        &self,
+        slo: &str,
+        playbook: &str,
+    ) -> impl Future<Output = Result<Option<UnixSeconds>, StoreError>> + Send;
+    /// An incident timeline entry.
+    fn add_event(
+        &self,
+        incident_id: i64,
+        at: UnixSeconds,
+        kind: &str,
+        message: &str,
+        actor: &str,
+        detail: Option<serde_json::Value>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The unresolved incident of an SLO.
+    fn unresolved_incident(
+        &self,
+        slo: &str,
+    ) -> impl Future<Output = Result<Option<IncidentRecord>, StoreError>> + Send;
+    /// When an alert row of the SLO last fired, over all its incidents.
+    fn last_firing_at(
+        &self,
+        slo: &str,
+    ) -> impl Future<Output = Result<Option<UnixSeconds>, StoreError>> + Send;
+}
+
+/// A deployment freeze as stored.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct FreezeRecord {
+    pub id: i64,
+    pub service: Option<String>,
+    pub namespace: Option<String>,
+    pub deployments: Vec<String>,
+    pub selector: Option<String>,
+    pub reason: String,
+    pub incident_id: Option<i64>,
+    pub slo: Option<String>,
+    pub source_key: String,
+    pub created_at: UnixSeconds,
+    pub created_by: String,
+    pub lifted_at: Option<UnixSeconds>,
+    pub lifted_by: Option<String>,
+    /// When to lift it automatically (a budget rule's trigger), as JSON.
+    #[serde(skip)]
+    pub lift_when: Option<serde_json::Value>,
+    /// What was applied to Kubernetes, as JSON.
+    #[serde(skip)]
+    pub applied: Option<serde_json::Value>,
+}
+
+/// A freeze to create.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewFreeze {
+    pub target: crate::domain::playbook::FreezeTarget,
+    pub reason: String,
+    pub incident_id: Option<i64>,
+    pub slo: Option<String>,
+    pub source_key: String,
+    pub created_by: String,
+    pub lift_when: Option<serde_json::Value>,
+    pub at: UnixSeconds,
+}
+
+/// Deployment freezes: the record the gate and the admission webhook read.
+pub trait Freezes: Send + Sync {
+    /// Creates the freeze unless one from the same source is active (`None` then).
+    fn create_freeze(
+        &self,
+        freeze: &NewFreeze,
+    ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+    fn active_freezes(&self) -> impl Future<Output = Result<Vec<FreezeRecord>, StoreError>> + Send;
+    /// Lifts an active freeze; `false` if it was not active.
+    fn lift_freeze(
+        &self,
+        id: i64,
+        by: &str,
+        at: UnixSeconds,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Records what was applied to Kubernetes for the freeze.
+    fn set_freeze_applied(
+        &self,
+        id: i64,
+        applied: serde_json::Value,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Why an action did not do what it should.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ActionError {
+    /// The system the step needs is not set up (e.g. no Kubernetes cluster configured).
+    #[error("not configured: {0}")]
+    NotConfigured(String),
+    /// The target said no (HTTP status outside expectStatus, a paused Deployment, ...).
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The call did not complete (timeout, connection refused, ...).
+    #[error("failed: {0}")]
+    Failed(String),
+}
+
+/// Marks a freeze leaves on what it freezes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FreezeMarks {
+    pub reason: String,
+    pub incident: Option<i64>,
+    /// RFC 3339.
+    pub at: String,
+}
+
+/// What acts on the world: outbound HTTP and Kubernetes.
+pub trait Actuator: Send + Sync {
+    /// Calls an HTTP step; the outcome says what answered.
+    fn call_http(
+        &self,
+        step: &crate::domain::playbook::HttpStep,
+    ) -> impl Future<Output = Result<String, ActionError>> + Send;
+    /// Rolls a Deployment back to its previous revision.
+    fn rollback(
+        &self,
+        namespace: &str,
+        deployment: &str,
+    ) -> impl Future<Output = Result<String, ActionError>> + Send;
+    /// Sets a Deployment's replicas.
+    fn scale(
+        &self,
+        namespace: &str,
+        deployment: &str,
+        replicas: u32,
+    ) -> impl Future<Output = Result<String, ActionError>> + Send;
+    /// Marks the target's Deployments frozen; returns what was applied (to undo exactly that).
+    fn freeze(
+        &self,
+        target: &crate::domain::playbook::FreezeTarget,
+        marks: &FreezeMarks,
+    ) -> impl Future<Output = Result<serde_json::Value, ActionError>> + Send;
+    /// Removes what `freeze` applied.
+    fn unfreeze(
+        &self,
+        applied: &serde_json::Value,
+    ) -> impl Future<Output = Result<String, ActionError>> + Send;
 }

@@ -56,7 +56,11 @@ CREATE INDEX incident_events_by_incident ON incident_events (incident_id, id);
 CREATE TABLE actions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     incident_id INTEGER REFERENCES incidents (id) ON DELETE SET NULL,
+    -- incident + rule + step: a step runs at most once per incident.
     idempotency_key TEXT NOT NULL UNIQUE,
+    slo TEXT NOT NULL,
+    playbook TEXT,
+    step TEXT NOT NULL,
     kind TEXT NOT NULL,
     intent TEXT NOT NULL,
     status TEXT NOT NULL,
@@ -79,8 +83,17 @@ CREATE TABLE freezes (
     created_at INTEGER NOT NULL,
     created_by TEXT NOT NULL,
     lifted_at INTEGER,
-    lifted_by TEXT
+    lifted_by TEXT,
+    slo TEXT,
+    -- What created it (`slo/rule`, a playbook step, `manual/...`); one active freeze per source.
+    source_key TEXT NOT NULL,
+    -- The budget rule's trigger as JSON, to know when to lift it.
+    lift_when TEXT,
+    -- What burnguard applied to Kubernetes, to remove only that.
+    applied TEXT
 );
+CREATE UNIQUE INDEX freezes_one_active_per_source ON freezes (source_key) WHERE lifted_at IS NULL;
+CREATE INDEX actions_by_created ON actions (created_at);
 
 -- Inbound webhooks, raw body kept for audit, deduplicated per source.
 CREATE TABLE webhook_events (

@@ -20,6 +20,8 @@ use crate::ports::{
     StoreError, TimelineEvent, Transitioned, UnixSeconds,
 };
 
+mod remediation;
+
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -65,7 +67,7 @@ pub struct SqlStore {
     backend: Backend,
 }
 
-fn db_error(error: sqlx::Error) -> StoreError {
+pub(crate) fn db_error(error: sqlx::Error) -> StoreError {
     StoreError::Database(error.to_string())
 }
 
@@ -160,7 +162,7 @@ impl SqlStore {
         self.pool.close().await;
     }
 
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'_, sqlx::Any>, StoreError> {
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'_, sqlx::Any>, StoreError> {
         match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => self.pool.begin().await,
@@ -350,7 +352,7 @@ impl SqlStore {
     }
 }
 
-fn is_unique_violation(error: &sqlx::Error) -> bool {
+pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Database(e) => {
             e.is_unique_violation()
@@ -383,12 +385,11 @@ fn open_incident(row: &AnyRow) -> Result<OpenIncident, sqlx::Error> {
 /// Booleans read as integers: sqlx's Any driver cannot decode SQLite's BOOLEAN columns.
 const BOOL_DATA_MISSING: &str =
     "CAST(CASE WHEN data_missing THEN 1 ELSE 0 END AS BIGINT) AS data_missing";
-const BOOL_DRY_RUN: &str = "CAST(CASE WHEN dry_run THEN 1 ELSE 0 END AS BIGINT) AS dry_run";
 
-const INCIDENT_COLUMNS: &str = "id, slo, service, severity, status, opened_at, acknowledged_at, resolved_at, \
+pub(crate) const INCIDENT_COLUMNS: &str = "id, slo, service, severity, status, opened_at, acknowledged_at, resolved_at, \
      last_firing_at, peak_burn_rate, budget_at_open, budget_at_resolve";
 
-fn incident_record(row: &AnyRow) -> Result<IncidentRecord, sqlx::Error> {
+pub(crate) fn incident_record(row: &AnyRow) -> Result<IncidentRecord, sqlx::Error> {
     Ok(IncidentRecord {
         id: row.try_get("id")?,
         slo: row.try_get("slo")?,
@@ -405,7 +406,29 @@ fn incident_record(row: &AnyRow) -> Result<IncidentRecord, sqlx::Error> {
     })
 }
 
-fn json(text: Option<String>) -> Result<Option<serde_json::Value>, StoreError> {
+pub(crate) const ACTION_COLUMNS: &str = "id, incident_id, slo, playbook, step, idempotency_key, kind, status, \
+     CAST(CASE WHEN dry_run THEN 1 ELSE 0 END AS BIGINT) AS dry_run, created_at, started_at, finished_at, intent, outcome";
+
+pub(crate) fn action_record(a: &AnyRow) -> Result<ActionRecord, StoreError> {
+    Ok(ActionRecord {
+        id: a.try_get("id").map_err(db_error)?,
+        incident_id: a.try_get("incident_id").map_err(db_error)?,
+        slo: a.try_get("slo").map_err(db_error)?,
+        playbook: a.try_get("playbook").map_err(db_error)?,
+        step: a.try_get("step").map_err(db_error)?,
+        idempotency_key: a.try_get("idempotency_key").map_err(db_error)?,
+        kind: a.try_get("kind").map_err(db_error)?,
+        status: a.try_get("status").map_err(db_error)?,
+        dry_run: a.try_get::<i64, _>("dry_run").map_err(db_error)? != 0,
+        created_at: a.try_get("created_at").map_err(db_error)?,
+        started_at: a.try_get("started_at").map_err(db_error)?,
+        finished_at: a.try_get("finished_at").map_err(db_error)?,
+        intent: json(Some(a.try_get("intent").map_err(db_error)?))?.unwrap_or_default(),
+        outcome: json(a.try_get("outcome").map_err(db_error)?)?,
+    })
+}
+
+pub(crate) fn json(text: Option<String>) -> Result<Option<serde_json::Value>, StoreError> {
     text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(e.to_string())))
         .transpose()
 }
@@ -498,28 +521,16 @@ impl Store for SqlStore {
             });
         }
         let action_rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT id, idempotency_key, kind, status, {BOOL_DRY_RUN}, created_at, started_at, finished_at, intent, outcome \
-             FROM actions WHERE incident_id = $1 ORDER BY id"
+            "SELECT {ACTION_COLUMNS} FROM actions WHERE incident_id = $1 ORDER BY id"
         )))
         .bind(id)
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
-        let mut actions = Vec::with_capacity(action_rows.len());
-        for a in &action_rows {
-            actions.push(ActionRecord {
-                id: a.try_get("id").map_err(db_error)?,
-                idempotency_key: a.try_get("idempotency_key").map_err(db_error)?,
-                kind: a.try_get("kind").map_err(db_error)?,
-                status: a.try_get("status").map_err(db_error)?,
-                dry_run: a.try_get::<i64, _>("dry_run").map_err(db_error)? != 0,
-                created_at: a.try_get("created_at").map_err(db_error)?,
-                started_at: a.try_get("started_at").map_err(db_error)?,
-                finished_at: a.try_get("finished_at").map_err(db_error)?,
-                intent: json(Some(a.try_get("intent").map_err(db_error)?))?.unwrap_or_default(),
-                outcome: json(a.try_get("outcome").map_err(db_error)?)?,
-            });
-        }
+        let actions = action_rows
+            .iter()
+            .map(action_record)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Some(IncidentDetail {
             incident,
             timeline,
