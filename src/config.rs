@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use crate::adapters::prometheus::PrometheusConfig;
 use crate::engine::ReadMode;
+use crate::engine::remediate::RemediationSettings;
 
 /// Why settings could not be assembled.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,10 @@ pub struct FileSettings {
     pub log_format: Option<LogFormat>,
     pub db: Option<String>,
     pub evaluation_retention: Option<String>,
+    pub dry_run: Option<bool>,
+    pub max_actions_per_hour: Option<u32>,
+    pub unfreeze_after: Option<String>,
+    pub service_account: Option<String>,
     pub prometheus: Option<FilePrometheus>,
 }
 
@@ -97,7 +102,12 @@ pub struct Settings {
     pub db: String,
     /// How long evaluation history is kept.
     pub evaluation_retention: Duration,
+    pub remediation: RemediationSettings,
+    /// burnguard's own Kubernetes user, as the API server names it in admission requests.
+    pub service_account: String,
 }
+
+pub const DEFAULT_SERVICE_ACCOUNT: &str = "system:serviceaccount:burnguard:burnguard";
 
 pub const DEFAULT_DB: &str = "sqlite://burnguard.db";
 pub const DEFAULT_EVALUATION_RETENTION: Duration = Duration::from_secs(7 * 86_400);
@@ -115,6 +125,11 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
     pub db: Option<String>,
     pub evaluation_retention: Option<Duration>,
+    /// `true` forces dry run; `false` leaves it to the file.
+    pub dry_run: bool,
+    pub max_actions_per_hour: Option<u32>,
+    pub unfreeze_after: Option<Duration>,
+    pub service_account: Option<String>,
     pub prometheus: PrometheusOverrides,
 }
 
@@ -169,7 +184,28 @@ impl Settings {
                 .map_err(|e| ConfigError::Invalid(format!("evaluationRetention `{text}`: {e}")))?,
             (None, None) => DEFAULT_EVALUATION_RETENTION,
         };
+        let defaults = RemediationSettings::default();
+        let unfreeze_after = match (overrides.unfreeze_after, file.unfreeze_after) {
+            (Some(d), _) => d,
+            (None, Some(text)) => humantime::parse_duration(&text)
+                .map_err(|e| ConfigError::Invalid(format!("unfreezeAfter `{text}`: {e}")))?,
+            (None, None) => defaults.unfreeze_after,
+        };
+        let remediation = RemediationSettings {
+            dry_run: overrides.dry_run || file.dry_run.unwrap_or(false),
+            max_actions_per_hour: overrides
+                .max_actions_per_hour
+                .or(file.max_actions_per_hour)
+                .unwrap_or(defaults.max_actions_per_hour),
+            unfreeze_after,
+            unfreeze_margin: defaults.unfreeze_margin,
+        };
         Ok(Self {
+            remediation,
+            service_account: overrides
+                .service_account
+                .or(file.service_account)
+                .unwrap_or_else(|| DEFAULT_SERVICE_ACCOUNT.to_string()),
             db: overrides
                 .db
                 .or(file.db)

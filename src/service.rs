@@ -16,12 +16,16 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::adapters::actuator::Actuators;
+use crate::adapters::http_action::HttpActuator;
+use crate::adapters::kube::KubeActuator;
 use crate::adapters::prometheus::Prometheus;
 use crate::adapters::store::SqlStore;
 use crate::config::Settings;
 use crate::domain::policy::Slo;
 use crate::engine::evaluate::{EvalStatus, Evaluator};
 use crate::engine::record;
+use crate::engine::remediate::Remediator;
 use crate::engine::schedule::Scheduler;
 use crate::http;
 use crate::http::metrics::{Latest, Metrics};
@@ -44,13 +48,17 @@ pub enum ServiceError {
     Watch(String),
     #[error(transparent)]
     Store(#[from] crate::ports::StoreError),
+    #[error("cannot set up actions: {0}")]
+    Actuator(String),
 }
 
-/// What the HTTP side reads: latest evaluations, readiness, metrics.
-#[derive(Debug)]
+/// What the HTTP side reads: latest evaluations, readiness, metrics, the store.
 pub struct ServiceState {
     pub latest: Latest,
     pub metrics: Metrics,
+    pub store: Arc<SqlStore>,
+    /// burnguard's own Kubernetes user, whose changes the admission webhook always allows.
+    pub service_account: String,
     readiness: RwLock<Readiness>,
 }
 
@@ -62,11 +70,13 @@ struct Readiness {
 }
 
 impl ServiceState {
-    pub fn new() -> Self {
+    pub fn new(store: Arc<SqlStore>, service_account: String) -> Self {
         let latest: Latest = Arc::new(RwLock::new(BTreeMap::new()));
         Self {
             metrics: Metrics::new(latest.clone()),
             latest,
+            store,
+            service_account,
             readiness: RwLock::new(Readiness::default()),
         }
     }
@@ -91,26 +101,39 @@ impl ServiceState {
     }
 }
 
-impl Default for ServiceState {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// Runs until `shutdown` is cancelled. Logs the bound address (`listening addr=...`).
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), ServiceError> {
     let set = policies::load(&settings.policies).map_err(ServiceError::Policies)?;
     let mut slos = set.slos();
-    info!(slos = slos.len(), "policies loaded");
-
-    let evaluator = Evaluator::new(
-        Prometheus::new(&settings.prometheus)?,
-        settings.mode,
-        settings.concurrency,
+    let mut playbooks = set.playbooks();
+    info!(
+        slos = slos.len(),
+        playbooks = playbooks.len(),
+        "policies loaded"
     );
-    let store = SqlStore::open(&settings.db).await?;
+
+    let prometheus = Prometheus::new(&settings.prometheus)?;
+    let evaluator = Evaluator::new(prometheus.clone(), settings.mode, settings.concurrency);
+    let store = Arc::new(SqlStore::open(&settings.db).await?);
     info!(backend = ?store.backend(), "store ready");
-    let state = Arc::new(ServiceState::new());
+    let actuators = Actuators {
+        http: HttpActuator::new().map_err(|e| ServiceError::Actuator(e.to_string()))?,
+        kube: KubeActuator::from_environment().await,
+    };
+    let remediator = Remediator::new(
+        store.clone(),
+        Arc::new(actuators),
+        Arc::new(prometheus),
+        settings.remediation.clone(),
+    );
+    if settings.remediation.dry_run {
+        info!("dry run: remediation journals and reports what it would do, and calls nothing");
+    }
+    remediator.recover().await;
+    let state = Arc::new(ServiceState::new(
+        store.clone(),
+        settings.service_account.clone(),
+    ));
     state.metrics.slos_loaded.set(slos.len() as i64);
     state.set_readiness(|r| r.policies_loaded = true);
 
@@ -153,8 +176,9 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
                 // Let a burst of file events settle, then reload once.
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 while reload_rx.try_recv().is_ok() {}
-                if let Some(new) = reload(&settings.policies, cause, &state) {
+                if let Some((new, books)) = reload(&settings.policies, cause, &state) {
                     slos = new;
+                    playbooks = books;
                     scheduler = Scheduler::new(&slos, settings.interval, Utc::now());
                 }
             }
@@ -162,7 +186,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
                 let now = Utc::now();
                 let due: Vec<Slo> = scheduler.take_due(now).into_iter().map(|i| slos[i].clone()).collect();
                 if !due.is_empty() {
-                    cycle(&evaluator, &store, &due, now.timestamp(), &state).await;
+                    let evaluation = cycle(&evaluator, &store, &due, now.timestamp(), &state).await;
+                    remediator.after_cycle(&due, &playbooks, &evaluation).await;
                 }
                 if last_prune.is_none_or(|t| now - t > chrono::Duration::hours(1)) {
                     last_prune = Some(now);
@@ -202,7 +227,7 @@ async fn cycle(
     due: &[Slo],
     at: i64,
     state: &ServiceState,
-) {
+) -> crate::engine::Evaluation {
     let span = info_span!("cycle", slos = due.len());
     async {
         let started = Instant::now();
@@ -225,7 +250,7 @@ async fn cycle(
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        for e in evaluation.slos {
+        for e in evaluation.slos.iter().cloned() {
             let before = latest.get(&e.name).map(|p| p.status);
             if before != Some(e.status) {
                 match (&e.error, e.status) {
@@ -247,13 +272,22 @@ async fn cycle(
             resolved = recorded.resolved,
             "evaluation cycle done"
         );
+        drop(latest);
+        evaluation
     }
     .instrument(span)
-    .await;
+    .await
 }
 
 /// Loads the policies again. `Some` with the new set when valid; `None` (old set kept) when not.
-fn reload(paths: &[PathBuf], cause: &str, state: &ServiceState) -> Option<Vec<Slo>> {
+fn reload(
+    paths: &[PathBuf],
+    cause: &str,
+    state: &ServiceState,
+) -> Option<(
+    Vec<Slo>,
+    BTreeMap<String, crate::domain::playbook::Playbook>,
+)> {
     let reloads = &state.metrics.policy_reloads;
     match policies::load(paths) {
         Ok(set) => {
@@ -268,7 +302,7 @@ fn reload(paths: &[PathBuf], cause: &str, state: &ServiceState) -> Option<Vec<Sl
                 .get_or_create(&vec![("result".into(), "applied".into())])
                 .inc();
             info!(cause, slos = slos.len(), "policies reloaded");
-            Some(slos)
+            Some((slos, set.playbooks()))
         }
         Err(error) => {
             reloads

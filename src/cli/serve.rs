@@ -50,6 +50,18 @@ pub struct ServeArgs {
     /// How long evaluation history is kept (default 7d).
     #[arg(long, env = "BURNGUARD_EVALUATION_RETENTION", value_parser = parse_duration, value_name = "DURATION")]
     pub evaluation_retention: Option<Duration>,
+    /// Run no action: journal and report what would have been done.
+    #[arg(long, env = "BURNGUARD_DRY_RUN")]
+    pub dry_run: bool,
+    /// Actions allowed per rolling hour across all SLOs (default 20).
+    #[arg(long, env = "BURNGUARD_MAX_ACTIONS_PER_HOUR")]
+    pub max_actions_per_hour: Option<u32>,
+    /// How long nothing may fire before a freeze lifts itself (default 1h).
+    #[arg(long, env = "BURNGUARD_UNFREEZE_AFTER", value_parser = parse_duration, value_name = "DURATION")]
+    pub unfreeze_after: Option<Duration>,
+    /// burnguard's Kubernetes user; the admission webhook always lets it through.
+    #[arg(long, env = "BURNGUARD_SERVICE_ACCOUNT", value_name = "USER")]
+    pub service_account: Option<String>,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -66,6 +78,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         log_format: args.log_format,
         db: args.db,
         evaluation_retention: args.evaluation_retention,
+        dry_run: args.dry_run,
+        max_actions_per_hour: args.max_actions_per_hour,
+        unfreeze_after: args.unfreeze_after,
+        service_account: args.service_account,
         prometheus: args.prometheus.overrides()?,
     };
     let settings = Settings::resolve(overrides, file)?;

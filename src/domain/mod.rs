@@ -4,6 +4,7 @@
 //! pass `now`, numbers and text in and get values back. That keeps every formula testable
 //! with a table and a property test.
 
+pub mod admission;
 pub mod burn;
 pub mod incident;
 pub mod playbook;

@@ -7,6 +7,7 @@
 pub mod backtest;
 pub mod evaluate;
 pub mod record;
+pub mod remediate;
 pub mod schedule;
 
 pub use evaluate::{Evaluation, Evaluator, ReadMode, SliSource, SloEvaluation};

@@ -3,15 +3,16 @@
 //!
 //! Owns: routes and status codes. Must not touch: evaluation, policy loading.
 
+pub mod freeze;
 pub mod metrics;
 
 use std::sync::Arc;
 
-use axum::Router;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
 
 use crate::service::ServiceState;
 
@@ -21,7 +22,49 @@ pub fn router(state: Arc<ServiceState>) -> Router {
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/api/v1/freeze-gate", get(freeze::gate))
+        .route("/admission/validate", post(freeze::admission))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// Request bodies larger than this are refused with 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Every HTTP error: `{"error": {"code": "...", "message": "..."}}` with its status. A 5xx
+/// never shows internals; the cause is logged.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    pub fn bad_request(code: &'static str, message: &str) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code,
+            message: message.to_string(),
+        }
+    }
+
+    /// A failure on our side: logged with its cause, reported without it.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(%cause, "request failed");
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "unavailable",
+            message: "burnguard cannot answer right now; try again".into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        (self.status, Json(body)).into_response()
+    }
 }
 
 async fn metrics_handler(State(state): State<Arc<ServiceState>>) -> impl IntoResponse {
