@@ -4,12 +4,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::prometheus::{PrometheusServer, Series, counter, free_port, http_get, labels};
+use common::prometheus::{PrometheusServer, Series, counter, free_port, labels};
+use common::serve::{Serve, value};
 
 const SPIKE: &str = r#"apiVersion: burnguard.dev/v1
 kind: SLO
@@ -60,106 +59,6 @@ fn history() -> Vec<Series> {
             |_| 9.5,
         ),
     ]
-}
-
-/// A running `burnguard serve`; killed on drop. Log lines arrive on `logs`.
-struct Serve {
-    child: Child,
-    addr: String,
-    logs: mpsc::Receiver<String>,
-}
-
-impl Serve {
-    fn start(args: &[&str], envs: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_burnguard"))
-            .arg("serve")
-            .args(args)
-            .envs(envs.iter().copied())
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("burnguard serve starts");
-        let (tx, logs) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut serve = Self {
-            child,
-            addr: String::new(),
-            logs,
-        };
-        let line = serve.wait_log("listening", Duration::from_secs(30));
-        serve.addr = line
-            .split("addr=")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .expect("the bound address is logged")
-            .to_string();
-        serve
-    }
-
-    /// Waits for a log line containing `needle`, returning it.
-    fn wait_log(&self, needle: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.logs.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        panic!("no log line containing {needle:?} within {timeout:?}");
-    }
-
-    fn get(&self, path: &str) -> (u16, String) {
-        http_get(&self.addr, path).unwrap_or_else(|| panic!("GET {path} failed"))
-    }
-
-    /// Polls `/metrics` until `predicate` holds.
-    fn metrics_until(&self, what: &str, predicate: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let (status, body) = self.get("/metrics");
-            assert_eq!(status, 200);
-            if predicate(&body) {
-                return body;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "metrics never showed {what}:\n{body}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let (ok, out) = common::run(
-            Command::new("kill")
-                .arg(format!("-{name}"))
-                .arg(self.child.id().to_string()),
-        );
-        assert!(ok, "{out}");
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The value of the first sample line that starts with `series`.
-fn value(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(series))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 #[test]

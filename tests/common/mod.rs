@@ -47,3 +47,5 @@ pub fn repo_root() -> PathBuf {
 
 pub mod db;
 pub mod prometheus;
+pub mod receiver;
+pub mod serve;

@@ -1,0 +1,110 @@
+//! `burnguard serve` as a child process for tests: started on port 0, its bound address read
+//! from its log, polled over HTTP, killed when dropped.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::prometheus::http_get;
+
+/// A running `burnguard serve`; killed on drop. Log lines arrive on `logs`.
+pub struct Serve {
+    pub child: Child,
+    pub addr: String,
+    logs: mpsc::Receiver<String>,
+}
+
+impl Serve {
+    pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_burnguard"))
+            .arg("serve")
+            .args(args)
+            .envs(envs.iter().copied())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("burnguard serve starts");
+        let (tx, logs) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut serve = Self {
+            child,
+            addr: String::new(),
+            logs,
+        };
+        let line = serve.wait_log("listening", Duration::from_secs(30));
+        serve.addr = line
+            .split("addr=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("the bound address is logged")
+            .to_string();
+        serve
+    }
+
+    /// Waits for a log line containing `needle`, returning it.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.logs.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        panic!("no log line containing {needle:?} within {timeout:?}");
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(&self.addr, path).unwrap_or_else(|| panic!("GET {path} failed"))
+    }
+
+    /// Polls `/metrics` until `predicate` holds.
+    pub fn metrics_until(&self, what: &str, predicate: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, body) = self.get("/metrics");
+            assert_eq!(status, 200);
+            if predicate(&body) {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "metrics never showed {what}:\n{body}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn signal(&self, name: &str) {
+        let (ok, out) = super::run(
+            Command::new("kill")
+                .arg(format!("-{name}"))
+                .arg(self.child.id().to_string()),
+        );
+        assert!(ok, "{out}");
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of the first sample line that starts with `series`.
+pub fn value(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
