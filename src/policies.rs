@@ -175,7 +175,9 @@ pub fn parse_policies(
         };
         let result = spec::parse_document(&doc).and_then(|parsed| {
             let validated = match parsed.document {
-                Document::Slo(slo) => validate::validate_slo(&doc, *slo).map(Loaded::Slo),
+                Document::Slo(slo) => {
+                    validate::validate_slo(&doc, *slo).map(|s| Loaded::Slo(Box::new(s)))
+                }
                 Document::Playbook(book) => {
                     validate::validate_playbook(&doc, *book).map(Loaded::Playbook)
                 }
@@ -187,7 +189,7 @@ pub fn parse_policies(
             }
         });
         match result {
-            Ok(Loaded::Slo(slo)) => slos.push(LoadedSlo { origin, slo }),
+            Ok(Loaded::Slo(slo)) => slos.push(LoadedSlo { origin, slo: *slo }),
             Ok(Loaded::Playbook(playbook)) => playbooks.push(LoadedPlaybook { origin, playbook }),
             Err(found) => problems.extend(found.into_iter().map(|mut problem| {
                 problem.document = doc.index;
@@ -202,7 +204,7 @@ pub fn parse_policies(
 }
 
 enum Loaded {
-    Slo(Slo),
+    Slo(Box<Slo>),
     Playbook(Playbook),
 }
 

@@ -11,6 +11,9 @@ use burnguard::adapters::kube::KubeActuator;
 use burnguard::domain::playbook::FreezeTarget;
 use burnguard::ports::{ActionError, FreezeMarks};
 
+/// Checks a request body.
+type BodyCheck = Box<dyn Fn(&Value) + Send>;
+
 /// One expected request and the answer to give.
 struct Expect {
     method: &'static str,
@@ -19,7 +22,7 @@ struct Expect {
     query: &'static [&'static str],
     content_type: Option<&'static str>,
     /// Checks the parsed body.
-    body: Option<Box<dyn Fn(&Value) + Send>>,
+    body: Option<BodyCheck>,
     status: u16,
     reply: Value,
 }

@@ -22,7 +22,7 @@ use tracing::{info, warn};
 use super::evaluate::{EvalStatus, Evaluation, SloEvaluation};
 use crate::domain::burn::Status;
 use crate::domain::playbook::{
-    FreezeTarget, Playbook, PlaybookMode, Response, Step, StepAction, Trigger,
+    BudgetRule, FreezeTarget, Playbook, PlaybookMode, Response, Step, StepAction, Trigger,
 };
 use crate::domain::policy::{Severity, Slo};
 use crate::domain::sli;
@@ -163,7 +163,7 @@ where
             }
             for (r, rule) in slo.budget_policy.iter().enumerate() {
                 if let Err(error) = self
-                    .apply_rule(slo, e, r, &rule.when, &rule.then, playbooks, evaluation.at)
+                    .apply_rule(slo, e, (r, rule), playbooks, evaluation.at)
                     .await
                 {
                     warn!(slo = %slo.name, rule = r, %error, "applying a budget rule failed");
@@ -177,12 +177,11 @@ where
         self: &Arc<Self>,
         slo: &Slo,
         e: &SloEvaluation,
-        r: usize,
-        when: &Trigger,
-        then: &Response,
+        (r, rule): (usize, &BudgetRule),
         playbooks: &BTreeMap<String, Playbook>,
         at: UnixSeconds,
     ) -> Result<(), String> {
+        let (when, then) = (&rule.when, &rule.then);
         let incident = self
             .store
             .unresolved_incident(&slo.name)
@@ -401,20 +400,20 @@ where
             let at = now();
             // Guards that only apply to a run that has not begun yet.
             let mut skip_reason = None;
-            if i == 0 && mode == PlaybookMode::Auto {
-                if let Some(cooldown) = playbook.cooldown
-                    && let Ok(Some(last)) = self
-                        .store
-                        .last_playbook_run(&slo.name, &playbook.name)
-                        .await
-                    && at - last < cooldown.as_secs() as i64
-                {
-                    skip_reason = Some(format!(
-                        "playbook `{}` ran for this SLO {}s ago, within its cooldown of {cooldown}",
-                        playbook.name,
-                        at - last
-                    ));
-                }
+            if i == 0
+                && mode == PlaybookMode::Auto
+                && let Some(cooldown) = playbook.cooldown
+                && let Ok(Some(last)) = self
+                    .store
+                    .last_playbook_run(&slo.name, &playbook.name)
+                    .await
+                && at - last < cooldown.as_secs() as i64
+            {
+                skip_reason = Some(format!(
+                    "playbook `{}` ran for this SLO {}s ago, within its cooldown of {cooldown}",
+                    playbook.name,
+                    at - last
+                ));
             }
             if skip_reason.is_none() && mode == PlaybookMode::Auto {
                 match self.store.count_actions_since(at - 3_600).await {
@@ -625,7 +624,12 @@ where
     ) -> Result<String, String> {
         let deadline = now() + within.as_secs() as i64;
         let expr = sli::error_ratio(&slo.indicator, window, slo.min_events);
-        let poll = Duration::from_secs((window.as_secs() / 10).clamp(1, 30));
+        // Often enough to notice recovery, never so late that the deadline passes unseen.
+        let poll = Duration::from_secs(
+            (window.as_secs() / 10)
+                .min(within.as_secs() / 4)
+                .clamp(1, 30),
+        );
         loop {
             let at = now();
             let burn = match self.metrics.instant(&expr, at).await {
@@ -710,11 +714,11 @@ where
             if !recovered {
                 continue;
             }
-            if let Some(applied) = &freeze.applied {
-                if let Err(error) = self.actuator.unfreeze(applied).await {
-                    warn!(freeze = freeze.id, %error, "removing the freeze from Kubernetes failed; trying again next cycle");
-                    continue;
-                }
+            if let Some(applied) = &freeze.applied
+                && let Err(error) = self.actuator.unfreeze(applied).await
+            {
+                warn!(freeze = freeze.id, %error, "removing the freeze from Kubernetes failed; trying again next cycle");
+                continue;
             }
             if let Ok(true) = self.store.lift_freeze(freeze.id, ACTOR, at).await {
                 info!(slo = %slo.name, freeze = freeze.id, "freeze lifted: the budget recovered");

@@ -1,0 +1,653 @@
+//! The remediation engine's guards and failure handling, against a REAL SQLite store (and the
+//! REAL PostgreSQL for the journal), a REAL local HTTP receiver and, for `verify`, a REAL
+//! Prometheus. Kubernetes is not configured here, so its steps fail as "not configured".
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use burnguard::adapters::actuator::Actuators;
+use burnguard::adapters::http_action::HttpActuator;
+use burnguard::adapters::prometheus::{Prometheus, PrometheusConfig};
+use burnguard::adapters::store::SqlStore;
+use burnguard::domain::burn::Status;
+use burnguard::domain::incident::Decision;
+use burnguard::domain::playbook::Playbook;
+use burnguard::domain::policy::{Severity, Slo};
+use burnguard::engine::evaluate::{EvalStatus, Evaluation, SloEvaluation, WindowValues};
+use burnguard::engine::remediate::{RemediationSettings, Remediator};
+use burnguard::ports::{
+    ActionIntent, ActionStatus, EvaluationRecord, Freezes, IncidentDetail, Journal, Store,
+};
+use common::db::TestDb;
+use common::prometheus::{PrometheusServer, counter, free_port, labels};
+use common::receiver::Receiver;
+use serde_json::json;
+
+fn load(text: &str) -> (Vec<Slo>, BTreeMap<String, Playbook>) {
+    let (slos, books, problems) = burnguard::policies::parse_policies("t.yaml", text);
+    assert!(problems.is_empty(), "{problems:?}");
+    (
+        slos.into_iter().map(|l| l.slo).collect(),
+        books
+            .into_iter()
+            .map(|b| (b.playbook.name.clone(), b.playbook))
+            .collect(),
+    )
+}
+
+fn policy(budget_policy: &str, steps: &str, playbook_extra: &str) -> String {
+    format!(
+        "apiVersion: burnguard.dev/v1\nkind: SLO\nmetadata: {{name: checkout}}\nspec:\n  service: checkout\n  objective: 99.9\n  indicator:\n    ratio:\n      errors: sum(rate(http_requests_total{{job=\"checkout\",code=\"500\"}}[{{{{.window}}}}]))\n      total: sum(rate(http_requests_total{{job=\"checkout\"}}[{{{{.window}}}}]))\n  budgetPolicy:\n{budget_policy}\n---\napiVersion: burnguard.dev/v1\nkind: Playbook\nmetadata: {{name: degrade}}\nspec:\n{playbook_extra}  steps:\n{steps}\n"
+    )
+}
+
+fn evaluation(slo: &Slo, status: EvalStatus, budget: Option<f64>, at: i64) -> Evaluation {
+    Evaluation {
+        at,
+        slos: vec![SloEvaluation {
+            name: slo.name.clone(),
+            service: slo.service.clone(),
+            objective: slo.objective.ratio(),
+            window: slo.window,
+            status,
+            source: None,
+            error_ratio: WindowValues::default(),
+            burn_rate: WindowValues::default(),
+            error_budget_remaining: budget,
+            time_to_exhaustion_seconds: None,
+            alerts: Vec::new(),
+            error: None,
+        }],
+        queries: 0,
+        failed_queries: 0,
+    }
+}
+
+async fn open_page_incident(store: &SqlStore, slo: &str, at: i64) -> i64 {
+    let record = EvaluationRecord {
+        slo: slo.into(),
+        service: "checkout".into(),
+        evaluated_at: at,
+        status: "page".into(),
+        error_budget_remaining: Some(0.5),
+        snapshot: json!({}),
+    };
+    store
+        .record(&record, |_| Decision::Open {
+            severity: Severity::Page,
+            peak_burn_rate: 20.0,
+            budget_remaining: Some(0.5),
+        })
+        .await
+        .unwrap()
+        .incident_id
+        .unwrap()
+}
+
+type Engine = Remediator<SqlStore, Actuators, Prometheus>;
+
+fn new_engine(
+    store: Arc<SqlStore>,
+    prometheus_url: &str,
+    settings: RemediationSettings,
+) -> Arc<Engine> {
+    let actuators = Actuators {
+        http: HttpActuator::new().unwrap(),
+        kube: None,
+    };
+    let mut config = PrometheusConfig::new(prometheus_url);
+    config.timeout = Duration::from_secs(2);
+    Remediator::new(
+        store,
+        Arc::new(actuators),
+        Arc::new(Prometheus::new(&config).unwrap()),
+        settings,
+    )
+}
+
+fn nowhere() -> String {
+    format!("http://127.0.0.1:{}", free_port())
+}
+
+async fn detail(store: &SqlStore, incident: i64) -> IncidentDetail {
+    store.incident(incident).await.unwrap().unwrap()
+}
+
+fn kinds(d: &IncidentDetail) -> Vec<String> {
+    d.timeline.iter().map(|e| e.kind.clone()).collect()
+}
+
+fn http_step(name: &str, url: &str, extra: &str) -> String {
+    format!(
+        "    - name: {name}\n      http: {{method: POST, url: \"{url}\", timeout: 1s}}\n{extra}"
+    )
+}
+
+#[tokio::test]
+async fn nothing_acts_on_an_evaluation_without_data_or_that_failed() {
+    let receiver = Receiver::start().await;
+    let (slos, books) = load(&policy(
+        "    - {when: {alert: page}, run: degrade}",
+        &http_step("call", &format!("{}/a", receiver.url), ""),
+        "",
+    ));
+    let db = TestDb::sqlite();
+    let store = Arc::new(SqlStore::open(db.url()).await.unwrap());
+    open_page_incident(&store, "checkout", 1_000).await;
+    let engine = new_engine(store.clone(), &nowhere(), RemediationSettings::default());
+    for status in [EvalStatus::Assessed(Status::NoData), EvalStatus::Error] {
+        engine
+            .after_cycle(
+                &slos,
+                &books,
+                &evaluation(&slos[0], status, Some(0.0), 1_030),
+            )
+            .await;
+        engine.wait_idle().await;
+    }
+    assert!(receiver.requests().is_empty());
+    engine
+        .after_cycle(
+            &slos,
+            &books,
+            &evaluation(
+                &slos[0],
+                EvalStatus::Assessed(Status::Page),
+                Some(0.5),
+                1_060,
+            ),
+        )
+        .await;
+    engine.wait_idle().await;
+    assert_eq!(receiver.to("/a").len(), 1);
+}
+
+#[tokio::test]
+async fn a_failed_step_stops_the_playbook_unless_it_may_continue() {
+    for db in TestDb::both().await {
+        let receiver = Receiver::start().await;
+        receiver.answer_with(500);
+        let steps = [
+            http_step(
+                "first fails but may continue",
+                &format!("{}/first", receiver.url),
+                "      continueOnError: true\n",
+            ),
+            http_step("second fails", &format!("{}/second", receiver.url), ""),
+            http_step("third never runs", &format!("{}/third", receiver.url), ""),
+        ]
+        .concat();
+        let (slos, books) = load(&policy(
+            "    - {when: {alert: ticket}, run: degrade}",
+            &steps,
+            "",
+        ));
+        let store = Arc::new(SqlStore::open(db.url()).await.unwrap());
+        let incident = open_page_incident(&store, "checkout", 1_000).await;
+        let engine = new_engine(store.clone(), &nowhere(), RemediationSettings::default());
+        for at in [1_030, 1_060] {
+            engine
+                .after_cycle(
+                    &slos,
+                    &books,
+                    &evaluation(&slos[0], EvalStatus::Assessed(Status::Page), Some(0.5), at),
+                )
+                .await;
+            engine.wait_idle().await;
+        }
+        assert_eq!(receiver.to("/first").len(), 1, "{}", db.url());
+        assert_eq!(
+            receiver.to("/second").len(),
+            1,
+            "a failed step is not retried: {}",
+            db.url()
+        );
+        assert!(receiver.to("/third").is_empty());
+        let d = detail(&store, incident).await;
+        let statuses: Vec<&str> = d.actions.iter().map(|a| a.status.as_str()).collect();
+        assert_eq!(statuses, ["failed", "failed"]);
+        assert!(
+            d.actions[1].outcome.as_ref().unwrap()["error"]
+                .as_str()
+                .unwrap()
+                .contains("answered 500")
+        );
+        assert!(
+            kinds(&d).contains(&"playbook_stopped".to_string()),
+            "{:?}",
+            kinds(&d)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_slow_endpoint_times_out_as_a_failed_step() {
+    let receiver = Receiver::start().await;
+    receiver.delay(3_000);
+    let (slos, books) = load(&policy(
+        "    - {when: {alert: page}, run: degrade}",
+        &http_step("slow", &format!("{}/slow", receiver.url), ""),
+        "",
+    ));
+    let db = TestDb::sqlite();
+    let store = Arc::new(SqlStore::open(db.url()).await.unwrap());
+    let incident = open_page_incident(&store, "checkout", 1_000).await;
+    let engine = new_engine(store.clone(), &nowhere(), RemediationSettings::default());
+    engine
+        .after_cycle(
+            &slos,
+            &books,
+            &evaluation(
+                &slos[0],
+                EvalStatus::Assessed(Status::Page),
+                Some(0.5),
+                1_030,
+            ),
+        )
+        .await;
+    engine.wait_idle().await;
+    let d = detail(&store, incident).await;
+    assert_eq!(d.actions[0].status, "failed");
+    assert!(
+        d.actions[0].outcome.as_ref().unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("timed out"),
+        "{:?}",
+        d.actions[0]
+    );
+}
+
+#[tokio::test]
+async fn cooldown_and_the_hourly_action_budget_skip_with_a_reason() {
+    let receiver = Receiver::start().await;
+    let (slos, books) = load(&policy(
+        "    - {when: {alert: page}, run: degrade}",
+        &http_step("call", &format!("{}/a", receiver.url), ""),
+        "  cooldown: 1h\n",
+    ));
+    let db = TestDb::sqlite();
+    let store = Arc::new(SqlStore::open(db.url()).await.unwrap());
+    let engine = new_engine(store.clone(), &nowhere(), RemediationSettings::default());
+    let now = chrono::Utc::now().timestamp();
+    // First incident: runs.
+    let first = open_page_incident(&store, "checkout", now).await;
+    engine
+        .after_cycle(
+            &slos,
+            &books,
+            &evaluation(&slos[0], EvalStatus::Assessed(Status::Page), Some(0.5), now),
+        )
+        .await;
+    engine.wait_idle().await;
+    assert_eq!(receiver.to("/a").len(), 1);
+    // Resolve it and open a second one within the hour: the cooldown holds.
+    let record = EvaluationRecord {
+        slo: "checkout".into(),
+        service: "checkout".into(),
+        evaluated_at: now,
+        status: "ok".into(),
+        error_budget_remaining: Some(0.5),
+        snapshot: json!({}),
+    };
+    store
+        .record(&record, |_| Decision::Resolve {
+            budget_remaining: Some(0.5),
+        })
+        .await
+        .unwrap();
+    let second = open_page_incident(&store, "checkout", now + 60).await;
+    assert_ne!(first, second);
+    engine
+        .after_cycle(
+            &slos,
+            &books,
+            &evaluation(
+                &slos[0],
+                EvalStatus::Assessed(Status::Page),
+                Some(0.5),
+                now + 60,
+            ),
+        )
+        .await;
+    engine.wait_idle().await;
+    assert_eq!(
+        receiver.to("/a").len(),
+        1,
+        "cooldown must prevent a second run"
+    );
+    let d = detail(&store, second).await;
+    assert_eq!(d.actions[0].status, "skipped");
+    assert!(
+        d.timeline
+            .iter()
+            .any(|e| e.kind == "action_skipped" && e.message.contains("cooldown of 1h")),
+        "{:?}",
+        kinds(&d)
+    );
+
+    // A separate database where the hourly budget is already used up.
+    let db2 = TestDb::sqlite();
+    let store2 = Arc::new(SqlStore::open(db2.url()).await.unwrap());
+    let limited = engine_with_limit(store2.clone(), 2);
+    for n in 0..2 {
+        store2
+            .journal(&ActionIntent {
+                key: format!("earlier/{n}"),
+                incident_id: None,
+                slo: "other".into(),
+                playbook: None,
+                step: "x".into(),
+                kind: "http".into(),
+                intent: json!({}),
+                status: ActionStatus::Succeeded,
+                dry_run: false,
+                at: now - 60,
+            })
+            .await
+            .unwrap();
+    }
+    let incident = open_page_incident(&store2, "checkout", now).await;
+    limited
+        .after_cycle(
+            &slos,
+            &books,
+            &evaluation(&slos[0], EvalStatus::Assessed(Status::Page), Some(0.5), now),
+        )
+        .await;
+    limited.wait_idle().await;
+    assert_eq!(receiver.to("/a").len(), 1, "the hourly budget must hold");
+    let d = detail(&store2, incident).await;
+    assert!(
+        d.timeline
+            .iter()
+            .any(|e| e.kind == "action_skipped" && e.message.contains("maxActionsPerHour is 2")),
+        "{:?}",
+        d.timeline
+    );
+}
+
+fn engine_with_limit(store: Arc<SqlStore>, max: u32) -> Arc<Engine> {
+    new_engine(
+        store,
+        &nowhere(),
+        RemediationSettings {
+            max_actions_per_hour: max,
+            ..RemediationSettings::default()
+        },
+    )
+}
+
+#[tokio::test]
+async fn after_a_crash_only_steps_safe_to_repeat_run_again() {
+    for db in TestDb::both().await {
+        let receiver = Receiver::start().await;
+        let steps = [
+            http_step("not idempotent", &format!("{}/once", receiver.url), ""),
+            "    - name: freeze\n      freeze: {service: checkout}\n".to_string(),
+        ]
+        .concat();
+        let (slos, books) = load(&policy(
+            "    - {when: {alert: page}, run: degrade}",
+            &steps,
+            "",
+        ));
+        let store = Arc::new(SqlStore::open(db.url()).await.unwrap());
+        let incident = open_page_incident(&store, "checkout", 1_000).await;
+        // A previous process journaled both steps as started, then died.
+        for (i, (step, kind)) in [("not idempotent", "http"), ("freeze", "freeze")]
+            .into_iter()
+            .enumerate()
+        {
+            store
+                .journal(&ActionIntent {
+                    key: format!("incident:{incident}/rule:0/step:{i}"),
+                    incident_id: Some(incident),
+                    slo: "checkout".into(),
+                    playbook: Some("degrade".into()),
+                    step: step.into(),
+                    kind: kind.into(),
+                    intent: json!({}),
+                    status: ActionStatus::Started,
+                    dry_run: false,
+                    at: 1_000,
+                })
+                .await
+                .unwrap();
+        }
+        let engine = new_engine(store.clone(), &nowhere(), RemediationSettings::default());
+        engine.recover().await;
+        let d = detail(&store, incident).await;
+        assert!(
+            d.actions.iter().all(|a| a.status == "unknown"),
+            "{:?}",
+            d.actions
+        );
+        assert_eq!(
+            d.timeline
+                .iter()
+                .filter(|e| e.kind == "action_unknown")
+                .count(),
+            2
+        );
+
+        engine
+            .after_cycle(
+                &slos,
+                &books,
+                &evaluation(
+                    &slos[0],
+                    EvalStatus::Assessed(Status::Page),
+                    Some(0.5),
+                    1_030,
+                ),
+            )
+            .await;
+        engine.wait_idle().await;
+        // The HTTP call may already have happened: it is not repeated, and the playbook stops there.
+        assert!(receiver.requests().is_empty(), "{}", db.url());
+        let d = detail(&store, incident).await;
+        assert_eq!(d.actions[0].status, "unknown");
+        assert_eq!(
+            d.actions[1].status, "unknown",
+            "the playbook stops at the unknown step"
+        );
+
+        // A freeze first is safe to repeat: with the order swapped it runs again.
+        let steps = [
+            "    - name: freeze\n      freeze: {service: checkout}\n".to_string(),
+            http_step("not idempotent", &format!("{}/once", receiver.url), ""),
+        ]
+        .concat();
+        let (slos, books) = load(&policy(
+            "    - {when: {alert: page}, run: degrade}",
+            &steps,
+            "",
+        ));
+        let db2 = if db.url().starts_with("sqlite") {
+            TestDb::sqlite()
+        } else {
+            TestDb::postgres().await
+        };
+        let store2 = Arc::new(SqlStore::open(db2.url()).await.unwrap());
+        let incident = open_page_incident(&store2, "checkout", 1_000).await;
+        store2
+            .journal(&ActionIntent {
+                key: format!("incident:{incident}/rule:0/step:0"),
+                incident_id: Some(incident),
+                slo: "checkout".into(),
+                playbook: Some("degrade".into()),
+                step: "freeze".into(),
+                kind: "freeze".into(),
+                intent: json!({}),
+                status: ActionStatus::Started,
+                dry_run: false,
+                at: 1_000,
+            })
+            .await
+            .unwrap();
+        let engine2 = new_engine(store2.clone(), &nowhere(), RemediationSettings::default());
+        engine2.recover().await;
+        engine2
+            .after_cycle(
+                &slos,
+                &books,
+                &evaluation(
+                    &slos[0],
+                    EvalStatus::Assessed(Status::Page),
+                    Some(0.5),
+                    1_030,
+                ),
+            )
+            .await;
+        engine2.wait_idle().await;
+        let d = detail(&store2, incident).await;
+        assert_eq!(d.actions[0].status, "succeeded", "{:?}", d.actions);
+        assert!(kinds(&d).contains(&"action_retry".to_string()));
+        assert_eq!(receiver.to("/once").len(), 1);
+        assert_eq!(store2.active_freezes().await.unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn kubernetes_steps_without_a_cluster_fail_as_not_configured() {
+    let (slos, books) = load(&policy(
+        "    - {when: {alert: page}, run: degrade}",
+        "    - name: roll back\n      rollback: {namespace: shop, deployment: checkout}\n",
+        "",
+    ));
+    let db = TestDb::sqlite();
+    let store = Arc::new(SqlStore::open(db.url()).await.unwrap());
+    let incident = open_page_incident(&store, "checkout", 1_000).await;
+    let engine = new_engine(store.clone(), &nowhere(), RemediationSettings::default());
+    engine
+        .after_cycle(
+            &slos,
+            &books,
+            &evaluation(
+                &slos[0],
+                EvalStatus::Assessed(Status::Page),
+                Some(0.5),
+                1_030,
+            ),
+        )
+        .await;
+    engine.wait_idle().await;
+    let d = detail(&store, incident).await;
+    assert_eq!(d.actions[0].status, "failed");
+    assert!(
+        d.timeline
+            .iter()
+            .any(|e| e.message.contains("no Kubernetes cluster is configured")),
+        "{:?}",
+        d.timeline
+    );
+}
+
+#[tokio::test]
+async fn a_budget_freeze_lifts_once_the_budget_recovers_and_nothing_fires() {
+    let (slos, books) = load(&policy(
+        "    - {when: {budgetRemainingBelow: 15}, freeze: {service: checkout}}",
+        "    - name: x\n      freeze: {service: checkout}\n",
+        "",
+    ));
+    let db = TestDb::sqlite();
+    let store = Arc::new(SqlStore::open(db.url()).await.unwrap());
+    let engine = new_engine(
+        store.clone(),
+        &nowhere(),
+        RemediationSettings {
+            unfreeze_after: Duration::from_secs(600),
+            ..RemediationSettings::default()
+        },
+    );
+    let ok = EvalStatus::Assessed(Status::Ok);
+    // 10% left: frozen, once.
+    for at in [1_000, 1_030] {
+        engine
+            .after_cycle(&slos, &books, &evaluation(&slos[0], ok, Some(0.10), at))
+            .await;
+    }
+    assert_eq!(store.active_freezes().await.unwrap().len(), 1);
+    // 18% left: above 15 but not above 15 + 5: still frozen.
+    engine
+        .after_cycle(&slos, &books, &evaluation(&slos[0], ok, Some(0.18), 2_000))
+        .await;
+    assert_eq!(store.active_freezes().await.unwrap().len(), 1);
+    // No data: never decides to lift.
+    engine
+        .after_cycle(
+            &slos,
+            &books,
+            &evaluation(
+                &slos[0],
+                EvalStatus::Assessed(Status::NoData),
+                Some(0.5),
+                2_100,
+            ),
+        )
+        .await;
+    assert_eq!(store.active_freezes().await.unwrap().len(), 1);
+    // 25% left and nothing ever fired: lifted.
+    engine
+        .after_cycle(&slos, &books, &evaluation(&slos[0], ok, Some(0.25), 2_200))
+        .await;
+    assert!(store.active_freezes().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn verify_passes_when_the_burn_stops_and_fails_when_it_does_not() {
+    let now = chrono::Utc::now().timestamp();
+    let end = now - now % 60;
+    let history = |job: &'static str, errors: f64| {
+        vec![
+            counter(
+                "http_requests_total",
+                labels(&[("job", job), ("code", "500")]),
+                end - 3_600,
+                end,
+                60,
+                1e6,
+                move |_| errors,
+            ),
+            counter(
+                "http_requests_total",
+                labels(&[("job", job), ("code", "200")]),
+                end - 3_600,
+                end,
+                60,
+                1e6,
+                move |_| 10.0 - errors,
+            ),
+        ]
+    };
+    let prometheus =
+        PrometheusServer::start(&[history("checkout", 0.001), history("burning", 1.0)].concat());
+    for (job, expected) in [("checkout", "succeeded"), ("burning", "failed")] {
+        let text = policy("    - {when: {alert: page}, run: degrade}", "    - name: check it worked\n      verify: {window: 5m, burnRateBelow: 1, within: 2s}\n", "")
+            .replace("job=\\\"checkout\\\"", &format!("job=\\\"{job}\\\""))
+            .replace("job=\"checkout\"", &format!("job=\"{job}\""));
+        let (slos, books) = load(&text);
+        let db = TestDb::sqlite();
+        let store = Arc::new(SqlStore::open(db.url()).await.unwrap());
+        let incident = open_page_incident(&store, "checkout", now).await;
+        let engine = new_engine(
+            store.clone(),
+            &prometheus.url,
+            RemediationSettings::default(),
+        );
+        engine
+            .after_cycle(
+                &slos,
+                &books,
+                &evaluation(&slos[0], EvalStatus::Assessed(Status::Page), Some(0.5), now),
+            )
+            .await;
+        engine.wait_idle().await;
+        let d = detail(&store, incident).await;
+        assert_eq!(d.actions[0].status, expected, "{job}: {:?}", d.actions[0]);
+    }
+}
