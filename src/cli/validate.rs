@@ -13,7 +13,22 @@ pub fn run(paths: &[PathBuf]) -> ExitCode {
             for loaded in &set.slos {
                 println!("ok  {}  ({})", summary(&loaded.slo), loaded.origin.source);
             }
-            println!("{} SLO(s) valid", set.slos.len());
+            for loaded in &set.playbooks {
+                let p = &loaded.playbook;
+                let steps: Vec<&str> = p.steps.iter().map(|s| s.action.kind()).collect();
+                println!(
+                    "ok  playbook {} mode={} steps=[{}]  ({})",
+                    p.name,
+                    p.mode.as_str(),
+                    steps.join(", "),
+                    loaded.origin.source
+                );
+            }
+            println!(
+                "{} SLO(s) and {} playbook(s) valid",
+                set.slos.len(),
+                set.playbooks.len()
+            );
             ExitCode::SUCCESS
         }
         Err(error) => {
@@ -39,8 +54,13 @@ pub fn summary(slo: &Slo) -> String {
             )
         })
         .collect();
+    let budget_policy = if slo.budget_policy.is_empty() {
+        String::new()
+    } else {
+        format!(" budgetPolicy={} rule(s)", slo.budget_policy.len())
+    };
     format!(
-        "{} service={} objective={}% window={} indicator={} alerts=[{}]",
+        "{} service={} objective={}% window={} indicator={} alerts=[{}]{budget_policy}",
         slo.name,
         slo.service,
         promql_number(slo.objective.percent()),
