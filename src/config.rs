@@ -55,6 +55,10 @@ pub struct FileSettings {
     pub max_actions_per_hour: Option<u32>,
     pub unfreeze_after: Option<String>,
     pub service_account: Option<String>,
+    /// A file with one API token per line.
+    pub api_token_file: Option<PathBuf>,
+    /// Require a token for reads too.
+    pub protect_reads: Option<bool>,
     pub prometheus: Option<FilePrometheus>,
 }
 
@@ -105,6 +109,7 @@ pub struct Settings {
     pub remediation: RemediationSettings,
     /// burnguard's own Kubernetes user, as the API server names it in admission requests.
     pub service_account: String,
+    pub api_auth: crate::http::api::ApiAuth,
 }
 
 pub const DEFAULT_SERVICE_ACCOUNT: &str = "system:serviceaccount:burnguard:burnguard";
@@ -130,6 +135,10 @@ pub struct Overrides {
     pub max_actions_per_hour: Option<u32>,
     pub unfreeze_after: Option<Duration>,
     pub service_account: Option<String>,
+    /// Tokens given directly (BURNGUARD_API_TOKENS).
+    pub api_tokens: Vec<SecretString>,
+    pub api_token_file: Option<PathBuf>,
+    pub protect_reads: bool,
     pub prometheus: PrometheusOverrides,
 }
 
@@ -200,7 +209,25 @@ impl Settings {
             unfreeze_after,
             unfreeze_margin: defaults.unfreeze_margin,
         };
+        let mut tokens = overrides.api_tokens;
+        if let Some(path) = overrides.api_token_file.or(file.api_token_file) {
+            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            tokens.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(|l| SecretString::from(l.to_string())),
+            );
+        }
+        let api_auth = crate::http::api::ApiAuth {
+            tokens,
+            protect_reads: overrides.protect_reads || file.protect_reads.unwrap_or(false),
+        };
         Ok(Self {
+            api_auth,
             remediation,
             service_account: overrides
                 .service_account

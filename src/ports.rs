@@ -211,6 +211,8 @@ pub enum ActionStatus {
     AwaitingApproval,
     /// A guard (cooldown, rate limit, an earlier failed step) kept it from running.
     Skipped,
+    /// A person approved it; it runs on the next cycle.
+    Approved,
 }
 
 impl ActionStatus {
@@ -223,6 +225,7 @@ impl ActionStatus {
             ActionStatus::DryRun => "dry_run",
             ActionStatus::AwaitingApproval => "awaiting_approval",
             ActionStatus::Skipped => "skipped",
+            ActionStatus::Approved => "approved",
         }
     }
 
@@ -235,6 +238,7 @@ impl ActionStatus {
             ActionStatus::DryRun,
             ActionStatus::AwaitingApproval,
             ActionStatus::Skipped,
+            ActionStatus::Approved,
         ]
         .into_iter()
         .find(|s| s.as_str() == text)
@@ -282,6 +286,13 @@ pub trait Journal: Send + Sync {
         outcome: serde_json::Value,
         at: UnixSeconds,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Claims an `approved` action to run it (`approved` -> `started`); `false` if another
+    /// worker claimed it first.
+    fn claim_approved(
+        &self,
+        id: i64,
+        at: UnixSeconds,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Takes back an `unknown` action to run it again (only for steps safe to repeat);
     /// `false` if it was not `unknown`.
     fn retry_unknown(
@@ -441,4 +452,60 @@ pub trait Actuator: Send + Sync {
         &self,
         applied: &serde_json::Value,
     ) -> impl Future<Output = Result<String, ActionError>> + Send;
+}
+
+/// What a person's command did to an incident.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CommandOutcome {
+    Done(IncidentRecord),
+    NotFound,
+    /// The incident is not in a state the command applies to.
+    Conflict(String),
+}
+
+/// A stored evaluation, as history.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct EvaluationPoint {
+    pub evaluated_at: UnixSeconds,
+    pub status: String,
+    pub error_budget_remaining: Option<f64>,
+    pub snapshot: serde_json::Value,
+}
+
+/// What people do through the API: acknowledge, resolve, approve; read history.
+pub trait Operations: Send + Sync {
+    fn acknowledge(
+        &self,
+        id: i64,
+        by: &str,
+        note: Option<&str>,
+        at: UnixSeconds,
+    ) -> impl Future<Output = Result<CommandOutcome, StoreError>> + Send;
+    fn resolve_by_hand(
+        &self,
+        id: i64,
+        by: &str,
+        note: Option<&str>,
+        at: UnixSeconds,
+    ) -> impl Future<Output = Result<CommandOutcome, StoreError>> + Send;
+    /// Approves the incident's steps waiting for approval; `Conflict` when none waits.
+    fn approve(
+        &self,
+        id: i64,
+        by: &str,
+        note: Option<&str>,
+        at: UnixSeconds,
+    ) -> impl Future<Output = Result<CommandOutcome, StoreError>> + Send;
+    /// The latest stored evaluation of every SLO.
+    fn latest_evaluations(
+        &self,
+    ) -> impl Future<Output = Result<Vec<EvaluationPoint>, StoreError>> + Send;
+    /// An SLO's evaluations in `[from, to]`, oldest first, at most `limit`.
+    fn evaluation_history(
+        &self,
+        slo: &str,
+        from: UnixSeconds,
+        to: UnixSeconds,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<EvaluationPoint>, StoreError>> + Send;
 }

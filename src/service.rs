@@ -59,6 +59,9 @@ pub struct ServiceState {
     pub store: Arc<SqlStore>,
     /// burnguard's own Kubernetes user, whose changes the admission webhook always allows.
     pub service_account: String,
+    pub api_auth: crate::http::api::ApiAuth,
+    /// To undo a freeze's Kubernetes marks when a person lifts it.
+    pub actuator: Option<Arc<Actuators>>,
     readiness: RwLock<Readiness>,
 }
 
@@ -77,6 +80,8 @@ impl ServiceState {
             latest,
             store,
             service_account,
+            api_auth: crate::http::api::ApiAuth::default(),
+            actuator: None,
             readiness: RwLock::new(Readiness::default()),
         }
     }
@@ -120,9 +125,10 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         http: HttpActuator::new().map_err(|e| ServiceError::Actuator(e.to_string()))?,
         kube: KubeActuator::from_environment().await,
     };
+    let actuators = Arc::new(actuators);
     let remediator = Remediator::new(
         store.clone(),
-        Arc::new(actuators),
+        actuators.clone(),
         Arc::new(prometheus),
         settings.remediation.clone(),
     );
@@ -130,10 +136,10 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         info!("dry run: remediation journals and reports what it would do, and calls nothing");
     }
     remediator.recover().await;
-    let state = Arc::new(ServiceState::new(
-        store.clone(),
-        settings.service_account.clone(),
-    ));
+    let mut service_state = ServiceState::new(store.clone(), settings.service_account.clone());
+    service_state.api_auth = settings.api_auth.clone();
+    service_state.actuator = Some(actuators);
+    let state = Arc::new(service_state);
     state.metrics.slos_loaded.set(slos.len() as i64);
     state.set_readiness(|r| r.policies_loaded = true);
 

@@ -62,6 +62,21 @@ pub struct ServeArgs {
     /// burnguard's Kubernetes user; the admission webhook always lets it through.
     #[arg(long, env = "BURNGUARD_SERVICE_ACCOUNT", value_name = "USER")]
     pub service_account: Option<String>,
+    /// API bearer tokens, comma-separated (prefer the file).
+    #[arg(
+        long = "api-token",
+        env = "BURNGUARD_API_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub api_tokens: Vec<String>,
+    /// A file with one API token per line.
+    #[arg(long, env = "BURNGUARD_API_TOKEN_FILE", value_name = "FILE")]
+    pub api_token_file: Option<PathBuf>,
+    /// Require a token for reads of the API too.
+    #[arg(long, env = "BURNGUARD_PROTECT_READS")]
+    pub protect_reads: bool,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -82,6 +97,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         max_actions_per_hour: args.max_actions_per_hour,
         unfreeze_after: args.unfreeze_after,
         service_account: args.service_account,
+        api_tokens: args
+            .api_tokens
+            .into_iter()
+            .map(secrecy::SecretString::from)
+            .collect(),
+        api_token_file: args.api_token_file,
+        protect_reads: args.protect_reads,
         prometheus: args.prometheus.overrides()?,
     };
     let settings = Settings::resolve(overrides, file)?;

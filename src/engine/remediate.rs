@@ -389,7 +389,7 @@ where
 
     /// Runs a playbook's steps in order, each at most once for this incident and rule.
     async fn run_playbook(&self, slo: &Slo, incident_id: i64, key_base: &str, playbook: &Playbook) {
-        let mode = if self.settings.dry_run {
+        let mut mode = if self.settings.dry_run {
             PlaybookMode::DryRun
         } else {
             playbook.mode
@@ -458,7 +458,22 @@ where
                     id,
                     status: existing,
                 }) => match existing {
-                    ActionStatus::Succeeded | ActionStatus::DryRun => continue,
+                    // A person approved this run: this step runs now, the rest without asking again.
+                    ActionStatus::Approved => match self.store.claim_approved(id, at).await {
+                        Ok(true) => {
+                            mode = PlaybookMode::Auto;
+                            id
+                        }
+                        _ => return,
+                    },
+                    ActionStatus::DryRun => continue,
+                    ActionStatus::Succeeded => {
+                        // Past an approved step, the run is approved.
+                        if mode == PlaybookMode::Approve {
+                            mode = PlaybookMode::Auto;
+                        }
+                        continue;
+                    }
                     ActionStatus::Failed if step.continue_on_error => continue,
                     ActionStatus::Unknown if step.safe_to_repeat() => {
                         match self.store.retry_unknown(id, at).await {

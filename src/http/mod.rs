@@ -3,6 +3,7 @@
 //!
 //! Owns: routes and status codes. Must not touch: evaluation, policy loading.
 
+pub mod api;
 pub mod freeze;
 pub mod metrics;
 
@@ -18,13 +19,37 @@ use crate::service::ServiceState;
 
 /// All routes, over the shared service state.
 pub fn router(state: Arc<ServiceState>) -> Router {
+    let api = Router::new()
+        .route("/slos", get(api::list_slos))
+        .route("/slos/{name}", get(api::get_slo))
+        .route("/slos/{name}/history", get(api::slo_history))
+        .route("/incidents", get(api::list_incidents))
+        .route("/incidents/{id}", get(api::get_incident))
+        .route("/incidents/{id}/ack", post(api::acknowledge))
+        .route("/incidents/{id}/resolve", post(api::resolve))
+        .route("/incidents/{id}/approve", post(api::approve))
+        .route("/freezes", get(api::list_freezes).post(api::create_freeze))
+        .route("/freezes/{id}", axum::routing::delete(api::lift_freeze))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            api::require_token,
+        ))
+        // The gate is for pipelines: open like /metrics.
+        .route("/freeze-gate", get(freeze::gate));
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/api/v1/freeze-gate", get(freeze::gate))
         .route("/admission/validate", post(freeze::admission))
+        .nest("/api/v1", api)
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route".into())
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            std::time::Duration::from_secs(30),
+        ))
         .with_state(state)
 }
 
@@ -41,6 +66,14 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: String) -> Self {
+        Self {
+            status,
+            code,
+            message,
+        }
+    }
+
     pub fn bad_request(code: &'static str, message: &str) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,

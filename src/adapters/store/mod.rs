@@ -20,6 +20,7 @@ use crate::ports::{
     StoreError, TimelineEvent, Transitioned, UnixSeconds,
 };
 
+mod operations;
 mod remediation;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");

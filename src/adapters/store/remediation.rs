@@ -75,6 +75,16 @@ impl Journal for SqlStore {
         Ok(())
     }
 
+    async fn claim_approved(&self, id: i64, at: UnixSeconds) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE actions SET status = 'started', started_at = $1 WHERE id = $2 AND status = 'approved'")
+            .bind(at)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn retry_unknown(&self, id: i64, at: UnixSeconds) -> Result<bool, StoreError> {
         let done = sqlx::query("UPDATE actions SET status = 'started', started_at = $1 WHERE id = $2 AND status = 'unknown'")
             .bind(at)

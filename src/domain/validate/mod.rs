@@ -13,7 +13,7 @@ use serde_saphyr::Spanned;
 
 mod remediation;
 
-pub use remediation::{check_playbook_references, validate_playbook};
+pub use remediation::{check_label_selector, check_playbook_references, validate_playbook};
 
 use super::playbook::BudgetRule;
 use super::policy::{

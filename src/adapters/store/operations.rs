@@ -1,0 +1,172 @@
+//! People's commands on incidents (acknowledge, resolve, approve) and evaluation history.
+
+use sqlx::{AssertSqlSafe, Row};
+
+use super::{INCIDENT_COLUMNS, SqlStore, db_error, incident_record, json};
+use crate::ports::{CommandOutcome, EvaluationPoint, Journal, Operations, StoreError, UnixSeconds};
+
+impl SqlStore {
+    async fn incident_row(
+        &self,
+        id: i64,
+    ) -> Result<Option<crate::ports::IncidentRecord>, StoreError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?
+        .map(|r| incident_record(&r).map_err(db_error))
+        .transpose()
+    }
+
+    async fn note(
+        &self,
+        id: i64,
+        at: UnixSeconds,
+        kind: &str,
+        message: String,
+        by: &str,
+        note: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let detail = note.map(|n| serde_json::json!({"note": n}));
+        self.add_event(id, at, kind, &message, by, detail).await
+    }
+}
+
+fn point(row: &sqlx::any::AnyRow) -> Result<EvaluationPoint, StoreError> {
+    Ok(EvaluationPoint {
+        evaluated_at: row.try_get("evaluated_at").map_err(db_error)?,
+        status: row.try_get("status").map_err(db_error)?,
+        error_budget_remaining: row.try_get("error_budget_remaining").map_err(db_error)?,
+        snapshot: json(Some(row.try_get("snapshot").map_err(db_error)?))?.unwrap_or_default(),
+    })
+}
+
+impl Operations for SqlStore {
+    async fn acknowledge(
+        &self,
+        id: i64,
+        by: &str,
+        note: Option<&str>,
+        at: UnixSeconds,
+    ) -> Result<CommandOutcome, StoreError> {
+        let done = sqlx::query("UPDATE incidents SET status = 'acknowledged', acknowledged_at = $1 WHERE id = $2 AND status = 'open'")
+            .bind(at)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        let Some(incident) = self.incident_row(id).await? else {
+            return Ok(CommandOutcome::NotFound);
+        };
+        if done.rows_affected() == 0 {
+            return Ok(CommandOutcome::Conflict(format!(
+                "incident {id} is {}; only an open incident can be acknowledged",
+                incident.status
+            )));
+        }
+        self.note(
+            id,
+            at,
+            "acknowledged",
+            format!("acknowledged by {by}"),
+            by,
+            note,
+        )
+        .await?;
+        Ok(CommandOutcome::Done(incident))
+    }
+
+    async fn resolve_by_hand(
+        &self,
+        id: i64,
+        by: &str,
+        note: Option<&str>,
+        at: UnixSeconds,
+    ) -> Result<CommandOutcome, StoreError> {
+        let done = sqlx::query("UPDATE incidents SET status = 'resolved', resolved_at = $1 WHERE id = $2 AND status <> 'resolved'")
+            .bind(at)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        let Some(incident) = self.incident_row(id).await? else {
+            return Ok(CommandOutcome::NotFound);
+        };
+        if done.rows_affected() == 0 {
+            return Ok(CommandOutcome::Conflict(format!(
+                "incident {id} is already resolved"
+            )));
+        }
+        self.note(id, at, "resolved", format!("resolved by {by}"), by, note)
+            .await?;
+        Ok(CommandOutcome::Done(incident))
+    }
+
+    async fn approve(
+        &self,
+        id: i64,
+        by: &str,
+        note: Option<&str>,
+        at: UnixSeconds,
+    ) -> Result<CommandOutcome, StoreError> {
+        let Some(incident) = self.incident_row(id).await? else {
+            return Ok(CommandOutcome::NotFound);
+        };
+        let done = sqlx::query("UPDATE actions SET status = 'approved' WHERE incident_id = $1 AND status = 'awaiting_approval'")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        if done.rows_affected() == 0 {
+            return Ok(CommandOutcome::Conflict(format!(
+                "incident {id} has no step waiting for approval"
+            )));
+        }
+        self.note(
+            id,
+            at,
+            "approved",
+            format!("{by} approved the waiting playbook steps; they run on the next cycle"),
+            by,
+            note,
+        )
+        .await?;
+        Ok(CommandOutcome::Done(incident))
+    }
+
+    async fn latest_evaluations(&self) -> Result<Vec<EvaluationPoint>, StoreError> {
+        sqlx::query("SELECT evaluated_at, status, CAST(NULL AS DOUBLE PRECISION) AS error_budget_remaining, snapshot FROM latest_evaluations ORDER BY slo")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?
+            .iter()
+            .map(point)
+            .collect()
+    }
+
+    async fn evaluation_history(
+        &self,
+        slo: &str,
+        from: UnixSeconds,
+        to: UnixSeconds,
+        limit: i64,
+    ) -> Result<Vec<EvaluationPoint>, StoreError> {
+        sqlx::query(
+            "SELECT evaluated_at, status, error_budget_remaining, snapshot FROM evaluations \
+             WHERE slo = $1 AND evaluated_at >= $2 AND evaluated_at <= $3 ORDER BY evaluated_at LIMIT $4",
+        )
+        .bind(slo)
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(point)
+        .collect()
+    }
+}

@@ -1,0 +1,415 @@
+//! The REST API under `/api/v1`: SLOs with their latest evaluation and history, incidents
+//! (list, show, acknowledge, resolve, approve waiting playbook steps), and freezes (list,
+//! create by hand, lift by hand).
+//!
+//! Mutating calls need a bearer token from the configured set (compared in constant time);
+//! reads are open unless `protectReads` is set. Every error is JSON with a 4xx, or a 503 that
+//! hides its cause (logged).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use super::ApiError;
+use crate::domain::incident::IncidentStatus;
+use crate::domain::playbook::FreezeTarget;
+use crate::ports::{CommandOutcome, Freezes, IncidentFilter, NewFreeze, Operations, Store};
+use crate::service::ServiceState;
+
+/// Who may call the API.
+#[derive(Clone, Default)]
+pub struct ApiAuth {
+    pub tokens: Vec<secrecy::SecretString>,
+    /// Require a token for reads too.
+    pub protect_reads: bool,
+}
+
+impl std::fmt::Debug for ApiAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiAuth")
+            .field("tokens", &format!("<{} redacted>", self.tokens.len()))
+            .field("protect_reads", &self.protect_reads)
+            .finish()
+    }
+}
+
+impl ApiAuth {
+    /// Whether `presented` equals one of the tokens, comparing every one in constant time.
+    pub fn accepts(&self, presented: &str) -> bool {
+        let mut any = subtle::Choice::from(0u8);
+        for token in &self.tokens {
+            any |= token.expose_secret().as_bytes().ct_eq(presented.as_bytes());
+        }
+        bool::from(any)
+    }
+}
+
+fn unauthorized(message: &str) -> Response {
+    let body = json!({"error": {"code": "unauthorized", "message": message}});
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        Json(body),
+    )
+        .into_response()
+}
+
+/// Checks the bearer token on calls that need one.
+pub async fn require_token(
+    State(state): State<Arc<ServiceState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mutating = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    if !mutating && !state.api_auth.protect_reads {
+        return next.run(request).await;
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        _ if state.api_auth.tokens.is_empty() => unauthorized(
+            "no API tokens are configured; set BURNGUARD_API_TOKENS or --api-token-file",
+        ),
+        None => unauthorized("send Authorization: Bearer <token>"),
+        Some(token) if state.api_auth.accepts(token.trim()) => next.run(request).await,
+        Some(_) => unauthorized("the token is not one of the configured API tokens"),
+    }
+}
+
+/// `{"by": "...", "note": "..."}`, all optional; an empty body is fine.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandBody {
+    by: Option<String>,
+    note: Option<String>,
+}
+
+fn parse_body<T: for<'de> Deserialize<'de> + Default>(body: &Bytes) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_body",
+            &format!("the body is not valid JSON for this call: {e}"),
+        )
+    })
+}
+
+fn incident_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_id",
+            &format!("`{raw}` is not an incident id (a whole number)"),
+        )
+    })
+}
+
+fn not_found(what: String) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", what)
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+pub async fn list_slos(State(state): State<Arc<ServiceState>>) -> Result<Response, ApiError> {
+    let latest = state
+        .store
+        .latest_evaluations()
+        .await
+        .map_err(ApiError::internal)?;
+    let slos: Vec<_> = latest.into_iter().map(|p| p.snapshot).collect();
+    Ok(Json(json!({"slos": slos})).into_response())
+}
+
+pub async fn get_slo(
+    State(state): State<Arc<ServiceState>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let latest = state
+        .store
+        .latest_evaluations()
+        .await
+        .map_err(ApiError::internal)?;
+    latest
+        .into_iter()
+        .find(|p| p.snapshot["name"] == name.as_str())
+        .map(|p| Json(p.snapshot).into_response())
+        .ok_or_else(|| not_found(format!("no SLO named `{name}` has been evaluated")))
+}
+
+pub async fn slo_history(
+    State(state): State<Arc<ServiceState>>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let time = |key: &str, default: i64| -> Result<i64, ApiError> {
+        match q.get(key) {
+            None => Ok(default),
+            Some(text) => crate::cli::args::parse_time(text)
+                .map_err(|e| ApiError::bad_request("invalid_time", &format!("{key}: {e}"))),
+        }
+    };
+    let to = time("to", now())?;
+    let from = time("from", to - 86_400)?;
+    if from > to {
+        return Err(ApiError::bad_request("invalid_time", "from is after to"));
+    }
+    let points = state
+        .store
+        .evaluation_history(&name, from, to, 10_000)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({"slo": name, "from": from, "to": to, "evaluations": points})).into_response())
+}
+
+pub async fn list_incidents(
+    State(state): State<Arc<ServiceState>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let status = match q.get("status").map(String::as_str) {
+        None | Some("all") => None,
+        Some(text) => Some(IncidentStatus::parse(text).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_status",
+                &format!("`{text}` is not a status; expected open, acknowledged, resolved or all"),
+            )
+        })?),
+    };
+    let filter = IncidentFilter {
+        status,
+        slo: q.get("slo").cloned(),
+        limit: Some(1_000),
+    };
+    let incidents = state
+        .store
+        .list_incidents(&filter)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({"incidents": incidents})).into_response())
+}
+
+pub async fn get_incident(
+    State(state): State<Arc<ServiceState>>,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = incident_id(&raw)?;
+    match state.store.incident(id).await.map_err(ApiError::internal)? {
+        Some(detail) => Ok(Json(detail).into_response()),
+        None => Err(not_found(format!("no incident {id}"))),
+    }
+}
+
+async fn command(
+    state: &ServiceState,
+    raw: &str,
+    body: &Bytes,
+    which: &str,
+) -> Result<Response, ApiError> {
+    let id = incident_id(raw)?;
+    let body: CommandBody = parse_body(body)?;
+    let by = body
+        .by
+        .as_deref()
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+        .unwrap_or("api");
+    let note = body.note.as_deref();
+    let store = &state.store;
+    let outcome = match which {
+        "ack" => store.acknowledge(id, by, note, now()).await,
+        "resolve" => store.resolve_by_hand(id, by, note, now()).await,
+        _ => store.approve(id, by, note, now()).await,
+    }
+    .map_err(ApiError::internal)?;
+    match outcome {
+        CommandOutcome::Done(_) => {
+            let detail = store.incident(id).await.map_err(ApiError::internal)?;
+            Ok(Json(detail).into_response())
+        }
+        CommandOutcome::NotFound => Err(not_found(format!("no incident {id}"))),
+        CommandOutcome::Conflict(message) => {
+            Err(ApiError::new(StatusCode::CONFLICT, "conflict", message))
+        }
+    }
+}
+
+pub async fn acknowledge(
+    State(state): State<Arc<ServiceState>>,
+    Path(raw): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    command(&state, &raw, &body, "ack").await
+}
+
+pub async fn resolve(
+    State(state): State<Arc<ServiceState>>,
+    Path(raw): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    command(&state, &raw, &body, "resolve").await
+}
+
+pub async fn approve(
+    State(state): State<Arc<ServiceState>>,
+    Path(raw): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    command(&state, &raw, &body, "approve").await
+}
+
+pub async fn list_freezes(State(state): State<Arc<ServiceState>>) -> Result<Response, ApiError> {
+    let freezes = state
+        .store
+        .active_freezes()
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({"freezes": freezes})).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FreezeBody {
+    service: Option<String>,
+    namespace: Option<String>,
+    deployments: Option<Vec<String>>,
+    selector: Option<String>,
+    reason: Option<String>,
+    by: Option<String>,
+}
+
+pub async fn create_freeze(
+    State(state): State<Arc<ServiceState>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let body: FreezeBody = parse_body(&body)?;
+    let Some(reason) = body
+        .reason
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+    else {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "reason is required: say why deploys stop",
+        ));
+    };
+    if let Some(selector) = &body.selector {
+        crate::domain::validate::check_label_selector(selector)
+            .map_err(|e| ApiError::bad_request("invalid_selector", &e))?;
+    }
+    let target = FreezeTarget {
+        service: body.service.filter(|s| !s.trim().is_empty()),
+        namespace: body.namespace,
+        deployments: body.deployments.unwrap_or_default(),
+        selector: body.selector,
+    };
+    let names_objects = !target.deployments.is_empty() || target.selector.is_some();
+    if target.service.is_none() && !(target.namespace.is_some() && names_objects) {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "a freeze needs service, or namespace with deployments or selector",
+        ));
+    }
+    let by = body.by.unwrap_or_else(|| "api".into());
+    let at = now();
+    let source_key = format!(
+        "manual/{at}/{}",
+        chrono::Utc::now().timestamp_subsec_nanos()
+    );
+    let id = state
+        .store
+        .create_freeze(&NewFreeze {
+            target,
+            reason: reason.to_string(),
+            incident_id: None,
+            slo: None,
+            source_key,
+            created_by: by,
+            lift_when: None,
+            at,
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "an identical freeze was just created".into(),
+            )
+        })?;
+    let freeze = state
+        .store
+        .active_freezes()
+        .await
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .find(|f| f.id == id);
+    Ok((StatusCode::CREATED, Json(freeze)).into_response())
+}
+
+pub async fn lift_freeze(
+    State(state): State<Arc<ServiceState>>,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let id: i64 = raw
+        .parse()
+        .map_err(|_| ApiError::bad_request("invalid_id", &format!("`{raw}` is not a freeze id")))?;
+    let freeze = state
+        .store
+        .active_freezes()
+        .await
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .find(|f| f.id == id);
+    let Some(freeze) = freeze else {
+        return Err(not_found(format!("no active freeze {id}")));
+    };
+    if let (Some(applied), Some(actuator)) = (&freeze.applied, &state.actuator) {
+        use crate::ports::Actuator;
+        actuator.unfreeze(applied).await.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "unfreeze_failed",
+                format!("removing the freeze from Kubernetes failed: {e}"),
+            )
+        })?;
+    }
+    state
+        .store
+        .lift_freeze(id, "api", now())
+        .await
+        .map_err(ApiError::internal)?;
+    if let Some(incident) = freeze.incident_id {
+        use crate::ports::Journal;
+        let _ = state
+            .store
+            .add_event(
+                incident,
+                now(),
+                "unfrozen",
+                &format!("freeze {id} lifted by hand"),
+                "api",
+                None,
+            )
+            .await;
+    }
+    Ok(Json(json!({"lifted": id})).into_response())
+}
