@@ -46,11 +46,42 @@ pub fn router(state: Arc<ServiceState>) -> Router {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route".into())
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(json_errors))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             std::time::Duration::from_secs(30),
         ))
         .with_state(state)
+}
+
+/// Errors produced outside our handlers (413 from the body limit, 405, 408, extractor
+/// rejections) come as plain text; give them the same JSON shape as ours.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let code = status
+        .canonical_reason()
+        .unwrap_or("error")
+        .to_ascii_lowercase()
+        .replace(' ', "_");
+    let message = if text.is_empty() {
+        status.to_string()
+    } else {
+        text
+    };
+    let body = serde_json::json!({"error": {"code": code, "message": message}});
+    (status, Json(body)).into_response()
 }
 
 /// Request bodies larger than this are refused with 413.

@@ -1,0 +1,434 @@
+//! The REST API on a server spawned on port 0, over a fresh SQLite database and a fresh
+//! database on the REAL PostgreSQL: auth, incidents (list, show, ack, resolve, approve),
+//! freezes, SLO history, and a table of malformed bodies for every POST route.
+
+mod common;
+
+use std::sync::Arc;
+
+use burnguard::adapters::store::SqlStore;
+use burnguard::domain::incident::Decision;
+use burnguard::domain::policy::Severity;
+use burnguard::http::api::ApiAuth;
+use burnguard::ports::{ActionIntent, ActionStatus, EvaluationRecord, Journal, Store};
+use burnguard::service::ServiceState;
+use common::db::TestDb;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "t0ken-for-tests";
+
+struct Api {
+    base: String,
+    store: Arc<SqlStore>,
+    client: reqwest::Client,
+    _db: TestDb,
+}
+
+impl Api {
+    async fn start(db: TestDb, protect_reads: bool) -> Self {
+        burnguard::adapters::prometheus::install_crypto_provider();
+        let store = Arc::new(SqlStore::open(db.url()).await.unwrap());
+        let mut state = ServiceState::new(
+            store.clone(),
+            "system:serviceaccount:burnguard:burnguard".into(),
+        );
+        state.api_auth = ApiAuth {
+            tokens: vec![
+                secrecy::SecretString::from(TOKEN),
+                secrecy::SecretString::from("other"),
+            ],
+            protect_reads,
+        };
+        let router = burnguard::http::router(Arc::new(state));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        Self {
+            base,
+            store,
+            client: reqwest::Client::new(),
+            _db: db,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .client
+            .request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(
+            "POST",
+            path,
+            Some(TOKEN),
+            Some(serde_json::to_vec(&body).unwrap()),
+        )
+        .await
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.call("GET", path, None, None).await
+    }
+
+    async fn open_incident(&self, slo: &str, at: i64) -> i64 {
+        let record = EvaluationRecord {
+            slo: slo.into(),
+            service: "checkout".into(),
+            evaluated_at: at,
+            status: "page".into(),
+            error_budget_remaining: Some(0.4),
+            snapshot: json!({"name": slo, "status": "page"}),
+        };
+        self.store
+            .record(&record, |_| Decision::Open {
+                severity: Severity::Page,
+                peak_burn_rate: 20.0,
+                budget_remaining: Some(0.4),
+            })
+            .await
+            .unwrap()
+            .incident_id
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn mutating_calls_need_a_configured_token_and_reads_are_open_unless_protected() {
+    for db in TestDb::both().await {
+        let api = Api::start(db, false).await;
+        let id = api.open_incident("checkout-availability", 1_000).await;
+        let path = format!("/api/v1/incidents/{id}/ack");
+        let (status, body) = api.call("POST", &path, None, None).await;
+        assert_eq!(status, 401, "{body}");
+        assert_eq!(body["error"]["code"], "unauthorized");
+        assert_eq!(api.call("POST", &path, Some("wrong"), None).await.0, 401);
+        assert_eq!(
+            api.call("POST", &path, Some("t0ken-for-test"), None)
+                .await
+                .0,
+            401,
+            "a prefix of a token is not the token"
+        );
+        // The second configured token works too.
+        assert_eq!(api.call("POST", &path, Some("other"), None).await.0, 200);
+        assert_eq!(api.get("/api/v1/incidents").await.0, 200);
+        // The gate and health stay open.
+        assert_eq!(api.get("/api/v1/freeze-gate?service=x").await.0, 200);
+    }
+    let api = Api::start(TestDb::sqlite(), true).await;
+    assert_eq!(api.get("/api/v1/incidents").await.0, 401);
+    assert_eq!(
+        api.call("GET", "/api/v1/incidents", Some(TOKEN), None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(api.get("/api/v1/freeze-gate?service=x").await.0, 200);
+}
+
+#[tokio::test]
+async fn incidents_are_listed_shown_acknowledged_and_resolved_by_people() {
+    for db in TestDb::both().await {
+        let api = Api::start(db, false).await;
+        let id = api.open_incident("checkout-availability", 1_000).await;
+        let (status, list) = api.get("/api/v1/incidents?status=open").await;
+        assert_eq!(status, 200);
+        assert_eq!(list["incidents"][0]["id"], id);
+        assert_eq!(
+            api.get("/api/v1/incidents?status=resolved").await.1["incidents"],
+            json!([])
+        );
+        assert_eq!(
+            api.get("/api/v1/incidents?slo=nope").await.1["incidents"],
+            json!([])
+        );
+
+        let (status, acked) = api
+            .post(
+                &format!("/api/v1/incidents/{id}/ack"),
+                json!({"by": "alice", "note": "looking"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{acked}");
+        assert_eq!(acked["status"], "acknowledged");
+        assert!(acked["acknowledged_at"].as_i64().is_some());
+        let event = acked["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["kind"] == "acknowledged")
+            .unwrap();
+        assert_eq!(event["actor"], "alice");
+        assert_eq!(event["detail"]["note"], "looking");
+        // Acknowledging twice is a conflict, not a silent success.
+        let (status, body) = api
+            .post(&format!("/api/v1/incidents/{id}/ack"), json!({}))
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].clone()),
+            (409, json!("conflict"))
+        );
+
+        let (status, resolved) = api
+            .post(
+                &format!("/api/v1/incidents/{id}/resolve"),
+                json!({"by": "bob"}),
+            )
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(resolved["status"], "resolved");
+        assert_eq!(
+            api.post(&format!("/api/v1/incidents/{id}/resolve"), json!({}))
+                .await
+                .0,
+            409
+        );
+
+        assert_eq!(
+            api.get(&format!("/api/v1/incidents/{id}")).await.1["status"],
+            "resolved"
+        );
+        assert_eq!(api.get("/api/v1/incidents/424242").await.0, 404);
+        assert_eq!(
+            api.post("/api/v1/incidents/424242/ack", json!({})).await.0,
+            404
+        );
+        let (status, body) = api.get("/api/v1/incidents/abc").await;
+        assert_eq!(
+            (status, body["error"]["code"].clone()),
+            (400, json!("invalid_id"))
+        );
+        assert_eq!(api.get("/api/v1/incidents?status=sleeping").await.0, 400);
+        assert_eq!(api.get("/api/v1/nothing-here").await.0, 404);
+    }
+}
+
+#[tokio::test]
+async fn approving_releases_the_waiting_steps_once() {
+    let api = Api::start(TestDb::sqlite(), false).await;
+    let id = api.open_incident("checkout-availability", 1_000).await;
+    assert_eq!(
+        api.post(&format!("/api/v1/incidents/{id}/approve"), json!({}))
+            .await
+            .0,
+        409,
+        "nothing waits yet"
+    );
+    let waiting = ActionIntent {
+        key: format!("incident:{id}/rule:0/step:0"),
+        incident_id: Some(id),
+        slo: "checkout-availability".into(),
+        playbook: Some("degrade".into()),
+        step: "turn off recommendations".into(),
+        kind: "http".into(),
+        intent: json!({}),
+        status: ActionStatus::AwaitingApproval,
+        dry_run: false,
+        at: 1_000,
+    };
+    api.store.journal(&waiting).await.unwrap();
+    let (status, detail) = api
+        .post(
+            &format!("/api/v1/incidents/{id}/approve"),
+            json!({"by": "carol", "note": "go"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(detail["actions"][0]["status"], "approved");
+    assert!(
+        detail["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "approved" && e["actor"] == "carol")
+    );
+    // Exactly one worker can claim it.
+    let action = detail["actions"][0]["id"].as_i64().unwrap();
+    assert!(api.store.claim_approved(action, 1_100).await.unwrap());
+    assert!(!api.store.claim_approved(action, 1_100).await.unwrap());
+}
+
+#[tokio::test]
+async fn freezes_are_created_listed_and_lifted_by_hand() {
+    for db in TestDb::both().await {
+        let api = Api::start(db, false).await;
+        let (status, created) = api
+            .post("/api/v1/freezes", json!({"service": "checkout", "namespace": "shop", "deployments": ["checkout"], "reason": "game day", "by": "dave"}))
+            .await;
+        assert_eq!(status, 201, "{created}");
+        let id = created["id"].as_i64().unwrap();
+        assert_eq!(created["created_by"], "dave");
+        assert_eq!(api.get("/api/v1/freezes").await.1["freezes"][0]["id"], id);
+        assert_eq!(
+            api.get("/api/v1/freeze-gate?namespace=shop&deployment=checkout")
+                .await
+                .0,
+            423
+        );
+        assert_eq!(api.get("/api/v1/freeze-gate?service=checkout").await.0, 423);
+        let (status, _) = api
+            .call(
+                "DELETE",
+                &format!("/api/v1/freezes/{id}"),
+                Some(TOKEN),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(api.get("/api/v1/freeze-gate?service=checkout").await.0, 200);
+        assert_eq!(
+            api.call(
+                "DELETE",
+                &format!("/api/v1/freezes/{id}"),
+                Some(TOKEN),
+                None
+            )
+            .await
+            .0,
+            404
+        );
+        assert_eq!(
+            api.call("DELETE", "/api/v1/freezes/x", Some(TOKEN), None)
+                .await
+                .0,
+            400
+        );
+    }
+}
+
+#[tokio::test]
+async fn slos_and_their_history_come_from_stored_evaluations() {
+    let api = Api::start(TestDb::sqlite(), false).await;
+    for (at, status) in [(1_000, "ok"), (1_030, "ticket"), (1_060, "page")] {
+        let record = EvaluationRecord {
+            slo: "checkout-availability".into(),
+            service: "checkout".into(),
+            evaluated_at: at,
+            status: status.into(),
+            error_budget_remaining: Some(0.5),
+            snapshot: json!({"name": "checkout-availability", "status": status}),
+        };
+        api.store
+            .record(&record, |_| Decision::Nothing)
+            .await
+            .unwrap();
+    }
+    assert_eq!(api.get("/api/v1/slos").await.1["slos"][0]["status"], "page");
+    assert_eq!(
+        api.get("/api/v1/slos/checkout-availability").await.1["status"],
+        "page"
+    );
+    assert_eq!(api.get("/api/v1/slos/nope").await.0, 404);
+    let (status, history) = api
+        .get("/api/v1/slos/checkout-availability/history?from=1000&to=1030")
+        .await;
+    assert_eq!(status, 200);
+    let statuses: Vec<&str> = history["evaluations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["ok", "ticket"]);
+    assert_eq!(
+        api.get("/api/v1/slos/checkout-availability/history?from=yesterday")
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        api.get("/api/v1/slos/checkout-availability/history?from=2000&to=1000")
+            .await
+            .0,
+        400
+    );
+}
+
+#[tokio::test]
+async fn malformed_bodies_on_every_post_route_get_a_json_4xx() {
+    let api = Api::start(TestDb::sqlite(), false).await;
+    let id = api.open_incident("checkout-availability", 1_000).await;
+    let routes = [
+        format!("/api/v1/incidents/{id}/ack"),
+        format!("/api/v1/incidents/{id}/resolve"),
+        format!("/api/v1/incidents/{id}/approve"),
+        "/api/v1/freezes".to_string(),
+        "/admission/validate".to_string(),
+    ];
+    let bodies: Vec<(&str, Vec<u8>)> = vec![
+        ("not JSON", b"{by: alice".to_vec()),
+        (
+            "wrong types",
+            br#"{"by": 5, "note": [], "reason": 3, "service": {}}"#.to_vec(),
+        ),
+        (
+            "unknown fields",
+            br#"{"by": "x", "reason": "y", "service": "s", "sneaky": true}"#.to_vec(),
+        ),
+        ("invalid UTF-8", vec![b'"', 0xff, 0xfe, b'"']),
+        ("2 MiB", vec![b' '; 2 * 1024 * 1024]),
+    ];
+    for route in &routes {
+        for (name, body) in &bodies {
+            let (status, answer) = api
+                .call("POST", route, Some(TOKEN), Some(body.clone()))
+                .await;
+            assert!(
+                (400..500).contains(&status),
+                "{route} with {name}: {status} {answer}"
+            );
+            assert!(
+                answer["error"]["code"].is_string(),
+                "{route} with {name}: {answer}"
+            );
+            if *name == "2 MiB" {
+                assert_eq!(status, 413);
+            }
+        }
+    }
+    // An empty body is fine for commands, and not for a freeze (it needs a reason).
+    assert_eq!(
+        api.call("POST", &routes[0], Some(TOKEN), Some(vec![]))
+            .await
+            .0,
+        200
+    );
+    let (status, answer) = api
+        .call("POST", "/api/v1/freezes", Some(TOKEN), Some(vec![]))
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    let (status, answer) = api
+        .post(
+            "/api/v1/freezes",
+            json!({"reason": "x", "namespace": "shop", "selector": "a b c"}),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["error"]["code"].clone()),
+        (400, json!("invalid_selector"))
+    );
+    let (status, _) = api.post("/api/v1/freezes", json!({"reason": "x"})).await;
+    assert_eq!(status, 400, "a freeze of nothing");
+}
