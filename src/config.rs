@@ -110,6 +110,7 @@ pub struct Settings {
     /// burnguard's own Kubernetes user, as the API server names it in admission requests.
     pub service_account: String,
     pub api_auth: crate::http::api::ApiAuth,
+    pub webhook_auth: crate::http::webhooks::WebhookAuth,
 }
 
 pub const DEFAULT_SERVICE_ACCOUNT: &str = "system:serviceaccount:burnguard:burnguard";
@@ -139,6 +140,7 @@ pub struct Overrides {
     pub api_tokens: Vec<SecretString>,
     pub api_token_file: Option<PathBuf>,
     pub protect_reads: bool,
+    pub webhook_auth: crate::http::webhooks::WebhookAuth,
     pub prometheus: PrometheusOverrides,
 }
 
@@ -228,6 +230,7 @@ impl Settings {
         };
         Ok(Self {
             api_auth,
+            webhook_auth: overrides.webhook_auth,
             remediation,
             service_account: overrides
                 .service_account

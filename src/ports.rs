@@ -509,3 +509,32 @@ pub trait Operations: Send + Sync {
         limit: i64,
     ) -> impl Future<Output = Result<Vec<EvaluationPoint>, StoreError>> + Send;
 }
+
+/// Inbound webhooks: stored raw for audit, deduplicated, linked to incidents.
+pub trait Webhooks: Send + Sync {
+    /// Stores one received event; `None` when `(source, dedup_key)` was seen before.
+    fn record_webhook(
+        &self,
+        source: &str,
+        dedup_key: &str,
+        body: &str,
+        incident_id: Option<i64>,
+        at: UnixSeconds,
+    ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+    /// Opens (or finds) the unresolved incident `key` for an alert that is not one of our SLOs.
+    fn open_external(
+        &self,
+        key: &str,
+        service: &str,
+        severity: crate::domain::policy::Severity,
+        message: &str,
+        at: UnixSeconds,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// Resolves the unresolved incident `key`, if there is one.
+    fn resolve_external(
+        &self,
+        key: &str,
+        message: &str,
+        at: UnixSeconds,
+    ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+}

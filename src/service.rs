@@ -60,6 +60,9 @@ pub struct ServiceState {
     /// burnguard's own Kubernetes user, whose changes the admission webhook always allows.
     pub service_account: String,
     pub api_auth: crate::http::api::ApiAuth,
+    pub webhook_auth: crate::http::webhooks::WebhookAuth,
+    /// Names of the loaded SLOs (alerts naming one attach to its incident).
+    slo_names: RwLock<std::collections::HashSet<String>>,
     /// To undo a freeze's Kubernetes marks when a person lifts it.
     pub actuator: Option<Arc<Actuators>>,
     readiness: RwLock<Readiness>,
@@ -81,8 +84,21 @@ impl ServiceState {
             store,
             service_account,
             api_auth: crate::http::api::ApiAuth::default(),
+            webhook_auth: crate::http::webhooks::WebhookAuth::default(),
+            slo_names: RwLock::new(std::collections::HashSet::new()),
             actuator: None,
             readiness: RwLock::new(Readiness::default()),
+        }
+    }
+
+    /// The loaded SLOs' names.
+    pub fn slo_names(&self) -> std::collections::HashSet<String> {
+        self.slo_names.read().map(|n| n.clone()).unwrap_or_default()
+    }
+
+    pub fn set_slo_names(&self, names: impl IntoIterator<Item = String>) {
+        if let Ok(mut current) = self.slo_names.write() {
+            *current = names.into_iter().collect();
         }
     }
 
@@ -138,6 +154,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     remediator.recover().await;
     let mut service_state = ServiceState::new(store.clone(), settings.service_account.clone());
     service_state.api_auth = settings.api_auth.clone();
+    service_state.webhook_auth = settings.webhook_auth.clone();
+    service_state.set_slo_names(slos.iter().map(|s| s.name.clone()));
     service_state.actuator = Some(actuators);
     let state = Arc::new(service_state);
     state.metrics.slos_loaded.set(slos.len() as i64);
@@ -304,6 +322,7 @@ fn reload(
                 latest.retain(|name, _| names.contains(name.as_str()));
             }
             state.metrics.slos_loaded.set(slos.len() as i64);
+            state.set_slo_names(slos.iter().map(|s| s.name.clone()));
             reloads
                 .get_or_create(&vec![("result".into(), "applied".into())])
                 .inc();

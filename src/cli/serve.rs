@@ -77,6 +77,39 @@ pub struct ServeArgs {
     /// Require a token for reads of the API too.
     #[arg(long, env = "BURNGUARD_PROTECT_READS")]
     pub protect_reads: bool,
+    /// Bearer token Alertmanager sends (its http_config.authorization.credentials).
+    #[arg(
+        long,
+        env = "BURNGUARD_ALERTMANAGER_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub alertmanager_token: Option<String>,
+    /// Basic auth Alertmanager sends, `user:password`.
+    #[arg(
+        long,
+        env = "BURNGUARD_ALERTMANAGER_BASIC_AUTH",
+        hide_env_values = true,
+        value_name = "USER:PASSWORD"
+    )]
+    pub alertmanager_basic_auth: Option<String>,
+    /// PagerDuty webhook signing secrets, comma-separated (several while rotating).
+    #[arg(
+        long = "pagerduty-secret",
+        env = "BURNGUARD_PAGERDUTY_SECRETS",
+        value_delimiter = ',',
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub pagerduty_secrets: Vec<String>,
+    /// The secret Opsgenie sends in X-Burnguard-Token.
+    #[arg(
+        long,
+        env = "BURNGUARD_OPSGENIE_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub opsgenie_secret: Option<String>,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -104,6 +137,27 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .collect(),
         api_token_file: args.api_token_file,
         protect_reads: args.protect_reads,
+        webhook_auth: crate::http::webhooks::WebhookAuth {
+            alertmanager_token: args.alertmanager_token.map(secrecy::SecretString::from),
+            alertmanager_basic: match args.alertmanager_basic_auth {
+                Some(auth) => {
+                    let (user, password) = auth.split_once(':').ok_or_else(|| {
+                        anyhow::anyhow!("--alertmanager-basic-auth is not `user:password`")
+                    })?;
+                    Some((
+                        user.to_string(),
+                        secrecy::SecretString::from(password.to_string()),
+                    ))
+                }
+                None => None,
+            },
+            pagerduty_secrets: args
+                .pagerduty_secrets
+                .into_iter()
+                .map(secrecy::SecretString::from)
+                .collect(),
+            opsgenie_secret: args.opsgenie_secret.map(secrecy::SecretString::from),
+        },
         prometheus: args.prometheus.overrides()?,
     };
     let settings = Settings::resolve(overrides, file)?;

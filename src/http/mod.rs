@@ -6,6 +6,7 @@
 pub mod api;
 pub mod freeze;
 pub mod metrics;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -41,6 +42,9 @@ pub fn router(state: Arc<ServiceState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/admission/validate", post(freeze::admission))
+        .route("/webhooks/alertmanager", post(webhooks::alertmanager))
+        .route("/webhooks/pagerduty", post(webhooks::pagerduty))
+        .route("/webhooks/opsgenie", post(webhooks::opsgenie))
         .nest("/api/v1", api)
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route".into())

@@ -22,6 +22,7 @@ use crate::ports::{
 
 mod operations;
 mod remediation;
+mod webhooks;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
