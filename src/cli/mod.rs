@@ -67,7 +67,7 @@ pub enum Command {
         concurrency: usize,
     },
     /// Evaluate SLOs continuously, record incidents, and serve /metrics, /healthz and /readyz.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// List or show incidents recorded by `serve`.
     Incidents {
         #[command(subcommand)]
@@ -150,7 +150,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             mode,
             concurrency,
         })),
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Incidents { command } => runtime()?.block_on(async move {
             match command {
                 IncidentsCommand::List {
