@@ -111,6 +111,7 @@ pub struct Settings {
     pub service_account: String,
     pub api_auth: crate::http::api::ApiAuth,
     pub webhook_auth: crate::http::webhooks::WebhookAuth,
+    pub notify: crate::adapters::notify::Channels,
 }
 
 pub const DEFAULT_SERVICE_ACCOUNT: &str = "system:serviceaccount:burnguard:burnguard";
@@ -141,6 +142,7 @@ pub struct Overrides {
     pub api_token_file: Option<PathBuf>,
     pub protect_reads: bool,
     pub webhook_auth: crate::http::webhooks::WebhookAuth,
+    pub notify: crate::adapters::notify::Channels,
     pub prometheus: PrometheusOverrides,
 }
 
@@ -231,6 +233,7 @@ impl Settings {
         Ok(Self {
             api_auth,
             webhook_auth: overrides.webhook_auth,
+            notify: overrides.notify,
             remediation,
             service_account: overrides
                 .service_account

@@ -538,3 +538,51 @@ pub trait Webhooks: Send + Sync {
         at: UnixSeconds,
     ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
 }
+
+/// A notification due on one channel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DueDelivery {
+    pub delivery_id: i64,
+    pub channel: String,
+    pub attempts: i64,
+    pub incident_id: i64,
+    pub event: String,
+    pub payload: serde_json::Value,
+}
+
+/// The notification outbox: rows written with incident changes, delivered with retries.
+pub trait Outbox: Send + Sync {
+    /// Creates the missing delivery rows for `channels`; returns how many.
+    fn plan_deliveries(
+        &self,
+        channels: &[String],
+        at: UnixSeconds,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    fn due_deliveries(
+        &self,
+        at: UnixSeconds,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<DueDelivery>, StoreError>> + Send;
+    fn mark_delivered(
+        &self,
+        delivery_id: i64,
+        at: UnixSeconds,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn mark_failed(
+        &self,
+        delivery_id: i64,
+        error: &str,
+        retry_at: UnixSeconds,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Sends notifications to pagers and webhooks.
+pub trait Notifier: Send + Sync {
+    /// The configured channels (`pagerduty`, `alertmanager`, `webhook`).
+    fn channels(&self) -> Vec<String>;
+    /// Delivers one notification; the error says why it did not arrive.
+    fn deliver(
+        &self,
+        delivery: &DueDelivery,
+    ) -> impl Future<Output = Result<String, String>> + Send;
+}

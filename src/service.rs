@@ -19,6 +19,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::adapters::actuator::Actuators;
 use crate::adapters::http_action::HttpActuator;
 use crate::adapters::kube::KubeActuator;
+use crate::adapters::notify::HttpNotifier;
 use crate::adapters::prometheus::Prometheus;
 use crate::adapters::store::SqlStore;
 use crate::config::Settings;
@@ -30,6 +31,7 @@ use crate::engine::schedule::Scheduler;
 use crate::http;
 use crate::http::metrics::{Latest, Metrics};
 use crate::policies::{self, LoadError};
+use crate::ports::Notifier;
 use crate::ports::Store;
 
 /// Why the service could not start.
@@ -184,6 +186,23 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
             warn!(%error, "HTTP server stopped with an error");
         }
     });
+
+    let notifier = HttpNotifier::new(settings.notify.clone()).map_err(ServiceError::Actuator)?;
+    if !notifier.channels().is_empty() {
+        info!(channels = ?notifier.channels(), "notifications enabled");
+        let (store, stop) = (store.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => {
+                        crate::engine::notify::deliver_due(store.as_ref(), &notifier, Utc::now().timestamp()).await;
+                    }
+                }
+            }
+        });
+    }
 
     let (reload_tx, mut reload_rx) = mpsc::channel::<&'static str>(8);
     spawn_sighup(reload_tx.clone(), shutdown.clone());

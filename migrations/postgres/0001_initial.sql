@@ -105,3 +105,26 @@ CREATE TABLE webhook_events (
     body TEXT NOT NULL,
     UNIQUE (source, dedup_key)
 );
+
+-- Notifications to deliver (incident opened, escalated, resolved), written in the same
+-- transaction as the change, so none is lost across restarts.
+CREATE TABLE outbox (
+    id BIGSERIAL PRIMARY KEY,
+    incident_id BIGINT NOT NULL REFERENCES incidents (id) ON DELETE CASCADE,
+    event TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    payload TEXT NOT NULL
+);
+
+-- One row per notification and channel: attempts, backoff, delivery.
+CREATE TABLE deliveries (
+    id BIGSERIAL PRIMARY KEY,
+    outbox_id BIGINT NOT NULL REFERENCES outbox (id) ON DELETE CASCADE,
+    channel TEXT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT NOT NULL,
+    delivered_at BIGINT,
+    last_error TEXT,
+    UNIQUE (outbox_id, channel)
+);
+CREATE INDEX deliveries_due ON deliveries (delivered_at, next_attempt_at);

@@ -105,3 +105,26 @@ CREATE TABLE webhook_events (
     body TEXT NOT NULL,
     UNIQUE (source, dedup_key)
 );
+
+-- Notifications to deliver (incident opened, escalated, resolved), written in the same
+-- transaction as the change, so none is lost across restarts.
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    incident_id INTEGER NOT NULL REFERENCES incidents (id) ON DELETE CASCADE,
+    event TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    payload TEXT NOT NULL
+);
+
+-- One row per notification and channel: attempts, backoff, delivery.
+CREATE TABLE deliveries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    outbox_id INTEGER NOT NULL REFERENCES outbox (id) ON DELETE CASCADE,
+    channel TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    delivered_at INTEGER,
+    last_error TEXT,
+    UNIQUE (outbox_id, channel)
+);
+CREATE INDEX deliveries_due ON deliveries (delivered_at, next_attempt_at);

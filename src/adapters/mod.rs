@@ -4,5 +4,6 @@
 pub mod actuator;
 pub mod http_action;
 pub mod kube;
+pub mod notify;
 pub mod prometheus;
 pub mod store;

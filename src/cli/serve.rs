@@ -110,6 +110,31 @@ pub struct ServeArgs {
         value_name = "SECRET"
     )]
     pub opsgenie_secret: Option<String>,
+    /// Notify PagerDuty (Events API v2) with this routing key.
+    #[arg(
+        long,
+        env = "BURNGUARD_PAGERDUTY_ROUTING_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub notify_pagerduty_routing_key: Option<String>,
+    /// PagerDuty Events API endpoint.
+    #[arg(long, env = "BURNGUARD_PAGERDUTY_EVENTS_URL", default_value = crate::adapters::notify::PAGERDUTY_EVENTS_URL, value_name = "URL")]
+    pub notify_pagerduty_url: String,
+    /// Notify this Alertmanager (base URL) so its routing tree applies.
+    #[arg(long, env = "BURNGUARD_NOTIFY_ALERTMANAGER", value_name = "URL")]
+    pub notify_alertmanager: Option<String>,
+    /// Notify this URL with a JSON webhook.
+    #[arg(long, env = "BURNGUARD_NOTIFY_WEBHOOK", value_name = "URL")]
+    pub notify_webhook: Option<String>,
+    /// Sign the JSON webhook with HMAC-SHA256 using this secret.
+    #[arg(
+        long,
+        env = "BURNGUARD_NOTIFY_WEBHOOK_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub notify_webhook_secret: Option<String>,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -157,6 +182,21 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 .map(secrecy::SecretString::from)
                 .collect(),
             opsgenie_secret: args.opsgenie_secret.map(secrecy::SecretString::from),
+        },
+        notify: crate::adapters::notify::Channels {
+            pagerduty: args.notify_pagerduty_routing_key.map(|key| {
+                (
+                    secrecy::SecretString::from(key),
+                    args.notify_pagerduty_url.clone(),
+                )
+            }),
+            alertmanager: args.notify_alertmanager,
+            webhook: args.notify_webhook.map(|url| {
+                (
+                    url,
+                    args.notify_webhook_secret.map(secrecy::SecretString::from),
+                )
+            }),
         },
         prometheus: args.prometheus.overrides()?,
     };

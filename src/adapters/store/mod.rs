@@ -21,6 +21,7 @@ use crate::ports::{
 };
 
 mod operations;
+mod outbox;
 mod remediation;
 mod webhooks;
 
@@ -331,6 +332,33 @@ impl SqlStore {
             // A decision about an incident that is not there: nothing to apply.
             (_, None) => None,
         };
+        let notify = match &decision {
+            Decision::Open { severity, .. } => Some(("opened", severity.as_str())),
+            Decision::Escalate { to, .. } => Some(("escalated", to.as_str())),
+            Decision::Resolve { .. } => Some((
+                "resolved",
+                open.as_ref().map_or("page", |o| o.severity.as_str()),
+            )),
+            _ => None,
+        };
+        if let (Some(id), Some((event, severity))) = (incident_id, notify) {
+            let payload = serde_json::json!({
+                "incident": id,
+                "slo": evaluation.slo,
+                "service": evaluation.service,
+                "severity": severity,
+                "event": event,
+                "at": at,
+                "error_budget_remaining": evaluation.error_budget_remaining,
+            });
+            sqlx::query("INSERT INTO outbox (incident_id, event, created_at, payload) VALUES ($1, $2, $3, $4)")
+                .bind(id)
+                .bind(event)
+                .bind(at)
+                .bind(payload.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
         if let Some(id) = incident_id {
             for (kind, message) in events {
                 sqlx::query(
