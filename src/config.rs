@@ -112,6 +112,8 @@ pub struct Settings {
     pub api_auth: crate::http::api::ApiAuth,
     pub webhook_auth: crate::http::webhooks::WebhookAuth,
     pub notify: crate::adapters::notify::Channels,
+    /// PEM certificate chain and key: serve HTTPS instead of HTTP.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 pub const DEFAULT_SERVICE_ACCOUNT: &str = "system:serviceaccount:burnguard:burnguard";
@@ -143,6 +145,7 @@ pub struct Overrides {
     pub protect_reads: bool,
     pub webhook_auth: crate::http::webhooks::WebhookAuth,
     pub notify: crate::adapters::notify::Channels,
+    pub tls: Option<(PathBuf, PathBuf)>,
     pub prometheus: PrometheusOverrides,
 }
 
@@ -234,6 +237,7 @@ impl Settings {
             api_auth,
             webhook_auth: overrides.webhook_auth,
             notify: overrides.notify,
+            tls: overrides.tls,
             remediation,
             service_account: overrides
                 .service_account

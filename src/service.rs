@@ -52,6 +52,8 @@ pub enum ServiceError {
     Store(#[from] crate::ports::StoreError),
     #[error("cannot set up actions: {0}")]
     Actuator(String),
+    #[error("cannot set up TLS: {0}")]
+    Tls(String),
 }
 
 /// What the HTTP side reads: latest evaluations, readiness, metrics, the store.
@@ -175,13 +177,33 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
             addr: settings.listen,
             source,
         })?;
-    info!(%addr, "listening");
     let router = http::router(state.clone());
     let http_shutdown = shutdown.clone();
+    let tls = match &settings.tls {
+        Some((cert, key)) => {
+            Some(http::tls::acceptor(cert, key).map_err(|e| ServiceError::Tls(e.to_string()))?)
+        }
+        None => None,
+    };
+    info!(%addr, tls = tls.is_some(), "listening");
     let server = tokio::spawn(async move {
-        let result = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-            .await;
+        let stop = async move { http_shutdown.cancelled().await };
+        let result = match tls {
+            Some(acceptor) => {
+                let listener = http::tls::TlsListener {
+                    tcp: listener,
+                    acceptor,
+                };
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stop)
+                    .await
+            }
+            None => {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stop)
+                    .await
+            }
+        };
         if let Err(error) = result {
             warn!(%error, "HTTP server stopped with an error");
         }

@@ -135,6 +135,22 @@ pub struct ServeArgs {
         value_name = "SECRET"
     )]
     pub notify_webhook_secret: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(
+        long,
+        env = "BURNGUARD_TLS_CERT",
+        requires = "tls_key",
+        value_name = "FILE"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key for --tls-cert.
+    #[arg(
+        long,
+        env = "BURNGUARD_TLS_KEY",
+        requires = "tls_cert",
+        value_name = "FILE"
+    )]
+    pub tls_key: Option<PathBuf>,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -198,6 +214,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 )
             }),
         },
+        tls: args.tls_cert.zip(args.tls_key),
         prometheus: args.prometheus.overrides()?,
     };
     let settings = Settings::resolve(overrides, file)?;

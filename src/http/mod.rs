@@ -6,6 +6,7 @@
 pub mod api;
 pub mod freeze;
 pub mod metrics;
+pub mod tls;
 pub mod webhooks;
 
 use std::sync::Arc;
