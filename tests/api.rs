@@ -432,3 +432,60 @@ async fn malformed_bodies_on_every_post_route_get_a_json_4xx() {
     let (status, _) = api.post("/api/v1/freezes", json!({"reason": "x"})).await;
     assert_eq!(status, 400, "a freeze of nothing");
 }
+
+#[tokio::test]
+async fn the_openapi_document_lists_exactly_the_routes_served() {
+    let api = Api::start(TestDb::sqlite(), false).await;
+    let (status, doc) = api.get("/api/v1/openapi.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.0.3");
+    let paths = doc["paths"].as_object().unwrap();
+    let mut operations = Vec::new();
+    for (path, methods) in paths {
+        for (method, op) in methods.as_object().unwrap() {
+            operations.push((
+                method.to_uppercase(),
+                path.clone(),
+                op.get("security").is_some(),
+            ));
+        }
+    }
+    operations.sort();
+    let expected = [
+        ("DELETE", "/api/v1/freezes/{id}", true),
+        ("GET", "/api/v1/freeze-gate", false),
+        ("GET", "/api/v1/freezes", false),
+        ("GET", "/api/v1/incidents", false),
+        ("GET", "/api/v1/incidents/{id}", false),
+        ("GET", "/api/v1/slos", false),
+        ("GET", "/api/v1/slos/{name}", false),
+        ("GET", "/api/v1/slos/{name}/history", false),
+        ("POST", "/api/v1/freezes", true),
+        ("POST", "/api/v1/incidents/{id}/ack", true),
+        ("POST", "/api/v1/incidents/{id}/approve", true),
+        ("POST", "/api/v1/incidents/{id}/resolve", true),
+    ];
+    let expected: Vec<(String, String, bool)> = expected
+        .iter()
+        .map(|(m, p, s)| (m.to_string(), p.to_string(), *s))
+        .collect();
+    assert_eq!(operations, expected);
+    // Every documented operation is routed: it never answers 404/405 for the route itself.
+    for (method, path, _) in &operations {
+        let concrete = path.replace("{id}", "1").replace("{name}", "checkout");
+        let (status, body) = api
+            .call(method, &concrete, Some(TOKEN), Some(b"{}".to_vec()))
+            .await;
+        assert_ne!(status, 405, "{method} {path}: {body}");
+        if status == 404 {
+            assert_eq!(body["error"]["code"], "not_found", "{method} {path}");
+            assert_ne!(
+                body["error"]["message"], "no such route",
+                "{method} {path} is documented but not routed"
+            );
+        }
+    }
+    // An undocumented route is not served.
+    let (status, body) = api.call("POST", "/api/v1/slos", Some(TOKEN), None).await;
+    assert_eq!(status, 405, "{body}");
+}

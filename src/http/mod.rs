@@ -6,6 +6,7 @@
 pub mod api;
 pub mod freeze;
 pub mod metrics;
+pub mod openapi;
 pub mod tls;
 pub mod webhooks;
 
@@ -21,23 +22,7 @@ use crate::service::ServiceState;
 
 /// All routes, over the shared service state.
 pub fn router(state: Arc<ServiceState>) -> Router {
-    let api = Router::new()
-        .route("/slos", get(api::list_slos))
-        .route("/slos/{name}", get(api::get_slo))
-        .route("/slos/{name}/history", get(api::slo_history))
-        .route("/incidents", get(api::list_incidents))
-        .route("/incidents/{id}", get(api::get_incident))
-        .route("/incidents/{id}/ack", post(api::acknowledge))
-        .route("/incidents/{id}/resolve", post(api::resolve))
-        .route("/incidents/{id}/approve", post(api::approve))
-        .route("/freezes", get(api::list_freezes).post(api::create_freeze))
-        .route("/freezes/{id}", axum::routing::delete(api::lift_freeze))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            api::require_token,
-        ))
-        // The gate is for pipelines: open like /metrics.
-        .route("/freeze-gate", get(freeze::gate));
+    let api = openapi::router(state.clone());
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(healthz))

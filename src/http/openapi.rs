@@ -1,0 +1,223 @@
+//! The API's routes and their OpenAPI 3 document, from one table: the router is built from
+//! [`OPERATIONS`] and so is `/api/v1/openapi.json`, so the two cannot drift apart.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{MethodRouter, delete, get, post};
+use serde_json::{Value, json};
+
+use super::{api, freeze};
+use crate::service::ServiceState;
+
+type Handler = fn() -> MethodRouter<Arc<ServiceState>>;
+
+/// One API operation: its route, how it is documented, and its handler.
+pub struct Operation {
+    pub method: &'static str,
+    /// Path under `/api/v1`, in the `{param}` syntax axum and OpenAPI share.
+    pub path: &'static str,
+    pub summary: &'static str,
+    /// Needs a bearer token (mutating calls always; reads when `protectReads` is set).
+    pub mutating: bool,
+    /// `Some(description)` when the operation takes a JSON body.
+    pub body: Option<&'static str>,
+    pub responses: &'static [(u16, &'static str)],
+    handler: Handler,
+}
+
+const ERRORS: &[(u16, &str)] = &[
+    (400, "bad input (JSON error)"),
+    (401, "missing or wrong token"),
+    (404, "not found"),
+];
+
+pub const OPERATIONS: &[Operation] = &[
+    Operation {
+        method: "get",
+        path: "/slos",
+        summary: "Every SLO with its latest evaluation",
+        mutating: false,
+        body: None,
+        responses: &[(200, "{\"slos\": [evaluation]}")],
+        handler: || get(api::list_slos),
+    },
+    Operation {
+        method: "get",
+        path: "/slos/{name}",
+        summary: "One SLO's latest evaluation: status, ratios, burn rates, budget, alerts",
+        mutating: false,
+        body: None,
+        responses: &[(200, "evaluation"), (404, "never evaluated")],
+        handler: || get(api::get_slo),
+    },
+    Operation {
+        method: "get",
+        path: "/slos/{name}/history",
+        summary: "An SLO's stored evaluations between from and to (RFC 3339 or unix seconds; default the last 24h)",
+        mutating: false,
+        body: None,
+        responses: &[(200, "{\"evaluations\": [...]}"), (400, "bad time")],
+        handler: || get(api::slo_history),
+    },
+    Operation {
+        method: "get",
+        path: "/incidents",
+        summary: "Incidents, newest first; ?status=open|acknowledged|resolved|all&slo=NAME",
+        mutating: false,
+        body: None,
+        responses: &[(200, "{\"incidents\": [...]}"), (400, "bad status")],
+        handler: || get(api::list_incidents),
+    },
+    Operation {
+        method: "get",
+        path: "/incidents/{id}",
+        summary: "One incident with its timeline and actions",
+        mutating: false,
+        body: None,
+        responses: &[(200, "incident"), (404, "no such incident")],
+        handler: || get(api::get_incident),
+    },
+    Operation {
+        method: "post",
+        path: "/incidents/{id}/ack",
+        summary: "Acknowledge an open incident",
+        mutating: true,
+        body: Some("{\"by\": \"...\", \"note\": \"...\"} (optional)"),
+        responses: &[(200, "incident"), (409, "not open")],
+        handler: || post(api::acknowledge),
+    },
+    Operation {
+        method: "post",
+        path: "/incidents/{id}/resolve",
+        summary: "Resolve an incident by hand",
+        mutating: true,
+        body: Some("{\"by\": \"...\", \"note\": \"...\"} (optional)"),
+        responses: &[(200, "incident"), (409, "already resolved")],
+        handler: || post(api::resolve),
+    },
+    Operation {
+        method: "post",
+        path: "/incidents/{id}/approve",
+        summary: "Approve playbook steps waiting for approval; they run on the next cycle",
+        mutating: true,
+        body: Some("{\"by\": \"...\", \"note\": \"...\"} (optional)"),
+        responses: &[(200, "incident"), (409, "nothing waits")],
+        handler: || post(api::approve),
+    },
+    Operation {
+        method: "get",
+        path: "/freezes",
+        summary: "Active deployment freezes",
+        mutating: false,
+        body: None,
+        responses: &[(200, "{\"freezes\": [...]}")],
+        handler: || get(api::list_freezes),
+    },
+    Operation {
+        method: "post",
+        path: "/freezes",
+        summary: "Freeze deployments by hand",
+        mutating: true,
+        body: Some(
+            "{\"reason\": \"...\", \"service\"?: \"...\", \"namespace\"?: \"...\", \"deployments\"?: [...], \"selector\"?: \"...\", \"by\"?: \"...\"}",
+        ),
+        responses: &[(201, "freeze")],
+        handler: || post(api::create_freeze),
+    },
+    Operation {
+        method: "delete",
+        path: "/freezes/{id}",
+        summary: "Lift a freeze by hand (removes burnguard's Kubernetes marks)",
+        mutating: true,
+        body: None,
+        responses: &[(200, "{\"lifted\": id}"), (404, "no active freeze")],
+        handler: || delete(api::lift_freeze),
+    },
+];
+
+/// Open to pipelines, like `/metrics`: documented, never token-protected.
+pub const GATE: Operation = Operation {
+    method: "get",
+    path: "/freeze-gate",
+    summary: "CI/CD freeze gate: ?namespace=N&deployment=D or ?service=S; 200 {\"frozen\": false} or 423 with reason, incident, since",
+    mutating: false,
+    body: None,
+    responses: &[
+        (200, "not frozen"),
+        (423, "frozen"),
+        (400, "no target given"),
+    ],
+    handler: || get(freeze::gate),
+};
+
+/// The `/api/v1` router: token-checked operations, then the open gate and this document.
+pub fn router(state: Arc<ServiceState>) -> Router<Arc<ServiceState>> {
+    let mut by_path: BTreeMap<&str, MethodRouter<Arc<ServiceState>>> = BTreeMap::new();
+    for op in OPERATIONS {
+        let route = (op.handler)();
+        let merged = match by_path.remove(op.path) {
+            Some(existing) => existing.merge(route),
+            None => route,
+        };
+        by_path.insert(op.path, merged);
+    }
+    let mut protected = Router::new();
+    for (path, route) in by_path {
+        protected = protected.route(path, route);
+    }
+    protected
+        .route_layer(axum::middleware::from_fn_with_state(
+            state,
+            api::require_token,
+        ))
+        .route(GATE.path, (GATE.handler)())
+        .route("/openapi.json", get(|| async { axum::Json(document()) }))
+}
+
+/// The OpenAPI 3 document for [`OPERATIONS`] and the gate.
+pub fn document() -> Value {
+    let mut paths = serde_json::Map::new();
+    for op in OPERATIONS.iter().chain(std::iter::once(&GATE)) {
+        let mut responses = serde_json::Map::new();
+        for (code, description) in op.responses.iter().chain(ERRORS) {
+            responses.entry(code.to_string()).or_insert(json!({
+                "description": description,
+                "content": {"application/json": {"schema": {"type": "object"}}}
+            }));
+        }
+        let params: Vec<Value> = op
+            .path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        let mut operation = json!({
+            "summary": op.summary,
+            "operationId": format!("{}{}", op.method, op.path.replace(['/', '{', '}'], "_")),
+            "parameters": params,
+            "responses": responses,
+        });
+        if op.mutating {
+            operation["security"] = json!([{"bearer": []}]);
+        }
+        if let Some(body) = op.body {
+            operation["requestBody"] = json!({
+                "description": body,
+                "required": false,
+                "content": {"application/json": {"schema": {"type": "object"}}}
+            });
+        }
+        let entry = paths
+            .entry(format!("/api/v1{}", op.path))
+            .or_insert_with(|| json!({}));
+        entry[op.method] = operation;
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "burnguard", "version": env!("CARGO_PKG_VERSION"), "description": "SLO monitoring and auto-remediation"},
+        "paths": paths,
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    })
+}
