@@ -227,47 +227,49 @@ async fn incidents_are_listed_shown_acknowledged_and_resolved_by_people() {
 
 #[tokio::test]
 async fn approving_releases_the_waiting_steps_once() {
-    let api = Api::start(TestDb::sqlite(), false).await;
-    let id = api.open_incident("checkout-availability", 1_000).await;
-    assert_eq!(
-        api.post(&format!("/api/v1/incidents/{id}/approve"), json!({}))
-            .await
-            .0,
-        409,
-        "nothing waits yet"
-    );
-    let waiting = ActionIntent {
-        key: format!("incident:{id}/rule:0/step:0"),
-        incident_id: Some(id),
-        slo: "checkout-availability".into(),
-        playbook: Some("degrade".into()),
-        step: "turn off recommendations".into(),
-        kind: "http".into(),
-        intent: json!({}),
-        status: ActionStatus::AwaitingApproval,
-        dry_run: false,
-        at: 1_000,
-    };
-    api.store.journal(&waiting).await.unwrap();
-    let (status, detail) = api
-        .post(
-            &format!("/api/v1/incidents/{id}/approve"),
-            json!({"by": "carol", "note": "go"}),
-        )
-        .await;
-    assert_eq!(status, 200, "{detail}");
-    assert_eq!(detail["actions"][0]["status"], "approved");
-    assert!(
-        detail["timeline"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["kind"] == "approved" && e["actor"] == "carol")
-    );
-    // Exactly one worker can claim it.
-    let action = detail["actions"][0]["id"].as_i64().unwrap();
-    assert!(api.store.claim_approved(action, 1_100).await.unwrap());
-    assert!(!api.store.claim_approved(action, 1_100).await.unwrap());
+    for db in TestDb::both().await {
+        let api = Api::start(db, false).await;
+        let id = api.open_incident("checkout-availability", 1_000).await;
+        assert_eq!(
+            api.post(&format!("/api/v1/incidents/{id}/approve"), json!({}))
+                .await
+                .0,
+            409,
+            "nothing waits yet"
+        );
+        let waiting = ActionIntent {
+            key: format!("incident:{id}/rule:0/step:0"),
+            incident_id: Some(id),
+            slo: "checkout-availability".into(),
+            playbook: Some("degrade".into()),
+            step: "turn off recommendations".into(),
+            kind: "http".into(),
+            intent: json!({}),
+            status: ActionStatus::AwaitingApproval,
+            dry_run: false,
+            at: 1_000,
+        };
+        api.store.journal(&waiting).await.unwrap();
+        let (status, detail) = api
+            .post(
+                &format!("/api/v1/incidents/{id}/approve"),
+                json!({"by": "carol", "note": "go"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{detail}");
+        assert_eq!(detail["actions"][0]["status"], "approved");
+        assert!(
+            detail["timeline"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["kind"] == "approved" && e["actor"] == "carol")
+        );
+        // Exactly one worker can claim it.
+        let action = detail["actions"][0]["id"].as_i64().unwrap();
+        assert!(api.store.claim_approved(action, 1_100).await.unwrap());
+        assert!(!api.store.claim_approved(action, 1_100).await.unwrap());
+    }
 }
 
 #[tokio::test]
@@ -320,50 +322,52 @@ async fn freezes_are_created_listed_and_lifted_by_hand() {
 
 #[tokio::test]
 async fn slos_and_their_history_come_from_stored_evaluations() {
-    let api = Api::start(TestDb::sqlite(), false).await;
-    for (at, status) in [(1_000, "ok"), (1_030, "ticket"), (1_060, "page")] {
-        let record = EvaluationRecord {
-            slo: "checkout-availability".into(),
-            service: "checkout".into(),
-            evaluated_at: at,
-            status: status.into(),
-            error_budget_remaining: Some(0.5),
-            snapshot: json!({"name": "checkout-availability", "status": status}),
-        };
-        api.store
-            .record(&record, |_| Decision::Nothing)
-            .await
-            .unwrap();
+    for db in TestDb::both().await {
+        let api = Api::start(db, false).await;
+        for (at, status) in [(1_000, "ok"), (1_030, "ticket"), (1_060, "page")] {
+            let record = EvaluationRecord {
+                slo: "checkout-availability".into(),
+                service: "checkout".into(),
+                evaluated_at: at,
+                status: status.into(),
+                error_budget_remaining: Some(0.5),
+                snapshot: json!({"name": "checkout-availability", "status": status}),
+            };
+            api.store
+                .record(&record, |_| Decision::Nothing)
+                .await
+                .unwrap();
+        }
+        assert_eq!(api.get("/api/v1/slos").await.1["slos"][0]["status"], "page");
+        assert_eq!(
+            api.get("/api/v1/slos/checkout-availability").await.1["status"],
+            "page"
+        );
+        assert_eq!(api.get("/api/v1/slos/nope").await.0, 404);
+        let (status, history) = api
+            .get("/api/v1/slos/checkout-availability/history?from=1000&to=1030")
+            .await;
+        assert_eq!(status, 200);
+        let statuses: Vec<&str> = history["evaluations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["status"].as_str().unwrap())
+            .collect();
+        assert_eq!(statuses, ["ok", "ticket"]);
+        assert_eq!(
+            api.get("/api/v1/slos/checkout-availability/history?from=yesterday")
+                .await
+                .0,
+            400
+        );
+        assert_eq!(
+            api.get("/api/v1/slos/checkout-availability/history?from=2000&to=1000")
+                .await
+                .0,
+            400
+        );
     }
-    assert_eq!(api.get("/api/v1/slos").await.1["slos"][0]["status"], "page");
-    assert_eq!(
-        api.get("/api/v1/slos/checkout-availability").await.1["status"],
-        "page"
-    );
-    assert_eq!(api.get("/api/v1/slos/nope").await.0, 404);
-    let (status, history) = api
-        .get("/api/v1/slos/checkout-availability/history?from=1000&to=1030")
-        .await;
-    assert_eq!(status, 200);
-    let statuses: Vec<&str> = history["evaluations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["status"].as_str().unwrap())
-        .collect();
-    assert_eq!(statuses, ["ok", "ticket"]);
-    assert_eq!(
-        api.get("/api/v1/slos/checkout-availability/history?from=yesterday")
-            .await
-            .0,
-        400
-    );
-    assert_eq!(
-        api.get("/api/v1/slos/checkout-availability/history?from=2000&to=1000")
-            .await
-            .0,
-        400
-    );
 }
 
 #[tokio::test]
@@ -376,6 +380,9 @@ async fn malformed_bodies_on_every_post_route_get_a_json_4xx() {
         format!("/api/v1/incidents/{id}/approve"),
         "/api/v1/freezes".to_string(),
         "/admission/validate".to_string(),
+        "/webhooks/alertmanager".to_string(),
+        "/webhooks/pagerduty".to_string(),
+        "/webhooks/opsgenie".to_string(),
     ];
     let bodies: Vec<(&str, Vec<u8>)> = vec![
         ("not JSON", b"{by: alice".to_vec()),
@@ -389,12 +396,17 @@ async fn malformed_bodies_on_every_post_route_get_a_json_4xx() {
         ),
         ("invalid UTF-8", vec![b'"', 0xff, 0xfe, b'"']),
         ("2 MiB", vec![b' '; 2 * 1024 * 1024]),
+        ("missing fields", b"{}".to_vec()),
     ];
     for route in &routes {
         for (name, body) in &bodies {
             let (status, answer) = api
                 .call("POST", route, Some(TOKEN), Some(body.clone()))
                 .await;
+            // `{}` is a valid command body (by and note are optional).
+            if *name == "missing fields" && route.starts_with("/api/v1/incidents") {
+                continue;
+            }
             assert!(
                 (400..500).contains(&status),
                 "{route} with {name}: {status} {answer}"
@@ -409,10 +421,10 @@ async fn malformed_bodies_on_every_post_route_get_a_json_4xx() {
         }
     }
     // An empty body is fine for commands, and not for a freeze (it needs a reason).
+    let fresh = api.open_incident("search-latency", 2_000).await;
+    let ack = format!("/api/v1/incidents/{fresh}/ack");
     assert_eq!(
-        api.call("POST", &routes[0], Some(TOKEN), Some(vec![]))
-            .await
-            .0,
+        api.call("POST", &ack, Some(TOKEN), Some(vec![])).await.0,
         200
     );
     let (status, answer) = api
