@@ -24,6 +24,8 @@
 //! ```text
 //! CARGO_TARGET_DIR=/tmp/bench-target cargo bench --bench evaluate
 //! ```
+//!
+//! `BURNGUARD_BENCH_SIZES=100,1000` measures other sizes.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -38,7 +40,7 @@ use burnguard::engine::evaluate::{EvalStatus, Evaluation, Evaluator, ReadMode};
 use burnguard::policies;
 use common::prometheus::{PrometheusServer, Series, counter, gauge, labels};
 
-/// SLO counts measured.
+/// SLO counts measured, unless `BURNGUARD_BENCH_SIZES` (e.g. `100,1000`) says otherwise.
 const SIZES: [usize; 3] = [100, 1_000, 10_000];
 /// Sample spacing of all history, seconds.
 const STEP: i64 = 60;
@@ -93,7 +95,11 @@ fn policy_text(n: usize) -> String {
 fn load_slos(n: usize) -> anyhow::Result<Vec<Slo>> {
     let (loaded, problems) = policies::parse_source("bench.yaml", &policy_text(n));
     anyhow::ensure!(problems.is_empty(), "generated policies: {problems:?}");
-    anyhow::ensure!(loaded.len() == n, "{} SLOs parsed, {n} expected", loaded.len());
+    anyhow::ensure!(
+        loaded.len() == n,
+        "{} SLOs parsed, {n} expected",
+        loaded.len()
+    );
     Ok(loaded.into_iter().map(|l| l.slo).collect())
 }
 
@@ -148,6 +154,13 @@ fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
+/// The first three fields of `/proc/loadavg`: other work on the machine skews the figures.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "n/a".into())
+}
+
 fn mib(value: Option<f64>) -> String {
     value.map_or_else(|| "n/a".into(), |v| format!("{v:.1}"))
 }
@@ -159,7 +172,10 @@ fn problems(evaluation: &Evaluation, n: usize) -> Vec<String> {
         found.push(format!("{} failed queries", evaluation.failed_queries));
     }
     if evaluation.slos.len() != n {
-        found.push(format!("{} SLOs evaluated, {n} expected", evaluation.slos.len()));
+        found.push(format!(
+            "{} SLOs evaluated, {n} expected",
+            evaluation.slos.len()
+        ));
     }
     let errors: Vec<_> = evaluation
         .slos
@@ -181,7 +197,9 @@ fn problems(evaluation: &Evaluation, n: usize) -> Vec<String> {
         .filter(|(_, v)| v.is_none())
         .count();
     if missing > 0 {
-        found.push(format!("{missing} (SLO, window) error ratios without a number"));
+        found.push(format!(
+            "{missing} (SLO, window) error ratios without a number"
+        ));
     }
     found
 }
@@ -269,7 +287,7 @@ async fn measure(url: &str, mode: ReadMode, slos: &[Slo]) -> anyhow::Result<Stri
         String::new()
     };
     Ok(format!(
-        "| {label:<5} | {n:>6} | {queries:>7} | {failed:>6} | {cycles:>6} | {mean:>10.1} | {min:>10.1} | {max:>10.1} | {rss:>9} | {peak:>9} |{note}",
+        "| {label:<5} | {n:>6} | {queries:>7} | {failed:>6} | {cycles:>6} | {mean:>9.1} | {min:>9.1} | {max:>9.1} | {rss:>13} | {peak:>12} |{note}",
         rss = mib(rss_before),
         peak = if peak_reset {
             mib(peak)
@@ -279,13 +297,21 @@ async fn measure(url: &str, mode: ReadMode, slos: &[Slo]) -> anyhow::Result<Stri
     ))
 }
 
+fn sizes() -> anyhow::Result<Vec<usize>> {
+    match std::env::var("BURNGUARD_BENCH_SIZES") {
+        Ok(list) => list.split(',').map(|n| Ok(n.trim().parse()?)).collect(),
+        Err(_) => Ok(SIZES.to_vec()),
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let bench_started = Instant::now();
+    let load_at_start = load_average();
     let mut rows = Vec::new();
-    for n in SIZES {
+    for n in sizes()? {
         let slos = load_slos(n)?;
         let started = Instant::now();
         let series = history(&slos);
@@ -308,21 +334,24 @@ fn main() -> anyhow::Result<()> {
     }
     println!();
     println!(
-        "| mode  |      N | queries | failed | cycles |    mean ms |     min ms |     max ms | RSS before MiB | peak RSS MiB |"
+        "| mode  |      N | queries | failed | cycles |   mean ms |    min ms |    max ms | start RSS MiB | peak RSS MiB |"
     );
     println!(
-        "|-------|-------:|--------:|-------:|-------:|-----------:|-----------:|-----------:|----------:|----------:|"
+        "|-------|-------:|--------:|-------:|-------:|----------:|----------:|----------:|--------------:|-------------:|"
     );
     for row in &rows {
         println!("{row}");
     }
     println!(
-        "\nqueries and failed are per measured cycle (failed summed over them); concurrency {CONCURRENCY}; \
-         peak RSS is this process's VmHWM, reset before each case (* where it could not be reset)."
+        "\nqueries: sent per cycle; failed: summed over the measured cycles; concurrency {CONCURRENCY}; \
+         start RSS: this process's VmRSS before the warm-up (SLOs loaded, history freed); \
+         peak RSS: its VmHWM over warm-up and measured cycles, reset before each case \
+         (* where it could not be reset). Prometheus's memory is not included."
     );
     println!(
-        "total bench time {:.0} s",
-        bench_started.elapsed().as_secs_f64()
+        "total bench time {:.0} s; load average (1, 5, 15 min) at start {load_at_start}, at end {}",
+        bench_started.elapsed().as_secs_f64(),
+        load_average()
     );
     Ok(())
 }
