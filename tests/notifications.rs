@@ -9,35 +9,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::db::TestDb;
-use common::prometheus::{PrometheusServer, Series, counter, free_port, http_get, labels};
+use common::prometheus::{PrometheusServer, free_port, http_get, recent_traffic};
 use common::receiver::Receiver;
 use common::serve::Serve;
 use hmac::{KeyInit, Mac};
-
-fn burning_history() -> Vec<Series> {
-    let now = chrono::Utc::now().timestamp();
-    let end = now - now % 60;
-    vec![
-        counter(
-            "http_requests_total",
-            labels(&[("job", "checkout"), ("code", "500")]),
-            end - 7_200,
-            end,
-            60,
-            1e6,
-            |_| 0.5,
-        ),
-        counter(
-            "http_requests_total",
-            labels(&[("job", "checkout"), ("code", "200")]),
-            end - 7_200,
-            end,
-            60,
-            1e6,
-            |_| 9.5,
-        ),
-    ]
-}
 
 const SLO: &str = r#"apiVersion: burnguard.dev/v1
 kind: SLO
@@ -84,7 +59,7 @@ fn start_alertmanager(dir: &std::path::Path) -> (std::process::Child, String) {
 
 #[test]
 fn notifications_arrive_once_after_failures_and_a_restart() {
-    let prometheus = PrometheusServer::start(&burning_history());
+    let prometheus = PrometheusServer::start(&recent_traffic("checkout", 0.5));
     let receiver = Receiver::start_blocking();
     receiver.answer_with(500);
     let dir = tempfile::tempdir().unwrap();

@@ -9,37 +9,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::db::TestDb;
-use common::prometheus::{PrometheusServer, Series, counter, labels};
+use common::prometheus::{PrometheusServer, recent_traffic};
 use common::receiver::Receiver;
 use common::serve::Serve;
-
-/// Two hours ending now at 5% errors: every alert row fires, the incident is a page, and the
-/// 30-day budget is overspent.
-fn burning_history() -> Vec<Series> {
-    let now = chrono::Utc::now().timestamp();
-    let end = now - now % 60;
-    let start = end - 2 * 3_600;
-    vec![
-        counter(
-            "http_requests_total",
-            labels(&[("job", "checkout"), ("code", "500")]),
-            start,
-            end,
-            60,
-            1e6,
-            |_| 0.5,
-        ),
-        counter(
-            "http_requests_total",
-            labels(&[("job", "checkout"), ("code", "200")]),
-            start,
-            end,
-            60,
-            1e6,
-            |_| 9.5,
-        ),
-    ]
-}
 
 fn policies(receiver: &str, mode: &str) -> String {
     format!(
@@ -89,7 +61,7 @@ struct Setup {
 }
 
 fn setup(receiver: &Receiver, mode: &str) -> Setup {
-    let prometheus = PrometheusServer::start(&burning_history());
+    let prometheus = PrometheusServer::start(&recent_traffic("checkout", 0.5));
     let dir = tempfile::tempdir().unwrap();
     let policy_dir = dir.path().join("policies");
     std::fs::create_dir(&policy_dir).unwrap();

@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::prometheus::{PrometheusServer, Series, counter, free_port, labels};
+use common::prometheus::{PrometheusServer, free_port, recent_traffic};
 use common::serve::{Serve, value};
 
 const SPIKE: &str = r#"apiVersion: burnguard.dev/v1
@@ -34,36 +34,9 @@ spec:
       total: sum(rate(ghost_total[{{.window}}]))
 "#;
 
-/// Two hours of history ending now: 10 req/s with 5% errors (burn rate 50: pages).
-fn history() -> Vec<Series> {
-    let now = chrono::Utc::now().timestamp();
-    let end = now - now % 60;
-    let start = end - 2 * 3_600;
-    vec![
-        counter(
-            "http_requests_total",
-            labels(&[("job", "spike"), ("code", "500")]),
-            start,
-            end,
-            60,
-            1e6,
-            |_| 0.5,
-        ),
-        counter(
-            "http_requests_total",
-            labels(&[("job", "spike"), ("code", "200")]),
-            start,
-            end,
-            60,
-            1e6,
-            |_| 9.5,
-        ),
-    ]
-}
-
 #[test]
 fn serve_exports_metrics_reloads_policies_and_stops_on_sigterm() {
-    let prometheus = PrometheusServer::start(&history());
+    let prometheus = PrometheusServer::start(&recent_traffic("spike", 0.5));
     let dir = tempfile::tempdir().unwrap();
     common::write(dir.path(), "spike.yaml", SPIKE);
     common::write(dir.path(), "ghost.yaml", GHOST);

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use burnguard::adapters::store::SqlStore;
 use burnguard::ports::{IncidentFilter, Store};
 use common::db::TestDb;
-use common::prometheus::{PrometheusServer, Series, counter, labels};
+use common::prometheus::{PrometheusServer, recent_traffic};
 
 const SPIKE: &str = r#"apiVersion: burnguard.dev/v1
 kind: SLO
@@ -24,33 +24,6 @@ spec:
       errors: sum(rate(http_requests_total{job="checkout",code="500"}[{{.window}}]))
       total: sum(rate(http_requests_total{job="checkout"}[{{.window}}]))
 "#;
-
-/// Two hours ending now at 5% errors: every alert row fires, so the incident is a page.
-fn burning_history() -> Vec<Series> {
-    let now = chrono::Utc::now().timestamp();
-    let end = now - now % 60;
-    let start = end - 2 * 3_600;
-    vec![
-        counter(
-            "http_requests_total",
-            labels(&[("job", "checkout"), ("code", "500")]),
-            start,
-            end,
-            60,
-            1e6,
-            |_| 0.5,
-        ),
-        counter(
-            "http_requests_total",
-            labels(&[("job", "checkout"), ("code", "200")]),
-            start,
-            end,
-            60,
-            1e6,
-            |_| 9.5,
-        ),
-    ]
-}
 
 fn spawn_serve(policies: &std::path::Path, prometheus: &str, db: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_burnguard"))
@@ -106,7 +79,7 @@ fn wait_for_incidents(db: &str) -> Vec<serde_json::Value> {
 
 #[test]
 fn a_burning_slo_opens_a_page_incident_that_the_cli_lists_and_shows() {
-    let prometheus = PrometheusServer::start(&burning_history());
+    let prometheus = PrometheusServer::start(&recent_traffic("checkout", 0.5));
     let dir = tempfile::tempdir().unwrap();
     let policies = common::write(dir.path(), "slo.yaml", SPIKE);
     let db = TestDb::sqlite();
@@ -155,7 +128,7 @@ fn a_burning_slo_opens_a_page_incident_that_the_cli_lists_and_shows() {
 
 #[tokio::test]
 async fn kill_9_mid_cycle_leaves_a_consistent_database_and_the_same_incident_continues() {
-    let prometheus = PrometheusServer::start(&burning_history());
+    let prometheus = PrometheusServer::start(&recent_traffic("checkout", 0.5));
     let dir = tempfile::tempdir().unwrap();
     let policies = common::write(dir.path(), "slo.yaml", SPIKE);
     let db = TestDb::sqlite();
@@ -222,7 +195,7 @@ fn wait_for_first_incident(policies: &std::path::Path, prometheus: &str, db: &st
 
 #[tokio::test]
 async fn two_replicas_on_one_postgres_keep_exactly_one_open_incident() {
-    let prometheus = PrometheusServer::start(&burning_history());
+    let prometheus = PrometheusServer::start(&recent_traffic("checkout", 0.5));
     let dir = tempfile::tempdir().unwrap();
     let policies = common::write(dir.path(), "slo.yaml", SPIKE);
     let db = TestDb::postgres().await;

@@ -215,3 +215,31 @@ pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
         .unwrap_or_default();
     Some((status, body))
 }
+
+/// Two hours of `http_requests_total` for `job` ending at the last whole minute: 10 requests
+/// a second, `errors_per_second` of them with code 500 (0.5 is 5%: every alert row fires).
+pub fn recent_traffic(job: &str, errors_per_second: f64) -> Vec<Series> {
+    let now = chrono::Utc::now().timestamp();
+    let end = now - now % 60;
+    let start = end - 2 * 3_600;
+    vec![
+        counter(
+            "http_requests_total",
+            labels(&[("job", job), ("code", "500")]),
+            start,
+            end,
+            60,
+            1e6,
+            move |_| errors_per_second,
+        ),
+        counter(
+            "http_requests_total",
+            labels(&[("job", job), ("code", "200")]),
+            start,
+            end,
+            60,
+            1e6,
+            move |_| 10.0 - errors_per_second,
+        ),
+    ]
+}
