@@ -24,3 +24,4 @@ pub mod policies;
 pub mod ports;
 pub mod service;
 pub mod telemetry;
+pub mod timefmt;

@@ -9,7 +9,7 @@ use secrecy::SecretString;
 
 use crate::adapters::prometheus::PrometheusConfig;
 use crate::config::{self, PrometheusOverrides};
-use crate::ports::UnixSeconds;
+pub use crate::timefmt::{parse_time, rfc3339};
 
 /// How to reach a Prometheus-compatible query API. Every flag has a `BURNGUARD_*` twin.
 #[derive(Debug, Clone, Args, Default)]
@@ -100,46 +100,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("`{text}` is not a duration ({e}); e.g. 30s, 500ms, 5m"))
 }
 
-/// RFC 3339 (`2026-01-04T00:00:00Z`) or unix seconds (`1767484800`).
-pub fn parse_time(text: &str) -> Result<UnixSeconds, String> {
-    let text = text.trim();
-    if let Ok(seconds) = text.parse::<f64>()
-        && seconds.is_finite()
-    {
-        return Ok(seconds.floor() as i64);
-    }
-    chrono::DateTime::parse_from_rfc3339(text)
-        .map(|t| t.timestamp())
-        .map_err(|e| {
-            format!("`{text}` is neither RFC 3339 (2026-01-04T00:00:00Z) nor unix seconds: {e}")
-        })
-}
-
-/// `2026-01-04T00:00:00Z` for unix seconds.
-pub fn rfc3339(at: UnixSeconds) -> String {
-    chrono::DateTime::from_timestamp(at, 0)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_else(|| at.to_string())
-}
-
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Output {
     Json,
     #[default]
     Table,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_parse_as_rfc3339_or_unix_seconds() {
-        assert_eq!(parse_time("2026-01-04T00:00:00Z"), Ok(1_767_484_800));
-        assert_eq!(parse_time("1767484800"), Ok(1_767_484_800));
-        assert_eq!(parse_time("2026-01-04T01:00:00+01:00"), Ok(1_767_484_800));
-        assert!(parse_time("yesterday").is_err());
-        assert_eq!(rfc3339(1_767_484_800), "2026-01-04T00:00:00Z");
-    }
 }

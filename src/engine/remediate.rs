@@ -17,6 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
+
+use crate::timefmt::rfc3339;
 use tracing::{info, warn};
 
 use super::evaluate::{EvalStatus, Evaluation, SloEvaluation};
@@ -60,12 +62,6 @@ const ACTOR: &str = "burnguard";
 
 fn now() -> UnixSeconds {
     chrono::Utc::now().timestamp()
-}
-
-fn rfc3339(at: UnixSeconds) -> String {
-    chrono::DateTime::from_timestamp(at, 0)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_default()
 }
 
 /// Runs budget rules and playbooks against a store, an actuator and a metrics source.

@@ -163,7 +163,7 @@ pub async fn slo_history(
     let time = |key: &str, default: i64| -> Result<i64, ApiError> {
         match q.get(key) {
             None => Ok(default),
-            Some(text) => crate::cli::args::parse_time(text)
+            Some(text) => crate::timefmt::parse_time(text)
                 .map_err(|e| ApiError::bad_request("invalid_time", &format!("{key}: {e}"))),
         }
     };

@@ -17,17 +17,13 @@ use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use serde_json::json;
 
+use crate::timefmt::rfc3339;
+
 use super::ApiError;
 use crate::adapters::kube::BREAK_GLASS;
 use crate::domain::admission::{ActiveFreeze, Admission, ChangeFacts, admit};
 use crate::ports::{FreezeRecord, Freezes, Journal};
 use crate::service::ServiceState;
-
-fn rfc3339(at: i64) -> String {
-    chrono::DateTime::from_timestamp(at, 0)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_default()
-}
 
 /// Whether `freeze` covers Deployment `namespace/name` (named, or found by its selector).
 fn covers(freeze: &FreezeRecord, namespace: &str, name: &str) -> bool {
