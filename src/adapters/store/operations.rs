@@ -35,6 +35,35 @@ impl SqlStore {
     }
 }
 
+impl SqlStore {
+    /// A person's status change: `sql` (binding `at`, then `id`) applies it when the incident is
+    /// in a state it applies to; otherwise the outcome is a conflict worded by `conflict`. On
+    /// success the change goes on the timeline as `kind`, "<kind> by <by>", with the note.
+    async fn change_by_hand(
+        &self,
+        id: i64,
+        sql: &'static str,
+        conflict: impl FnOnce(&crate::ports::IncidentRecord) -> String,
+        (kind, by, note, at): (&str, &str, Option<&str>, UnixSeconds),
+    ) -> Result<CommandOutcome, StoreError> {
+        let done = sqlx::query(sql)
+            .bind(at)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        let Some(incident) = self.incident_row(id).await? else {
+            return Ok(CommandOutcome::NotFound);
+        };
+        if done.rows_affected() == 0 {
+            return Ok(CommandOutcome::Conflict(conflict(&incident)));
+        }
+        self.note(id, at, kind, format!("{kind} by {by}"), by, note)
+            .await?;
+        Ok(CommandOutcome::Done(incident))
+    }
+}
+
 fn point(row: &sqlx::any::AnyRow) -> Result<EvaluationPoint, StoreError> {
     Ok(EvaluationPoint {
         evaluated_at: row.try_get("evaluated_at").map_err(db_error)?,
@@ -52,31 +81,13 @@ impl Operations for SqlStore {
         note: Option<&str>,
         at: UnixSeconds,
     ) -> Result<CommandOutcome, StoreError> {
-        let done = sqlx::query("UPDATE incidents SET status = 'acknowledged', acknowledged_at = $1 WHERE id = $2 AND status = 'open'")
-            .bind(at)
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(db_error)?;
-        let Some(incident) = self.incident_row(id).await? else {
-            return Ok(CommandOutcome::NotFound);
-        };
-        if done.rows_affected() == 0 {
-            return Ok(CommandOutcome::Conflict(format!(
-                "incident {id} is {}; only an open incident can be acknowledged",
-                incident.status
-            )));
-        }
-        self.note(
+        self.change_by_hand(
             id,
-            at,
-            "acknowledged",
-            format!("acknowledged by {by}"),
-            by,
-            note,
+            "UPDATE incidents SET status = 'acknowledged', acknowledged_at = $1 WHERE id = $2 AND status = 'open'",
+            |i| format!("incident {id} is {}; only an open incident can be acknowledged", i.status),
+            ("acknowledged", by, note, at),
         )
-        .await?;
-        Ok(CommandOutcome::Done(incident))
+        .await
     }
 
     async fn resolve_by_hand(
@@ -86,23 +97,13 @@ impl Operations for SqlStore {
         note: Option<&str>,
         at: UnixSeconds,
     ) -> Result<CommandOutcome, StoreError> {
-        let done = sqlx::query("UPDATE incidents SET status = 'resolved', resolved_at = $1 WHERE id = $2 AND status <> 'resolved'")
-            .bind(at)
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(db_error)?;
-        let Some(incident) = self.incident_row(id).await? else {
-            return Ok(CommandOutcome::NotFound);
-        };
-        if done.rows_affected() == 0 {
-            return Ok(CommandOutcome::Conflict(format!(
-                "incident {id} is already resolved"
-            )));
-        }
-        self.note(id, at, "resolved", format!("resolved by {by}"), by, note)
-            .await?;
-        Ok(CommandOutcome::Done(incident))
+        self.change_by_hand(
+            id,
+            "UPDATE incidents SET status = 'resolved', resolved_at = $1 WHERE id = $2 AND status <> 'resolved'",
+            |_| format!("incident {id} is already resolved"),
+            ("resolved", by, note, at),
+        )
+        .await
     }
 
     async fn approve(
