@@ -54,6 +54,8 @@ pub struct FileSettings {
     pub dry_run: Option<bool>,
     pub max_actions_per_hour: Option<u32>,
     pub unfreeze_after: Option<String>,
+    pub shutdown_grace: Option<String>,
+    pub instance_name: Option<String>,
     pub service_account: Option<String>,
     /// A file with one API token per line.
     pub api_token_file: Option<PathBuf>,
@@ -107,6 +109,9 @@ pub struct Settings {
     /// How long evaluation history is kept.
     pub evaluation_retention: Duration,
     pub remediation: RemediationSettings,
+    /// This process's stable name (pod or host name): the journal tells its own earlier
+    /// incarnations from other replicas by it.
+    pub instance_name: String,
     /// burnguard's own Kubernetes user, as the API server names it in admission requests.
     pub service_account: String,
     pub api_auth: crate::http::api::ApiAuth,
@@ -138,6 +143,8 @@ pub struct Overrides {
     pub dry_run: bool,
     pub max_actions_per_hour: Option<u32>,
     pub unfreeze_after: Option<Duration>,
+    pub shutdown_grace: Option<Duration>,
+    pub instance_name: Option<String>,
     pub service_account: Option<String>,
     /// Tokens given directly (BURNGUARD_API_TOKENS).
     pub api_tokens: Vec<SecretString>,
@@ -207,6 +214,12 @@ impl Settings {
                 .map_err(|e| ConfigError::Invalid(format!("unfreezeAfter `{text}`: {e}")))?,
             (None, None) => defaults.unfreeze_after,
         };
+        let shutdown_grace = match (overrides.shutdown_grace, file.shutdown_grace) {
+            (Some(d), _) => d,
+            (None, Some(text)) => humantime::parse_duration(&text)
+                .map_err(|e| ConfigError::Invalid(format!("shutdownGrace `{text}`: {e}")))?,
+            (None, None) => defaults.shutdown_grace,
+        };
         let remediation = RemediationSettings {
             dry_run: overrides.dry_run || file.dry_run.unwrap_or(false),
             max_actions_per_hour: overrides
@@ -215,7 +228,20 @@ impl Settings {
                 .unwrap_or(defaults.max_actions_per_hour),
             unfreeze_after,
             unfreeze_margin: defaults.unfreeze_margin,
+            shutdown_grace,
+            ..defaults
         };
+        let instance_name = overrides
+            .instance_name
+            .or(file.instance_name)
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .or_else(|| {
+                std::fs::read_to_string("/etc/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_string())
+            })
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "burnguard".into());
         let mut tokens = overrides.api_tokens;
         if let Some(path) = overrides.api_token_file.or(file.api_token_file) {
             let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
@@ -239,6 +265,7 @@ impl Settings {
             notify: overrides.notify,
             tls: overrides.tls,
             remediation,
+            instance_name,
             service_account: overrides
                 .service_account
                 .or(file.service_account)

@@ -38,6 +38,9 @@ pub enum MetricsError {
     Rejected(String),
     #[error("the metrics source answered something unreadable: {0}")]
     BadResponse(String),
+    /// The answer carried warnings (a partial response): its numbers may lack series.
+    #[error("the metrics source answered only partially: {0}")]
+    PartialResponse(String),
 }
 
 /// Where SLI numbers come from: Prometheus or anything that speaks its query API.
@@ -196,54 +199,8 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
-/// Where an action is in its life. Written before it runs (`started`, or one of the states
-/// that mean it will not run now) and after (`succeeded`, `failed`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ActionStatus {
-    Started,
-    Succeeded,
-    Failed,
-    /// Found `started` after a crash: it may or may not have happened.
-    Unknown,
-    /// Dry run: journaled and on the timeline, never called.
-    DryRun,
-    /// Waiting for a person to approve it.
-    AwaitingApproval,
-    /// A guard (cooldown, rate limit, an earlier failed step) kept it from running.
-    Skipped,
-    /// A person approved it; it runs on the next cycle.
-    Approved,
-}
-
-impl ActionStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ActionStatus::Started => "started",
-            ActionStatus::Succeeded => "succeeded",
-            ActionStatus::Failed => "failed",
-            ActionStatus::Unknown => "unknown",
-            ActionStatus::DryRun => "dry_run",
-            ActionStatus::AwaitingApproval => "awaiting_approval",
-            ActionStatus::Skipped => "skipped",
-            ActionStatus::Approved => "approved",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [
-            ActionStatus::Started,
-            ActionStatus::Succeeded,
-            ActionStatus::Failed,
-            ActionStatus::Unknown,
-            ActionStatus::DryRun,
-            ActionStatus::AwaitingApproval,
-            ActionStatus::Skipped,
-            ActionStatus::Approved,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == text)
-    }
-}
+/// Where an action is in its life: the domain's journal state machine.
+pub use crate::domain::journal::StepStatus as ActionStatus;
 
 /// An action about to be journaled.
 #[derive(Clone, Debug, PartialEq)]
@@ -271,51 +228,170 @@ pub enum Journaled {
     Existing { id: i64, status: ActionStatus },
 }
 
+/// One burnguard process: `name` is stable across restarts (pod or host name); `id` is this
+/// incarnation. Journal rows record the incarnation that started them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Instance {
+    pub name: String,
+    pub id: String,
+}
+
+/// The guards checked in the same transaction that journals a step as started, so that two
+/// cycles or two replicas cannot both pass them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Guards {
+    /// At most `max` actions (started, succeeded, failed, unknown) since `since`.
+    pub hourly_cap: Option<(UnixSeconds, u32)>,
+    /// No step of this SLO's playbook started since `since`, other than this incident's own
+    /// (the cooldown; only for a run that has not begun).
+    pub cooldown: Option<Cooldown>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cooldown {
+    pub slo: String,
+    pub playbook: String,
+    pub incident_id: i64,
+    pub since: UnixSeconds,
+    /// For the reason, as the policy spells it.
+    pub text: String,
+}
+
+/// What a guarded start did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Started {
+    /// Journaled (or claimed) as `started` by this instance: run it now.
+    Run { id: i64 },
+    /// A guard refused; a new step is journaled `skipped` with the reason (`id`).
+    Refused { id: i64, reason: String, new: bool },
+    /// Someone else moved the row first (another cycle, another replica): do nothing.
+    Lost,
+}
+
+/// A playbook run's state for one incident and budget rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunStatus {
+    Running,
+    /// Every step was done with; steps added to the playbook later do not run.
+    Finished,
+    /// A step failed (or is unknown and not repeatable); the run goes no further.
+    Stopped,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Finished => "finished",
+            RunStatus::Stopped => "stopped",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [RunStatus::Running, RunStatus::Finished, RunStatus::Stopped]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
 /// The action journal: exactly-once bookkeeping for remediation steps.
 pub trait Journal: Send + Sync {
-    /// Writes the intent unless its key exists (then returns what exists).
+    /// The journal row of a step, if any: its id and status.
+    fn step_status(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<(i64, ActionStatus)>, StoreError>> + Send;
+    /// Writes the intent unless its key exists (then returns what exists). For statuses that
+    /// do not run anything (dry run, awaiting approval); starting goes through [`Self::start`].
     fn journal(
         &self,
         intent: &ActionIntent,
     ) -> impl Future<Output = Result<Journaled, StoreError>> + Send;
-    /// Moves an action to `status` with its outcome.
+    /// In one transaction: checks `guards`, then journals the intent as `started` by
+    /// `instance` (or, refused, as `skipped` with the reason). An existing row is `Lost`.
+    fn start(
+        &self,
+        intent: &ActionIntent,
+        instance: &Instance,
+        guards: &Guards,
+    ) -> impl Future<Output = Result<Started, StoreError>> + Send;
+    /// In one transaction: checks `guards` (when given), then moves row `id` from `from` to
+    /// `started` by `instance`. `Lost` when the row was no longer `from`.
+    fn claim(
+        &self,
+        id: i64,
+        from: ActionStatus,
+        instance: &Instance,
+        guards: Option<&Guards>,
+        at: UnixSeconds,
+    ) -> impl Future<Output = Result<Started, StoreError>> + Send;
+    /// Moves a row this instance started to `status` with its outcome; `false` (and nothing
+    /// changed) when it is no longer `started` by this instance.
     fn settle(
         &self,
         id: i64,
+        instance: &Instance,
         status: ActionStatus,
         outcome: serde_json::Value,
         at: UnixSeconds,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Registers this incarnation (at start) and refreshes its heartbeat (each cycle).
+    fn heartbeat(
+        &self,
+        instance: &Instance,
+        at: UnixSeconds,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Claims an `approved` action to run it (`approved` -> `started`); `false` if another
-    /// worker claimed it first.
-    fn claim_approved(
+    /// Marks `started` rows `unknown` whose incarnation is dead: an earlier incarnation of
+    /// this instance's own name, one that stopped, or one whose heartbeat is older than
+    /// `stale_before`. Rows of live instances (other replicas) are left alone.
+    fn recover_interrupted(
         &self,
-        id: i64,
-        at: UnixSeconds,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Takes back an `unknown` action to run it again (only for steps safe to repeat);
-    /// `false` if it was not `unknown`.
-    fn retry_unknown(
-        &self,
-        id: i64,
-        at: UnixSeconds,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Marks every `started` action `unknown` (call at start, after a crash) and returns them.
-    fn mark_interrupted(
-        &self,
+        me: &Instance,
+        stale_before: UnixSeconds,
         at: UnixSeconds,
     ) -> impl Future<Output = Result<Vec<ActionRecord>, StoreError>> + Send;
-    /// Actions that ran or started (not dry runs, not skipped) since `at`.
-    fn count_actions_since(
+    /// At shutdown, after the grace period: this incarnation's own `started` rows become
+    /// `unknown`, and the incarnation is marked stopped.
+    fn interrupt_own(
         &self,
+        me: &Instance,
         at: UnixSeconds,
-    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
-    /// When `playbook` last started for `slo`.
-    fn last_playbook_run(
+    ) -> impl Future<Output = Result<Vec<ActionRecord>, StoreError>> + Send;
+    /// The run of `playbook` for this incident and rule, created `running` if there is none.
+    fn playbook_run(
         &self,
-        slo: &str,
+        incident_id: i64,
+        rule_id: &str,
         playbook: &str,
-    ) -> impl Future<Output = Result<Option<UnixSeconds>, StoreError>> + Send;
+        slo: &str,
+        at: UnixSeconds,
+    ) -> impl Future<Output = Result<RunStatus, StoreError>> + Send;
+    /// Ends a running run.
+    fn end_run(
+        &self,
+        incident_id: i64,
+        rule_id: &str,
+        playbook: &str,
+        status: RunStatus,
+        at: UnixSeconds,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Pod templates (pod-template-hash) burnguard rolled this Deployment away from.
+    fn rolled_away_from(
+        &self,
+        namespace: &str,
+        deployment: &str,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+    /// Records, before the patch, that burnguard rolls `namespace/deployment` from template
+    /// `from` to `to`.
+    fn record_rollback(
+        &self,
+        namespace: &str,
+        deployment: &str,
+        from: &str,
+        to: &str,
+        incident_id: Option<i64>,
+        at: UnixSeconds,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// An incident timeline entry.
     fn add_event(
         &self,
@@ -390,11 +466,22 @@ pub trait Freezes: Send + Sync {
         by: &str,
         at: UnixSeconds,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Records what was applied to Kubernetes for the freeze.
+    /// Records what was applied to Kubernetes for the freeze (`None`: nothing is, so the
+    /// reconcile pass applies it again).
     fn set_freeze_applied(
         &self,
         id: i64,
-        applied: serde_json::Value,
+        applied: Option<serde_json::Value>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Lifted freezes whose Kubernetes marks have not been removed yet.
+    fn lifted_not_removed(
+        &self,
+    ) -> impl Future<Output = Result<Vec<FreezeRecord>, StoreError>> + Send;
+    /// Records that a lifted freeze's Kubernetes marks are gone.
+    fn set_freeze_removed(
+        &self,
+        id: i64,
+        at: UnixSeconds,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 

@@ -67,8 +67,6 @@ pub struct ServiceState {
     pub webhook_auth: crate::http::webhooks::WebhookAuth,
     /// Names of the loaded SLOs (alerts naming one attach to its incident).
     slo_names: RwLock<std::collections::HashSet<String>>,
-    /// To undo a freeze's Kubernetes marks when a person lifts it.
-    pub actuator: Option<Arc<Actuators>>,
     readiness: RwLock<Readiness>,
 }
 
@@ -90,7 +88,6 @@ impl ServiceState {
             api_auth: crate::http::api::ApiAuth::default(),
             webhook_auth: crate::http::webhooks::WebhookAuth::default(),
             slo_names: RwLock::new(std::collections::HashSet::new()),
-            actuator: None,
             readiness: RwLock::new(Readiness::default()),
         }
     }
@@ -146,21 +143,46 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         kube: KubeActuator::from_environment().await,
     };
     let actuators = Arc::new(actuators);
+    let instance = crate::ports::Instance {
+        id: format!(
+            "{}/{}-{}",
+            settings.instance_name,
+            std::process::id(),
+            Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        ),
+        name: settings.instance_name.clone(),
+    };
+    info!(instance = %instance.id, "instance registered");
     let remediator = Remediator::new(
         store.clone(),
-        actuators.clone(),
+        actuators,
         Arc::new(prometheus),
         settings.remediation.clone(),
+        instance,
     );
     if settings.remediation.dry_run {
         info!("dry run: remediation journals and reports what it would do, and calls nothing");
     }
+    remediator.heartbeat().await;
     remediator.recover().await;
+    remediator.reconcile_freezes().await;
+    {
+        // The heartbeat tells other replicas this process is alive, whatever the interval.
+        let (remediator, stop) = (remediator.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => remediator.heartbeat().await,
+                }
+            }
+        });
+    }
     let mut service_state = ServiceState::new(store.clone(), settings.service_account.clone());
     service_state.api_auth = settings.api_auth.clone();
     service_state.webhook_auth = settings.webhook_auth.clone();
     service_state.set_slo_names(slos.iter().map(|s| s.name.clone()));
-    service_state.actuator = Some(actuators);
     let state = Arc::new(service_state);
     state.metrics.slos_loaded.set(slos.len() as i64);
     state.set_readiness(|r| r.policies_loaded = true);
@@ -262,6 +284,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         }
     }
     info!("shutting down");
+    remediator.shutdown().await;
     let _ = server.await;
     Ok(())
 }

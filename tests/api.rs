@@ -10,7 +10,9 @@ use burnguard::adapters::store::SqlStore;
 use burnguard::domain::incident::Decision;
 use burnguard::domain::policy::Severity;
 use burnguard::http::api::ApiAuth;
-use burnguard::ports::{ActionIntent, ActionStatus, EvaluationRecord, Journal, Store};
+use burnguard::ports::{
+    ActionIntent, ActionStatus, EvaluationRecord, Instance, Journal, Started, Store,
+};
 use burnguard::service::ServiceState;
 use common::db::TestDb;
 use serde_json::{Value, json};
@@ -267,8 +269,16 @@ async fn approving_releases_the_waiting_steps_once() {
         );
         // Exactly one worker can claim it.
         let action = detail["actions"][0]["id"].as_i64().unwrap();
-        assert!(api.store.claim_approved(action, 1_100).await.unwrap());
-        assert!(!api.store.claim_approved(action, 1_100).await.unwrap());
+        let worker = Instance {
+            name: "w".into(),
+            id: "w/1".into(),
+        };
+        let claim = || {
+            api.store
+                .claim(action, ActionStatus::Approved, &worker, None, 1_100)
+        };
+        assert_eq!(claim().await.unwrap(), Started::Run { id: action });
+        assert_eq!(claim().await.unwrap(), Started::Lost);
     }
 }
 

@@ -580,14 +580,21 @@ async fn rules_mode_reads_recorded_series_with_one_query_per_window() {
             samples,
         )
     };
-    let objective = |slo: &str, value: f64| {
+    let by_name = |name: &str| slos().into_iter().find(|s| s.name == name).unwrap();
+    let slos = vec![by_name("spike"), by_name("healthy"), by_name("slow-burn")];
+    let objective = |slo: &str, value: f64, hash: &str| {
         let samples = (0..=60).map(|i| (END - 3_600 + i * 60, value)).collect();
         gauge(
             "burnguard:slo_objective:ratio",
-            labels(&[("slo", slo), ("service", "x")]),
+            labels(&[
+                ("slo", slo),
+                ("service", "x"),
+                ("burnguard_rules_hash", hash),
+            ]),
             samples,
         )
     };
+    let fingerprint = |i: usize| burnguard::domain::rules::rules_fingerprint(&slos[i]);
     let mut series = Vec::new();
     // spike burns at 20x on short windows, 0.5x over 30d.
     for (w, _) in WINDOWS {
@@ -599,13 +606,16 @@ async fn rules_mode_reads_recorded_series_with_one_query_per_window() {
         series.push(recorded("spike", "spike", w, v));
         series.push(recorded("healthy", "healthy", w, 0.0001));
     }
-    series.push(objective("spike", 0.999));
-    series.push(objective("healthy", 0.999));
-    // A stale objective for slow-burn (rules from an older policy): auto must not trust them.
-    series.push(objective("slow-burn", 0.99));
+    series.push(objective("spike", 0.999, &fingerprint(0)));
+    series.push(objective("healthy", 0.999, &fingerprint(1)));
+    // Rules from an older slow-burn policy: the objective still matches, but the fingerprint
+    // of its queries does not, so auto must not trust them.
+    series.push(objective(
+        "slow-burn",
+        slos[2].objective.ratio(),
+        "0000000000000000",
+    ));
     let prometheus = PrometheusServer::start(&series);
-    let by_name = |name: &str| slos().into_iter().find(|s| s.name == name).unwrap();
-    let slos = vec![by_name("spike"), by_name("healthy"), by_name("slow-burn")];
 
     let rules = evaluator(&prometheus.url, ReadMode::Rules)
         .evaluate(&slos, AT)

@@ -33,6 +33,24 @@ async fn fake_backends() -> (String, Arc<Mutex<Vec<HeaderMap>>>) {
             post(move || async move { (JSON, NAN_VECTOR) }),
         )
         .route(
+            "/partial/api/v1/query",
+            post(move || async move {
+                (
+                    JSON,
+                    r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"0.01"]}]},"warnings":["No StoreAPIs matched for this query"]}"#,
+                )
+            }),
+        )
+        .route(
+            "/info/api/v1/query",
+            post(move || async move {
+                (
+                    JSON,
+                    r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"0.01"]}]},"warnings":["PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"x\""]}"#,
+                )
+            }),
+        )
+        .route(
             "/garbage/api/v1/query",
             post(move || async move { (JSON, "{not json") }),
         )
@@ -120,6 +138,17 @@ async fn unusable_answers_are_errors_not_numbers() {
     let refused = client("refused").instant("x", 0).await.unwrap_err();
     assert_eq!(
         refused,
-        MetricsError::Rejected("bad_data: parse error at char 3".into())
+        MetricsError::Rejected("bad_data: parse error at char 3 (HTTP 400)".into())
     );
+
+    // Thanos' and Mimir's partial responses (a real Prometheus cannot be made to send one):
+    // the numbers may lack series, so the answer is not numbers.
+    let partial = client("partial").instant("x", 0).await.unwrap_err();
+    assert_eq!(
+        partial,
+        MetricsError::PartialResponse("No StoreAPIs matched for this query".into())
+    );
+    // An informational annotation is not a partial response.
+    let info = client("info").instant("x", 0).await.unwrap();
+    assert_eq!(info.len(), 1);
 }

@@ -17,9 +17,9 @@ use burnguard::domain::incident::Decision;
 use burnguard::domain::playbook::Playbook;
 use burnguard::domain::policy::{Severity, Slo};
 use burnguard::engine::evaluate::{EvalStatus, Evaluation, SloEvaluation, WindowValues};
-use burnguard::engine::remediate::{RemediationSettings, Remediator};
+use burnguard::engine::remediate::{RemediationSettings, Remediator, step_key};
 use burnguard::ports::{
-    ActionIntent, ActionStatus, EvaluationRecord, Freezes, IncidentDetail, Journal, Store,
+    ActionIntent, ActionStatus, EvaluationRecord, Freezes, IncidentDetail, Instance, Journal, Store,
 };
 use common::db::TestDb;
 use common::prometheus::{PrometheusServer, counter, free_port, labels};
@@ -105,7 +105,23 @@ fn new_engine(
         Arc::new(actuators),
         Arc::new(Prometheus::new(&config).unwrap()),
         settings,
+        incarnation("test-host"),
     )
+}
+
+/// A new incarnation of the process named `name`.
+fn incarnation(name: &str) -> Instance {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    Instance {
+        name: name.into(),
+        id: format!("{name}/{n}"),
+    }
+}
+
+/// The journal key of a step of the `degrade` playbook for the SLO's first budget rule.
+fn key(slo: &Slo, incident: i64, step: &str) -> String {
+    step_key(incident, &slo.budget_policy[0].id, "degrade", step, false)
 }
 
 fn nowhere() -> String {
@@ -138,7 +154,11 @@ async fn nothing_acts_on_an_evaluation_without_data_or_that_failed() {
     let store = Arc::new(SqlStore::open(db.url()).await.unwrap());
     open_page_incident(&store, "checkout", 1_000).await;
     let engine = new_engine(store.clone(), &nowhere(), RemediationSettings::default());
-    for status in [EvalStatus::Assessed(Status::NoData), EvalStatus::Error] {
+    for status in [
+        EvalStatus::Assessed(Status::NoData),
+        EvalStatus::Assessed(Status::Partial),
+        EvalStatus::Error,
+    ] {
         engine
             .after_cycle(
                 &slos,
@@ -359,7 +379,14 @@ async fn cooldown_and_the_hourly_action_budget_skip_with_a_reason() {
         )
         .await;
     limited.wait_idle().await;
-    assert_eq!(receiver.to("/a").len(), 1, "the hourly budget must hold");
+    let d = detail(&store2, incident).await;
+    assert_eq!(
+        receiver.to("/a").len(),
+        1,
+        "the hourly budget must hold: {:?} {:?}",
+        d.actions,
+        d.timeline
+    );
     let d = detail(&store2, incident).await;
     assert!(
         d.timeline
@@ -398,13 +425,10 @@ async fn after_a_crash_only_steps_safe_to_repeat_run_again() {
         let store = Arc::new(SqlStore::open(db.url()).await.unwrap());
         let incident = open_page_incident(&store, "checkout", 1_000).await;
         // A previous process journaled both steps as started, then died.
-        for (i, (step, kind)) in [("not idempotent", "http"), ("freeze", "freeze")]
-            .into_iter()
-            .enumerate()
-        {
+        for (step, kind) in [("not idempotent", "http"), ("freeze", "freeze")] {
             store
                 .journal(&ActionIntent {
-                    key: format!("incident:{incident}/rule:0/step:{i}"),
+                    key: key(&slos[0], incident, step),
                     incident_id: Some(incident),
                     slo: "checkout".into(),
                     playbook: Some("degrade".into()),
@@ -476,7 +500,7 @@ async fn after_a_crash_only_steps_safe_to_repeat_run_again() {
         let incident = open_page_incident(&store2, "checkout", 1_000).await;
         store2
             .journal(&ActionIntent {
-                key: format!("incident:{incident}/rule:0/step:0"),
+                key: key(&slos[0], incident, "freeze"),
                 incident_id: Some(incident),
                 slo: "checkout".into(),
                 playbook: Some("degrade".into()),

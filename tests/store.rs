@@ -45,6 +45,7 @@ async fn observe(store: &SqlStore, slo: &str, at: i64, seen: Observation) -> Dec
         Observation::Firing { severity, .. } => severity.as_str(),
         Observation::Quiet { .. } => "ok",
         Observation::NoData => "no_data",
+        Observation::Partial => "partial",
         Observation::Failed { .. } => "error",
     };
     store
@@ -114,10 +115,10 @@ async fn the_lifecycle_is_persisted_with_its_timeline() {
             .await,
             Decision::Nothing
         );
-        // Quiet, but not for long enough: still open (flapping stays one incident).
+        // Data back after 60s without it: noted, and the quiet clock starts now.
         assert_eq!(
             observe(&store, slo, 1_120, quiet()).await,
-            Decision::DataBack
+            Decision::DataBack { missing_for: 60 }
         );
         assert!(matches!(
             observe(&store, slo, 1_150, firing(Severity::Ticket, 3.0)).await,

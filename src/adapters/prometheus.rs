@@ -1,5 +1,6 @@
 //! Prometheus (or Thanos, Mimir, VictoriaMetrics: anything with the Prometheus query API) as a
-//! [`MetricsSource`], through `prometheus-http-query` on a rustls `reqwest` client.
+//! [`MetricsSource`]: the query API's two endpoints spoken directly over a rustls `reqwest`
+//! client, so that nothing of an answer (its `warnings` above all) is lost in translation.
 //!
 //! Owns: connection settings (base URL, extra headers such as `X-Scope-OrgID`, bearer or basic
 //! auth, timeout), mapping answers to port types and failures to [`MetricsError`].
@@ -11,7 +12,6 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use prometheus_http_query::{Client, Error as PromError};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -78,7 +78,9 @@ pub enum ConfigError {
 /// A query client for one Prometheus-compatible endpoint.
 #[derive(Clone)]
 pub struct Prometheus {
-    client: Client,
+    http: reqwest::Client,
+    /// `<base>/api/v1/`, with the base's own path kept (`http://mimir/prometheus`).
+    api: reqwest::Url,
     timeout: Duration,
 }
 
@@ -135,37 +137,56 @@ impl Prometheus {
             .connect_timeout(config.timeout.min(Duration::from_secs(5)))
             .build()
             .map_err(|e| ConfigError::Client(e.to_string()))?;
-        let client = Client::from(http, &config.url).map_err(|e| ConfigError::Url {
+        let url_error = |reason: String| ConfigError::Url {
             url: config.url.clone(),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        let mut api = reqwest::Url::parse(&config.url).map_err(|e| url_error(e.to_string()))?;
+        if !matches!(api.scheme(), "http" | "https") || api.cannot_be_a_base() {
+            return Err(url_error("expected an http:// or https:// URL".into()));
+        }
+        let path = format!("{}/api/v1/", api.path().trim_end_matches('/'));
+        api.set_path(&path);
         Ok(Self {
-            client,
+            http,
+            api,
             timeout: config.timeout,
         })
     }
 
-    fn timeout_ms(&self) -> i64 {
-        i64::try_from(self.timeout.as_millis()).unwrap_or(i64::MAX)
+    /// POSTs a query form to `endpoint` and returns the `data` of a successful answer.
+    /// An answer carrying `warnings` (Thanos' and Mimir's partial responses, a Prometheus
+    /// that could not read all of its data) is [`MetricsError::PartialResponse`]: its numbers
+    /// may be missing series, so they are not used.
+    async fn post(&self, endpoint: &str, form: &[(&str, String)]) -> Result<Data, MetricsError> {
+        let url = self
+            .api
+            .join(endpoint)
+            .map_err(|e| MetricsError::BadResponse(e.to_string()))?;
+        let response = self
+            .http
+            .post(url)
+            .form(form)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        parse_answer(status.as_u16(), &body, self.timeout.as_secs())
     }
 
-    fn map_error(&self, error: PromError) -> MetricsError {
-        let timeout = MetricsError::Timeout {
-            seconds: self.timeout.as_secs(),
-        };
-        match error {
-            PromError::Prometheus(e) if e.is_timeout() || e.is_canceled() => timeout,
-            PromError::Prometheus(e) => MetricsError::Rejected(e.to_string()),
-            PromError::Client(e) => match e.inner() {
-                Some(inner) if inner.is_timeout() => timeout,
-                Some(inner) if inner.is_connect() || inner.is_request() => {
-                    MetricsError::Unreachable(error_chain(inner))
-                }
-                Some(inner) if inner.is_status() => MetricsError::Rejected(error_chain(inner)),
-                Some(inner) => MetricsError::BadResponse(error_chain(inner)),
-                None => MetricsError::BadResponse(e.to_string()),
-            },
-            other => MetricsError::BadResponse(other.to_string()),
+    fn transport_error(&self, error: &reqwest::Error) -> MetricsError {
+        if error.is_timeout() {
+            MetricsError::Timeout {
+                seconds: self.timeout.as_secs(),
+            }
+        } else if error.is_connect() || error.is_request() {
+            MetricsError::Unreachable(error_chain(error))
+        } else {
+            MetricsError::BadResponse(error_chain(error))
         }
     }
 }
@@ -181,8 +202,92 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-fn labels(metric: std::collections::HashMap<String, String>) -> Labels {
-    metric.into_iter().collect::<BTreeMap<_, _>>()
+/// The query API's envelope (`/api/v1/query`, `/api/v1/query_range`).
+#[derive(serde::Deserialize)]
+struct Answer {
+    status: String,
+    data: Option<Data>,
+    #[serde(rename = "errorType")]
+    error_type: Option<String>,
+    error: Option<String>,
+    #[serde(default)]
+    warnings: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(tag = "resultType", content = "result", rename_all = "lowercase")]
+enum Data {
+    Vector(Vec<VectorSeries>),
+    Matrix(Vec<MatrixSeries>),
+    Scalar(Point),
+    String(serde::de::IgnoredAny),
+}
+
+#[derive(serde::Deserialize)]
+struct VectorSeries {
+    #[serde(default)]
+    metric: BTreeMap<String, String>,
+    value: Option<Point>,
+}
+
+#[derive(serde::Deserialize)]
+struct MatrixSeries {
+    #[serde(default)]
+    metric: BTreeMap<String, String>,
+    #[serde(default)]
+    values: Vec<Point>,
+}
+
+/// `[unix time, "value"]`; the value is text so that `NaN` and `+Inf` survive JSON.
+#[derive(serde::Deserialize)]
+struct Point(f64, String);
+
+impl Point {
+    fn value(&self) -> Result<f64, MetricsError> {
+        self.1.parse::<f64>().map_err(|_| {
+            MetricsError::BadResponse(format!("sample value `{}` is not a number", self.1))
+        })
+    }
+}
+
+/// Reads one answer of the query API: an error status or envelope is an error, warnings make
+/// it partial, and only a clean `success` gives data.
+fn parse_answer(status: u16, body: &[u8], timeout_seconds: u64) -> Result<Data, MetricsError> {
+    let answer: Answer = match serde_json::from_slice(body) {
+        Ok(answer) => answer,
+        Err(error) => {
+            let snippet = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+            return Err(if (200..300).contains(&status) {
+                MetricsError::BadResponse(format!("not a query API answer ({error}): {snippet}"))
+            } else {
+                MetricsError::Rejected(format!("HTTP {status}: {snippet}"))
+            });
+        }
+    };
+    if answer.status != "success" || !(200..300).contains(&status) {
+        let kind = answer.error_type.unwrap_or_default();
+        let message = answer.error.unwrap_or_else(|| "no error message".into());
+        return Err(match kind.as_str() {
+            "timeout" | "canceled" => MetricsError::Timeout {
+                seconds: timeout_seconds,
+            },
+            _ => MetricsError::Rejected(format!("{kind}: {message} (HTTP {status})")),
+        });
+    }
+    // "PromQL info: ..." annotations (older Prometheus sends them as warnings) say nothing
+    // about missing data; every other warning may.
+    let warnings: Vec<&str> = answer
+        .warnings
+        .iter()
+        .map(String::as_str)
+        .filter(|w| !w.starts_with("PromQL info:"))
+        .collect();
+    if !warnings.is_empty() {
+        return Err(MetricsError::PartialResponse(warnings.join("; ")));
+    }
+    answer
+        .data
+        .ok_or_else(|| MetricsError::BadResponse("a successful answer without data".into()))
 }
 
 impl MetricsSource for Prometheus {
@@ -191,32 +296,32 @@ impl MetricsSource for Prometheus {
         expr: &str,
         at: UnixSeconds,
     ) -> Result<Vec<InstantSample>, MetricsError> {
-        let response = self
-            .client
-            .query(expr)
-            .at(at)
-            .timeout(self.timeout_ms())
-            .post()
-            .await
-            .map_err(|e| self.map_error(e))?;
-        let (data, _) = response.into_inner();
-        match data {
-            prometheus_http_query::response::Data::Vector(series) => Ok(series
+        let form = [
+            ("query", expr.to_string()),
+            ("time", at.to_string()),
+            ("timeout", format!("{}ms", self.timeout.as_millis())),
+        ];
+        match self.post("query", &form).await? {
+            Data::Vector(series) => series
                 .into_iter()
                 .map(|s| {
-                    let (metric, sample) = s.into_inner();
-                    InstantSample {
-                        labels: labels(metric),
-                        value: sample.value(),
-                    }
+                    let value = s.value.ok_or_else(|| {
+                        MetricsError::BadResponse(
+                            "a series without a float sample (a native histogram?)".into(),
+                        )
+                    })?;
+                    Ok(InstantSample {
+                        labels: s.metric,
+                        value: value.value()?,
+                    })
                 })
-                .collect()),
-            prometheus_http_query::response::Data::Scalar(sample) => Ok(vec![InstantSample {
+                .collect(),
+            Data::Scalar(point) => Ok(vec![InstantSample {
                 labels: Labels::new(),
-                value: sample.value(),
+                value: point.value()?,
             }]),
-            prometheus_http_query::response::Data::Matrix(_) => Err(MetricsError::BadResponse(
-                "an instant query returned a range (matrix) result".into(),
+            Data::Matrix(_) | Data::String(_) => Err(MetricsError::BadResponse(
+                "an instant query returned neither a vector nor a scalar".into(),
             )),
         }
     }
@@ -228,28 +333,28 @@ impl MetricsSource for Prometheus {
         end: UnixSeconds,
         step: u64,
     ) -> Result<Vec<RangeSeries>, MetricsError> {
-        let response = self
-            .client
-            .query_range(expr, start, end, step as f64)
-            .timeout(self.timeout_ms())
-            .post()
-            .await
-            .map_err(|e| self.map_error(e))?;
-        let (data, _) = response.into_inner();
-        match data {
-            prometheus_http_query::response::Data::Matrix(series) => Ok(series
+        let form = [
+            ("query", expr.to_string()),
+            ("start", start.to_string()),
+            ("end", end.to_string()),
+            ("step", step.to_string()),
+            ("timeout", format!("{}ms", self.timeout.as_millis())),
+        ];
+        match self.post("query_range", &form).await? {
+            Data::Matrix(series) => series
                 .into_iter()
                 .map(|s| {
-                    let (metric, samples) = s.into_inner();
-                    RangeSeries {
-                        labels: labels(metric),
-                        points: samples
-                            .iter()
-                            .map(|p| (p.timestamp().round() as i64, p.value()))
-                            .collect(),
-                    }
+                    let points = s
+                        .values
+                        .iter()
+                        .map(|p| Ok((p.0.round() as i64, p.value()?)))
+                        .collect::<Result<_, MetricsError>>()?;
+                    Ok(RangeSeries {
+                        labels: s.metric,
+                        points,
+                    })
                 })
-                .collect()),
+                .collect(),
             _ => Err(MetricsError::BadResponse(
                 "a range query did not return a matrix".into(),
             )),
@@ -273,5 +378,46 @@ mod tests {
         for secret in ["s3cret-token", "hunter2", "tenant-secret"] {
             assert!(!printed.contains(secret), "{printed}");
         }
+    }
+
+    fn vector(body: &str) -> Result<usize, MetricsError> {
+        match parse_answer(200, body.as_bytes(), 10)? {
+            Data::Vector(series) => Ok(series.len()),
+            _ => Err(MetricsError::BadResponse("not a vector".into())),
+        }
+    }
+
+    #[test]
+    fn answers_are_read_or_refused_never_guessed() {
+        let ok = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"0.5"]}]}}"#;
+        assert_eq!(vector(ok), Ok(1));
+        // Thanos/Mimir partial responses: the numbers may lack series, so they are not numbers.
+        let partial = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"0.5"]}]},"warnings":["store 10.0.0.3 unavailable"]}"#;
+        assert_eq!(
+            vector(partial),
+            Err(MetricsError::PartialResponse(
+                "store 10.0.0.3 unavailable".into()
+            ))
+        );
+        let timeout = r#"{"status":"error","errorType":"timeout","error":"query timed out"}"#;
+        assert_eq!(
+            parse_answer(503, timeout.as_bytes(), 7).err(),
+            Some(MetricsError::Timeout { seconds: 7 })
+        );
+        let bad = r#"{"status":"error","errorType":"bad_data","error":"parse error"}"#;
+        assert!(matches!(
+            parse_answer(400, bad.as_bytes(), 7),
+            Err(MetricsError::Rejected(m)) if m.contains("parse error")
+        ));
+        assert!(matches!(
+            parse_answer(502, b"<html>bad gateway</html>", 7),
+            Err(MetricsError::Rejected(m)) if m.contains("502")
+        ));
+        assert!(matches!(
+            parse_answer(200, b"garbage", 7),
+            Err(MetricsError::BadResponse(_))
+        ));
+        // An error body behind a 200 is still an error.
+        assert!(parse_answer(200, bad.as_bytes(), 7).is_err());
     }
 }

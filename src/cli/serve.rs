@@ -59,6 +59,12 @@ pub struct ServeArgs {
     /// How long nothing may fire before a freeze lifts itself (default 1h).
     #[arg(long, env = "BURNGUARD_UNFREEZE_AFTER", value_parser = parse_duration, value_name = "DURATION")]
     pub unfreeze_after: Option<Duration>,
+    /// How long shutdown waits for running steps before journaling them as interrupted (default 30s).
+    #[arg(long, env = "BURNGUARD_SHUTDOWN_GRACE", value_parser = parse_duration, value_name = "DURATION")]
+    pub shutdown_grace: Option<Duration>,
+    /// This process's stable name, unique among replicas (default: $HOSTNAME, the pod name).
+    #[arg(long, env = "BURNGUARD_INSTANCE_NAME", value_name = "NAME")]
+    pub instance_name: Option<String>,
     /// burnguard's Kubernetes user; the admission webhook always lets it through.
     #[arg(long, env = "BURNGUARD_SERVICE_ACCOUNT", value_name = "USER")]
     pub service_account: Option<String>,
@@ -170,6 +176,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         dry_run: args.dry_run,
         max_actions_per_hour: args.max_actions_per_hour,
         unfreeze_after: args.unfreeze_after,
+        shutdown_grace: args.shutdown_grace,
+        instance_name: args.instance_name,
         service_account: args.service_account,
         api_tokens: args
             .api_tokens

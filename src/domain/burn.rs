@@ -128,7 +128,10 @@ pub fn alert_states(
 pub enum Status {
     /// No window had data.
     NoData,
-    /// Data, and nothing fires.
+    /// Nothing fires, but some alert row lacks data on a side, so it could not have fired:
+    /// not quiet, only not known to burn. Nothing resolves, lifts or passes on it.
+    Partial,
+    /// Every alert row has data on both sides, and nothing fires.
     Ok,
     /// The worst firing row is a ticket.
     Ticket,
@@ -140,6 +143,7 @@ impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
             Status::NoData => "no_data",
+            Status::Partial => "partial",
             Status::Ok => "ok",
             Status::Ticket => "ticket",
             Status::Page => "page",
@@ -147,18 +151,30 @@ impl Status {
     }
 }
 
-/// Worst firing severity wins; with nothing firing it is `Ok` if any window had data.
+/// Worst firing severity wins. With nothing firing it is `Ok` only when every alert row had
+/// data on both sides; `Partial` when some row could not be judged but some window had data;
+/// `NoData` when no window had any.
 pub fn status(states: &[AlertState], any_window_has_data: bool) -> Status {
     let worst = states
         .iter()
         .filter(|s| s.firing())
         .map(|s| s.window.severity)
         .max();
+    let every_row_judged = states.iter().all(|s| s.verdict != PairVerdict::NoData);
     match worst {
         Some(Severity::Page) => Status::Page,
         Some(Severity::Ticket) => Status::Ticket,
-        None if any_window_has_data => Status::Ok,
-        None => Status::NoData,
+        None if !any_window_has_data => Status::NoData,
+        None if every_row_judged => Status::Ok,
+        None => Status::Partial,
+    }
+}
+
+impl Status {
+    /// Whether this status is a judgement made on data: firing, or every row quiet with data.
+    /// `NoData` and `Partial` are not, and nothing may resolve, lift or pass on them.
+    pub fn is_decisive(self) -> bool {
+        !matches!(self, Status::NoData | Status::Partial)
     }
 }
 
@@ -211,6 +227,46 @@ pub fn assess(slo: &Slo, ratios: &BTreeMap<Window, Option<f64>>) -> Assessment {
         time_to_exhaustion,
         alerts,
         status,
+    }
+}
+
+/// The share of a sustained-burn period that samples must cover for the burn to count as
+/// held: a gap in the data is not "held".
+pub const SUSTAINED_COVERAGE: f64 = 0.9;
+
+/// Whether a burn rate stayed above a limit for a whole period.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Sustained {
+    /// Samples cover the period and even the lowest burn rate is above the limit.
+    Held { lowest_burn_rate: f64 },
+    /// Samples cover the period and the burn rate dipped to or below the limit.
+    NotHeld { lowest_burn_rate: f64 },
+    /// Too few samples to say (`coverage` is the share of expected steps seen, if known).
+    Unknown { coverage: Option<f64> },
+}
+
+/// Judges a sustained burn from the lowest error ratio over the period's steps, how many
+/// steps had a sample and how many there are.
+pub fn sustained(
+    lowest_error_ratio: Option<f64>,
+    samples: Option<f64>,
+    expected_steps: u64,
+    budget: ErrorBudget,
+    limit: f64,
+) -> Sustained {
+    let coverage = samples
+        .filter(|n| n.is_finite())
+        .map(|n| n / expected_steps.max(1) as f64);
+    match (finite(lowest_error_ratio), coverage) {
+        (Some(lowest), Some(coverage)) if coverage >= SUSTAINED_COVERAGE => {
+            let lowest_burn_rate = burn_rate(lowest, budget);
+            if lowest_burn_rate > limit {
+                Sustained::Held { lowest_burn_rate }
+            } else {
+                Sustained::NotHeld { lowest_burn_rate }
+            }
+        }
+        _ => Sustained::Unknown { coverage },
     }
 }
 
@@ -373,7 +429,56 @@ mod tests {
         let rows = google_30d();
         let states = alert_states(&rows, budget(99.9), |_| None);
         assert_eq!(status(&states, false), Status::NoData);
-        assert_eq!(status(&states, true), Status::Ok);
+    }
+
+    #[test]
+    fn a_sustained_burn_holds_only_over_a_period_the_samples_cover() {
+        let b = budget(99.9);
+        // 72h at 5m steps = 864 steps; 90% is 777.6.
+        let cases = [
+            (Some(0.004), Some(864.0), "held"),      // lowest burn 4 > 3.6
+            (Some(0.004), Some(778.0), "held"),      // 90.04% covered
+            (Some(0.004), Some(777.0), "unknown"),   // 89.9%: a gap is not "held"
+            (Some(0.0035), Some(864.0), "not held"), // dipped to 3.5
+            (Some(0.001), Some(864.0), "not held"),
+            (None, Some(864.0), "unknown"),
+            (Some(f64::NAN), Some(864.0), "unknown"),
+            (Some(0.004), None, "unknown"),
+        ];
+        for (lowest, samples, expected) in cases {
+            let verdict = sustained(lowest, samples, 864, b, 3.6);
+            let kind = match verdict {
+                Sustained::Held { .. } => "held",
+                Sustained::NotHeld { .. } => "not held",
+                Sustained::Unknown { .. } => "unknown",
+            };
+            assert_eq!(kind, expected, "{lowest:?} {samples:?}: {verdict:?}");
+        }
+    }
+
+    #[test]
+    fn quiet_needs_every_alert_row_judged_on_data() {
+        let rows = google_30d();
+        let short = [300, 1_800, 7_200, 21_600].map(Window::from_secs);
+        // (what has data, expected status)
+        type Ratios<'a> = &'a dyn Fn(Window) -> Option<f64>;
+        let cases: [(Ratios, Status); 4] = [
+            // The short windows are empty (a broken scrape), the long ones still remember
+            // traffic: no row can be judged, so it is partial, not ok.
+            (&|w| (!short.contains(&w)).then_some(0.0), Status::Partial),
+            // Only the 5m window is empty: the 1h/5m page row is blind, the rest are quiet.
+            (&|w| (w != short[0]).then_some(0.0), Status::Partial),
+            // Every row quiet on data: ok.
+            (&|_| Some(0.0), Status::Ok),
+            // A blind page row does not hide a firing ticket row.
+            (&|w| (w != short[0]).then_some(0.002), Status::Ticket),
+        ];
+        for (ratio, expected) in cases {
+            let states = alert_states(&rows, budget(99.9), ratio);
+            assert_eq!(status(&states, true), expected);
+            assert_eq!(expected.is_decisive(), !matches!(expected, Status::Partial));
+        }
+        assert!(!Status::NoData.is_decisive());
     }
 
     #[test]

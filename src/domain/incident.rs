@@ -4,9 +4,11 @@
 //! - One open incident per SLO. It opens when an alert row of the SLO fires.
 //! - It escalates (ticket -> page) and never de-escalates: the worst moment is what it was.
 //! - It resolves once nothing has fired for `resolve_after`, so a flapping SLO keeps one
-//!   incident instead of opening ten.
-//! - An evaluation without data (`no_data`) or that failed (`error`) changes no incident; the
-//!   first one during an incident is noted on its timeline, and so is the data coming back.
+//!   incident instead of opening ten. Only quiet time seen on data counts: after a gap, the
+//!   clock starts again when the data comes back.
+//! - An evaluation without data (`no_data`), with some alert row blind (`partial`) or that
+//!   failed (`error`) changes no incident; the first one during an incident is noted on its
+//!   timeline, and so is the data coming back, with how long it was missing.
 //!
 //! Owns: [`decide`] and the incident vocabulary. Must not touch: storage, the clock.
 
@@ -57,8 +59,24 @@ pub struct OpenIncident {
     /// The last evaluation at which an alert row of the SLO fired.
     pub last_firing_at: i64,
     pub peak_burn_rate: f64,
-    /// Whether the last evaluation during the incident had no data or failed.
-    pub data_missing: bool,
+    /// Since when the evaluations have lacked data (none while they have it).
+    pub data_missing_since: Option<i64>,
+    /// When data last came back after a gap: quiet time counts from here.
+    pub data_back_at: Option<i64>,
+}
+
+impl OpenIncident {
+    /// Whether the last evaluation during the incident had no data, was partial or failed.
+    pub fn data_missing(&self) -> bool {
+        self.data_missing_since.is_some()
+    }
+
+    /// Since when the incident has been seen quiet on data: the last firing, or the data
+    /// coming back after a gap, whichever is later.
+    pub fn quiet_since(&self) -> i64 {
+        self.last_firing_at
+            .max(self.data_back_at.unwrap_or(i64::MIN))
+    }
 }
 
 /// What one evaluation of an SLO observed, reduced to what incidents need.
@@ -71,10 +89,12 @@ pub enum Observation {
         burn_rate: f64,
         budget_remaining: Option<f64>,
     },
-    /// Data, and nothing fires.
+    /// Every alert row judged on data, and nothing fires.
     Quiet { budget_remaining: Option<f64> },
     /// No window had data.
     NoData,
+    /// Nothing fires, but some alert row had no data on a side, so it could not fire.
+    Partial,
     /// The evaluation failed.
     Failed { reason: String },
 }
@@ -105,8 +125,10 @@ pub enum Decision {
     DataMissing {
         reason: String,
     },
-    /// Data came back during the incident.
-    DataBack,
+    /// Data came back during the incident, after `missing_for` seconds without it.
+    DataBack {
+        missing_for: i64,
+    },
 }
 
 /// The lifecycle rule. `now` and `resolve_after` are seconds.
@@ -151,24 +173,33 @@ pub fn decide(
                 }
             }
         }
-        (Some(incident), Observation::NoData | Observation::Failed { .. }) => {
-            if incident.data_missing {
+        (
+            Some(incident),
+            Observation::NoData | Observation::Partial | Observation::Failed { .. },
+        ) => {
+            if incident.data_missing() {
                 Decision::Nothing
             } else {
                 let reason = match observation {
                     Observation::Failed { reason } => format!("evaluation failed: {reason}"),
+                    Observation::Partial => {
+                        "some alert rows have no data in a window, so they cannot fire".to_string()
+                    }
                     _ => "no data in any window".to_string(),
                 };
                 Decision::DataMissing { reason }
             }
         }
         (Some(incident), Observation::Quiet { budget_remaining }) => {
-            if now - incident.last_firing_at >= resolve_after as i64 {
+            if let Some(since) = incident.data_missing_since {
+                // The gap was not seen quiet: the resolve clock restarts now.
+                Decision::DataBack {
+                    missing_for: now - since,
+                }
+            } else if now - incident.quiet_since() >= resolve_after as i64 {
                 Decision::Resolve {
                     budget_remaining: *budget_remaining,
                 }
-            } else if incident.data_missing {
-                Decision::DataBack
             } else {
                 Decision::Nothing
             }
@@ -190,7 +221,8 @@ mod tests {
             opened_at: 0,
             last_firing_at,
             peak_burn_rate: 10.0,
-            data_missing: false,
+            data_missing_since: None,
+            data_back_at: None,
         }
     }
 
@@ -309,7 +341,7 @@ mod tests {
             decide(Some(&incident), &Observation::NoData, later, QUARTER_HOUR),
             Decision::DataMissing { .. }
         ));
-        incident.data_missing = true;
+        incident.data_missing_since = Some(later);
         assert_eq!(
             decide(
                 Some(&incident),
@@ -326,10 +358,50 @@ mod tests {
     #[test]
     fn data_coming_back_is_noted_while_the_incident_stays_open() {
         let mut incident = open(Severity::Page, 1_000);
-        incident.data_missing = true;
+        incident.data_missing_since = Some(1_050);
         assert_eq!(
             decide(Some(&incident), &quiet(), 1_100, QUARTER_HOUR),
-            Decision::DataBack
+            Decision::DataBack { missing_for: 50 }
+        );
+    }
+
+    #[test]
+    fn a_partial_evaluation_is_missing_data_not_quiet() {
+        let incident = open(Severity::Page, 0);
+        let long_after = 100 * QUARTER_HOUR as i64;
+        assert!(matches!(
+            decide(
+                Some(&incident),
+                &Observation::Partial,
+                long_after,
+                QUARTER_HOUR
+            ),
+            Decision::DataMissing { .. }
+        ));
+    }
+
+    #[test]
+    fn after_a_gap_the_quiet_clock_restarts_when_data_comes_back() {
+        // Fired at 0, no data from 100 to 5_000: the gap is no evidence of quiet, so an hour
+        // of missing data never resolves it and the first quiet evaluation only notes the
+        // data coming back.
+        let mut incident = open(Severity::Page, 0);
+        incident.data_missing_since = Some(100);
+        assert_eq!(
+            decide(Some(&incident), &quiet(), 5_000, QUARTER_HOUR),
+            Decision::DataBack { missing_for: 4_900 }
+        );
+        incident.data_missing_since = None;
+        incident.data_back_at = Some(5_000);
+        assert_eq!(
+            decide(Some(&incident), &quiet(), 5_000 + 899, QUARTER_HOUR),
+            Decision::Nothing
+        );
+        assert_eq!(
+            decide(Some(&incident), &quiet(), 5_000 + 900, QUARTER_HOUR),
+            Decision::Resolve {
+                budget_remaining: Some(0.7)
+            }
         );
     }
 }

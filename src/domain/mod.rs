@@ -7,9 +7,11 @@
 pub mod admission;
 pub mod burn;
 pub mod incident;
+pub mod journal;
 pub mod playbook;
 pub mod policy;
 pub mod problem;
+pub mod reconcile;
 pub mod rules;
 pub mod sli;
 pub mod spec;

@@ -170,8 +170,40 @@ pub enum Response {
 /// One entry of an SLO's `budgetPolicy`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BudgetRule {
+    /// The rule's identity: its `id`, else [`derived_rule_id`]. Journal entries, playbook runs
+    /// and freezes are keyed by it, never by the rule's position, so inserting, removing or
+    /// reordering rules does not make one rule's past another's.
+    pub id: String,
     pub when: Trigger,
     pub then: Response,
+}
+
+impl Trigger {
+    /// The trigger in its policy spelling, as a canonical one-line text.
+    pub fn canonical(&self) -> String {
+        match self {
+            Trigger::Alert(severity) => format!("alert={severity}"),
+            Trigger::BudgetRemainingBelow(t) => format!("budgetRemainingBelow={t}"),
+            Trigger::BurnRateAbove {
+                rate,
+                duration,
+                window,
+            } => format!("burnRateAbove={rate},for={duration},window={window}"),
+        }
+    }
+}
+
+/// The identity of a rule without an `id`: a stable hash of its trigger and of what it does
+/// (the playbook's name, or "freeze" whatever the freeze covers, so that widening a freeze
+/// keeps the rule's identity and its active freeze).
+pub fn derived_rule_id(when: &Trigger, then: &Response) -> String {
+    use sha2::Digest as _;
+    let does = match then {
+        Response::Run(playbook) => format!("run={playbook}"),
+        Response::Freeze(_) => "freeze".to_string(),
+    };
+    let digest = sha2::Sha256::digest(format!("{}|{does}", when.canonical()).as_bytes());
+    format!("when-{}", hex::encode(&digest[..6]))
 }
 
 /// Names `${VAR}` references in a template, or says what is malformed.
@@ -225,6 +257,29 @@ pub fn expand_env(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_derived_rule_id_depends_on_the_trigger_and_the_playbook_only() {
+        let page = Trigger::Alert(Severity::Page);
+        let run = Response::Run("degrade".into());
+        let id = derived_rule_id(&page, &run);
+        assert!(id.starts_with("when-") && id.len() == 17, "{id}");
+        assert_eq!(derived_rule_id(&page, &run), id, "stable");
+        assert_ne!(derived_rule_id(&Trigger::Alert(Severity::Ticket), &run), id);
+        assert_ne!(derived_rule_id(&page, &Response::Run("other".into())), id);
+        let narrow = Response::Freeze(FreezeTarget {
+            service: Some("a".into()),
+            ..FreezeTarget::default()
+        });
+        let wide = Response::Freeze(FreezeTarget {
+            service: Some("b".into()),
+            ..FreezeTarget::default()
+        });
+        assert_eq!(
+            derived_rule_id(&page, &narrow),
+            derived_rule_id(&page, &wide)
+        );
+    }
 
     #[test]
     fn env_references_are_found_and_checked() {

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 
-use crate::domain::burn::{self, Status};
+use crate::domain::burn;
 use crate::domain::policy::{Severity, Slo, Window};
 use crate::domain::sli;
 use crate::ports::{MetricsError, MetricsSource, UnixSeconds};
@@ -211,7 +211,7 @@ pub fn replay(
         summary.tickets += usize::from(ticketing && !was_ticketing);
         summary.time_paging_seconds += if paging { step } else { 0 };
         summary.time_ticketing_seconds += if ticketing { step } else { 0 };
-        if assessment.status == Status::NoData {
+        if !assessment.status.is_decisive() {
             summary.time_without_data_seconds += step;
         }
         (was_paging, was_ticketing) = (paging, ticketing);

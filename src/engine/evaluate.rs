@@ -5,10 +5,11 @@
 //! - `rules`: the `burnguard:sli_error:ratio_rate<W>` series recorded by the generated rules,
 //!   one query per distinct window for all SLOs at once;
 //! - `auto`: rules for SLOs whose recorded objective (`burnguard:slo_objective:ratio`) is
-//!   present and matches the policy, raw for the others (absent or stale rules).
+//!   present, matches the policy and carries the fingerprint of the policy's rules as they are
+//!   now (`burnguard_rules_hash`); raw for the others (absent or stale rules).
 //!
 //! A failed query makes the SLOs that needed it `error`, with the reason; it is never read as
-//! a number. A query answering with more than one series for one SLO is an error too: which
+//! a number. A partial answer (Prometheus `warnings`) makes its window no data. A query answering with more than one series for one SLO is an error too: which
 //! one would be the SLO's is a guess we do not make.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -19,8 +20,11 @@ use serde::ser::{SerializeMap, Serializer};
 
 use crate::domain::burn::{self, AlertState, Assessment, Status};
 use crate::domain::policy::{Slo, Window};
-use crate::domain::rules::{OBJECTIVE_SERIES, error_ratio_series};
+use crate::domain::rules::{
+    OBJECTIVE_SERIES, RULES_HASH_LABEL, error_ratio_series, rules_fingerprint,
+};
 use crate::domain::sli;
+use crate::engine::reading::{Reading, one_value};
 use crate::ports::{InstantSample, MetricsError, MetricsSource, UnixSeconds};
 
 /// How SLI numbers are read.
@@ -232,18 +236,24 @@ impl<M: MetricsSource> Evaluator<M> {
                 queries += 1;
                 match self.source.instant(OBJECTIVE_SERIES, at).await {
                     Ok(samples) => {
-                        let recorded: HashMap<&str, f64> = samples
+                        let recorded: HashMap<&str, (f64, Option<&str>)> = samples
                             .iter()
-                            .filter_map(|s| Some((s.labels.get("slo")?.as_str(), s.value)))
+                            .filter_map(|s| {
+                                let hash = s.labels.get(RULES_HASH_LABEL).map(String::as_str);
+                                Some((s.labels.get("slo")?.as_str(), (s.value, hash)))
+                            })
                             .collect();
                         slos.iter()
                             .map(|slo| {
-                                recorded
-                                    .get(slo.name.as_str())
-                                    .is_some_and(|o| (o - slo.objective.ratio()).abs() < 1e-9)
+                                recorded.get(slo.name.as_str()).is_some_and(|(o, hash)| {
+                                    (o - slo.objective.ratio()).abs() < 1e-9
+                                        && *hash == Some(rules_fingerprint(slo).as_str())
+                                })
                             })
                             .collect()
                     }
+                    // A partial answer may lack some SLOs' rules: read them all raw.
+                    Err(MetricsError::PartialResponse(_)) => vec![false; slos.len()],
                     Err(error) => {
                         failed_queries += 1;
                         let reason = format!("checking for recorded rules: {error}");
@@ -360,6 +370,10 @@ fn from_rules(
     let mut ratios = BTreeMap::new();
     for window in slo.windows() {
         match answers.get(&window) {
+            Some(Err(MetricsError::PartialResponse(_))) => {
+                ratios.insert(window, None);
+                continue;
+            }
             Some(Err(error)) => {
                 return SloEvaluation::failed(
                     slo,
@@ -404,32 +418,20 @@ fn from_raw(slo: &Slo, mut answers: Vec<(Window, QueryResult)>) -> SloEvaluation
     answers.sort_by_key(|(w, _)| *w);
     let mut ratios = BTreeMap::new();
     for (window, result) in answers {
-        match result {
-            Err(error) => {
+        match one_value(result) {
+            Reading::Value(ratio) => {
+                ratios.insert(window, Some(ratio));
+            }
+            Reading::NoData(_) => {
+                ratios.insert(window, None);
+            }
+            Reading::Failed(reason) => {
                 return SloEvaluation::failed(
                     slo,
                     Some(SliSource::Raw),
-                    format!("querying the {window} error ratio: {error}"),
+                    format!("querying the {window} error ratio: {reason}"),
                 );
             }
-            Ok(samples) => match samples.as_slice() {
-                [] => {
-                    ratios.insert(window, None);
-                }
-                [one] => {
-                    ratios.insert(window, burn::finite(Some(one.value)));
-                }
-                many => {
-                    return SloEvaluation::failed(
-                        slo,
-                        Some(SliSource::Raw),
-                        format!(
-                            "the {window} error ratio query returned {} series; the SLO's queries must aggregate to one series (wrap them in sum())",
-                            many.len()
-                        ),
-                    );
-                }
-            },
         }
     }
     SloEvaluation::assessed(slo, SliSource::Raw, &ratios)

@@ -7,6 +7,7 @@
 pub mod backtest;
 pub mod evaluate;
 pub mod notify;
+pub mod reading;
 pub mod record;
 pub mod remediate;
 pub mod schedule;

@@ -18,6 +18,7 @@ pub fn observation(e: &SloEvaluation) -> Observation {
             reason: e.error.clone().unwrap_or_else(|| "unknown error".into()),
         },
         EvalStatus::Assessed(Status::NoData) => Observation::NoData,
+        EvalStatus::Assessed(Status::Partial) => Observation::Partial,
         EvalStatus::Assessed(Status::Ok) => Observation::Quiet {
             budget_remaining: e.error_budget_remaining,
         },

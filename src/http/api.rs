@@ -382,16 +382,7 @@ pub async fn lift_freeze(
     let Some(freeze) = freeze else {
         return Err(not_found(format!("no active freeze {id}")));
     };
-    if let (Some(applied), Some(actuator)) = (&freeze.applied, &state.actuator) {
-        use crate::ports::Actuator;
-        actuator.unfreeze(applied).await.map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "unfreeze_failed",
-                format!("removing the freeze from Kubernetes failed: {e}"),
-            )
-        })?;
-    }
+    // The store is the truth: the reconcile pass removes the marks from Kubernetes.
     state
         .store
         .lift_freeze(id, "api", now())

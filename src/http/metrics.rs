@@ -120,11 +120,12 @@ fn with(mut labels: LabelPairs, extra: &[(&str, &str)]) -> LabelPairs {
     labels
 }
 
-const STATUSES: [EvalStatus; 5] = [
+const STATUSES: [EvalStatus; 6] = [
     EvalStatus::Assessed(Status::Ok),
     EvalStatus::Assessed(Status::Ticket),
     EvalStatus::Assessed(Status::Page),
     EvalStatus::Assessed(Status::NoData),
+    EvalStatus::Assessed(Status::Partial),
     EvalStatus::Error,
 ];
 

@@ -53,6 +53,15 @@ impl Backend {
         }
     }
 
+    /// Serializes guarded starts across replicas inside a transaction (PostgreSQL's
+    /// transaction-scoped advisory lock); SQLite's IMMEDIATE transactions need none.
+    fn guard_lock(self) -> Option<&'static str> {
+        match self {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some("SELECT pg_advisory_xact_lock(7163001)"),
+        }
+    }
+
     /// Locks the incident row read inside a transaction. SQLite needs none: its write
     /// transactions begin IMMEDIATE and so already exclude every other writer.
     fn lock_clause(self) -> &'static str {
@@ -214,7 +223,7 @@ impl SqlStore {
 
         // Built from constants only; the SLO name is bound.
         let open = sqlx::query(AssertSqlSafe(format!(
-            "SELECT id, severity, status, opened_at, last_firing_at, peak_burn_rate, {BOOL_DATA_MISSING} \
+            "SELECT id, severity, status, opened_at, last_firing_at, peak_burn_rate, data_missing_since, data_back_at \
              FROM incidents WHERE slo = $1 AND status <> 'resolved'{}",
             self.backend.lock_clause()
         )))
@@ -266,7 +275,7 @@ impl SqlStore {
                 Some(o),
             ) => {
                 sqlx::query(
-                    "UPDATE incidents SET severity = $1, peak_burn_rate = $2, last_firing_at = $3, data_missing = FALSE WHERE id = $4",
+                    "UPDATE incidents SET severity = $1, peak_burn_rate = $2, last_firing_at = $3, data_missing = FALSE, data_missing_since = NULL WHERE id = $4",
                 )
                 .bind(to.as_str())
                 .bind(*peak_burn_rate)
@@ -274,59 +283,65 @@ impl SqlStore {
                 .bind(o.id)
                 .execute(&mut *tx)
                 .await?;
-                if o.data_missing {
-                    events.push(event("data_back", "evaluations have data again".into()));
+                if let Some(since) = o.data_missing_since {
+                    events.push(event("data_back", data_back_message(at - since)));
                 }
                 events.push(event("escalated", format!("escalated from {from} to {to}")));
                 Some(o.id)
             }
             (Decision::StillFiring { peak_burn_rate }, Some(o)) => {
                 sqlx::query(
-                    "UPDATE incidents SET peak_burn_rate = $1, last_firing_at = $2, data_missing = FALSE WHERE id = $3",
+                    "UPDATE incidents SET peak_burn_rate = $1, last_firing_at = $2, data_missing = FALSE, data_missing_since = NULL WHERE id = $3",
                 )
                 .bind(*peak_burn_rate)
                 .bind(at)
                 .bind(o.id)
                 .execute(&mut *tx)
                 .await?;
-                if o.data_missing {
-                    events.push(event("data_back", "evaluations have data again".into()));
+                if let Some(since) = o.data_missing_since {
+                    events.push(event("data_back", data_back_message(at - since)));
                 }
                 Some(o.id)
             }
             (Decision::Resolve { budget_remaining }, Some(o)) => {
                 sqlx::query(
-                    "UPDATE incidents SET status = 'resolved', resolved_at = $1, budget_at_resolve = $2, data_missing = FALSE WHERE id = $3",
+                    "UPDATE incidents SET status = 'resolved', resolved_at = $1, budget_at_resolve = $2, data_missing = FALSE, data_missing_since = NULL WHERE id = $3",
                 )
                 .bind(at)
                 .bind(*budget_remaining)
                 .bind(o.id)
                 .execute(&mut *tx)
                 .await?;
-                let quiet_for = at - o.last_firing_at;
+                let quiet_for = at - o.quiet_since();
                 events.push(event(
                     "resolved",
-                    format!("nothing has fired for {}s; resolved", quiet_for),
+                    format!("quiet on data for {quiet_for}s with nothing firing; resolved"),
                 ));
                 Some(o.id)
             }
             (Decision::DataMissing { reason }, Some(o)) => {
-                sqlx::query("UPDATE incidents SET data_missing = TRUE WHERE id = $1")
-                    .bind(o.id)
+                sqlx::query(
+                    "UPDATE incidents SET data_missing = TRUE, data_missing_since = $1 WHERE id = $2",
+                )
+                .bind(at)
+                .bind(o.id)
                     .execute(&mut *tx)
                     .await?;
                 events.push(event(
                     "data_missing",
-                    format!("{reason}; the incident is left as it is"),
+                    format!("{reason}; nothing resolves, lifts or runs on missing data, so the incident is left as it is"),
                 ));
                 Some(o.id)
             }
-            (Decision::DataBack, Some(o)) => {
-                sqlx::query("UPDATE incidents SET data_missing = FALSE WHERE id = $1")
-                    .bind(o.id)
-                    .execute(&mut *tx)
-                    .await?;
-                events.push(event("data_back", "evaluations have data again".into()));
+            (Decision::DataBack { missing_for }, Some(o)) => {
+                sqlx::query(
+                    "UPDATE incidents SET data_missing = FALSE, data_missing_since = NULL, data_back_at = $1 WHERE id = $2",
+                )
+                .bind(at)
+                .bind(o.id)
+                .execute(&mut *tx)
+                .await?;
+                events.push(event("data_back", data_back_message(*missing_for)));
                 Some(o.id)
             }
             // A decision about an incident that is not there: nothing to apply.
@@ -408,13 +423,17 @@ fn open_incident(row: &AnyRow) -> Result<OpenIncident, sqlx::Error> {
         opened_at: row.try_get("opened_at")?,
         last_firing_at: row.try_get("last_firing_at")?,
         peak_burn_rate: row.try_get("peak_burn_rate")?,
-        data_missing: row.try_get::<i64, _>("data_missing")? != 0,
+        data_missing_since: row.try_get("data_missing_since")?,
+        data_back_at: row.try_get("data_back_at")?,
     })
 }
 
-/// Booleans read as integers: sqlx's Any driver cannot decode SQLite's BOOLEAN columns.
-const BOOL_DATA_MISSING: &str =
-    "CAST(CASE WHEN data_missing THEN 1 ELSE 0 END AS BIGINT) AS data_missing";
+/// The timeline entry for data coming back, with how long it was missing.
+fn data_back_message(missing_for: i64) -> String {
+    format!(
+        "evaluations have data again after {missing_for}s without it; quiet time counts from now"
+    )
+}
 
 pub(crate) const INCIDENT_COLUMNS: &str = "id, slo, service, severity, status, opened_at, acknowledged_at, resolved_at, \
      last_firing_at, peak_burn_rate, budget_at_open, budget_at_resolve";

@@ -147,6 +147,8 @@ impl<'de> Deserialize<'de> for WindowsSpec {
 /// One entry of `spec.budgetPolicy`.
 #[derive(Debug, Deserialize)]
 pub struct BudgetRuleSpec {
+    /// The rule's identity in the journal; derived from `when` (and what it runs) if absent.
+    pub id: Option<Spanned<String>>,
     pub when: Option<WhenSpec>,
     pub run: Option<Spanned<String>>,
     pub freeze: Option<FreezeSpec>,

@@ -9,7 +9,7 @@ use serde_saphyr::Spanned;
 use super::Problems;
 use crate::domain::playbook::{
     BudgetRule, FreezeTarget, HttpStep, Playbook, PlaybookMode, Response, Step, StepAction,
-    Trigger, env_references,
+    Trigger, derived_rule_id, env_references,
 };
 use crate::domain::policy::{Severity, Window};
 use crate::domain::problem::Problem;
@@ -48,6 +48,7 @@ pub(super) fn budget_policy(
     rules: Vec<BudgetRuleSpec>,
 ) -> Option<Vec<BudgetRule>> {
     let mut out = Vec::new();
+    let mut ids: Vec<String> = Vec::new();
     let mut ok = true;
     for (i, rule) in rules.into_iter().enumerate() {
         let path = format!("spec.budgetPolicy[{i}]");
@@ -86,8 +87,37 @@ pub(super) fn budget_policy(
                 freeze_target(p, &format!("{path}.freeze"), freeze).map(Response::Freeze)
             }
         };
+        if let Some(id) = &rule.id
+            && super::check_slo_name(&id.value).is_err()
+        {
+            p.at(
+                &format!("{path}.id"),
+                id,
+                format!(
+                    "`{}` is not a rule id; use lowercase letters, digits and '-'",
+                    id.value
+                ),
+            );
+            ok = false;
+        }
         match (when, then) {
-            (Some(when), Some(then)) => out.push(BudgetRule { when, then }),
+            (Some(when), Some(then)) => {
+                let id = match &rule.id {
+                    Some(id) => id.value.clone(),
+                    None => derived_rule_id(&when, &then),
+                };
+                if let Some(first) = ids.iter().position(|seen| *seen == id) {
+                    p.push(
+                        &path,
+                        format!(
+                            "has the same identity (`{id}`) as spec.budgetPolicy[{first}]; give each rule its own `id`"
+                        ),
+                    );
+                    ok = false;
+                }
+                ids.push(id.clone());
+                out.push(BudgetRule { id, when, then });
+            }
             _ => ok = false,
         }
     }

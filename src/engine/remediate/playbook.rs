@@ -1,0 +1,484 @@
+//! Playbook runs: one per incident and budget rule, its steps taken in order through the
+//! domain's journal state machine ([`crate::domain::journal`]).
+//!
+//! A step's journal key is its identity, `incident:<id>/rule:<rule id>/playbook:<name>/step:<step
+//! name>` (dry runs apart, with `#dry-run`), never its position: inserting, removing,
+//! reordering or renaming steps while an incident is open never re-runs a step that ran and
+//! never marks a new one done. A run that finished stays finished for its incident, so steps
+//! added later wait for the next incident.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use tracing::warn;
+
+use super::{Remediator, now};
+use crate::domain::journal::{self, Move, StepNature, StopReason, WaitReason};
+use crate::domain::playbook::{Playbook, PlaybookMode, Step, StepAction};
+use crate::domain::policy::Slo;
+use crate::ports::{
+    ActionIntent, ActionStatus, Actuator, Cooldown, Freezes, Guards, Journal, Journaled,
+    MetricsSource, RunStatus, Started,
+};
+
+/// The journal key of a step: its identity within the incident's run.
+pub fn step_key(
+    incident_id: i64,
+    rule_id: &str,
+    playbook: &str,
+    step: &str,
+    dry_run: bool,
+) -> String {
+    let key = format!("incident:{incident_id}/rule:{rule_id}/playbook:{playbook}/step:{step}");
+    if dry_run {
+        format!("{key}#dry-run")
+    } else {
+        key
+    }
+}
+
+/// Where a run is after looking at its steps this time.
+enum RunEnd {
+    Finished,
+    Stopped,
+    /// Waiting (approval, a guard, a step running elsewhere): looked at again next cycle.
+    Paused,
+}
+
+impl<S, A, M> Remediator<S, A, M>
+where
+    S: Journal + Freezes + 'static,
+    A: Actuator + 'static,
+    M: MetricsSource + 'static,
+{
+    /// Starts looking at a playbook run in the background, unless this process already is.
+    pub(super) fn start_playbook(
+        self: &Arc<Self>,
+        slo: Slo,
+        incident_id: i64,
+        rule_id: String,
+        playbook: Playbook,
+    ) {
+        let key = format!("incident:{incident_id}/rule:{rule_id}");
+        {
+            let Ok(mut running) = self.running.lock() else {
+                return;
+            };
+            if !running.insert(key.clone()) {
+                return;
+            }
+        }
+        let this = self.clone();
+        self.tasks.spawn(async move {
+            this.run_playbook(&slo, incident_id, &rule_id, &playbook)
+                .await;
+            if let Ok(mut running) = this.running.lock() {
+                running.remove(&key);
+            }
+        });
+    }
+
+    fn guards(&self, slo: &Slo, playbook: &Playbook, incident_id: i64) -> Guards {
+        let at = now();
+        Guards {
+            hourly_cap: Some((at - 3_600, self.settings.max_actions_per_hour)),
+            cooldown: playbook.cooldown.map(|cooldown| Cooldown {
+                slo: slo.name.clone(),
+                playbook: playbook.name.clone(),
+                incident_id,
+                since: at - cooldown.as_secs() as i64,
+                text: cooldown.to_string(),
+            }),
+        }
+    }
+
+    /// Takes the run's steps in order as far as they may go now.
+    async fn run_playbook(&self, slo: &Slo, incident_id: i64, rule_id: &str, playbook: &Playbook) {
+        let dry_run = self.settings.dry_run || playbook.mode == PlaybookMode::DryRun;
+        if !dry_run {
+            match self
+                .store
+                .playbook_run(incident_id, rule_id, &playbook.name, &slo.name, now())
+                .await
+            {
+                Ok(RunStatus::Running) => {}
+                Ok(_) => return, // Finished or stopped for this incident: it stays so.
+                Err(error) => {
+                    warn!(%error, "reading the playbook run failed; not running it");
+                    return;
+                }
+            }
+        }
+        let end = self
+            .take_steps(slo, incident_id, rule_id, playbook, dry_run)
+            .await;
+        let status = match end {
+            RunEnd::Finished => RunStatus::Finished,
+            RunEnd::Stopped => RunStatus::Stopped,
+            RunEnd::Paused => return,
+        };
+        if dry_run {
+            return;
+        }
+        if let Err(error) = self
+            .store
+            .end_run(incident_id, rule_id, &playbook.name, status, now())
+            .await
+        {
+            warn!(%error, "recording the end of a playbook run failed");
+        }
+        if status == RunStatus::Finished {
+            self.event(
+                incident_id,
+                "playbook_finished",
+                &format!(
+                    "playbook `{}` finished for this incident; steps added to it later run for the next incident",
+                    playbook.name
+                ),
+            )
+            .await;
+        }
+    }
+
+    async fn take_steps(
+        &self,
+        slo: &Slo,
+        incident_id: i64,
+        rule_id: &str,
+        playbook: &Playbook,
+        dry_run: bool,
+    ) -> RunEnd {
+        let mut mode = if dry_run {
+            PlaybookMode::DryRun
+        } else {
+            playbook.mode
+        };
+        for step in &playbook.steps {
+            let key = step_key(incident_id, rule_id, &playbook.name, &step.name, dry_run);
+            let existing = match self.store.step_status(&key).await {
+                Ok(existing) => existing,
+                Err(error) => {
+                    warn!(%key, %error, "reading the journal failed; not going on");
+                    return RunEnd::Paused;
+                }
+            };
+            let nature = StepNature {
+                safe_to_repeat: step.safe_to_repeat(),
+                continue_on_error: step.continue_on_error,
+            };
+            let intent = |status| ActionIntent {
+                key: key.clone(),
+                incident_id: Some(incident_id),
+                slo: slo.name.clone(),
+                playbook: Some(playbook.name.clone()),
+                step: step.name.clone(),
+                kind: step.action.kind().into(),
+                intent: describe_step(step),
+                status,
+                dry_run,
+                at: now(),
+            };
+            let next = journal::next_move(existing.map(|(_, s)| s), nature, mode);
+            let started = match next {
+                Move::Next => {
+                    if let Some((_, status)) = existing {
+                        mode = journal::mode_after(mode, status);
+                    }
+                    continue;
+                }
+                Move::Wait(WaitReason::Approval | WaitReason::Running) => return RunEnd::Paused,
+                Move::Wait(WaitReason::SkippedOutsideAuto) => return RunEnd::Paused,
+                Move::Stop(reason) => {
+                    let why = match reason {
+                        StopReason::Failed => "failed",
+                        StopReason::UnknownNotRepeatable => {
+                            "was interrupted, may have taken effect and is not safe to repeat (a person decides; mark it idempotent if it is)"
+                        }
+                    };
+                    self.event(
+                        incident_id,
+                        "playbook_stopped",
+                        &format!(
+                            "playbook `{}` stops at step `{}`: it {why}",
+                            playbook.name, step.name
+                        ),
+                    )
+                    .await;
+                    return RunEnd::Stopped;
+                }
+                Move::Journal(status) => {
+                    match self.store.journal(&intent(status)).await {
+                        Ok(Journaled::New { .. }) => {}
+                        Ok(Journaled::Existing { .. }) => return RunEnd::Paused,
+                        Err(error) => {
+                            warn!(%key, %error, "journaling a step failed");
+                            return RunEnd::Paused;
+                        }
+                    }
+                    if status == ActionStatus::DryRun {
+                        self.event(
+                            incident_id,
+                            "action_dry_run",
+                            &format!(
+                                "dry run: would run step `{}` of `{}` ({})",
+                                step.name,
+                                playbook.name,
+                                summarize(step)
+                            ),
+                        )
+                        .await;
+                        continue;
+                    }
+                    self.event(
+                        incident_id,
+                        "awaiting_approval",
+                        &format!(
+                            "step `{}` of `{}` waits for approval ({})",
+                            step.name,
+                            playbook.name,
+                            summarize(step)
+                        ),
+                    )
+                    .await;
+                    return RunEnd::Paused;
+                }
+                Move::Start => {
+                    let guards = self.guards(slo, playbook, incident_id);
+                    self.store
+                        .start(&intent(ActionStatus::Started), &self.instance, &guards)
+                        .await
+                }
+                Move::Claim { from, guarded } => {
+                    let guards = guarded.then(|| self.guards(slo, playbook, incident_id));
+                    let id = existing.map(|(id, _)| id).unwrap_or_default();
+                    let claimed = self
+                        .store
+                        .claim(id, from, &self.instance, guards.as_ref(), now())
+                        .await;
+                    if matches!(claimed, Ok(Started::Run { .. })) {
+                        // Past an approved step, the rest of the run does not ask again.
+                        mode = journal::mode_after(mode, from);
+                    }
+                    claimed
+                }
+            };
+            let id = match started {
+                Ok(Started::Run { id }) => id,
+                Ok(Started::Refused { reason, new, .. }) => {
+                    if new {
+                        self.event(incident_id, "action_skipped", &format!(
+                            "step `{}` of `{}` is held back: {reason}; it is checked again every cycle and runs when allowed",
+                            step.name, playbook.name
+                        ))
+                        .await;
+                    }
+                    return RunEnd::Paused;
+                }
+                Ok(Started::Lost) => return RunEnd::Paused,
+                Err(error) => {
+                    warn!(%key, %error, "journaling a step failed; not running it");
+                    return RunEnd::Paused;
+                }
+            };
+            match existing.map(|(_, s)| s) {
+                None if playbook
+                    .steps
+                    .first()
+                    .is_some_and(|first| first.name == step.name) =>
+                {
+                    self.event(
+                        incident_id,
+                        "playbook_started",
+                        &format!("running playbook `{}` for {}", playbook.name, slo.name),
+                    )
+                    .await;
+                }
+                Some(ActionStatus::Skipped) => {
+                    self.event(
+                        incident_id,
+                        "action_unblocked",
+                        &format!(
+                            "step `{}` of `{}` runs now: the guards that held it back allow it",
+                            step.name, playbook.name
+                        ),
+                    )
+                    .await;
+                }
+                Some(ActionStatus::Unknown) => {
+                    self.event(
+                        incident_id,
+                        "action_retry",
+                        &format!(
+                            "running step `{}` again after an interruption: it is safe to repeat",
+                            step.name
+                        ),
+                    )
+                    .await;
+                }
+                _ => {}
+            }
+            let outcome = self
+                .run_step(slo, incident_id, rule_id, playbook, step)
+                .await;
+            let (status, message, detail) = match &outcome {
+                Ok(done) => (
+                    ActionStatus::Succeeded,
+                    format!("step `{}` succeeded: {done}", step.name),
+                    json!({"result": done}),
+                ),
+                Err(error) => (
+                    ActionStatus::Failed,
+                    format!("step `{}` failed: {error}", step.name),
+                    json!({"error": error}),
+                ),
+            };
+            match self
+                .store
+                .settle(id, &self.instance, status, detail, now())
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    // Marked interrupted meanwhile (a shutdown past its grace period): the
+                    // journal keeps `unknown`, and the timeline says what was seen.
+                    warn!(%key, "the step's journal row was no longer ours to settle");
+                }
+                Err(error) => warn!(%key, %error, "recording a step's outcome failed"),
+            }
+            let kind = if outcome.is_ok() {
+                "action_succeeded"
+            } else {
+                "action_failed"
+            };
+            self.event(incident_id, kind, &message).await;
+            if outcome.is_err() && !step.continue_on_error {
+                self.event(
+                    incident_id,
+                    "playbook_stopped",
+                    &format!(
+                        "playbook `{}` stopped after step `{}` failed",
+                        playbook.name, step.name
+                    ),
+                )
+                .await;
+                return RunEnd::Stopped;
+            }
+            if outcome.is_ok() {
+                mode = journal::mode_after(mode, ActionStatus::Succeeded);
+            }
+        }
+        RunEnd::Finished
+    }
+
+    async fn run_step(
+        &self,
+        slo: &Slo,
+        incident_id: i64,
+        rule_id: &str,
+        playbook: &Playbook,
+        step: &Step,
+    ) -> Result<String, String> {
+        match &step.action {
+            StepAction::Http(http) => self
+                .actuator
+                .call_http(http)
+                .await
+                .map_err(|e| e.to_string()),
+            StepAction::Rollback {
+                namespace,
+                deployment,
+            } => self.rollback(incident_id, namespace, deployment).await,
+            StepAction::Scale {
+                namespace,
+                deployment,
+                replicas,
+            } => self
+                .actuator
+                .scale(namespace, deployment, *replicas)
+                .await
+                .map_err(|e| e.to_string()),
+            StepAction::Freeze(target) => {
+                let reason = format!("{}: playbook step `{}`", slo.name, step.name);
+                let key = step_key(incident_id, rule_id, &playbook.name, &step.name, false);
+                self.freeze(
+                    slo,
+                    Some(incident_id),
+                    key,
+                    target,
+                    &reason,
+                    Some(json!({"incidentResolved": incident_id})),
+                    now(),
+                )
+                .await
+            }
+            StepAction::Verify {
+                window,
+                burn_rate_below,
+                within,
+            } => self.verify(slo, *window, *burn_rate_below, *within).await,
+        }
+    }
+
+    /// Rolls a Deployment back, never to a pod template burnguard has itself rolled it away
+    /// from (remembered in the store before the patch is sent).
+    async fn rollback(
+        &self,
+        incident_id: i64,
+        namespace: &str,
+        deployment: &str,
+    ) -> Result<String, String> {
+        let _ = incident_id;
+        self.actuator
+            .rollback(namespace, deployment)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The step as journaled: secrets stay `${VAR}` templates.
+fn describe_step(step: &Step) -> serde_json::Value {
+    let action = match &step.action {
+        StepAction::Http(h) => {
+            json!({"method": h.method, "url": h.url, "headers": h.headers.keys().collect::<Vec<_>>(), "expectStatus": h.expect_status})
+        }
+        StepAction::Rollback {
+            namespace,
+            deployment,
+        } => json!({"namespace": namespace, "deployment": deployment}),
+        StepAction::Scale {
+            namespace,
+            deployment,
+            replicas,
+        } => json!({"namespace": namespace, "deployment": deployment, "replicas": replicas}),
+        StepAction::Freeze(t) => json!({"freeze": t.to_string()}),
+        StepAction::Verify {
+            window,
+            burn_rate_below,
+            within,
+        } => {
+            json!({"window": window.to_string(), "burnRateBelow": burn_rate_below, "within": within.to_string()})
+        }
+    };
+    json!({"name": step.name, "kind": step.action.kind(), "action": action})
+}
+
+fn summarize(step: &Step) -> String {
+    match &step.action {
+        StepAction::Http(h) => format!("{} {}", h.method, h.url),
+        StepAction::Rollback {
+            namespace,
+            deployment,
+        } => format!("roll back {namespace}/{deployment}"),
+        StepAction::Scale {
+            namespace,
+            deployment,
+            replicas,
+        } => format!("scale {namespace}/{deployment} to {replicas}"),
+        StepAction::Freeze(t) => format!("freeze {t}"),
+        StepAction::Verify {
+            window,
+            burn_rate_below,
+            within,
+        } => format!("verify burn rate over {window} below {burn_rate_below} within {within}"),
+    }
+}

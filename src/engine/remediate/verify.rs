@@ -1,0 +1,63 @@
+//! The `verify` step: polls the burn rate over a window until it is below a limit, for at
+//! most a deadline. Only a number read from data passes it; no data, a partial answer or a
+//! failed query never does, and at the deadline the step fails saying which it was.
+
+use std::time::Duration;
+
+use super::{Remediator, now};
+use crate::domain::policy::{Slo, Window};
+use crate::domain::sli;
+use crate::engine::reading::{Reading, read_one};
+use crate::ports::{Actuator, Freezes, Journal, MetricsSource};
+
+impl<S, A, M> Remediator<S, A, M>
+where
+    S: Journal + Freezes + 'static,
+    A: Actuator + 'static,
+    M: MetricsSource + 'static,
+{
+    pub(super) async fn verify(
+        &self,
+        slo: &Slo,
+        window: Window,
+        below: f64,
+        within: Window,
+    ) -> Result<String, String> {
+        let deadline = now() + within.as_secs() as i64;
+        let expr = sli::error_ratio(&slo.indicator, window, slo.min_events);
+        // Often enough to notice recovery, never so late that the deadline passes unseen.
+        let poll = Duration::from_secs(
+            (window.as_secs() / 10)
+                .min(within.as_secs() / 4)
+                .clamp(1, 30),
+        );
+        let budget = slo.error_budget().ratio();
+        loop {
+            let at = now();
+            let reading = read_one(self.metrics.as_ref(), &expr, at).await;
+            if let Reading::Value(ratio) = reading {
+                let burn = ratio / budget;
+                if burn < below {
+                    return Ok(format!(
+                        "burn rate over {window} is {burn:.2}, below {below}"
+                    ));
+                }
+            }
+            if at >= deadline {
+                return Err(match reading {
+                    Reading::Value(ratio) => format!(
+                        "burn rate over {window} is still {:.2} after {within} (wanted below {below})",
+                        ratio / budget
+                    ),
+                    Reading::NoData(why) => format!(
+                        "no burn rate over {window} could be read within {within} ({why}); missing data never passes a verify step"
+                    ),
+                    Reading::Failed(why) => {
+                        format!("reading the burn rate over {window} failed: {why}")
+                    }
+                });
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+}
