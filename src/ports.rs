@@ -301,6 +301,11 @@ pub trait Journal: Send + Sync {
         &self,
         key: &str,
     ) -> impl Future<Output = Result<Option<(i64, ActionStatus)>, StoreError>> + Send;
+    /// Every journal row whose key starts with `prefix` (one playbook run's steps), oldest first.
+    fn run_actions(
+        &self,
+        prefix: &str,
+    ) -> impl Future<Output = Result<Vec<ActionRecord>, StoreError>> + Send;
     /// Writes the intent unless its key exists (then returns what exists). For statuses that
     /// do not run anything (dry run, awaiting approval); starting goes through [`Self::start`].
     fn journal(

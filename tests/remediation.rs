@@ -19,7 +19,8 @@ use burnguard::domain::policy::{Severity, Slo};
 use burnguard::engine::evaluate::{EvalStatus, Evaluation, SloEvaluation, WindowValues};
 use burnguard::engine::remediate::{RemediationSettings, Remediator, step_key};
 use burnguard::ports::{
-    ActionIntent, ActionStatus, EvaluationRecord, Freezes, IncidentDetail, Instance, Journal, Store,
+    ActionIntent, ActionStatus, EvaluationRecord, Freezes, Guards, IncidentDetail, Instance,
+    Journal, Started, Store,
 };
 use common::db::TestDb;
 use common::prometheus::{PrometheusServer, counter, free_port, labels};
@@ -673,5 +674,285 @@ async fn verify_passes_when_the_burn_stops_and_fails_when_it_does_not() {
         engine.wait_idle().await;
         let d = detail(&store, incident).await;
         assert_eq!(d.actions[0].status, expected, "{job}: {:?}", d.actions[0]);
+    }
+}
+
+/// One cycle on a burning (page) evaluation, waiting for the playbook runs it starts.
+async fn burning_cycle(
+    engine: &Arc<Engine>,
+    slos: &[Slo],
+    books: &BTreeMap<String, Playbook>,
+    at: i64,
+) {
+    engine
+        .after_cycle(
+            slos,
+            books,
+            &evaluation(&slos[0], EvalStatus::Assessed(Status::Page), Some(0.5), at),
+        )
+        .await;
+    engine.wait_idle().await;
+}
+
+#[tokio::test]
+async fn editing_a_playbook_during_its_incident_never_runs_a_step_twice() {
+    for db in TestDb::both().await {
+        let receiver = Receiver::start().await;
+        let step =
+            |name: &str, path: &str| http_step(name, &format!("{}/{path}", receiver.url), "");
+        let store = Arc::new(SqlStore::open(db.url()).await.unwrap());
+        let incident = open_page_incident(&store, "checkout", 1_000).await;
+        let calls = |path: &str| receiver.to(&format!("/{path}")).len();
+
+        // v1 with room for two actions this hour: a and b run, c is held back by the cap.
+        let v1 = [
+            step("a", "a"),
+            step("b", "b"),
+            step("c", "c"),
+            step("d", "d"),
+        ]
+        .concat();
+        let (slos, books) = load(&policy(
+            "    - {when: {alert: page}, run: degrade}",
+            &v1,
+            "",
+        ));
+        burning_cycle(&engine_with_limit(store.clone(), 2), &slos, &books, 1_030).await;
+        assert_eq!(
+            [calls("a"), calls("b"), calls("c")],
+            [1, 1, 0],
+            "{}",
+            db.url()
+        );
+
+        // v2, while the incident is open: a step inserted first, b renamed, d removed, a
+        // moved last. The cap now allows more: z and the held-back c run; a and b do not.
+        let v2 = [
+            step("z", "z"),
+            step("bee", "b"),
+            step("c", "c"),
+            step("a", "a"),
+        ]
+        .concat();
+        let (slos, books) = load(&policy(
+            "    - {when: {alert: page}, run: degrade}",
+            &v2,
+            "",
+        ));
+        let engine = engine_with_limit(store.clone(), 100);
+        burning_cycle(&engine, &slos, &books, 1_060).await;
+        burning_cycle(&engine, &slos, &books, 1_090).await;
+        assert_eq!(
+            [calls("a"), calls("b"), calls("c"), calls("d"), calls("z")],
+            [1, 1, 1, 0, 1],
+            "{}",
+            db.url()
+        );
+        let d = detail(&store, incident).await;
+        let timeline = kinds(&d);
+        for kind in [
+            "action_skipped",
+            "action_unblocked",
+            "step_renamed",
+            "playbook_finished",
+        ] {
+            assert!(timeline.contains(&kind.to_string()), "{kind}: {timeline:?}");
+        }
+
+        // v3: a rule inserted before the playbook's rule, d back and a new step e. The run
+        // finished for this incident, so nothing more runs for it.
+        let v3 = [
+            step("a", "a"),
+            step("b", "b"),
+            step("c", "c"),
+            step("d", "d"),
+            step("e", "e"),
+        ]
+        .concat();
+        let (slos, books) = load(&policy(
+            "    - {when: {budgetRemainingBelow: 10}, freeze: {service: checkout}}\n    - {when: {alert: page}, run: degrade}",
+            &v3,
+            "",
+        ));
+        burning_cycle(&engine, &slos, &books, 1_120).await;
+        assert_eq!(
+            [
+                calls("a"),
+                calls("b"),
+                calls("c"),
+                calls("d"),
+                calls("e"),
+                calls("z")
+            ],
+            [1, 1, 1, 0, 0, 1],
+            "{}",
+            db.url()
+        );
+    }
+}
+
+fn intent(incident: i64, step: &str, at: i64) -> ActionIntent {
+    ActionIntent {
+        key: format!("incident:{incident}/rule:r/playbook:degrade/step:{step}"),
+        incident_id: Some(incident),
+        slo: "checkout".into(),
+        playbook: Some("degrade".into()),
+        step: step.into(),
+        kind: "http".into(),
+        intent: json!({}),
+        status: ActionStatus::Started,
+        dry_run: false,
+        at,
+    }
+}
+
+#[tokio::test]
+async fn recovery_touches_only_the_steps_of_dead_incarnations() {
+    for db in TestDb::both().await {
+        let store = SqlStore::open(db.url()).await.unwrap();
+        let incident = open_page_incident(&store, "checkout", 1_000).await;
+        let now = 10_000;
+        let (a1, b) = (incarnation("replica-a"), incarnation("replica-b"));
+        store.heartbeat(&a1, now).await.unwrap();
+        store.heartbeat(&b, now).await.unwrap();
+        let start = |who: &Instance, step: &str| {
+            let (who, intent) = (who.clone(), intent(incident, step, now));
+            let store = &store;
+            async move {
+                match store
+                    .start(&intent, &who, &Guards::default())
+                    .await
+                    .unwrap()
+                {
+                    Started::Run { id } => id,
+                    other => panic!("{other:?}"),
+                }
+            }
+        };
+        let on_a = start(&a1, "one").await;
+        let on_b = start(&b, "two").await;
+        let status = |id: i64| {
+            let store = &store;
+            async move {
+                store
+                    .incident(incident)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .actions
+                    .into_iter()
+                    .find(|a| a.id == id)
+                    .unwrap()
+                    .status
+            }
+        };
+
+        // b looks for interrupted steps: a is alive (fresh heartbeat, another name).
+        let stale_before = now - 60;
+        assert!(
+            store
+                .recover_interrupted(&b, stale_before, now)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{}",
+            db.url()
+        );
+        // Nobody settles a step they did not start.
+        assert!(
+            !store
+                .settle(on_a, &b, ActionStatus::Succeeded, json!({}), now)
+                .await
+                .unwrap()
+        );
+        assert_eq!(status(on_a).await, "started");
+
+        // a restarts (same name, new incarnation): its predecessor's step is unknown, b's is not.
+        let a2 = incarnation("replica-a");
+        store.heartbeat(&a2, now + 5).await.unwrap();
+        let recovered = store
+            .recover_interrupted(&a2, stale_before, now + 5)
+            .await
+            .unwrap();
+        assert_eq!(
+            recovered.iter().map(|r| r.id).collect::<Vec<_>>(),
+            [on_a],
+            "{}",
+            db.url()
+        );
+        assert_eq!(status(on_a).await, "unknown");
+        assert_eq!(status(on_b).await, "started");
+        // The dead incarnation, were it a zombie, can no longer settle it.
+        assert!(
+            !store
+                .settle(on_a, &a1, ActionStatus::Succeeded, json!({}), now)
+                .await
+                .unwrap()
+        );
+        assert_eq!(status(on_a).await, "unknown");
+
+        // b goes silent for longer than the timeout: a recovers its step.
+        let later = now + 600;
+        store.heartbeat(&a2, later).await.unwrap();
+        let recovered = store
+            .recover_interrupted(&a2, later - 60, later)
+            .await
+            .unwrap();
+        assert_eq!(recovered.iter().map(|r| r.id).collect::<Vec<_>>(), [on_b]);
+
+        // A clean shutdown journals its own running steps as interrupted, nobody else's.
+        let on_a2 = start(&a2, "three").await;
+        let b2 = incarnation("replica-b");
+        store.heartbeat(&b2, later).await.unwrap();
+        let on_b2 = start(&b2, "four").await;
+        let interrupted = store.interrupt_own(&a2, later + 1).await.unwrap();
+        assert_eq!(
+            interrupted.iter().map(|r| r.id).collect::<Vec<_>>(),
+            [on_a2]
+        );
+        assert_eq!(status(on_b2).await, "started");
+        assert!(
+            store
+                .settle(on_b2, &b2, ActionStatus::Succeeded, json!({}), later)
+                .await
+                .unwrap()
+        );
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn the_hourly_cap_is_checked_in_the_transaction_that_starts_a_step() {
+    // Many starts racing (one pool, several connections; two replicas behave the same on one
+    // database): exactly `max` get through.
+    for db in TestDb::both().await {
+        let store = Arc::new(SqlStore::open(db.url()).await.unwrap());
+        let incident = open_page_incident(&store, "checkout", 1_000).await;
+        let me = incarnation("racer");
+        store.heartbeat(&me, 1_000).await.unwrap();
+        let guards = Guards {
+            hourly_cap: Some((0, 3)),
+            cooldown: None,
+        };
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..12 {
+            let (store, me, guards) = (store.clone(), me.clone(), guards.clone());
+            tasks.spawn(async move {
+                store
+                    .start(&intent(incident, &format!("s{n}"), 1_000), &me, &guards)
+                    .await
+                    .unwrap()
+            });
+        }
+        let results = tasks.join_all().await;
+        let ran = results
+            .iter()
+            .filter(|r| matches!(r, Started::Run { .. }))
+            .count();
+        let refused = results
+            .iter()
+            .filter(|r| matches!(r, Started::Refused { .. }))
+            .count();
+        assert_eq!((ran, refused), (3, 9), "{}", db.url());
     }
 }

@@ -154,6 +154,26 @@ pub fn next_move(existing: Option<StepStatus>, nature: StepNature, mode: Playboo
     }
 }
 
+/// A step journaled earlier in the same run, as the rename check sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PastStep {
+    pub name: String,
+    /// What the step does, without its name (kind and action as journaled).
+    pub action: String,
+    pub status: StepStatus,
+}
+
+/// The earlier step a new step is a renaming of: a step of this run that is no longer in the
+/// playbook and did exactly what the new step does. A rename must not run an action twice.
+pub fn renamed_from<'a>(
+    action: &str,
+    current_names: &[&str],
+    past: &'a [PastStep],
+) -> Option<&'a PastStep> {
+    past.iter()
+        .find(|p| p.action == action && !current_names.contains(&p.name.as_str()))
+}
+
 /// The run's mode after a step: once a person approved a step (or it succeeded after
 /// approval), the rest of the run does not ask again.
 pub fn mode_after(mode: PlaybookMode, step: StepStatus) -> PlaybookMode {
@@ -264,6 +284,36 @@ mod tests {
         assert!(!may_transition(Succeeded, Started));
         assert!(!may_transition(Failed, Started));
         assert!(!may_transition(DryRun, Started));
+    }
+
+    #[test]
+    fn a_renamed_step_is_found_by_what_it_does_and_only_when_its_old_name_is_gone() {
+        let past = vec![
+            PastStep {
+                name: "turn off recs".into(),
+                action: "http PUT /flags/recs".into(),
+                status: Succeeded,
+            },
+            PastStep {
+                name: "scale".into(),
+                action: "scale shop/web 6".into(),
+                status: Succeeded,
+            },
+        ];
+        // "turn off recs" renamed to "disable recommendations".
+        let found = renamed_from(
+            "http PUT /flags/recs",
+            &["disable recommendations", "scale"],
+            &past,
+        );
+        assert_eq!(found.map(|p| p.name.as_str()), Some("turn off recs"));
+        // The old step is still there: a second step doing the same is a new step.
+        assert_eq!(
+            renamed_from("http PUT /flags/recs", &["turn off recs", "again"], &past),
+            None
+        );
+        // Something else entirely.
+        assert_eq!(renamed_from("http DELETE /x", &["new"], &past), None);
     }
 
     #[test]

@@ -118,6 +118,19 @@ impl Journal for SqlStore {
         .transpose()
     }
 
+    async fn run_actions(&self, prefix: &str) -> Result<Vec<ActionRecord>, StoreError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ACTION_COLUMNS} FROM actions WHERE substr(idempotency_key, 1, length($1)) = $1 ORDER BY id"
+        )))
+        .bind(prefix)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(action_record)
+        .collect()
+    }
+
     async fn journal(&self, intent: &ActionIntent) -> Result<Journaled, StoreError> {
         let mut tx = self.begin_write().await?;
         let inserted = Self::insert_action(&mut tx, intent, intent.status, None, None)

@@ -13,13 +13,20 @@ use serde_json::json;
 use tracing::warn;
 
 use super::{Remediator, now};
-use crate::domain::journal::{self, Move, StepNature, StopReason, WaitReason};
+use crate::domain::journal::{
+    self, Move, PastStep, StepNature, StopReason, WaitReason, renamed_from,
+};
 use crate::domain::playbook::{Playbook, PlaybookMode, Step, StepAction};
 use crate::domain::policy::Slo;
 use crate::ports::{
     ActionIntent, ActionStatus, Actuator, Cooldown, Freezes, Guards, Journal, Journaled,
     MetricsSource, RunStatus, Started,
 };
+
+/// The common beginning of the journal keys of one run's steps.
+fn run_prefix(incident_id: i64, rule_id: &str, playbook: &str) -> String {
+    format!("incident:{incident_id}/rule:{rule_id}/playbook:{playbook}/step:")
+}
 
 /// The journal key of a step: its identity within the incident's run.
 pub fn step_key(
@@ -29,12 +36,17 @@ pub fn step_key(
     step: &str,
     dry_run: bool,
 ) -> String {
-    let key = format!("incident:{incident_id}/rule:{rule_id}/playbook:{playbook}/step:{step}");
+    let key = format!("{}{step}", run_prefix(incident_id, rule_id, playbook));
     if dry_run {
         format!("{key}#dry-run")
     } else {
         key
     }
+}
+
+/// What a step does, without its name: how a rename is recognised.
+fn action_fingerprint(intent: &serde_json::Value) -> String {
+    format!("{} {}", intent["kind"], intent["action"])
 }
 
 /// Where a run is after looking at its steps this time.
@@ -153,15 +165,52 @@ where
         } else {
             playbook.mode
         };
+        let past = match self
+            .store
+            .run_actions(&run_prefix(incident_id, rule_id, &playbook.name))
+            .await
+        {
+            Ok(rows) => rows,
+            Err(error) => {
+                warn!(%error, "reading the journal failed; not going on");
+                return RunEnd::Paused;
+            }
+        };
+        let past: Vec<_> = past.into_iter().filter(|a| a.dry_run == dry_run).collect();
+        let past_steps: Vec<PastStep> = past
+            .iter()
+            .filter_map(|a| {
+                Some(PastStep {
+                    name: a.step.clone(),
+                    action: action_fingerprint(&a.intent),
+                    status: ActionStatus::parse(&a.status)?,
+                })
+            })
+            .collect();
+        let names: Vec<&str> = playbook.steps.iter().map(|s| s.name.as_str()).collect();
         for step in &playbook.steps {
             let key = step_key(incident_id, rule_id, &playbook.name, &step.name, dry_run);
-            let existing = match self.store.step_status(&key).await {
-                Ok(existing) => existing,
-                Err(error) => {
-                    warn!(%key, %error, "reading the journal failed; not going on");
-                    return RunEnd::Paused;
+            let mut existing = past
+                .iter()
+                .find(|a| a.idempotency_key == key)
+                .and_then(|a| Some((a.id, ActionStatus::parse(&a.status)?)));
+            if existing.is_none()
+                && let Some(old) = renamed_from(
+                    &action_fingerprint(&describe_step(step)),
+                    &names,
+                    &past_steps,
+                )
+            {
+                // The same action under a new name: it inherits the old step's state, so a
+                // rename never runs an action twice.
+                match self
+                    .inherit(&key, slo, incident_id, playbook, step, old, dry_run)
+                    .await
+                {
+                    Some(inherited) => existing = Some(inherited),
+                    None => return RunEnd::Paused,
                 }
-            };
+            }
             let nature = StepNature {
                 safe_to_repeat: step.safe_to_repeat(),
                 continue_on_error: step.continue_on_error,
@@ -368,6 +417,58 @@ where
             }
         }
         RunEnd::Finished
+    }
+
+    /// Journals a renamed step with the state of the step it was, and says so.
+    #[allow(clippy::too_many_arguments)]
+    async fn inherit(
+        &self,
+        key: &str,
+        slo: &Slo,
+        incident_id: i64,
+        playbook: &Playbook,
+        step: &Step,
+        old: &PastStep,
+        dry_run: bool,
+    ) -> Option<(i64, ActionStatus)> {
+        if old.status == ActionStatus::Started {
+            return None; // Still running under its old name: wait for it.
+        }
+        let intent = ActionIntent {
+            key: key.to_string(),
+            incident_id: Some(incident_id),
+            slo: slo.name.clone(),
+            playbook: Some(playbook.name.clone()),
+            step: step.name.clone(),
+            kind: step.action.kind().into(),
+            intent: describe_step(step),
+            status: old.status,
+            dry_run,
+            at: now(),
+        };
+        match self.store.journal(&intent).await {
+            Ok(Journaled::New { id }) => {
+                self.event(
+                    incident_id,
+                    "step_renamed",
+                    &format!(
+                        "step `{}` of `{}` does what step `{}` did ({}); it keeps that step's state ({}) and does not run again",
+                        step.name,
+                        playbook.name,
+                        old.name,
+                        summarize(step),
+                        old.status.as_str()
+                    ),
+                )
+                .await;
+                Some((id, old.status))
+            }
+            Ok(Journaled::Existing { id, status }) => Some((id, status)),
+            Err(error) => {
+                warn!(%key, %error, "journaling a renamed step failed");
+                None
+            }
+        }
     }
 
     async fn run_step(
