@@ -412,8 +412,9 @@ pub trait Journal: Send + Sync {
         &self,
         slo: &str,
     ) -> impl Future<Output = Result<Option<IncidentRecord>, StoreError>> + Send;
-    /// When an alert row of the SLO last fired, over all its incidents.
-    fn last_firing_at(
+    /// Since when the SLO has been seen quiet on data, over all its incidents: the last time
+    /// an alert row fired or data came back after a gap, whichever is later.
+    fn quiet_since(
         &self,
         slo: &str,
     ) -> impl Future<Output = Result<Option<UnixSeconds>, StoreError>> + Send;

@@ -458,8 +458,11 @@ impl Journal for SqlStore {
         .transpose()
     }
 
-    async fn last_firing_at(&self, slo: &str) -> Result<Option<UnixSeconds>, StoreError> {
-        sqlx::query("SELECT MAX(last_firing_at) AS last FROM incidents WHERE slo = $1")
+    async fn quiet_since(&self, slo: &str) -> Result<Option<UnixSeconds>, StoreError> {
+        sqlx::query(
+            "SELECT MAX(CASE WHEN data_back_at IS NOT NULL AND data_back_at > last_firing_at \
+             THEN data_back_at ELSE last_firing_at END) AS last FROM incidents WHERE slo = $1",
+        )
             .bind(slo)
             .fetch_one(&self.pool)
             .await

@@ -243,7 +243,7 @@ where
             if !decisive(e) || e.status != EvalStatus::Assessed(Status::Ok) {
                 continue;
             }
-            let quiet = match self.store.last_firing_at(slo_name).await {
+            let quiet = match self.store.quiet_since(slo_name).await {
                 Ok(Some(last)) => at - last >= self.settings.unfreeze_after.as_secs() as i64,
                 Ok(None) => true,
                 Err(_) => false,
@@ -280,7 +280,7 @@ where
                 info!(slo = %slo.name, freeze = freeze.id, "freeze lifted: the budget recovered");
                 if let Some(incident) = freeze.incident_id {
                     self.event(incident, "unfrozen", &format!(
-                        "lifted the freeze ({}): the budget recovered on data and nothing fired for {}s",
+                        "lifted the freeze ({}): the budget recovered, and for {}s the data showed nothing firing",
                         freeze.reason,
                         self.settings.unfreeze_after.as_secs()
                     ))
