@@ -11,6 +11,7 @@ pub mod playbook;
 pub mod policy;
 pub mod problem;
 pub mod rules;
+pub mod selector;
 pub mod sli;
 pub mod spec;
 pub mod validate;
