@@ -10,6 +10,7 @@ pub mod incident;
 pub mod playbook;
 pub mod policy;
 pub mod problem;
+pub mod rollback;
 pub mod rules;
 pub mod selector;
 pub mod sli;

@@ -588,11 +588,17 @@ where
             StepAction::Rollback {
                 namespace,
                 deployment,
-            } => self
-                .actuator
-                .rollback(namespace, deployment)
-                .await
-                .map_err(|e| e.to_string()),
+            } => {
+                let plan = self
+                    .actuator
+                    .plan_rollback(namespace, deployment, &[])
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.actuator
+                    .apply_rollback(&plan)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
             StepAction::Scale {
                 namespace,
                 deployment,
