@@ -386,6 +386,13 @@ pub trait Journal: Send + Sync {
         namespace: &str,
         deployment: &str,
     ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+    /// The template burnguard rolled `namespace/deployment` to for this incident, if it did.
+    fn rolled_to(
+        &self,
+        namespace: &str,
+        deployment: &str,
+        incident_id: i64,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
     /// Records, before the patch, that burnguard rolls `namespace/deployment` from template
     /// `from` to `to`.
     fn record_rollback(
@@ -514,6 +521,30 @@ pub struct FreezeMarks {
     pub at: String,
 }
 
+/// A Deployment rollback worked out by [`Actuator::plan_rollback`], not yet written. Serializes
+/// to JSON for the journal, and back.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RollbackPlan {
+    pub namespace: String,
+    pub deployment: String,
+    /// The revision and pod-template-hash rolled away from.
+    pub from: crate::domain::rollback::TemplateRevision,
+    /// The revision and pod-template-hash whose template is written.
+    pub to: crate::domain::rollback::TemplateRevision,
+    pub write: RollbackWrite,
+}
+
+/// What applying a [`RollbackPlan`] writes.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RollbackWrite {
+    /// This pod template (`to`'s, without its `pod-template-hash` label) replaces the
+    /// Deployment's `spec.template`.
+    Template(serde_json::Value),
+    /// The Deployment already asks for `to`'s template; nothing is written.
+    NothingToDo,
+}
+
 /// What acts on the world: outbound HTTP and Kubernetes.
 pub trait Actuator: Send + Sync {
     /// Calls an HTTP step; the outcome says what answered.
@@ -521,11 +552,19 @@ pub trait Actuator: Send + Sync {
         &self,
         step: &crate::domain::playbook::HttpStep,
     ) -> impl Future<Output = Result<String, ActionError>> + Send;
-    /// Rolls a Deployment back to its previous revision.
-    fn rollback(
+    /// Works out a rollback of a Deployment without changing anything: from its current
+    /// revision to the newest earlier one whose template is not in `avoid` (pod-template-hashes
+    /// burnguard rolled away from before). Journal the plan's `from` before applying it.
+    fn plan_rollback(
         &self,
         namespace: &str,
         deployment: &str,
+        avoid: &[String],
+    ) -> impl Future<Output = Result<RollbackPlan, ActionError>> + Send;
+    /// Writes a planned rollback, unless the Deployment moved to another revision since.
+    fn apply_rollback(
+        &self,
+        plan: &RollbackPlan,
     ) -> impl Future<Output = Result<String, ActionError>> + Send;
     /// Sets a Deployment's replicas.
     fn scale(

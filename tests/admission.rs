@@ -1,6 +1,8 @@
 //! The validating admission webhook and the freeze gate, through the real router over a real
 //! SQLite store: a table of AdmissionReview v1 bodies shaped as the API server sends them,
 //! with the expected allowed/denied answers, and malformed reviews answered with a clear 400.
+//! Freezes by name and by label selector, the latter matched against the Deployment's own
+//! labels (in the review) or the labels CI gives the gate.
 
 mod common;
 
@@ -91,6 +93,59 @@ async fn router_with_freeze() -> (axum::Router, Arc<SqlStore>, i64, TestDb) {
         .unwrap();
     let state = Arc::new(ServiceState::new(store.clone(), OUR_ACCOUNT.into()));
     (burnguard::http::router(state), store, incident, db)
+}
+
+/// A router whose only freeze is by label selector: the shop's Deployments except canaries.
+async fn router_with_selector_freeze() -> (axum::Router, i64, TestDb) {
+    let db = TestDb::sqlite();
+    let store = Arc::new(SqlStore::open(db.url()).await.unwrap());
+    let id = store
+        .create_freeze(&NewFreeze {
+            target: FreezeTarget {
+                service: None,
+                namespace: Some("shop".into()),
+                deployments: vec![],
+                selector: Some("app.kubernetes.io/part-of=shop,!canary".into()),
+            },
+            reason: "shop-availability: page alert fired".into(),
+            incident_id: None,
+            slo: Some("shop-availability".into()),
+            source_key: "slo:shop-availability/rule:0".into(),
+            created_by: "burnguard".into(),
+            lift_when: None,
+            at: 1_000,
+        })
+        .await
+        .unwrap()
+        .expect("a new freeze");
+    let state = Arc::new(ServiceState::new(store, OUR_ACCOUNT.into()));
+    (burnguard::http::router(state), id, db)
+}
+
+/// A Deployment named `name` with these labels on the object (the pod template keeps its own).
+fn labelled(name: &str, image: &str, replicas: u32, labels: Value) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "shop", "uid": "3f5a2d0e-1b7c-4e0a-9d1e-5c2b8f7a6e41",
+                     "generation": 4, "labels": labels,
+                     "annotations": {"deployment.kubernetes.io/revision": "3"}},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"containers": [{"name": name, "image": image}]}}}
+    })
+}
+
+async fn get(router: &axum::Router, uri: &str) -> (StatusCode, Value) {
+    let response = router
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap())
 }
 
 async fn post(router: &axum::Router, body: Vec<u8>) -> (StatusCode, Value) {
@@ -282,4 +337,178 @@ async fn the_gate_answers_per_deployment_and_per_service() {
     );
     let (status, _) = get("/api/v1/freeze-gate?service=checkout").await;
     assert_eq!(status, StatusCode::LOCKED);
+}
+
+#[tokio::test]
+async fn a_selector_freeze_denies_pod_template_changes_of_the_deployments_it_selects() {
+    let (router, _id, _db) = router_with_selector_freeze().await;
+    let shop = json!({"app": "cart", "app.kubernetes.io/part-of": "shop"});
+    let blog = json!({"app": "cart", "app.kubernetes.io/part-of": "blog"});
+    let canary = json!({"app": "cart", "app.kubernetes.io/part-of": "shop", "canary": "true"});
+    let in_namespace = |mut review: Value, namespace: &str| {
+        review["request"]["namespace"] = json!(namespace);
+        review["request"]["object"]["metadata"]["namespace"] = json!(namespace);
+        review["request"]["oldObject"]["metadata"]["namespace"] = json!(namespace);
+        review
+    };
+    let rollout = |labels: &Value, old_labels: &Value| {
+        review(
+            "UPDATE",
+            "cart",
+            "alice",
+            labelled("cart", "cart:2", 3, labels.clone()),
+            labelled("cart", "cart:1", 3, old_labels.clone()),
+        )
+    };
+    let cases = [
+        (
+            "a rollout of a deployment whose labels the selector matches",
+            rollout(&shop, &shop),
+            false,
+        ),
+        (
+            "a rollout of a deployment with other labels",
+            rollout(&blog, &blog),
+            true,
+        ),
+        (
+            "a rollout of a deployment the selector excludes",
+            rollout(&canary, &canary),
+            true,
+        ),
+        (
+            "a rollout that also drops the selected label",
+            rollout(&json!({"app": "cart"}), &shop),
+            false,
+        ),
+        (
+            "a rollout of a deployment without labels",
+            rollout(&Value::Null, &Value::Null),
+            true,
+        ),
+        (
+            "scaling a selected deployment",
+            review(
+                "UPDATE",
+                "cart",
+                "hpa",
+                labelled("cart", "cart:1", 6, shop.clone()),
+                labelled("cart", "cart:1", 3, shop.clone()),
+            ),
+            true,
+        ),
+        (
+            "a rollout of a deployment with the same labels in another namespace",
+            in_namespace(rollout(&shop, &shop), "blog"),
+            true,
+        ),
+        (
+            "burnguard's own rollback of a selected deployment",
+            review(
+                "UPDATE",
+                "cart",
+                OUR_ACCOUNT,
+                labelled("cart", "cart:0", 3, shop.clone()),
+                labelled("cart", "cart:1", 3, shop.clone()),
+            ),
+            true,
+        ),
+    ];
+    for (name, body, allowed) in cases {
+        let (status, answer) = post(&router, serde_json::to_vec(&body).unwrap()).await;
+        assert_eq!(status, StatusCode::OK, "{name}: {answer}");
+        assert_eq!(
+            answer["response"]["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "{name}"
+        );
+        assert_eq!(answer["response"]["allowed"], allowed, "{name}: {answer}");
+        if !allowed {
+            let message = answer["response"]["status"]["message"].as_str().unwrap();
+            assert!(
+                message.contains("shop-availability: page alert fired")
+                    && message.contains("break-glass"),
+                "{name}: {message}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_gate_applies_a_selector_freeze_to_the_labels_ci_gives() {
+    let (router, id, _db) = router_with_selector_freeze().await;
+    let cases = [
+        (
+            "labels the selector matches",
+            "/api/v1/freeze-gate?namespace=shop&deployment=cart&labels=app=cart,app.kubernetes.io/part-of=shop",
+            StatusCode::LOCKED,
+        ),
+        (
+            "the same labels, URL-encoded",
+            "/api/v1/freeze-gate?namespace=shop&deployment=cart&labels=app%3Dcart%2Capp.kubernetes.io%2Fpart-of%3Dshop",
+            StatusCode::LOCKED,
+        ),
+        (
+            "other labels",
+            "/api/v1/freeze-gate?namespace=shop&deployment=cart&labels=app.kubernetes.io/part-of=blog",
+            StatusCode::OK,
+        ),
+        (
+            "labels the selector excludes",
+            "/api/v1/freeze-gate?namespace=shop&deployment=cart&labels=app.kubernetes.io/part-of=shop,canary=true",
+            StatusCode::OK,
+        ),
+        (
+            "matching labels in another namespace",
+            "/api/v1/freeze-gate?namespace=blog&deployment=cart&labels=app.kubernetes.io/part-of=shop",
+            StatusCode::OK,
+        ),
+        (
+            "no labels at all",
+            "/api/v1/freeze-gate?namespace=shop&deployment=cart&labels=",
+            StatusCode::OK,
+        ),
+        (
+            "labels not given (only names count then)",
+            "/api/v1/freeze-gate?namespace=shop&deployment=cart",
+            StatusCode::OK,
+        ),
+    ];
+    for (name, uri, want) in cases {
+        let (status, body) = get(&router, uri).await;
+        assert_eq!(status, want, "{name}: {body}");
+        assert_eq!(body["frozen"], want == StatusCode::LOCKED, "{name}: {body}");
+        if want == StatusCode::LOCKED {
+            assert_eq!(body["freeze_id"], id, "{name}");
+            assert_eq!(
+                body["reason"], "shop-availability: page alert fired",
+                "{name}"
+            );
+        }
+    }
+    for bad in ["app", "app=a,app=b", "b%40d=1", "app=w%20b"] {
+        let (status, body) = get(
+            &router,
+            &format!("/api/v1/freeze-gate?namespace=shop&deployment=cart&labels={bad}"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_labels", "{bad}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn labels_do_not_change_the_answer_for_a_freeze_by_name() {
+    let (router, _store, _incident, _db) = router_with_freeze().await;
+    let (status, _) = get(
+        &router,
+        "/api/v1/freeze-gate?namespace=shop&deployment=checkout&labels=app=checkout",
+    )
+    .await;
+    assert_eq!(status, StatusCode::LOCKED);
+    let (status, _) = get(
+        &router,
+        "/api/v1/freeze-gate?namespace=shop&deployment=cart&labels=app=checkout",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
 }

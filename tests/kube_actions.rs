@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 
 use burnguard::adapters::kube::KubeActuator;
 use burnguard::domain::playbook::FreezeTarget;
-use burnguard::ports::{ActionError, FreezeMarks};
+use burnguard::domain::rollback::TemplateRevision;
+use burnguard::ports::{ActionError, FreezeMarks, RollbackPlan, RollbackWrite};
 
 /// Checks a request body.
 type BodyCheck = Box<dyn Fn(&Value) + Send>;
@@ -101,18 +102,6 @@ fn deployment(name: &str, revision: u64, paused: bool, image: &str) -> Value {
         "spec": {"paused": paused, "selector": {"matchLabels": {"app": name}},
                  "template": {"metadata": {"labels": {"app": name}},
                               "spec": {"containers": [{"name": name, "image": image}]}}}
-    })
-}
-
-fn replica_set(name: &str, revision: u64, owner: &str, image: &str) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "ReplicaSet",
-        "metadata": {"name": format!("checkout-{name}"), "namespace": "shop",
-                     "annotations": {"deployment.kubernetes.io/revision": revision.to_string()},
-                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "checkout", "uid": owner}]},
-        "spec": {"selector": {"matchLabels": {"app": "checkout"}},
-                 "template": {"metadata": {"labels": {"app": "checkout", "pod-template-hash": name}},
-                              "spec": {"containers": [{"name": "checkout", "image": image}]}}}
     })
 }
 
@@ -243,59 +232,323 @@ async fn scale_sets_absolute_replicas_through_the_scale_subresource() {
     assert!(outcome.contains("6 replicas"));
 }
 
-#[tokio::test]
-async fn rollback_puts_back_the_previous_revisions_template() {
-    let replica_sets = list(
-        "ReplicaSetList",
-        vec![
-            replica_set("aaa", 1, "dep-uid", "checkout:1"),
-            replica_set("bbb", 2, "dep-uid", "checkout:2"),
-            replica_set("ccc", 3, "dep-uid", "checkout:3"),
-            // Same labels, another owner: never a candidate.
-            replica_set("zzz", 9, "other-uid", "evil:9"),
-        ],
-    );
-    let script = vec![
+// Rollback. The fixtures are what the Deployment controller leaves behind: one ReplicaSet per
+// pod template, named `<deployment>-<pod-template-hash>`, owned (controller: true) by the
+// Deployment's uid, labelled and selected with its pod-template-hash, annotated with its
+// revision; after an undo the restored ReplicaSet takes the next revision and keeps its old
+// numbers in `revision-history`, and the Deployment's revision annotation follows it.
+
+const CHECKOUT_UID: &str = "9a6f1c3e-2b7d-4e58-8c0a-4f1d2e3b5a69";
+
+/// One release of checkout: its image and the pod-template-hash the controller gave it.
+#[derive(Clone, Copy)]
+struct Release {
+    image: &'static str,
+    hash: &'static str,
+}
+
+const V1: Release = Release {
+    image: "registry.example.com/checkout:1.0.0",
+    hash: "5d8f7c9b6d",
+};
+const V2: Release = Release {
+    image: "registry.example.com/checkout:1.1.0",
+    hash: "7b9c6d5f48",
+};
+const V3: Release = Release {
+    image: "registry.example.com/checkout:1.2.0",
+    hash: "6c4d8b7f95",
+};
+
+/// The pod template as the API server stores it (defaults filled in); the ReplicaSet's copy
+/// also carries its pod-template-hash label.
+fn pod_template(release: Release, hash_label: bool) -> Value {
+    let mut labels = json!({"app": "checkout"});
+    if hash_label {
+        labels["pod-template-hash"] = json!(release.hash);
+    }
+    json!({
+        "metadata": {"labels": labels},
+        "spec": {
+            "containers": [{
+                "name": "checkout", "image": release.image,
+                "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+                "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}},
+                "terminationMessagePath": "/dev/termination-log",
+                "terminationMessagePolicy": "File",
+                "imagePullPolicy": "IfNotPresent"
+            }],
+            "restartPolicy": "Always",
+            "terminationGracePeriodSeconds": 30,
+            "dnsPolicy": "ClusterFirst",
+            "securityContext": {},
+            "schedulerName": "default-scheduler"
+        }
+    })
+}
+
+/// The checkout Deployment at `revision`, asking for `running`'s pod template.
+fn checkout_at(revision: u64, running: Release, paused: bool) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {
+            "name": "checkout", "namespace": "shop", "uid": CHECKOUT_UID,
+            "resourceVersion": "48213", "generation": revision + 1,
+            "labels": {"app": "checkout", "app.kubernetes.io/part-of": "shop"},
+            "annotations": {"deployment.kubernetes.io/revision": revision.to_string()}
+        },
+        "spec": {
+            "replicas": 3, "paused": paused, "revisionHistoryLimit": 10, "progressDeadlineSeconds": 600,
+            "selector": {"matchLabels": {"app": "checkout"}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}},
+            "template": pod_template(running, false)
+        },
+        "status": {"observedGeneration": revision + 1, "replicas": 3, "updatedReplicas": 3, "readyReplicas": 3}
+    })
+}
+
+/// The ReplicaSet the controller made for `release`, now at `revision` with earlier numbers
+/// `history`, scaled to `replicas` (0 for old ones).
+fn replica_set_of(release: Release, revision: u64, history: &[u64], replicas: u32) -> Value {
+    let mut annotations = json!({
+        "deployment.kubernetes.io/revision": revision.to_string(),
+        "deployment.kubernetes.io/desired-replicas": "3",
+        "deployment.kubernetes.io/max-replicas": "4"
+    });
+    if !history.is_empty() {
+        let list: Vec<String> = history.iter().map(u64::to_string).collect();
+        annotations["deployment.kubernetes.io/revision-history"] = json!(list.join(","));
+    }
+    json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {
+            "name": format!("checkout-{}", release.hash), "namespace": "shop",
+            "labels": {"app": "checkout", "pod-template-hash": release.hash},
+            "annotations": annotations,
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "checkout",
+                                 "uid": CHECKOUT_UID, "controller": true, "blockOwnerDeletion": true}]
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "checkout", "pod-template-hash": release.hash}},
+            "template": pod_template(release, true)
+        },
+        "status": {"replicas": replicas, "observedGeneration": 2}
+    })
+}
+
+/// The GET of the Deployment and the LIST of its ReplicaSets that every plan starts with.
+fn reads(deployment: Value, replica_sets: Vec<Value>) -> Vec<Expect> {
+    vec![
         expect(
             "GET",
             "/apis/apps/v1/namespaces/shop/deployments/checkout",
             &[],
-            deployment("checkout", 3, false, "checkout:3"),
+            deployment,
         ),
         expect(
             "GET",
             "/apis/apps/v1/namespaces/shop/replicasets",
             &["labelSelector=app%3Dcheckout"],
-            replica_sets,
+            list("ReplicaSetList", replica_sets),
         ),
-        Expect {
-            content_type: Some("application/json-patch+json"),
-            body: Some(Box::new(|b: &Value| {
-                assert_eq!(b[0]["op"], "replace");
-                assert_eq!(b[0]["path"], "/spec/template");
-                let template = &b[0]["value"];
-                assert_eq!(template["spec"]["containers"][0]["image"], "checkout:2");
-                assert_eq!(
-                    template["metadata"]["labels"],
-                    json!({"app": "checkout"}),
-                    "pod-template-hash must go"
-                );
-                assert_eq!(b.as_array().unwrap().len(), 1);
-            })),
-            ..expect(
-                "PATCH",
-                "/apis/apps/v1/namespaces/shop/deployments/checkout",
-                &["fieldManager=burnguard"],
-                deployment("checkout", 4, false, "checkout:2"),
-            )
-        },
-    ];
+    ]
+}
+
+/// The PATCH a rollback from revision `from` to `to`'s template must send.
+fn rollback_patch(from: u64, to: Release, reply: Value) -> Expect {
+    Expect {
+        content_type: Some("application/json-patch+json"),
+        body: Some(Box::new(move |b: &Value| {
+            let mut template = pod_template(to, true);
+            template["metadata"]["labels"]
+                .as_object_mut()
+                .unwrap()
+                .remove("pod-template-hash");
+            assert_eq!(
+                b,
+                &json!([
+                    {"op": "test", "path": "/metadata/annotations/deployment.kubernetes.io~1revision", "value": from.to_string()},
+                    {"op": "replace", "path": "/spec/template", "value": template}
+                ]),
+                "the patch must test the planned revision, then write {}'s template without its pod-template-hash",
+                to.image
+            );
+        })),
+        ..expect(
+            "PATCH",
+            "/apis/apps/v1/namespaces/shop/deployments/checkout",
+            &["fieldManager=burnguard"],
+            reply,
+        )
+    }
+}
+
+fn avoid(releases: &[Release]) -> Vec<String> {
+    releases.iter().map(|r| r.hash.to_string()).collect()
+}
+
+fn revision(revision: u64, release: Release) -> TemplateRevision {
+    TemplateRevision {
+        revision,
+        template_hash: release.hash.into(),
+    }
+}
+
+#[tokio::test]
+async fn rollback_from_a_bad_third_release_writes_the_second_releases_template() {
+    let mut script = reads(
+        checkout_at(3, V3, false),
+        vec![
+            replica_set_of(V1, 1, &[], 0),
+            replica_set_of(V2, 2, &[], 0),
+            replica_set_of(V3, 3, &[], 3),
+            // Same labels, another owner: never a candidate.
+            json!({
+                "apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "metadata": {"name": "checkout-legacy-6f7d", "namespace": "shop",
+                             "labels": {"app": "checkout", "pod-template-hash": "6f7d"},
+                             "annotations": {"deployment.kubernetes.io/revision": "9"},
+                             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "checkout-legacy", "uid": "another-uid", "controller": true}]},
+                "spec": {"selector": {"matchLabels": {"app": "checkout"}}, "template": pod_template(Release { image: "evil:9", hash: "6f7d" }, true)}
+            }),
+        ],
+    );
+    script.push(rollback_patch(3, V2, checkout_at(3, V2, false)));
     let (kube, verifier) = api_server(script);
-    let outcome = kube.rollback("shop", "checkout").await.unwrap();
+    let plan = kube.plan_rollback("shop", "checkout", &[]).await.unwrap();
+    assert_eq!(
+        (plan.from.clone(), plan.to.clone()),
+        (revision(3, V3), revision(2, V2))
+    );
+    assert_eq!(
+        (plan.namespace.as_str(), plan.deployment.as_str()),
+        ("shop", "checkout")
+    );
+    // The plan is what the engine journals before applying it: it reads back the same.
+    let journaled = serde_json::to_value(&plan).unwrap();
+    assert_eq!(
+        journaled["from"],
+        json!({"revision": 3, "template_hash": "6c4d8b7f95"})
+    );
+    assert_eq!(
+        journaled["write"]["template"]["spec"]["containers"][0]["image"],
+        V2.image
+    );
+    assert_eq!(
+        serde_json::from_value::<RollbackPlan>(journaled).unwrap(),
+        plan
+    );
+    let outcome = kube.apply_rollback(&plan).await.unwrap();
+    verifier.await.unwrap();
+    assert_eq!(
+        outcome,
+        "rolled shop/checkout back from revision 3 (6c4d8b7f95) to the template of revision 2 (7b9c6d5f48)"
+    );
+}
+
+#[tokio::test]
+async fn after_an_undo_a_rollback_that_avoids_the_bad_release_goes_to_the_first_never_back_to_it() {
+    // The undo made v2 revision 4 (history "2"); the revision just before it is the bad v3,
+    // which a plain `kubectl rollout undo` would bring back.
+    let mut script = reads(
+        checkout_at(4, V2, false),
+        vec![
+            replica_set_of(V1, 1, &[], 0),
+            replica_set_of(V2, 4, &[2], 3),
+            replica_set_of(V3, 3, &[], 0),
+        ],
+    );
+    script.push(rollback_patch(4, V1, checkout_at(4, V1, false)));
+    let (kube, verifier) = api_server(script);
+    let plan = kube
+        .plan_rollback("shop", "checkout", &avoid(&[V3]))
+        .await
+        .unwrap();
+    assert_eq!(
+        (plan.from.clone(), plan.to.clone()),
+        (revision(4, V2), revision(1, V1))
+    );
+    kube.apply_rollback(&plan).await.unwrap();
+    verifier.await.unwrap();
+}
+
+#[tokio::test]
+async fn after_a_manual_undo_brought_the_bad_release_back_a_rollback_returns_to_the_second() {
+    // burnguard rolled v3 back to v2 (now revision 4); then someone ran `kubectl rollout undo`,
+    // which brought v3 back as revision 5 (history "3"). v2 is the newest revision that is
+    // neither the current template nor one burnguard rolled away from, so it is the target:
+    // skipping it for v1 would throw away a release nothing has shown to be bad.
+    let mut script = reads(
+        checkout_at(5, V3, false),
+        vec![
+            replica_set_of(V1, 1, &[], 0),
+            replica_set_of(V2, 4, &[2], 0),
+            replica_set_of(V3, 5, &[3], 3),
+        ],
+    );
+    script.push(rollback_patch(5, V2, checkout_at(5, V2, false)));
+    let (kube, verifier) = api_server(script);
+    let plan = kube
+        .plan_rollback("shop", "checkout", &avoid(&[V3]))
+        .await
+        .unwrap();
+    assert_eq!(
+        (plan.from.clone(), plan.to.clone()),
+        (revision(5, V3), revision(4, V2))
+    );
+    kube.apply_rollback(&plan).await.unwrap();
+    verifier.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_rollback_whose_target_was_garbage_collected_is_refused_without_a_patch() {
+    // revisionHistoryLimit removed v1's ReplicaSet; after the undo to v2 (revision 4) the only
+    // revision left that is not avoided would be v1's, and nothing can bring it back.
+    let mut deployment = checkout_at(4, V2, false);
+    deployment["spec"]["revisionHistoryLimit"] = json!(1);
+    let script = reads(
+        deployment,
+        vec![
+            replica_set_of(V2, 4, &[2], 3),
+            replica_set_of(V3, 3, &[], 0),
+        ],
+    );
+    let (kube, verifier) = api_server(script);
+    let error = kube
+        .plan_rollback("shop", "checkout", &avoid(&[V3]))
+        .await
+        .unwrap_err();
+    verifier.await.unwrap();
+    let ActionError::Refused(message) = &error else {
+        panic!("{error:?}")
+    };
+    assert!(
+        message.starts_with("rolling back deployment shop/checkout: revision 1")
+            && message.contains("garbage-collected"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_rollback_with_every_earlier_release_avoided_is_refused_without_a_patch() {
+    let script = reads(
+        checkout_at(4, V2, false),
+        vec![
+            replica_set_of(V1, 1, &[], 0),
+            replica_set_of(V2, 4, &[2], 3),
+            replica_set_of(V3, 3, &[], 0),
+        ],
+    );
+    let (kube, verifier) = api_server(script);
+    let error = kube
+        .plan_rollback("shop", "checkout", &avoid(&[V3, V1]))
+        .await
+        .unwrap_err();
     verifier.await.unwrap();
     assert!(
-        outcome.contains("from revision 3") && outcome.contains("revision 2"),
-        "{outcome}"
+        matches!(&error, ActionError::Refused(m) if m.contains("no revision before 4 to go back to: the earlier ones (3, 1)")),
+        "{error:?}"
     );
 }
 
@@ -305,10 +558,13 @@ async fn rollback_refuses_a_paused_deployment_and_calls_nothing_else() {
         "GET",
         "/apis/apps/v1/namespaces/shop/deployments/checkout",
         &[],
-        deployment("checkout", 3, true, "checkout:3"),
+        checkout_at(3, V3, true),
     )];
     let (kube, verifier) = api_server(script);
-    let error = kube.rollback("shop", "checkout").await.unwrap_err();
+    let error = kube
+        .plan_rollback("shop", "checkout", &[])
+        .await
+        .unwrap_err();
     verifier.await.unwrap();
     assert!(
         matches!(error, ActionError::Refused(ref m) if m.contains("paused")),
@@ -317,32 +573,61 @@ async fn rollback_refuses_a_paused_deployment_and_calls_nothing_else() {
 }
 
 #[tokio::test]
-async fn rollback_does_nothing_when_already_at_the_previous_template() {
-    // The Deployment already runs revision 2's template (e.g. someone rolled back by hand).
-    let script = vec![
-        expect(
-            "GET",
-            "/apis/apps/v1/namespaces/shop/deployments/checkout",
-            &[],
-            deployment("checkout", 3, false, "checkout:2"),
-        ),
-        expect(
-            "GET",
-            "/apis/apps/v1/namespaces/shop/replicasets",
-            &[],
-            list(
-                "ReplicaSetList",
-                vec![
-                    replica_set("bbb", 2, "dep-uid", "checkout:2"),
-                    replica_set("ccc", 3, "dep-uid", "checkout:2"),
-                ],
-            ),
-        ),
-    ];
+async fn rollback_does_nothing_when_the_deployment_already_asks_for_the_target_template() {
+    // Someone (or an earlier attempt) already wrote v2's template; the controller has not
+    // renumbered yet, so the Deployment is still at revision 3 with v2's template.
+    let mut deployment = checkout_at(3, V2, false);
+    deployment["metadata"]["generation"] = json!(5);
+    let script = reads(
+        deployment,
+        vec![
+            replica_set_of(V1, 1, &[], 0),
+            replica_set_of(V2, 2, &[], 0),
+            replica_set_of(V3, 3, &[], 3),
+        ],
+    );
     let (kube, verifier) = api_server(script);
-    let outcome = kube.rollback("shop", "checkout").await.unwrap();
+    let plan = kube.plan_rollback("shop", "checkout", &[]).await.unwrap();
     verifier.await.unwrap();
+    assert_eq!(plan.write, RollbackWrite::NothingToDo);
+    assert_eq!(
+        (plan.from.clone(), plan.to.clone()),
+        (revision(3, V3), revision(2, V2))
+    );
+    // Applying it calls nothing: the API server stand-in is gone.
+    let outcome = kube.apply_rollback(&plan).await.unwrap();
     assert!(outcome.contains("nothing to do"), "{outcome}");
+}
+
+#[tokio::test]
+async fn applying_a_plan_after_the_deployment_moved_on_is_refused() {
+    // Between plan and apply someone deployed v4: the patch's test of the revision fails and
+    // the API server rejects the whole patch (422), so the template is left alone.
+    let mut script = reads(
+        checkout_at(3, V3, false),
+        vec![
+            replica_set_of(V1, 1, &[], 0),
+            replica_set_of(V2, 2, &[], 0),
+            replica_set_of(V3, 3, &[], 3),
+        ],
+    );
+    script.push(Expect {
+        status: 422,
+        ..rollback_patch(
+            3,
+            V2,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Invalid", "code": 422,
+                   "message": "the server rejected our request due to an error in our request"}),
+        )
+    });
+    let (kube, verifier) = api_server(script);
+    let plan = kube.plan_rollback("shop", "checkout", &[]).await.unwrap();
+    let error = kube.apply_rollback(&plan).await.unwrap_err();
+    verifier.await.unwrap();
+    assert!(
+        matches!(&error, ActionError::Refused(m) if m.contains("no longer at revision 3")),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 use crate::adapters::http_action::HttpActuator;
 use crate::adapters::kube::KubeActuator;
 use crate::domain::playbook::{FreezeTarget, HttpStep};
-use crate::ports::{ActionError, Actuator, FreezeMarks};
+use crate::ports::{ActionError, Actuator, FreezeMarks, RollbackPlan};
 
 #[derive(Clone)]
 pub struct Actuators {
@@ -27,8 +27,19 @@ impl Actuator for Actuators {
         self.http.call(step).await
     }
 
-    async fn rollback(&self, namespace: &str, deployment: &str) -> Result<String, ActionError> {
-        self.kube()?.rollback(namespace, deployment).await
+    async fn plan_rollback(
+        &self,
+        namespace: &str,
+        deployment: &str,
+        avoid: &[String],
+    ) -> Result<RollbackPlan, ActionError> {
+        self.kube()?
+            .plan_rollback(namespace, deployment, avoid)
+            .await
+    }
+
+    async fn apply_rollback(&self, plan: &RollbackPlan) -> Result<String, ActionError> {
+        self.kube()?.apply_rollback(plan).await
     }
 
     async fn scale(

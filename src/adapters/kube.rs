@@ -1,9 +1,13 @@
 //! Kubernetes actions through kube-rs, all under one field manager (`burnguard`):
 //! - freeze: server-side apply of `burnguard.dev/*` annotations on the target Deployments;
 //! - unfreeze: apply again without them, which removes exactly the fields burnguard owns;
-//! - rollback: what `kubectl rollout undo` does (apps/v1 has no rollback API): the previous
-//!   revision's pod template from the Deployment's ReplicaSets, refusing a paused Deployment
-//!   and doing nothing when it already runs that template;
+//! - rollback, in two steps so the engine can journal what it rolls away from in between
+//!   (apps/v1 has no rollback API; this is what `kubectl rollout undo` does, with a safer
+//!   choice): `plan_rollback` reads the Deployment and its ReplicaSets and picks the target
+//!   with `domain::rollback` (never the current template nor one burnguard rolled away from;
+//!   a paused Deployment or a garbage-collected target is refused); `apply_rollback` writes
+//!   that ReplicaSet's pod template with a JSON patch that first tests the Deployment is still
+//!   at the planned revision, and writes nothing when it already asks for that template;
 //! - scale: absolute replicas through the scale subresource.
 //!
 //! Owns: the API calls and their bodies. Must not touch: when to act (the engine decides).
@@ -11,11 +15,13 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 
 use crate::domain::playbook::FreezeTarget;
-use crate::ports::{ActionError, FreezeMarks};
+use crate::domain::rollback::{CurrentRevision, ReplicaSetRevision, choose_target};
+use crate::ports::{ActionError, FreezeMarks, RollbackPlan, RollbackWrite};
 
 pub const FIELD_MANAGER: &str = "burnguard";
 pub const FROZEN: &str = "burnguard.dev/frozen";
@@ -24,6 +30,9 @@ pub const FROZEN_INCIDENT: &str = "burnguard.dev/incident";
 pub const FROZEN_AT: &str = "burnguard.dev/frozen-at";
 pub const BREAK_GLASS: &str = "burnguard.dev/break-glass";
 const REVISION: &str = "deployment.kubernetes.io/revision";
+const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
+/// [`REVISION`] as a JSON pointer ('/' is escaped as `~1`).
+const REVISION_POINTER: &str = "/metadata/annotations/deployment.kubernetes.io~1revision";
 const POD_TEMPLATE_HASH: &str = "pod-template-hash";
 
 /// Acts on one cluster.
@@ -164,18 +173,133 @@ impl KubeActuator {
         Ok(format!("scaled {namespace}/{name} to {replicas} replicas"))
     }
 
-    pub async fn rollback(&self, namespace: &str, name: &str) -> Result<String, ActionError> {
+    /// Works out a rollback (see [`crate::domain::rollback`] for the rule) from the Deployment
+    /// and the ReplicaSets it owns; writes nothing.
+    pub async fn plan_rollback(
+        &self,
+        namespace: &str,
+        name: &str,
+        avoid: &[String],
+    ) -> Result<RollbackPlan, ActionError> {
         let api = self.deployments(namespace);
         let what = format!("rolling back deployment {namespace}/{name}");
+        let refused = |why: String| ActionError::Refused(format!("{what}: {why}"));
         let deployment = api.get(name).await.map_err(|e| kube_error(&what, e))?;
         let spec = &deployment.spec;
         if spec.paused == Some(true) {
-            return Err(ActionError::Refused(format!(
-                "{what}: it is paused; resume it first (kubectl refuses too)"
-            )));
+            return Err(refused(
+                "it is paused; resume it first (kubectl refuses too)".into(),
+            ));
         }
+        let revision = annotation(&deployment.metadata, REVISION)
+            .and_then(|r| r.parse::<u64>().ok())
+            .ok_or_else(|| {
+                refused("it has no revision yet (the Deployment controller has not seen it)".into())
+            })?;
+        let owned = self.replica_sets_of(namespace, &deployment, &what).await?;
+        let candidates: Vec<ReplicaSetRevision> = owned
+            .iter()
+            .filter_map(|rs| {
+                Some(ReplicaSetRevision {
+                    revision: annotation(&rs.metadata, REVISION)?.parse().ok()?,
+                    history: annotation(&rs.metadata, REVISION_HISTORY)
+                        .map(|h| h.split(',').filter_map(|r| r.trim().parse().ok()).collect())
+                        .unwrap_or_default(),
+                    template_hash: template_hash(rs)?,
+                    has_template: rs.spec.template.is_some()
+                        && rs.metadata.deletion_timestamp.is_none(),
+                })
+            })
+            .collect();
+        let wanted = without_hash(&spec.template);
+        let spec_hash = owned
+            .iter()
+            .find(|rs| rs.spec.template.as_ref().map(without_hash).as_ref() == Some(&wanted))
+            .and_then(template_hash);
+        let current = CurrentRevision {
+            revision,
+            spec_hash,
+        };
+        let choice =
+            choose_target(&current, &candidates, avoid).map_err(|r| refused(r.to_string()))?;
+        let write = if choice.already_requested {
+            RollbackWrite::NothingToDo
+        } else {
+            let template = owned
+                .iter()
+                .find(|rs| template_hash(rs).as_ref() == Some(&choice.to.template_hash))
+                .and_then(|rs| rs.spec.template.as_ref())
+                .map(without_hash)
+                .ok_or_else(|| {
+                    refused(format!(
+                        "revision {} has no pod template",
+                        choice.to.revision
+                    ))
+                })?;
+            RollbackWrite::Template(
+                serde_json::to_value(&template).map_err(|e| ActionError::Failed(e.to_string()))?,
+            )
+        };
+        Ok(RollbackPlan {
+            namespace: namespace.into(),
+            deployment: name.into(),
+            from: choice.from,
+            to: choice.to,
+            write,
+        })
+    }
+
+    /// Writes a planned rollback: one JSON patch that first tests that the Deployment is still
+    /// at the planned revision (else the API server refuses it whole), then replaces its pod
+    /// template.
+    pub async fn apply_rollback(&self, plan: &RollbackPlan) -> Result<String, ActionError> {
+        let (namespace, name) = (&plan.namespace, &plan.deployment);
+        let (from, to) = (&plan.from, &plan.to);
+        let template = match &plan.write {
+            RollbackWrite::NothingToDo => {
+                return Ok(format!(
+                    "{namespace}/{name} already asks for the template of revision {} ({}); nothing to do",
+                    to.revision, to.template_hash
+                ));
+            }
+            RollbackWrite::Template(template) => template,
+        };
+        let what = format!("rolling back deployment {namespace}/{name}");
+        let patch: json_patch::Patch = serde_json::from_value(json!([
+            {"op": "test", "path": REVISION_POINTER, "value": from.revision.to_string()},
+            {"op": "replace", "path": "/spec/template", "value": template},
+        ]))
+        .map_err(|e| ActionError::Failed(e.to_string()))?;
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        };
+        self.deployments(namespace)
+            .patch(name, &params, &Patch::<()>::Json(patch))
+            .await
+            .map_err(|e| match &e {
+                kube::Error::Api(status) if status.code == 422 => ActionError::Refused(format!(
+                    "{what}: the API server refused the patch; the Deployment is probably no longer at revision {} (it changed since the rollback was planned): {}",
+                    from.revision, status.message
+                )),
+                _ => kube_error(&what, e),
+            })?;
+        Ok(format!(
+            "rolled {namespace}/{name} back from revision {} ({}) to the template of revision {} ({})",
+            from.revision, from.template_hash, to.revision, to.template_hash
+        ))
+    }
+
+    /// The ReplicaSets the Deployment owns (by owner uid; its selector only narrows the list).
+    async fn replica_sets_of(
+        &self,
+        namespace: &str,
+        deployment: &Deployment,
+        what: &str,
+    ) -> Result<Vec<ReplicaSet>, ActionError> {
         let uid = deployment.metadata.uid.clone().unwrap_or_default();
-        let selector = spec
+        let selector = deployment
+            .spec
             .selector
             .match_labels
             .as_ref()
@@ -187,11 +311,15 @@ impl KubeActuator {
                     .join(",")
             })
             .unwrap_or_default();
+        let mut params = ListParams::default();
+        if !selector.is_empty() {
+            params = params.labels(&selector);
+        }
         let replica_sets: Api<ReplicaSet> = Api::namespaced(self.client.clone(), namespace);
-        let owned: Vec<ReplicaSet> = replica_sets
-            .list(&ListParams::default().labels(&selector))
+        Ok(replica_sets
+            .list(&params)
             .await
-            .map_err(|e| kube_error(&what, e))?
+            .map_err(|e| kube_error(what, e))?
             .items
             .into_iter()
             .filter(|rs| {
@@ -200,63 +328,28 @@ impl KubeActuator {
                     .as_ref()
                     .is_some_and(|refs| refs.iter().any(|o| o.uid == uid))
             })
-            .collect();
-        let revision_of = |meta: &kube::api::ObjectMeta| -> Option<u64> {
-            meta.annotations.as_ref()?.get(REVISION)?.parse().ok()
-        };
-        let current = revision_of(&deployment.metadata)
-            .or_else(|| {
-                owned
-                    .iter()
-                    .filter_map(|rs| revision_of(&rs.metadata))
-                    .max()
-            })
-            .ok_or_else(|| ActionError::Refused(format!("{what}: it has no revision history")))?;
-        let previous = owned
-            .iter()
-            .filter_map(|rs| Some((revision_of(&rs.metadata)?, rs)))
-            .filter(|(revision, _)| *revision < current)
-            .max_by_key(|(revision, _)| *revision)
-            .ok_or_else(|| {
-                ActionError::Refused(format!(
-                    "{what}: no revision before {current} to go back to"
-                ))
-            })?;
-        let (revision, rs) = previous;
-        let mut template = rs.spec.template.clone().ok_or_else(|| {
-            ActionError::Refused(format!("{what}: revision {revision} has no pod template"))
-        })?;
-        if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
-            labels.remove(POD_TEMPLATE_HASH);
-        }
-        let mut current_template = spec.template.clone();
-        if let Some(labels) = current_template
-            .metadata
-            .as_mut()
-            .and_then(|m| m.labels.as_mut())
-        {
-            labels.remove(POD_TEMPLATE_HASH);
-        }
-        if current_template == template {
-            return Ok(format!(
-                "{namespace}/{name} already runs the template of revision {revision}; nothing to do"
-            ));
-        }
-        let template_json =
-            serde_json::to_value(&template).map_err(|e| ActionError::Failed(e.to_string()))?;
-        let patch: json_patch::Patch = serde_json::from_value(json!([
-            {"op": "replace", "path": "/spec/template", "value": template_json}
-        ]))
-        .map_err(|e| ActionError::Failed(e.to_string()))?;
-        let params = PatchParams {
-            field_manager: Some(FIELD_MANAGER.into()),
-            ..PatchParams::default()
-        };
-        api.patch(name, &params, &Patch::<()>::Json(patch))
-            .await
-            .map_err(|e| kube_error(&what, e))?;
-        Ok(format!(
-            "rolled {namespace}/{name} back from revision {current} to the template of revision {revision}"
-        ))
+            .collect())
     }
+}
+
+fn annotation<'a>(meta: &'a kube::api::ObjectMeta, key: &str) -> Option<&'a str> {
+    meta.annotations.as_ref()?.get(key).map(String::as_str)
+}
+
+/// A ReplicaSet's `pod-template-hash` label (on the object, else on its template).
+fn template_hash(rs: &ReplicaSet) -> Option<String> {
+    let from_meta = |meta: Option<&kube::api::ObjectMeta>| {
+        meta?.labels.as_ref()?.get(POD_TEMPLATE_HASH).cloned()
+    };
+    from_meta(Some(&rs.metadata))
+        .or_else(|| from_meta(rs.spec.template.as_ref().and_then(|t| t.metadata.as_ref())))
+}
+
+/// A pod template without the `pod-template-hash` label the controller adds to its ReplicaSet.
+fn without_hash(template: &PodTemplateSpec) -> PodTemplateSpec {
+    let mut template = template.clone();
+    if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
+        labels.remove(POD_TEMPLATE_HASH);
+    }
+    template
 }

@@ -1,9 +1,15 @@
 //! Making the freeze real: the CI/CD freeze gate and the validating admission webhook.
 //!
-//! - `GET /api/v1/freeze-gate?namespace=N&deployment=D` (or `?service=S`): 200
-//!   `{"frozen": false}` or 423 `{"frozen": true, "reason", "incident", "since", "freeze_id"}`.
-//! - `POST /admission/validate`: AdmissionReview v1 in, AdmissionReview v1 out. Malformed
-//!   reviews get a 400 with a JSON error; it never fails closed by crashing.
+//! - `GET /api/v1/freeze-gate?namespace=N&deployment=D[&labels=k=v,k2=v2]` (or `?service=S`):
+//!   200 `{"frozen": false}` or 423 `{"frozen": true, "reason", "incident", "since",
+//!   "freeze_id"}`. `labels` are the Deployment's labels as CI knows them; with them, freezes
+//!   by selector apply too.
+//! - `POST /admission/validate`: AdmissionReview v1 in, AdmissionReview v1 out; a freeze by
+//!   selector is matched against the Deployment's own labels (before and after the change).
+//!   Malformed reviews get a 400 with a JSON error; it never fails closed by crashing.
+//!
+//! Owns: reading the facts out of requests. Which freeze covers what is decided in
+//! `domain::admission`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,21 +27,31 @@ use crate::timefmt::rfc3339;
 
 use super::ApiError;
 use crate::adapters::kube::BREAK_GLASS;
-use crate::domain::admission::{ActiveFreeze, Admission, ChangeFacts, admit};
+use crate::domain::admission::{ActiveFreeze, Admission, ChangeFacts, FreezeScope, admit};
+use crate::domain::selector::{Labels, parse_labels};
 use crate::ports::{FreezeRecord, Freezes, Journal};
 use crate::service::ServiceState;
 
-/// Whether `freeze` covers Deployment `namespace/name` (named, or found by its selector).
-fn covers(freeze: &FreezeRecord, namespace: &str, name: &str) -> bool {
-    if freeze.namespace.as_deref() != Some(namespace) {
-        return false;
-    }
+/// Whether `freeze` covers Deployment `namespace/name`: named, applied to it, or matching its
+/// selector with one of `label_sets` (none when the labels are unknown).
+fn covers(freeze: &FreezeRecord, namespace: &str, name: &str, label_sets: &[&Labels]) -> bool {
     let applied = freeze
         .applied
         .as_ref()
-        .and_then(|a| a["deployments"].as_array().cloned())
+        .and_then(|a| a["deployments"].as_array())
+        .map(|names| names.iter().filter_map(|d| d.as_str()).collect::<Vec<_>>())
         .unwrap_or_default();
-    freeze.deployments.iter().any(|d| d == name) || applied.iter().any(|d| d.as_str() == Some(name))
+    let scope = FreezeScope {
+        namespace: freeze.namespace.as_deref(),
+        deployments: freeze
+            .deployments
+            .iter()
+            .map(String::as_str)
+            .chain(applied)
+            .collect(),
+        selector: freeze.selector.as_deref(),
+    };
+    crate::domain::admission::covers(&scope, namespace, name, label_sets)
 }
 
 fn active(freeze: &FreezeRecord) -> ActiveFreeze {
@@ -56,8 +72,19 @@ pub async fn gate(
         .active_freezes()
         .await
         .map_err(ApiError::internal)?;
+    let labels = q
+        .get("labels")
+        .map(|text| parse_labels(text))
+        .transpose()
+        .map_err(|why| {
+            ApiError::bad_request(
+                "invalid_labels",
+                &format!("labels must be key=value pairs joined by commas, such as app=web,tier=front: {why}"),
+            )
+        })?;
+    let label_sets: Vec<&Labels> = labels.iter().collect();
     let found = match (q.get("namespace"), q.get("deployment"), q.get("service")) {
-        (Some(ns), Some(d), _) => freezes.iter().find(|f| covers(f, ns, d)),
+        (Some(ns), Some(d), _) => freezes.iter().find(|f| covers(f, ns, d, &label_sets)),
         (_, _, Some(service)) => freezes
             .iter()
             .find(|f| f.service.as_deref() == Some(service.as_str())),
@@ -107,9 +134,11 @@ pub async fn admission(
         .active_freezes()
         .await
         .map_err(ApiError::internal)?;
+    let label_sets = label_sets(&request);
+    let label_sets: Vec<&Labels> = label_sets.iter().collect();
     let freeze = freezes
         .iter()
-        .find(|f| facts.deployment_update && covers(f, &namespace, &request.name))
+        .find(|f| facts.deployment_update && covers(f, &namespace, &request.name, &label_sets))
         .map(active);
     let response = AdmissionResponse::from(&request);
     let response = match admit(&facts, freeze.as_ref()) {
@@ -143,6 +172,16 @@ pub async fn admission(
         Admission::Deny { message } => response.deny(message),
     };
     Ok(Json(response.into_review()).into_response())
+}
+
+/// The Deployment's labels after and before the change: a change that also drops the labels
+/// a freeze selects by is still covered.
+fn label_sets(request: &AdmissionRequest<DynamicObject>) -> Vec<Labels> {
+    [&request.object, &request.old_object]
+        .into_iter()
+        .flatten()
+        .map(|o| o.metadata.labels.clone().unwrap_or_default())
+        .collect()
 }
 
 fn facts_of(request: &AdmissionRequest<DynamicObject>, service_account: &str) -> ChangeFacts {

@@ -141,13 +141,16 @@ pub const OPERATIONS: &[Operation] = &[
 pub const GATE: Operation = Operation {
     method: "get",
     path: "/freeze-gate",
-    summary: "CI/CD freeze gate: ?namespace=N&deployment=D or ?service=S; 200 {\"frozen\": false} or 423 with reason, incident, since",
+    summary: "CI/CD freeze gate: ?namespace=N&deployment=D[&labels=k=v,k2=v2] or ?service=S; labels are the Deployment's labels, so freezes by selector apply too; 200 {\"frozen\": false} or 423 with reason, incident, since",
     mutating: false,
     body: None,
     responses: &[
         (200, "not frozen"),
         (423, "frozen"),
-        (400, "no target given"),
+        (
+            400,
+            "no target given, or labels that are not key=value pairs",
+        ),
     ],
     handler: || get(freeze::gate),
 };

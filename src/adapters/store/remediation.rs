@@ -399,6 +399,26 @@ impl Journal for SqlStore {
         .collect()
     }
 
+    async fn rolled_to(
+        &self,
+        namespace: &str,
+        deployment: &str,
+        incident_id: i64,
+    ) -> Result<Option<String>, StoreError> {
+        sqlx::query(
+            "SELECT rolled_to FROM rollbacks WHERE namespace = $1 AND deployment = $2 AND incident_id = $3 \
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(namespace)
+        .bind(deployment)
+        .bind(incident_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?
+        .map(|r| r.try_get("rolled_to").map_err(db_error))
+        .transpose()
+    }
+
     async fn record_rollback(
         &self,
         namespace: &str,

@@ -13,6 +13,7 @@ use crate::domain::playbook::{
 };
 use crate::domain::policy::{Severity, Window};
 use crate::domain::problem::Problem;
+use crate::domain::selector::LabelSelector;
 use crate::domain::spec::SourceDocument;
 use crate::domain::spec::v1::{
     BudgetRuleSpec, FreezeSpec, HttpSpec, PlaybookDocument, StepSpec, WhenSpec,
@@ -241,100 +242,12 @@ fn freeze_target(p: &mut Problems<'_>, path: &str, spec: &FreezeSpec) -> Option<
     ok.then_some(target)
 }
 
-/// Checks a Kubernetes label selector (`app=web`, `tier!=db`, `env in (a,b)`, `!canary`).
+/// Checks a Kubernetes label selector (`app=web`, `tier!=db`, `env in (a,b)`, `!canary`) the
+/// way the API server reads it.
 pub fn check_label_selector(selector: &str) -> Result<(), String> {
-    let bad = |why: &str| {
+    LabelSelector::parse(selector).map(drop).map_err(|why| {
         format!("`{selector}` is not a label selector: {why}; e.g. app.kubernetes.io/part-of=shop")
-    };
-    if selector.trim().is_empty() {
-        return Err(bad("it is empty"));
-    }
-    let mut depth = 0;
-    let mut parts = Vec::new();
-    let mut current = String::new();
-    for c in selector.chars() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            ',' if depth == 0 => {
-                parts.push(std::mem::take(&mut current));
-                continue;
-            }
-            _ => {}
-        }
-        if depth < 0 {
-            return Err(bad("unbalanced parentheses"));
-        }
-        current.push(c);
-    }
-    if depth != 0 {
-        return Err(bad("unbalanced parentheses"));
-    }
-    parts.push(current);
-    for part in parts {
-        let part = part.trim();
-        let (key, values): (&str, Vec<&str>) = if let Some(key) = part.strip_prefix('!') {
-            (key, vec![])
-        } else if let Some((k, v)) = part
-            .split_once("!=")
-            .or_else(|| part.split_once("=="))
-            .or_else(|| part.split_once('='))
-        {
-            (k, vec![v])
-        } else if let Some((k, rest)) = part
-            .split_once(" notin ")
-            .or_else(|| part.split_once(" in "))
-        {
-            let inner = rest
-                .trim()
-                .strip_prefix('(')
-                .and_then(|r| r.strip_suffix(')'))
-                .ok_or_else(|| bad("in/notin need (values)"))?;
-            (k, inner.split(',').map(str::trim).collect())
-        } else {
-            (part, vec![])
-        };
-        if !is_label_key(key.trim()) {
-            return Err(bad(&format!("`{}` is not a label key", key.trim())));
-        }
-        for v in values {
-            let v = v.trim();
-            let valid = v.len() <= 63
-                && v.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-            if !valid {
-                return Err(bad(&format!("`{v}` is not a label value")));
-            }
-        }
-    }
-    Ok(())
-}
-
-fn is_label_key(key: &str) -> bool {
-    let (prefix, name) = match key.rsplit_once('/') {
-        Some((prefix, name)) => (Some(prefix), name),
-        None => (None, key),
-    };
-    let name_ok = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .last()
-            .is_some_and(|c| c.is_ascii_alphanumeric());
-    let prefix_ok = prefix.is_none_or(|p| {
-        !p.is_empty()
-            && p.len() <= 253
-            && p.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-.".contains(c))
-    });
-    name_ok && prefix_ok
+    })
 }
 
 /// Validates one Playbook document.
@@ -696,7 +609,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn label_selectors() {
+    fn label_selectors_are_checked_as_the_api_server_reads_them() {
         for ok in [
             "app=web",
             "app.kubernetes.io/part-of=shop",
@@ -707,15 +620,27 @@ mod tests {
         ] {
             assert!(check_label_selector(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "",
-            "app=web=x y",
-            "env in a,b",
-            "(app=web",
-            "Bad Key=1",
-            "app=val ue",
-        ] {
-            assert!(check_label_selector(bad).is_err(), "{bad}");
+        let cases = [
+            ("an empty selector", "", "it is empty"),
+            ("a value after a value", "app=web=x y", "found `=`"),
+            ("a set without parentheses", "env in a,b", "expected `(`"),
+            ("an opening parenthesis first", "(app=web", "found `(`"),
+            ("a key with a space", "Bad Key=1", "found `Key`"),
+            ("a value with a space", "app=val ue", "found `ue`"),
+            (
+                "a value ending with a dash",
+                "app=web-",
+                "`web-` is not a label value",
+            ),
+        ];
+        for (name, bad, why) in cases {
+            let message = check_label_selector(bad).expect_err(name);
+            assert!(
+                message.starts_with(&format!("`{bad}` is not a label selector: "))
+                    && message.contains(why)
+                    && message.ends_with("; e.g. app.kubernetes.io/part-of=shop"),
+                "{name}: {message}"
+            );
         }
     }
 }

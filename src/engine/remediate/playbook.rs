@@ -20,7 +20,7 @@ use crate::domain::playbook::{Playbook, PlaybookMode, Step, StepAction};
 use crate::domain::policy::Slo;
 use crate::ports::{
     ActionIntent, ActionStatus, Actuator, Cooldown, Freezes, Guards, Journal, Journaled,
-    MetricsSource, RunStatus, Started,
+    MetricsSource, RollbackWrite, RunStatus, Started,
 };
 
 /// The common beginning of the journal keys of one run's steps.
@@ -528,9 +528,46 @@ where
         namespace: &str,
         deployment: &str,
     ) -> Result<String, String> {
-        let _ = incident_id;
+        let avoid = self
+            .store
+            .rolled_away_from(namespace, deployment)
+            .await
+            .map_err(|e| format!("reading earlier rollbacks: {e}"))?;
+        let plan = self
+            .actuator
+            .plan_rollback(namespace, deployment, &avoid)
+            .await
+            .map_err(|e| e.to_string())?;
+        // Run again after an interruption (a rollback marked idempotent): if the Deployment
+        // already runs what this incident rolled it to, it is done; going on would roll back
+        // one release further.
+        let done_before = self
+            .store
+            .rolled_to(namespace, deployment, incident_id)
+            .await
+            .map_err(|e| format!("reading earlier rollbacks: {e}"))?;
+        if done_before.as_deref() == Some(plan.from.template_hash.as_str()) {
+            return Ok(format!(
+                "{namespace}/{deployment} already runs the template (revision {}) this incident rolled it back to",
+                plan.from.revision
+            ));
+        }
+        if let RollbackWrite::Template(_) = plan.write {
+            // Remembered before the patch: burnguard never rolls back to this template.
+            self.store
+                .record_rollback(
+                    namespace,
+                    deployment,
+                    &plan.from.template_hash,
+                    &plan.to.template_hash,
+                    Some(incident_id),
+                    now(),
+                )
+                .await
+                .map_err(|e| format!("recording the rollback before it is made: {e}"))?;
+        }
         self.actuator
-            .rollback(namespace, deployment)
+            .apply_rollback(&plan)
             .await
             .map_err(|e| e.to_string())
     }
