@@ -483,11 +483,11 @@ impl Journal for SqlStore {
             "SELECT MAX(CASE WHEN data_back_at IS NOT NULL AND data_back_at > last_firing_at \
              THEN data_back_at ELSE last_firing_at END) AS last FROM incidents WHERE slo = $1",
         )
-            .bind(slo)
-            .fetch_one(&self.pool)
-            .await
-            .and_then(|r| r.try_get("last"))
-            .map_err(db_error)
+        .bind(slo)
+        .fetch_one(&self.pool)
+        .await
+        .and_then(|r| r.try_get("last"))
+        .map_err(db_error)
     }
 }
 
