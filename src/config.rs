@@ -114,8 +114,8 @@ pub struct Settings {
     pub instance_name: String,
     /// burnguard's own Kubernetes user, as the API server names it in admission requests.
     pub service_account: String,
-    pub api_auth: crate::http::api::ApiAuth,
-    pub webhook_auth: crate::http::webhooks::WebhookAuth,
+    pub api_auth: ApiAuth,
+    pub webhook_auth: WebhookAuth,
     pub notify: crate::adapters::notify::Channels,
     /// PEM certificate chain and key: serve HTTPS instead of HTTP.
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -150,7 +150,7 @@ pub struct Overrides {
     pub api_tokens: Vec<SecretString>,
     pub api_token_file: Option<PathBuf>,
     pub protect_reads: bool,
-    pub webhook_auth: crate::http::webhooks::WebhookAuth,
+    pub webhook_auth: WebhookAuth,
     pub notify: crate::adapters::notify::Channels,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub prometheus: PrometheusOverrides,
@@ -255,7 +255,7 @@ impl Settings {
                     .map(|l| SecretString::from(l.to_string())),
             );
         }
-        let api_auth = crate::http::api::ApiAuth {
+        let api_auth = ApiAuth {
             tokens,
             protect_reads: overrides.protect_reads || file.protect_reads.unwrap_or(false),
         };
@@ -403,5 +403,57 @@ mod tests {
     #[test]
     fn unknown_config_keys_are_refused() {
         assert!(serde_saphyr::from_str::<FileSettings>("polices: [a]\n").is_err());
+    }
+}
+
+/// Who may call the API.
+#[derive(Clone, Default)]
+pub struct ApiAuth {
+    pub tokens: Vec<secrecy::SecretString>,
+    /// Require a token for reads too.
+    pub protect_reads: bool,
+}
+
+impl std::fmt::Debug for ApiAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiAuth")
+            .field("tokens", &format!("<{} redacted>", self.tokens.len()))
+            .field("protect_reads", &self.protect_reads)
+            .finish()
+    }
+}
+
+impl ApiAuth {
+    /// Whether `presented` equals one of the tokens, comparing every one in constant time.
+    pub fn accepts(&self, presented: &str) -> bool {
+        let mut any = subtle::Choice::from(0u8);
+        for token in &self.tokens {
+            use secrecy::ExposeSecret as _;
+            use subtle::ConstantTimeEq as _;
+            any |= token.expose_secret().as_bytes().ct_eq(presented.as_bytes());
+        }
+        bool::from(any)
+    }
+}
+
+/// How each webhook source proves itself.
+#[derive(Clone, Default)]
+pub struct WebhookAuth {
+    /// Alertmanager's `http_config.authorization` credentials (bearer); `None` with no basic
+    /// auth either: open (inside the cluster).
+    pub alertmanager_token: Option<SecretString>,
+    /// Alertmanager's `http_config.basic_auth` as user and password.
+    pub alertmanager_basic: Option<(String, SecretString)>,
+    /// PagerDuty webhook signing secrets (several while one rotates).
+    pub pagerduty_secrets: Vec<SecretString>,
+    /// The value Opsgenie sends in `X-Burnguard-Token`.
+    pub opsgenie_secret: Option<SecretString>,
+}
+
+impl std::fmt::Debug for WebhookAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookAuth")
+            .field("secrets", &"<redacted>")
+            .finish()
     }
 }

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
@@ -29,7 +29,7 @@ use crate::engine::record;
 use crate::engine::remediate::Remediator;
 use crate::engine::schedule::Scheduler;
 use crate::http;
-use crate::http::metrics::{Latest, Metrics};
+pub use crate::http::state::ServiceState;
 use crate::policies::{self, LoadError};
 use crate::ports::Notifier;
 use crate::ports::Store;
@@ -54,73 +54,6 @@ pub enum ServiceError {
     Actuator(String),
     #[error("cannot set up TLS: {0}")]
     Tls(String),
-}
-
-/// What the HTTP side reads: latest evaluations, readiness, metrics, the store.
-pub struct ServiceState {
-    pub latest: Latest,
-    pub metrics: Metrics,
-    pub store: Arc<SqlStore>,
-    /// burnguard's own Kubernetes user, whose changes the admission webhook always allows.
-    pub service_account: String,
-    pub api_auth: crate::http::api::ApiAuth,
-    pub webhook_auth: crate::http::webhooks::WebhookAuth,
-    /// Names of the loaded SLOs (alerts naming one attach to its incident).
-    slo_names: RwLock<std::collections::HashSet<String>>,
-    readiness: RwLock<Readiness>,
-}
-
-#[derive(Debug, Default, Clone)]
-struct Readiness {
-    policies_loaded: bool,
-    /// `None` until the first cycle with queries; then whether any query got an answer.
-    reached_prometheus: Option<bool>,
-}
-
-impl ServiceState {
-    pub fn new(store: Arc<SqlStore>, service_account: String) -> Self {
-        let latest: Latest = Arc::new(RwLock::new(BTreeMap::new()));
-        Self {
-            metrics: Metrics::new(latest.clone()),
-            latest,
-            store,
-            service_account,
-            api_auth: crate::http::api::ApiAuth::default(),
-            webhook_auth: crate::http::webhooks::WebhookAuth::default(),
-            slo_names: RwLock::new(std::collections::HashSet::new()),
-            readiness: RwLock::new(Readiness::default()),
-        }
-    }
-
-    /// The loaded SLOs' names.
-    pub fn slo_names(&self) -> std::collections::HashSet<String> {
-        self.slo_names.read().map(|n| n.clone()).unwrap_or_default()
-    }
-
-    pub fn set_slo_names(&self, names: impl IntoIterator<Item = String>) {
-        if let Ok(mut current) = self.slo_names.write() {
-            *current = names.into_iter().collect();
-        }
-    }
-
-    /// `Ok` when policies are loaded and the last cycle reached Prometheus.
-    pub fn readiness(&self) -> Result<(), String> {
-        let r = self.readiness.read().map(|r| r.clone()).unwrap_or_default();
-        match (r.policies_loaded, r.reached_prometheus) {
-            (false, _) => Err("policies not loaded".into()),
-            (true, None) => Err("no evaluation cycle has run yet".into()),
-            (true, Some(false)) => {
-                Err("the last evaluation cycle could not reach Prometheus".into())
-            }
-            (true, Some(true)) => Ok(()),
-        }
-    }
-
-    fn set_readiness(&self, update: impl FnOnce(&mut Readiness)) {
-        if let Ok(mut r) = self.readiness.write() {
-            update(&mut r);
-        }
-    }
 }
 
 /// Runs until `shutdown` is cancelled. Logs the bound address (`listening addr=...`).

@@ -13,7 +13,7 @@ use axum::http::{Request, StatusCode};
 use burnguard::adapters::store::SqlStore;
 use burnguard::domain::playbook::FreezeTarget;
 use burnguard::ports::{Freezes, IncidentFilter, NewFreeze, Store};
-use burnguard::service::ServiceState;
+use burnguard::http::state::ServiceState;
 use common::db::TestDb;
 use serde_json::{Value, json};
 use tower::ServiceExt;

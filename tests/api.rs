@@ -13,7 +13,7 @@ use burnguard::http::api::ApiAuth;
 use burnguard::ports::{
     ActionIntent, ActionStatus, EvaluationRecord, Instance, Journal, Started, Store,
 };
-use burnguard::service::ServiceState;
+use burnguard::http::state::ServiceState;
 use common::db::TestDb;
 use serde_json::{Value, json};
 

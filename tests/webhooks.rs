@@ -13,7 +13,7 @@ use burnguard::domain::incident::Decision;
 use burnguard::domain::policy::Severity;
 use burnguard::http::webhooks::{WebhookAuth, incident_dedup_key, pagerduty_signature_ok};
 use burnguard::ports::{EvaluationRecord, IncidentFilter, Store};
-use burnguard::service::ServiceState;
+use burnguard::http::state::ServiceState;
 use common::db::TestDb;
 use common::prometheus::free_port;
 use hmac::{KeyInit, Mac};

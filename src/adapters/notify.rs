@@ -8,7 +8,7 @@ use hmac::{KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
-use crate::http::webhooks::incident_dedup_key;
+use crate::domain::incident::incident_dedup_key;
 use crate::ports::{DueDelivery, Notifier};
 
 pub const PAGERDUTY_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";

@@ -131,6 +131,17 @@ pub enum Decision {
     },
 }
 
+/// The key burnguard's pager notifications use for an incident (PagerDuty dedup key,
+/// Alertmanager label), and back.
+pub fn incident_dedup_key(id: i64) -> String {
+    format!("burnguard-incident-{id}")
+}
+
+/// The incident a dedup key names, if it is one of ours.
+pub fn incident_of_key(key: &str) -> Option<i64> {
+    key.strip_prefix("burnguard-incident-")?.parse().ok()
+}
+
 /// The lifecycle rule. `now` and `resolve_after` are seconds.
 pub fn decide(
     open: Option<&OpenIncident>,

@@ -15,44 +15,16 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 use super::ApiError;
 use crate::domain::incident::IncidentStatus;
 use crate::domain::playbook::FreezeTarget;
+use crate::http::state::ServiceState;
 use crate::ports::{CommandOutcome, Freezes, IncidentFilter, NewFreeze, Operations, Store};
-use crate::service::ServiceState;
 
-/// Who may call the API.
-#[derive(Clone, Default)]
-pub struct ApiAuth {
-    pub tokens: Vec<secrecy::SecretString>,
-    /// Require a token for reads too.
-    pub protect_reads: bool,
-}
-
-impl std::fmt::Debug for ApiAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiAuth")
-            .field("tokens", &format!("<{} redacted>", self.tokens.len()))
-            .field("protect_reads", &self.protect_reads)
-            .finish()
-    }
-}
-
-impl ApiAuth {
-    /// Whether `presented` equals one of the tokens, comparing every one in constant time.
-    pub fn accepts(&self, presented: &str) -> bool {
-        let mut any = subtle::Choice::from(0u8);
-        for token in &self.tokens {
-            any |= token.expose_secret().as_bytes().ct_eq(presented.as_bytes());
-        }
-        bool::from(any)
-    }
-}
+pub use crate::config::ApiAuth;
 
 fn unauthorized(message: &str) -> Response {
     let body = json!({"error": {"code": "unauthorized", "message": message}});

@@ -29,8 +29,8 @@ use super::ApiError;
 use crate::adapters::kube::BREAK_GLASS;
 use crate::domain::admission::{ActiveFreeze, Admission, ChangeFacts, FreezeScope, admit};
 use crate::domain::selector::{Labels, parse_labels};
+use crate::http::state::ServiceState;
 use crate::ports::{FreezeRecord, Freezes, Journal};
-use crate::service::ServiceState;
 
 /// Whether `freeze` covers Deployment `namespace/name`: named, applied to it, or matching its
 /// selector with one of `label_sets` (none when the labels are unknown).

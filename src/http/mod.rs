@@ -7,6 +7,7 @@ pub mod api;
 pub mod freeze;
 pub mod metrics;
 pub mod openapi;
+pub mod state;
 pub mod tls;
 pub mod webhooks;
 
@@ -18,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use crate::service::ServiceState;
+use crate::http::state::ServiceState;
 
 /// All routes, over the shared service state.
 pub fn router(state: Arc<ServiceState>) -> Router {

@@ -9,7 +9,7 @@ use axum::routing::{MethodRouter, delete, get, post};
 use serde_json::{Value, json};
 
 use super::{api, freeze};
-use crate::service::ServiceState;
+use crate::http::state::ServiceState;
 
 type Handler = fn() -> MethodRouter<Arc<ServiceState>>;
 

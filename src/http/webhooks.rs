@@ -22,39 +22,12 @@ use subtle::ConstantTimeEq;
 
 use super::ApiError;
 use crate::domain::policy::Severity;
+use crate::http::state::ServiceState;
 use crate::ports::{CommandOutcome, Journal, Operations, Webhooks};
-use crate::service::ServiceState;
 
-/// How each webhook source proves itself.
-#[derive(Clone, Default)]
-pub struct WebhookAuth {
-    /// Alertmanager's `http_config.authorization` credentials (bearer); `None` with no basic
-    /// auth either: open (inside the cluster).
-    pub alertmanager_token: Option<SecretString>,
-    /// Alertmanager's `http_config.basic_auth` as user and password.
-    pub alertmanager_basic: Option<(String, SecretString)>,
-    /// PagerDuty webhook signing secrets (several while one rotates).
-    pub pagerduty_secrets: Vec<SecretString>,
-    /// The value Opsgenie sends in `X-Burnguard-Token`.
-    pub opsgenie_secret: Option<SecretString>,
-}
+pub use crate::config::WebhookAuth;
 
-impl std::fmt::Debug for WebhookAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookAuth")
-            .field("secrets", &"<redacted>")
-            .finish()
-    }
-}
-
-/// The key our pager notifications use for an incident, and back.
-pub fn incident_dedup_key(id: i64) -> String {
-    format!("burnguard-incident-{id}")
-}
-
-fn incident_of_key(key: &str) -> Option<i64> {
-    key.strip_prefix("burnguard-incident-")?.parse().ok()
-}
+pub use crate::domain::incident::{incident_dedup_key, incident_of_key};
 
 fn equal(a: &[u8], b: &[u8]) -> bool {
     bool::from(a.ct_eq(b))

@@ -1,0 +1,78 @@
+//! The state the HTTP side serves from: latest evaluations, readiness, metrics, the store,
+//! and who may call. The service fills it; the routes only read it (and the store).
+//!
+//! Owns: [`ServiceState`]. Must not touch: the evaluation loop (the service drives it).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use crate::adapters::store::SqlStore;
+use crate::config::{ApiAuth, WebhookAuth};
+use crate::http::metrics::{Latest, Metrics};
+
+/// What the HTTP side reads: latest evaluations, readiness, metrics, the store.
+pub struct ServiceState {
+    pub latest: Latest,
+    pub metrics: Metrics,
+    pub store: Arc<SqlStore>,
+    /// burnguard's own Kubernetes user, whose changes the admission webhook always allows.
+    pub service_account: String,
+    pub api_auth: ApiAuth,
+    pub webhook_auth: WebhookAuth,
+    /// Names of the loaded SLOs (alerts naming one attach to its incident).
+    slo_names: RwLock<std::collections::HashSet<String>>,
+    readiness: RwLock<Readiness>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Readiness {
+    pub policies_loaded: bool,
+    /// `None` until the first cycle with queries; then whether any query got an answer.
+    pub reached_prometheus: Option<bool>,
+}
+
+impl ServiceState {
+    pub fn new(store: Arc<SqlStore>, service_account: String) -> Self {
+        let latest: Latest = Arc::new(RwLock::new(BTreeMap::new()));
+        Self {
+            metrics: Metrics::new(latest.clone()),
+            latest,
+            store,
+            service_account,
+            api_auth: ApiAuth::default(),
+            webhook_auth: WebhookAuth::default(),
+            slo_names: RwLock::new(std::collections::HashSet::new()),
+            readiness: RwLock::new(Readiness::default()),
+        }
+    }
+
+    /// The loaded SLOs' names.
+    pub fn slo_names(&self) -> std::collections::HashSet<String> {
+        self.slo_names.read().map(|n| n.clone()).unwrap_or_default()
+    }
+
+    pub fn set_slo_names(&self, names: impl IntoIterator<Item = String>) {
+        if let Ok(mut current) = self.slo_names.write() {
+            *current = names.into_iter().collect();
+        }
+    }
+
+    /// `Ok` when policies are loaded and the last cycle reached Prometheus.
+    pub fn readiness(&self) -> Result<(), String> {
+        let r = self.readiness.read().map(|r| r.clone()).unwrap_or_default();
+        match (r.policies_loaded, r.reached_prometheus) {
+            (false, _) => Err("policies not loaded".into()),
+            (true, None) => Err("no evaluation cycle has run yet".into()),
+            (true, Some(false)) => {
+                Err("the last evaluation cycle could not reach Prometheus".into())
+            }
+            (true, Some(true)) => Ok(()),
+        }
+    }
+
+    pub fn set_readiness(&self, update: impl FnOnce(&mut Readiness)) {
+        if let Ok(mut r) = self.readiness.write() {
+            update(&mut r);
+        }
+    }
+}
