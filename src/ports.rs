@@ -43,6 +43,28 @@ pub enum MetricsError {
     PartialResponse(String),
 }
 
+impl MetricsError {
+    /// A short label for metrics: `timeout`, `unreachable`, `rejected`, `bad_response`,
+    /// `partial_response`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            MetricsError::Timeout { .. } => "timeout",
+            MetricsError::Unreachable(_) => "unreachable",
+            MetricsError::Rejected(_) => "rejected",
+            MetricsError::BadResponse(_) => "bad_response",
+            MetricsError::PartialResponse(_) => "partial_response",
+        }
+    }
+
+    pub const REASONS: [&'static str; 5] = [
+        "timeout",
+        "unreachable",
+        "rejected",
+        "bad_response",
+        "partial_response",
+    ];
+}
+
 /// Where SLI numbers come from: Prometheus or anything that speaks its query API.
 pub trait MetricsSource: Send + Sync {
     /// Evaluates `expr` at `at`.

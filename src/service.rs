@@ -259,7 +259,11 @@ async fn cycle(
         m.store_errors.inc_by(recorded.failed as u64);
         m.evaluation_duration.observe(elapsed.as_secs_f64());
         m.queries.inc_by(evaluation.queries as u64);
-        m.query_errors.inc_by(evaluation.failed_queries as u64);
+        for (reason, n) in &evaluation.query_errors {
+            m.query_errors
+                .get_or_create(&vec![("reason".to_string(), reason.to_string())])
+                .inc_by(*n as u64);
+        }
         if evaluation.queries > 0 && evaluation.failed_queries == 0 {
             m.last_success.set(at as f64);
         }

@@ -10,10 +10,10 @@ use burnguard::adapters::store::SqlStore;
 use burnguard::domain::incident::Decision;
 use burnguard::domain::policy::Severity;
 use burnguard::http::api::ApiAuth;
+use burnguard::http::state::ServiceState;
 use burnguard::ports::{
     ActionIntent, ActionStatus, EvaluationRecord, Instance, Journal, Started, Store,
 };
-use burnguard::http::state::ServiceState;
 use common::db::TestDb;
 use serde_json::{Value, json};
 

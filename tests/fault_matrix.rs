@@ -9,7 +9,7 @@
 //! column runs a `verify` step while the fault lasts: it must never pass.
 //!
 //! A REAL Prometheus serves the faults it can produce (series that vanished, no series at all,
-//! NaN from 0/0, +Inf from x/0); Prometheus down is a closed port. A small fake speaks the
+//! NaN from 0/0, +Inf from x/0, more errors than requests); Prometheus down is a closed port. A small fake speaks the
 //! query API only for what a real Prometheus cannot be made to answer: an HTTP 502 from a
 //! proxy, an answer slower than the timeout, and Thanos/Mimir partial responses (`warnings`).
 
@@ -177,6 +177,9 @@ fn history() -> Vec<Series> {
     series.push(flat("idle_requests_total", "nan", 0.0));
     series.push(flat("busy_errors_total", "inf", 1.0));
     series.push(flat("idle_requests_total", "inf", 0.0));
+    // Twice as many errors as requests: impossible, a broken exporter or a wrong query.
+    series.push(flat("busy_errors_total", "impossible", 1.0));
+    series.push(flat("half_requests_total", "impossible", 0.5));
     series
 }
 
@@ -383,6 +386,16 @@ fn rows(prometheus: &str, fake: &str) -> Vec<Row> {
             Some("partial response"),
         ),
         row(
+            "errors exceed total",
+            prometheus,
+            raw("busy_errors_total", "half_requests_total", "impossible"),
+            Expect::Holds {
+                status: "error",
+                why: "errors exceed total",
+            },
+            Some("errors exceed total"),
+        ),
+        row(
             "series vanished mid-incident",
             prometheus,
             ratio("vanished"),
@@ -501,6 +514,7 @@ fn decisive_page(slo: &Slo, at: i64) -> Evaluation {
         }],
         queries: 0,
         failed_queries: 0,
+        query_errors: Default::default(),
     }
 }
 

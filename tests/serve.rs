@@ -123,7 +123,16 @@ fn serve_exports_metrics_reloads_policies_and_stops_on_sigterm() {
         .unwrap()
             > 1.0e9
     );
-    assert_eq!(value(&metrics, "burnguard_query_errors_total"), Some(0.0));
+    for reason in [
+        "timeout",
+        "unreachable",
+        "rejected",
+        "bad_response",
+        "partial_response",
+    ] {
+        let series = format!("burnguard_query_errors_total{{reason=\"{reason}\"}}");
+        assert_eq!(value(&metrics, &series), Some(0.0), "{series}");
+    }
 
     // An invalid policy set is rejected on file change; the old set keeps being evaluated.
     common::write(
@@ -202,7 +211,7 @@ fn settings_come_from_a_config_file_and_env_and_readiness_needs_prometheus() {
         ],
     );
     let metrics = serve.metrics_until("a failed query", |m| {
-        value(m, "burnguard_query_errors_total").is_some_and(|v| v >= 1.0)
+        value(m, "burnguard_query_errors_total{reason=\"unreachable\"}").is_some_and(|v| v >= 1.0)
     });
     // A failed evaluation is an error status, never a verdict, and exports no numbers.
     assert!(

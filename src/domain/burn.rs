@@ -39,6 +39,31 @@ pub fn error_ratio(
     Some(bad / total).filter(|r| r.is_finite())
 }
 
+/// How far outside `[0, 1]` an error ratio may stray and still be read as a ratio: `rate()`
+/// extrapolates each series on its own, so errors can exceed the total by a hair.
+pub const RATIO_TOLERANCE: f64 = 0.01;
+
+/// An error ratio no real service can have.
+#[derive(Clone, Copy, Debug, PartialEq, thiserror::Error)]
+pub enum ImpossibleRatio {
+    #[error("inconsistent data: errors exceed total (error ratio {0})")]
+    AboveOne(f64),
+    #[error("inconsistent data: negative error ratio ({0})")]
+    Negative(f64),
+}
+
+/// Accepts an error ratio within `[0, 1]` give or take [`RATIO_TOLERANCE`] (clamped into
+/// range); anything further out is an error, never a burn rate of 10,000.
+pub fn checked_ratio(ratio: f64) -> Result<f64, ImpossibleRatio> {
+    if ratio > 1.0 + RATIO_TOLERANCE {
+        Err(ImpossibleRatio::AboveOne(ratio))
+    } else if ratio < -RATIO_TOLERANCE {
+        Err(ImpossibleRatio::Negative(ratio))
+    } else {
+        Ok(ratio.clamp(0.0, 1.0))
+    }
+}
+
 /// Keeps a reading only when it is a real number.
 pub fn finite(ratio: Option<f64>) -> Option<f64> {
     ratio.filter(|r| r.is_finite())
@@ -429,6 +454,21 @@ mod tests {
         let rows = google_30d();
         let states = alert_states(&rows, budget(99.9), |_| None);
         assert_eq!(status(&states, false), Status::NoData);
+    }
+
+    #[test]
+    fn impossible_ratios_are_errors_and_extrapolation_noise_is_clamped() {
+        assert_eq!(checked_ratio(0.25), Ok(0.25));
+        assert_eq!(checked_ratio(1.005), Ok(1.0));
+        assert_eq!(checked_ratio(-0.001), Ok(0.0));
+        assert_eq!(checked_ratio(5.0), Err(ImpossibleRatio::AboveOne(5.0)));
+        assert_eq!(checked_ratio(-0.5), Err(ImpossibleRatio::Negative(-0.5)));
+        assert!(
+            checked_ratio(3.0)
+                .unwrap_err()
+                .to_string()
+                .contains("errors exceed total")
+        );
     }
 
     #[test]

@@ -193,11 +193,15 @@ pub struct Evaluation {
     #[serde(skip)]
     pub at: UnixSeconds,
     pub slos: Vec<SloEvaluation>,
-    /// How many queries the cycle sent, and how many failed.
+    /// How many queries the cycle sent, and how many failed (partial answers not counted:
+    /// they reached the source).
     #[serde(skip)]
     pub queries: usize,
     #[serde(skip)]
     pub failed_queries: usize,
+    /// Failed and partial answers by [`MetricsError::reason`].
+    #[serde(skip)]
+    pub query_errors: BTreeMap<&'static str, usize>,
 }
 
 /// Reads and assesses SLOs through a [`MetricsSource`].
@@ -226,7 +230,7 @@ impl<M: MetricsSource> Evaluator<M> {
     /// Evaluates every SLO at `at`. Results come back in the order of `slos`.
     pub async fn evaluate(&self, slos: &[Slo], at: UnixSeconds) -> Evaluation {
         let mut queries = 0usize;
-        let mut failed_queries = 0usize;
+        let mut errors = QueryErrors::default();
         let mut results: Vec<Option<SloEvaluation>> = vec![None; slos.len()];
 
         let use_rules: Vec<bool> = match self.mode {
@@ -253,9 +257,12 @@ impl<M: MetricsSource> Evaluator<M> {
                             .collect()
                     }
                     // A partial answer may lack some SLOs' rules: read them all raw.
-                    Err(MetricsError::PartialResponse(_)) => vec![false; slos.len()],
+                    Err(error @ MetricsError::PartialResponse(_)) => {
+                        errors.count(&error);
+                        vec![false; slos.len()]
+                    }
                     Err(error) => {
-                        failed_queries += 1;
+                        errors.count(&error);
                         let reason = format!("checking for recorded rules: {error}");
                         let slos = slos
                             .iter()
@@ -265,7 +272,8 @@ impl<M: MetricsSource> Evaluator<M> {
                             at,
                             slos,
                             queries,
-                            failed_queries,
+                            failed_queries: errors.failed,
+                            query_errors: errors.by_reason,
                         };
                     }
                 }
@@ -287,7 +295,9 @@ impl<M: MetricsSource> Evaluator<M> {
                 .collect()
                 .await;
             queries += answers.len();
-            failed_queries += answers.iter().filter(|(_, r)| r.is_err()).count();
+            for (_, answer) in &answers {
+                errors.record(answer);
+            }
             let answers: HashMap<Window, QueryResult> = answers.into_iter().collect();
             let wanted: HashSet<&str> = rules_slos.iter().map(|i| slos[*i].name.as_str()).collect();
             let by_slo = index_by_slo(&answers, &wanted);
@@ -314,7 +324,9 @@ impl<M: MetricsSource> Evaluator<M> {
                 .collect()
                 .await;
             queries += answers.len();
-            failed_queries += answers.iter().filter(|(_, _, r)| r.is_err()).count();
+            for (_, _, answer) in &answers {
+                errors.record(answer);
+            }
             let mut per_slo: BTreeMap<usize, Vec<(Window, QueryResult)>> = BTreeMap::new();
             for (i, w, r) in answers {
                 per_slo.entry(i).or_default().push((w, r));
@@ -334,8 +346,32 @@ impl<M: MetricsSource> Evaluator<M> {
                 })
                 .collect(),
             queries,
-            failed_queries,
+            failed_queries: errors.failed,
+            query_errors: errors.by_reason,
         }
+    }
+}
+
+/// Failed and partial answers of one cycle.
+#[derive(Default)]
+struct QueryErrors {
+    /// Answers that did not come (partial ones did).
+    failed: usize,
+    by_reason: BTreeMap<&'static str, usize>,
+}
+
+impl QueryErrors {
+    fn record(&mut self, answer: &QueryResult) {
+        if let Err(error) = answer {
+            self.count(error);
+        }
+    }
+
+    fn count(&mut self, error: &MetricsError) {
+        if !matches!(error, MetricsError::PartialResponse(_)) {
+            self.failed += 1;
+        }
+        *self.by_reason.entry(error.reason()).or_default() += 1;
     }
 }
 
@@ -395,9 +431,21 @@ fn from_rules(
             None | Some([]) => {
                 ratios.insert(window, None);
             }
-            Some([value]) => {
-                ratios.insert(window, burn::finite(Some(*value)));
-            }
+            Some([value]) => match burn::finite(Some(*value)).map(burn::checked_ratio) {
+                None => {
+                    ratios.insert(window, None);
+                }
+                Some(Ok(ratio)) => {
+                    ratios.insert(window, Some(ratio));
+                }
+                Some(Err(impossible)) => {
+                    return SloEvaluation::failed(
+                        slo,
+                        Some(SliSource::Rules),
+                        format!("{}: {impossible}", error_ratio_series(window)),
+                    );
+                }
+            },
             Some(many) => {
                 return SloEvaluation::failed(
                     slo,
@@ -419,9 +467,18 @@ fn from_raw(slo: &Slo, mut answers: Vec<(Window, QueryResult)>) -> SloEvaluation
     let mut ratios = BTreeMap::new();
     for (window, result) in answers {
         match one_value(result) {
-            Reading::Value(ratio) => {
-                ratios.insert(window, Some(ratio));
-            }
+            Reading::Value(ratio) => match burn::checked_ratio(ratio) {
+                Ok(ratio) => {
+                    ratios.insert(window, Some(ratio));
+                }
+                Err(impossible) => {
+                    return SloEvaluation::failed(
+                        slo,
+                        Some(SliSource::Raw),
+                        format!("the {window} window: {impossible}"),
+                    );
+                }
+            },
             Reading::NoData(_) => {
                 ratios.insert(window, None);
             }

@@ -30,7 +30,8 @@ pub struct Metrics {
     registry: Registry,
     pub evaluation_duration: Histogram,
     pub queries: Counter,
-    pub query_errors: Counter,
+    /// By `reason` (see [`crate::ports::MetricsError::reason`]).
+    pub query_errors: Family<Vec<(String, String)>, Counter>,
     pub last_success: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub policy_reloads: Family<Vec<(String, String)>, Counter>,
     pub slos_loaded: Gauge,
@@ -49,12 +50,16 @@ impl Metrics {
         );
         let queries = Counter::default();
         registry.register("queries", "Queries sent to Prometheus", queries.clone());
-        let query_errors = Counter::default();
+        let query_errors = Family::<Vec<(String, String)>, Counter>::default();
         registry.register(
             "query_errors",
-            "Queries to Prometheus that failed (timeout, HTTP error, refused query)",
+            "Queries to Prometheus that failed or answered only partially, by reason (timeout, unreachable, rejected, bad_response, partial_response)",
             query_errors.clone(),
         );
+        for reason in crate::ports::MetricsError::REASONS {
+            // Every reason from the start, so a rate() over them never begins with a gap.
+            let _ = query_errors.get_or_create(&vec![("reason".to_string(), reason.to_string())]);
+        }
         let last_success = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         registry.register(
             "last_successful_evaluation_timestamp_seconds",

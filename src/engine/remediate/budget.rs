@@ -175,7 +175,7 @@ where
             warn!(slo = %slo.name, rule = %rule.id, %why, "checking a sustained burn failed; the rule does not hold");
         }
         let verdict = burn::sustained(
-            lowest.value(),
+            lowest.value().and_then(|r| burn::checked_ratio(r).ok()),
             samples.value(),
             duration.as_secs() / step,
             slo.error_budget(),

@@ -1,10 +1,11 @@
 //! The `verify` step: polls the burn rate over a window until it is below a limit, for at
-//! most a deadline. Only a number read from data passes it; no data, a partial answer or a
-//! failed query never does, and at the deadline the step fails saying which it was.
+//! most a deadline. Only a number read from data passes it; no data, a partial answer, an
+//! impossible ratio or a failed query never does, and at the deadline the step fails saying which it was.
 
 use std::time::Duration;
 
 use super::{Remediator, now};
+use crate::domain::burn;
 use crate::domain::policy::{Slo, Window};
 use crate::domain::sli;
 use crate::engine::reading::{Reading, read_one};
@@ -34,7 +35,13 @@ where
         let budget = slo.error_budget().ratio();
         loop {
             let at = now();
-            let reading = read_one(self.metrics.as_ref(), &expr, at).await;
+            let reading = match read_one(self.metrics.as_ref(), &expr, at).await {
+                Reading::Value(ratio) => match burn::checked_ratio(ratio) {
+                    Ok(ratio) => Reading::Value(ratio),
+                    Err(impossible) => Reading::Failed(impossible.to_string()),
+                },
+                other => other,
+            };
             if let Reading::Value(ratio) = reading {
                 let burn = ratio / budget;
                 if burn < below {
