@@ -104,7 +104,7 @@ pub fn watched_api_server(script: Vec<Expect>) -> (KubeActuator, ApiServer) {
     let unexpected = Arc::new(Mutex::new(Vec::new()));
     let after_script = unexpected.clone();
     let verifier = tokio::spawn(async move {
-        for step in script {
+        for (n, step) in script.into_iter().enumerate() {
             let (request, respond) = tokio::time::timeout(PATIENCE, handle.next_request())
                 .await
                 .unwrap_or_else(|_| {
@@ -120,7 +120,13 @@ pub fn watched_api_server(script: Vec<Expect>) -> (KubeActuator, ApiServer) {
                 "method of {}",
                 request.uri()
             );
-            assert_eq!(request.uri().path(), step.path);
+            assert_eq!(
+                request.uri().path(),
+                step.path,
+                "path of request {} ({} expected)",
+                n + 1,
+                step.method
+            );
             let query = request.uri().query().unwrap_or_default().to_string();
             for part in step.query {
                 assert!(query.contains(part), "query {query:?} lacks {part:?}");
