@@ -52,7 +52,7 @@ type Engine = Remediator<SqlStore, Actuators, Prometheus>;
 fn new_engine(store: Arc<SqlStore>, kube: KubeActuator) -> Arc<Engine> {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let prometheus = Prometheus::new(&PrometheusConfig::new(&format!(
+    let prometheus = Prometheus::new(&PrometheusConfig::new(format!(
         "http://127.0.0.1:{}",
         free_port()
     )))
