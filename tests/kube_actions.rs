@@ -1,113 +1,20 @@
 //! Kubernetes calls, verified the kube-rs way: no API server can run on our test machines, so
 //! `tower_test::mock::pair` stands in for it. Each test lists the exact requests the action
 //! must make (method, path, query with fieldManager, content type, body) and answers them as
-//! the API server would; any other request fails the test.
+//! the API server would; any other request fails the test. The stand-in and its fixtures are
+//! in `common::kube`.
 
-use http::{Request, Response};
-use kube::client::Body;
+mod common;
+
 use serde_json::{Value, json};
 
-use burnguard::adapters::kube::KubeActuator;
 use burnguard::domain::playbook::FreezeTarget;
 use burnguard::domain::rollback::TemplateRevision;
 use burnguard::ports::{ActionError, FreezeMarks, RollbackPlan, RollbackWrite};
-
-/// Checks a request body.
-type BodyCheck = Box<dyn Fn(&Value) + Send>;
-
-/// One expected request and the answer to give.
-struct Expect {
-    method: &'static str,
-    path: &'static str,
-    /// Substrings the query must contain (kube's queries begin with `&`).
-    query: &'static [&'static str],
-    content_type: Option<&'static str>,
-    /// Checks the parsed body.
-    body: Option<BodyCheck>,
-    status: u16,
-    reply: Value,
-}
-
-fn expect(
-    method: &'static str,
-    path: &'static str,
-    query: &'static [&'static str],
-    reply: Value,
-) -> Expect {
-    Expect {
-        method,
-        path,
-        query,
-        content_type: None,
-        body: None,
-        status: 200,
-        reply,
-    }
-}
-
-/// A client whose API server is `script`, in order. The returned handle finishes when every
-/// expected request was seen (and panics on any difference).
-fn api_server(script: Vec<Expect>) -> (KubeActuator, tokio::task::JoinHandle<()>) {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let verifier = tokio::spawn(async move {
-        for step in script {
-            let (request, respond) = handle
-                .next_request()
-                .await
-                .expect("the action stopped calling the API");
-            assert_eq!(
-                request.method().as_str(),
-                step.method,
-                "method of {}",
-                request.uri()
-            );
-            assert_eq!(request.uri().path(), step.path);
-            let query = request.uri().query().unwrap_or_default().to_string();
-            for part in step.query {
-                assert!(query.contains(part), "query {query:?} lacks {part:?}");
-            }
-            if let Some(ct) = step.content_type {
-                assert_eq!(
-                    request.headers()["content-type"],
-                    ct,
-                    "content type of {}",
-                    step.path
-                );
-            }
-            let bytes = request.into_body().collect_bytes().await.unwrap();
-            if let Some(check) = step.body {
-                let body: Value = serde_json::from_slice(&bytes).expect("a JSON body");
-                check(&body);
-            }
-            respond.send_response(
-                Response::builder()
-                    .status(step.status)
-                    .header("content-type", "application/json")
-                    .body(Body::from(serde_json::to_vec(&step.reply).unwrap()))
-                    .unwrap(),
-            );
-        }
-    });
-    (
-        KubeActuator::new(kube::Client::new(service, "default")),
-        verifier,
-    )
-}
-
-fn deployment(name: &str, revision: u64, paused: bool, image: &str) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": "shop", "uid": "dep-uid",
-                     "annotations": {"deployment.kubernetes.io/revision": revision.to_string()}},
-        "spec": {"paused": paused, "selector": {"matchLabels": {"app": name}},
-                 "template": {"metadata": {"labels": {"app": name}},
-                              "spec": {"containers": [{"name": name, "image": image}]}}}
-    })
-}
-
-fn list(kind: &str, items: Vec<Value>) -> Value {
-    json!({"apiVersion": "apps/v1", "kind": kind, "metadata": {}, "items": items})
-}
+use common::kube::{
+    Expect, Release, V1, V2, V3, api_server, checkout_at, deployment, expect, list, pod_template,
+    reads, replica_set_of, rollback_patch,
+};
 
 fn marks() -> FreezeMarks {
     FreezeMarks {
@@ -232,157 +139,8 @@ async fn scale_sets_absolute_replicas_through_the_scale_subresource() {
     assert!(outcome.contains("6 replicas"));
 }
 
-// Rollback. The fixtures are what the Deployment controller leaves behind: one ReplicaSet per
-// pod template, named `<deployment>-<pod-template-hash>`, owned (controller: true) by the
-// Deployment's uid, labelled and selected with its pod-template-hash, annotated with its
-// revision; after an undo the restored ReplicaSet takes the next revision and keeps its old
-// numbers in `revision-history`, and the Deployment's revision annotation follows it.
-
-const CHECKOUT_UID: &str = "9a6f1c3e-2b7d-4e58-8c0a-4f1d2e3b5a69";
-
-/// One release of checkout: its image and the pod-template-hash the controller gave it.
-#[derive(Clone, Copy)]
-struct Release {
-    image: &'static str,
-    hash: &'static str,
-}
-
-const V1: Release = Release {
-    image: "registry.example.com/checkout:1.0.0",
-    hash: "5d8f7c9b6d",
-};
-const V2: Release = Release {
-    image: "registry.example.com/checkout:1.1.0",
-    hash: "7b9c6d5f48",
-};
-const V3: Release = Release {
-    image: "registry.example.com/checkout:1.2.0",
-    hash: "6c4d8b7f95",
-};
-
-/// The pod template as the API server stores it (defaults filled in); the ReplicaSet's copy
-/// also carries its pod-template-hash label.
-fn pod_template(release: Release, hash_label: bool) -> Value {
-    let mut labels = json!({"app": "checkout"});
-    if hash_label {
-        labels["pod-template-hash"] = json!(release.hash);
-    }
-    json!({
-        "metadata": {"labels": labels},
-        "spec": {
-            "containers": [{
-                "name": "checkout", "image": release.image,
-                "ports": [{"containerPort": 8080, "protocol": "TCP"}],
-                "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}},
-                "terminationMessagePath": "/dev/termination-log",
-                "terminationMessagePolicy": "File",
-                "imagePullPolicy": "IfNotPresent"
-            }],
-            "restartPolicy": "Always",
-            "terminationGracePeriodSeconds": 30,
-            "dnsPolicy": "ClusterFirst",
-            "securityContext": {},
-            "schedulerName": "default-scheduler"
-        }
-    })
-}
-
-/// The checkout Deployment at `revision`, asking for `running`'s pod template.
-fn checkout_at(revision: u64, running: Release, paused: bool) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {
-            "name": "checkout", "namespace": "shop", "uid": CHECKOUT_UID,
-            "resourceVersion": "48213", "generation": revision + 1,
-            "labels": {"app": "checkout", "app.kubernetes.io/part-of": "shop"},
-            "annotations": {"deployment.kubernetes.io/revision": revision.to_string()}
-        },
-        "spec": {
-            "replicas": 3, "paused": paused, "revisionHistoryLimit": 10, "progressDeadlineSeconds": 600,
-            "selector": {"matchLabels": {"app": "checkout"}},
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}},
-            "template": pod_template(running, false)
-        },
-        "status": {"observedGeneration": revision + 1, "replicas": 3, "updatedReplicas": 3, "readyReplicas": 3}
-    })
-}
-
-/// The ReplicaSet the controller made for `release`, now at `revision` with earlier numbers
-/// `history`, scaled to `replicas` (0 for old ones).
-fn replica_set_of(release: Release, revision: u64, history: &[u64], replicas: u32) -> Value {
-    let mut annotations = json!({
-        "deployment.kubernetes.io/revision": revision.to_string(),
-        "deployment.kubernetes.io/desired-replicas": "3",
-        "deployment.kubernetes.io/max-replicas": "4"
-    });
-    if !history.is_empty() {
-        let list: Vec<String> = history.iter().map(u64::to_string).collect();
-        annotations["deployment.kubernetes.io/revision-history"] = json!(list.join(","));
-    }
-    json!({
-        "apiVersion": "apps/v1", "kind": "ReplicaSet",
-        "metadata": {
-            "name": format!("checkout-{}", release.hash), "namespace": "shop",
-            "labels": {"app": "checkout", "pod-template-hash": release.hash},
-            "annotations": annotations,
-            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "checkout",
-                                 "uid": CHECKOUT_UID, "controller": true, "blockOwnerDeletion": true}]
-        },
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": "checkout", "pod-template-hash": release.hash}},
-            "template": pod_template(release, true)
-        },
-        "status": {"replicas": replicas, "observedGeneration": 2}
-    })
-}
-
-/// The GET of the Deployment and the LIST of its ReplicaSets that every plan starts with.
-fn reads(deployment: Value, replica_sets: Vec<Value>) -> Vec<Expect> {
-    vec![
-        expect(
-            "GET",
-            "/apis/apps/v1/namespaces/shop/deployments/checkout",
-            &[],
-            deployment,
-        ),
-        expect(
-            "GET",
-            "/apis/apps/v1/namespaces/shop/replicasets",
-            &["labelSelector=app%3Dcheckout"],
-            list("ReplicaSetList", replica_sets),
-        ),
-    ]
-}
-
-/// The PATCH a rollback from revision `from` to `to`'s template must send.
-fn rollback_patch(from: u64, to: Release, reply: Value) -> Expect {
-    Expect {
-        content_type: Some("application/json-patch+json"),
-        body: Some(Box::new(move |b: &Value| {
-            let mut template = pod_template(to, true);
-            template["metadata"]["labels"]
-                .as_object_mut()
-                .unwrap()
-                .remove("pod-template-hash");
-            assert_eq!(
-                b,
-                &json!([
-                    {"op": "test", "path": "/metadata/annotations/deployment.kubernetes.io~1revision", "value": from.to_string()},
-                    {"op": "replace", "path": "/spec/template", "value": template}
-                ]),
-                "the patch must test the planned revision, then write {}'s template without its pod-template-hash",
-                to.image
-            );
-        })),
-        ..expect(
-            "PATCH",
-            "/apis/apps/v1/namespaces/shop/deployments/checkout",
-            &["fieldManager=burnguard"],
-            reply,
-        )
-    }
-}
+// Rollback, over the ReplicaSet histories the Deployment controller leaves behind (the
+// fixtures are in `common::kube`, shared with the engine's tests).
 
 fn avoid(releases: &[Release]) -> Vec<String> {
     releases.iter().map(|r| r.hash.to_string()).collect()
@@ -594,7 +352,7 @@ async fn rollback_does_nothing_when_the_deployment_already_asks_for_the_target_t
         (plan.from.clone(), plan.to.clone()),
         (revision(3, V3), revision(2, V2))
     );
-    // Applying it calls nothing: the API server stand-in is gone.
+    // Applying it calls nothing: the script is over, so any call would get a 500 and fail.
     let outcome = kube.apply_rollback(&plan).await.unwrap();
     assert!(outcome.contains("nothing to do"), "{outcome}");
 }

@@ -7,6 +7,11 @@
 //!   freeze also covers: those keep their marks, and that freeze is applied again so that the
 //!   marks name it.
 //!
+//! Removals come before applies. All marks are applied under one field manager, so on a
+//! Deployment the last apply of a pass is what stays: a removal after an apply would strip the
+//! marks of an active freeze not applied yet (its Deployments, by name or selector, are known
+//! only once it is applied) from a Deployment the lifted freeze also marked.
+//!
 //! Owns: [`freeze_operations`]. Must not touch: the store, the Kubernetes API.
 
 use std::collections::BTreeSet;
@@ -42,7 +47,7 @@ pub enum FreezeOperation {
     },
 }
 
-/// The changes that make Kubernetes match the active freezes, applies before removals.
+/// The changes that make Kubernetes match the active freezes, removals before applies.
 pub fn freeze_operations(active: &[FreezeState], lifted: &[FreezeState]) -> Vec<FreezeOperation> {
     let mut apply: BTreeSet<i64> = active
         .iter()
@@ -79,10 +84,9 @@ pub fn freeze_operations(active: &[FreezeState], lifted: &[FreezeState]) -> Vec<
             deployments: remove,
         });
     }
-    apply
+    removals
         .into_iter()
-        .map(|id| FreezeOperation::Apply { id })
-        .chain(removals)
+        .chain(apply.into_iter().map(|id| FreezeOperation::Apply { id }))
         .collect()
 }
 
@@ -143,12 +147,30 @@ mod tests {
         assert_eq!(
             ops,
             vec![
-                FreezeOperation::Apply { id: 5 },
                 FreezeOperation::Remove {
                     id: 3,
                     namespace: "shop".into(),
                     deployments: vec!["web".into()],
                 },
+                FreezeOperation::Apply { id: 5 },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_freeze_not_applied_yet_is_applied_after_a_lifted_freezes_marks_come_off() {
+        // Freeze 5 (not applied yet) may mark what freeze 3 marked: applied first, its marks
+        // would be stripped by the removal that follows.
+        let ops = freeze_operations(&[freeze(5, None)], &[freeze(3, marks(&["web"]))]);
+        assert_eq!(
+            ops,
+            vec![
+                FreezeOperation::Remove {
+                    id: 3,
+                    namespace: "shop".into(),
+                    deployments: vec!["web".into()],
+                },
+                FreezeOperation::Apply { id: 5 },
             ]
         );
     }
