@@ -534,6 +534,25 @@ pub enum ActionError {
     Failed(String),
 }
 
+/// A freeze that could not be applied whole.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{error}")]
+pub struct PartialFreeze {
+    pub error: ActionError,
+    /// What was applied before the error (`{"namespace", "deployments", "complete": false}`),
+    /// if anything.
+    pub applied: Option<serde_json::Value>,
+}
+
+impl From<ActionError> for PartialFreeze {
+    fn from(error: ActionError) -> Self {
+        Self {
+            error,
+            applied: None,
+        }
+    }
+}
+
 /// Marks a freeze leaves on what it freezes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FreezeMarks {
@@ -595,12 +614,13 @@ pub trait Actuator: Send + Sync {
         deployment: &str,
         replicas: u32,
     ) -> impl Future<Output = Result<String, ActionError>> + Send;
-    /// Marks the target's Deployments frozen; returns what was applied (to undo exactly that).
+    /// Marks the target's Deployments frozen; returns what was applied (to undo exactly that),
+    /// or, when it stopped partway, the error with what was applied before it.
     fn freeze(
         &self,
         target: &crate::domain::playbook::FreezeTarget,
         marks: &FreezeMarks,
-    ) -> impl Future<Output = Result<serde_json::Value, ActionError>> + Send;
+    ) -> impl Future<Output = Result<serde_json::Value, PartialFreeze>> + Send;
     /// Removes what `freeze` applied.
     fn unfreeze(
         &self,

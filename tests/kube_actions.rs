@@ -93,7 +93,7 @@ async fn freeze_applies_our_annotations_server_side_to_each_deployment() {
     verifier.await.unwrap();
     assert_eq!(
         applied,
-        json!({"namespace": "shop", "deployments": ["cart", "checkout"]})
+        json!({"namespace": "shop", "deployments": ["cart", "checkout"], "complete": true})
     );
 }
 

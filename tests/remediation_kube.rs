@@ -113,6 +113,7 @@ fn page_evaluation(slo: &Slo, at: i64) -> Evaluation {
         }],
         queries: 0,
         failed_queries: 0,
+        query_errors: Default::default(),
     }
 }
 
@@ -326,7 +327,7 @@ async fn a_freeze_recorded_before_a_crash_reaches_kubernetes_in_the_next_pass_an
         server.script_done().await;
         assert_eq!(
             freeze(&store, id).await.applied,
-            Some(json!({"namespace": "shop", "deployments": ["checkout"]})),
+            Some(json!({"namespace": "shop", "deployments": ["checkout"], "complete": true})),
             "{}",
             db.url()
         );
@@ -377,7 +378,9 @@ async fn a_freeze_made_by_hand_reaches_kubernetes_the_same_way_selector_included
         server.script_done().await;
         assert_eq!(
             freeze(&store, id).await.applied,
-            Some(json!({"namespace": "shop", "deployments": ["cart", "checkout"]})),
+            Some(
+                json!({"namespace": "shop", "deployments": ["cart", "checkout"], "complete": true})
+            ),
             "{}",
             db.url()
         );
@@ -434,7 +437,7 @@ async fn a_lifted_freeze_loses_its_marks_except_where_another_active_freeze_keep
         assert!(store.lifted_not_removed().await.unwrap().is_empty());
         assert_eq!(
             freeze(&store, staying).await.applied,
-            Some(json!({"namespace": "shop", "deployments": ["cart"]}))
+            Some(json!({"namespace": "shop", "deployments": ["cart"], "complete": true}))
         );
         // The gate agrees: cart is frozen by hand, checkout is free.
         let (status, body) = gate(&store, "cart").await;
@@ -512,7 +515,7 @@ async fn a_freeze_not_yet_applied_keeps_its_marks_on_a_deployment_a_lifted_freez
         assert!(removed_at(&db, lifted).await.is_some());
         assert_eq!(
             freeze(&store, staying).await.applied,
-            Some(json!({"namespace": "shop", "deployments": ["checkout"]}))
+            Some(json!({"namespace": "shop", "deployments": ["checkout"], "complete": true}))
         );
     }
 }
@@ -552,8 +555,15 @@ async fn an_api_error_on_apply_keeps_the_freeze_at_the_gate_says_so_once_and_is_
         let engine = new_engine(store.clone(), kube);
         for pass in 1..=2 {
             engine.reconcile_freezes().await;
+            // Not applied whole: recorded as partial (the failed Deployment included, since an
+            // error does not prove nothing was applied), so the next pass applies it again.
             let record = freeze(&store, id).await;
-            assert_eq!(record.applied, None, "pass {pass} on {}", db.url());
+            assert_eq!(
+                record.applied,
+                Some(json!({"namespace": "shop", "deployments": ["checkout"], "complete": false})),
+                "pass {pass} on {}",
+                db.url()
+            );
             let (status, body) = gate(&store, "checkout").await;
             assert_eq!(
                 (status, body["freeze_id"].as_i64()),
@@ -574,7 +584,7 @@ async fn an_api_error_on_apply_keeps_the_freeze_at_the_gate_says_so_once_and_is_
         nothing_but_the_script(&mut server, &db).await;
         assert_eq!(
             freeze(&store, id).await.applied,
-            Some(json!({"namespace": "shop", "deployments": ["checkout"]}))
+            Some(json!({"namespace": "shop", "deployments": ["checkout"], "complete": true}))
         );
         assert_eq!(
             events(&detail(&store, incident).await, "freeze_not_applied").len(),
@@ -584,9 +594,60 @@ async fn an_api_error_on_apply_keeps_the_freeze_at_the_gate_says_so_once_and_is_
 }
 
 #[tokio::test]
+async fn a_freeze_applied_partway_then_lifted_leaves_no_marks_behind() {
+    // cart takes the marks, checkout's apply fails; the freeze is lifted before a retry gets
+    // through. Both Deployments must end without burnguard's marks.
+    for db in TestDb::both().await {
+        let store = Arc::new(SqlStore::open(db.url()).await.unwrap());
+        let reason = "release train paused";
+        let id = store
+            .create_freeze(&new_freeze(
+                "api",
+                None,
+                &["cart", "checkout"],
+                None,
+                reason,
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let failing = Expect {
+            status: 500,
+            reply: status(500, "InternalError", "etcdserver: request timed out"),
+            ..apply_marks("checkout", reason, None)
+        };
+        let script = vec![
+            apply_marks("cart", reason, None),
+            failing,
+            remove_marks("cart"),
+            remove_marks("checkout"),
+        ];
+        let (kube, mut server) = watched_api_server(script);
+        let engine = new_engine(store.clone(), kube);
+        engine.reconcile_freezes().await;
+        assert_eq!(
+            freeze(&store, id).await.applied,
+            Some(
+                json!({"namespace": "shop", "deployments": ["cart", "checkout"], "complete": false})
+            ),
+            "{}",
+            db.url()
+        );
+        assert!(store.lift_freeze(id, "api", AT + 60).await.unwrap());
+        engine.reconcile_freezes().await;
+        nothing_but_the_script(&mut server, &db).await;
+        assert!(
+            store.lifted_not_removed().await.unwrap().is_empty(),
+            "the lifted freeze's marks are recorded as removed on {}",
+            db.url()
+        );
+    }
+}
+
+#[tokio::test]
 async fn the_stand_in_catches_a_call_the_engine_makes_after_the_script() {
     // What makes "nothing more was sent" above a real check: with the record cleared, the
-    // pass calls again, and that call is caught (and answered 500, so nothing is recorded).
+    // pass calls again, and that call is caught (and answered 500, so it is not applied whole).
     let db = TestDb::sqlite();
     let store = Arc::new(SqlStore::open(db.url()).await.unwrap());
     let reason = "release train paused";
@@ -608,7 +669,11 @@ async fn the_stand_in_catches_a_call_the_engine_makes_after_the_script() {
             && unexpected[0].contains("fieldManager=burnguard"),
         "{unexpected:?}"
     );
-    assert_eq!(freeze(&store, id).await.applied, None);
+    // Answered 500: recorded as not applied whole, so a later pass tries again.
+    assert_eq!(
+        freeze(&store, id).await.applied,
+        Some(json!({"namespace": "shop", "deployments": ["checkout"], "complete": false}))
+    );
 }
 
 // Rollback through a playbook.

@@ -4,7 +4,7 @@
 use crate::adapters::http_action::HttpActuator;
 use crate::adapters::kube::KubeActuator;
 use crate::domain::playbook::{FreezeTarget, HttpStep};
-use crate::ports::{ActionError, Actuator, FreezeMarks, RollbackPlan};
+use crate::ports::{ActionError, Actuator, FreezeMarks, PartialFreeze, RollbackPlan};
 
 #[derive(Clone)]
 pub struct Actuators {
@@ -55,7 +55,7 @@ impl Actuator for Actuators {
         &self,
         target: &FreezeTarget,
         marks: &FreezeMarks,
-    ) -> Result<serde_json::Value, ActionError> {
+    ) -> Result<serde_json::Value, PartialFreeze> {
         self.kube()?.freeze(target, marks).await
     }
 

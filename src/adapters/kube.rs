@@ -21,7 +21,7 @@ use serde_json::json;
 
 use crate::domain::playbook::FreezeTarget;
 use crate::domain::rollback::{CurrentRevision, ReplicaSetRevision, choose_target};
-use crate::ports::{ActionError, FreezeMarks, RollbackPlan, RollbackWrite};
+use crate::ports::{ActionError, FreezeMarks, PartialFreeze, RollbackPlan, RollbackWrite};
 
 pub const FIELD_MANAGER: &str = "burnguard";
 pub const FROZEN: &str = "burnguard.dev/frozen";
@@ -104,11 +104,11 @@ impl KubeActuator {
         &self,
         target: &FreezeTarget,
         marks: &FreezeMarks,
-    ) -> Result<serde_json::Value, ActionError> {
+    ) -> Result<serde_json::Value, PartialFreeze> {
         let (namespace, names) = self.targets(target).await?;
         let api = self.deployments(&namespace);
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        for name in &names {
+        for (i, name) in names.iter().enumerate() {
             let mut annotations = BTreeMap::from([
                 (FROZEN.to_string(), "true".to_string()),
                 (FROZEN_REASON.to_string(), marks.reason.clone()),
@@ -122,11 +122,20 @@ impl KubeActuator {
                 "kind": "Deployment",
                 "metadata": {"name": name, "annotations": annotations},
             });
-            api.patch(name, &params, &Patch::Apply(&body))
-                .await
-                .map_err(|e| kube_error(&format!("freezing deployment {namespace}/{name}"), e))?;
+            if let Err(e) = api.patch(name, &params, &Patch::Apply(&body)).await {
+                // The failed one too: an error does not prove the API server did not apply it,
+                // and removing marks that are not there is harmless.
+                return Err(PartialFreeze {
+                    error: kube_error(&format!("freezing deployment {namespace}/{name}"), e),
+                    applied: Some(json!({
+                        "namespace": namespace,
+                        "deployments": names[..=i],
+                        "complete": false,
+                    })),
+                });
+            }
         }
-        Ok(json!({"namespace": namespace, "deployments": names}))
+        Ok(json!({"namespace": namespace, "deployments": names, "complete": true}))
     }
 
     /// Applies an empty set of annotations under burnguard's field manager: server-side apply

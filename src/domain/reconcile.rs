@@ -21,6 +21,9 @@ use std::collections::BTreeSet;
 pub struct AppliedMarks {
     pub namespace: String,
     pub deployments: Vec<String>,
+    /// `false` when applying stopped partway (an API error after some Deployments): the
+    /// freeze is applied again, and what is listed is removed when it lifts.
+    pub complete: bool,
 }
 
 /// A freeze as the reconcile pass sees it.
@@ -51,7 +54,7 @@ pub enum FreezeOperation {
 pub fn freeze_operations(active: &[FreezeState], lifted: &[FreezeState]) -> Vec<FreezeOperation> {
     let mut apply: BTreeSet<i64> = active
         .iter()
-        .filter(|f| f.reaches_kubernetes && f.applied.is_none())
+        .filter(|f| f.reaches_kubernetes && f.applied.as_ref().is_none_or(|m| !m.complete))
         .map(|f| f.id)
         .collect();
     let mut removals = Vec::new();
@@ -98,6 +101,7 @@ mod tests {
         Some(AppliedMarks {
             namespace: "shop".into(),
             deployments: deployments.iter().map(|d| d.to_string()).collect(),
+            complete: true,
         })
     }
 
@@ -172,6 +176,27 @@ mod tests {
                 },
                 FreezeOperation::Apply { id: 5 },
             ]
+        );
+    }
+
+    #[test]
+    fn a_freeze_applied_partway_is_applied_again_and_its_marks_come_off_when_lifted() {
+        let partial = Some(AppliedMarks {
+            namespace: "shop".into(),
+            deployments: vec!["cart".into()],
+            complete: false,
+        });
+        assert_eq!(
+            freeze_operations(&[freeze(1, partial.clone())], &[]),
+            vec![FreezeOperation::Apply { id: 1 }]
+        );
+        assert_eq!(
+            freeze_operations(&[], &[freeze(1, partial)]),
+            vec![FreezeOperation::Remove {
+                id: 1,
+                namespace: "shop".into(),
+                deployments: vec!["cart".into()],
+            }]
         );
     }
 

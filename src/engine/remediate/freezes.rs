@@ -21,7 +21,7 @@ use crate::domain::reconcile::{AppliedMarks, FreezeOperation, FreezeState, freez
 use crate::engine::evaluate::{EvalStatus, SloEvaluation};
 use crate::ports::{
     ActionIntent, ActionStatus, Actuator, FreezeMarks, FreezeRecord, Freezes, Journal, Journaled,
-    MetricsSource, NewFreeze, UnixSeconds,
+    MetricsSource, NewFreeze, PartialFreeze, UnixSeconds,
 };
 use crate::timefmt::rfc3339;
 
@@ -30,6 +30,8 @@ fn applied_marks(applied: &serde_json::Value) -> Option<AppliedMarks> {
     Some(AppliedMarks {
         namespace: applied["namespace"].as_str()?.to_string(),
         deployments: serde_json::from_value(applied["deployments"].clone()).ok()?,
+        // Records from before partial applies were noted are whole.
+        complete: applied["complete"].as_bool().unwrap_or(true),
     })
 }
 
@@ -155,7 +157,15 @@ where
                     noted.remove(&freeze_id);
                 }
             }
-            Err(error) => {
+            Err(PartialFreeze { error, applied }) => {
+                if let Some(applied) = applied
+                    && let Err(error) = self
+                        .store
+                        .set_freeze_applied(freeze_id, Some(applied))
+                        .await
+                {
+                    warn!(freeze = freeze_id, %error, "recording a partly applied freeze failed");
+                }
                 warn!(freeze = freeze_id, %error, "applying the freeze to Kubernetes failed; it holds at the freeze gate and is applied again next cycle");
                 let first = self
                     .noted_apply_failures
