@@ -22,6 +22,7 @@ pub mod engine;
 pub mod http;
 pub mod policies;
 pub mod ports;
+pub mod redact;
 pub mod service;
 pub mod telemetry;
 pub mod timefmt;

@@ -152,3 +152,22 @@ async fn unusable_answers_are_errors_not_numbers() {
     let info = client("info").instant("x", 0).await.unwrap();
     assert_eq!(info.len(), 1);
 }
+
+#[tokio::test]
+async fn a_password_in_the_prometheus_url_never_reaches_an_error_or_a_log() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = PrometheusConfig::new(format!("http://reader:s3cret@127.0.0.1:{port}"));
+    assert!(!format!("{config:?}").contains("s3cret"), "{config:?}");
+    let error = Prometheus::new(&config)
+        .unwrap()
+        .instant("up", 0)
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(matches!(error, MetricsError::Unreachable(_)), "{text}");
+    assert!(!text.contains("s3cret"), "{text}");
+}

@@ -27,9 +27,24 @@ pub struct Channels {
 impl std::fmt::Debug for Channels {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Channels")
-            .field("pagerduty", &self.pagerduty.as_ref().map(|(_, url)| url))
-            .field("alertmanager", &self.alertmanager)
-            .field("webhook", &self.webhook.as_ref().map(|(url, _)| url))
+            .field(
+                "pagerduty",
+                &self
+                    .pagerduty
+                    .as_ref()
+                    .map(|(_, url)| crate::redact::credentials(url)),
+            )
+            .field(
+                "alertmanager",
+                &self.alertmanager.as_deref().map(crate::redact::credentials),
+            )
+            .field(
+                "webhook",
+                &self
+                    .webhook
+                    .as_ref()
+                    .map(|(url, _)| crate::redact::credentials(url)),
+            )
             .finish()
     }
 }

@@ -46,7 +46,7 @@ impl PrometheusConfig {
 impl fmt::Debug for PrometheusConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PrometheusConfig")
-            .field("url", &self.url)
+            .field("url", &crate::redact::credentials(&self.url))
             .field(
                 "headers",
                 &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
@@ -138,7 +138,7 @@ impl Prometheus {
             .build()
             .map_err(|e| ConfigError::Client(e.to_string()))?;
         let url_error = |reason: String| ConfigError::Url {
-            url: config.url.clone(),
+            url: crate::redact::credentials(&config.url),
             reason,
         };
         let mut api = reqwest::Url::parse(&config.url).map_err(|e| url_error(e.to_string()))?;
@@ -191,6 +191,7 @@ impl Prometheus {
     }
 }
 
+/// The error and its causes, credentials in URLs masked (the text is logged and stored).
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
@@ -199,7 +200,7 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         text.push_str(&cause.to_string());
         source = cause.source();
     }
-    text
+    crate::redact::credentials(&text)
 }
 
 /// The query API's envelope (`/api/v1/query`, `/api/v1/query_range`).
@@ -256,7 +257,8 @@ fn parse_answer(status: u16, body: &[u8], timeout_seconds: u64) -> Result<Data, 
     let answer: Answer = match serde_json::from_slice(body) {
         Ok(answer) => answer,
         Err(error) => {
-            let snippet = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+            let snippet =
+                crate::redact::credentials(&String::from_utf8_lossy(&body[..body.len().min(200)]));
             return Err(if (200..300).contains(&status) {
                 MetricsError::BadResponse(format!("not a query API answer ({error}): {snippet}"))
             } else {

@@ -229,7 +229,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     telemetry::init(settings.log_format);
     tracing::info!(
         policies = ?settings.policies,
-        prometheus = %settings.prometheus.url,
+        prometheus = %crate::redact::credentials(&settings.prometheus.url),
         interval = ?settings.interval,
         mode = ?settings.mode,
         "starting burnguard serve"

@@ -85,16 +85,7 @@ pub(crate) fn db_error(error: sqlx::Error) -> StoreError {
 
 /// The URL without its password, for messages.
 fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
+    crate::redact::credentials(url)
 }
 
 impl SqlStore {
@@ -609,7 +600,7 @@ mod tests {
             redact("postgres://bg:s3cret@db:5432/x"),
             "postgres://bg:***@db:5432/x"
         );
-        assert_eq!(redact("postgres://bg@db/x"), "postgres://bg@db/x");
+        assert_eq!(redact("postgres://bg@db/x"), "postgres://***@db/x");
         assert_eq!(redact("sqlite://burnguard.db"), "sqlite://burnguard.db");
     }
 }
