@@ -45,14 +45,23 @@ mod tests {
     #[test]
     fn passwords_and_tokens_in_urls_are_masked_wherever_they_appear() {
         let cases = [
-            ("postgres://burnguard:s3cret@db/burnguard", "postgres://burnguard:***@db/burnguard"),
-            ("https://tok3n@mimir/prometheus", "https://***@mimir/prometheus"),
+            (
+                "postgres://burnguard:s3cret@db/burnguard",
+                "postgres://burnguard:***@db/burnguard",
+            ),
+            (
+                "https://tok3n@mimir/prometheus",
+                "https://***@mimir/prometheus",
+            ),
             ("http://prometheus:9090", "http://prometheus:9090"),
             (
                 "error sending request for url (http://u:p@h:1/api/v1/query): refused",
                 "error sending request for url (http://u:***@h:1/api/v1/query): refused",
             ),
-            ("a http://x:y@a and b https://z@b/c", "a http://x:***@a and b https://***@b/c"),
+            (
+                "a http://x:y@a and b https://z@b/c",
+                "a http://x:***@a and b https://***@b/c",
+            ),
             ("http://host/path?q=a@b", "http://host/path?q=a@b"),
             ("no url here", "no url here"),
             ("://", "://"),

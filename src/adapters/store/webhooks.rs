@@ -16,7 +16,10 @@ impl Webhooks for SqlStore {
         at: UnixSeconds,
     ) -> Result<Option<i64>, StoreError> {
         let inserted = sqlx::query(
-            "INSERT INTO webhook_events (source, dedup_key, received_at, incident_id, body) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            // A webhook may name an incident this database does not have (pruned, another
+            // installation's): it is stored unattached rather than refused.
+            "INSERT INTO webhook_events (source, dedup_key, received_at, incident_id, body) \
+             VALUES ($1, $2, $3, (SELECT id FROM incidents WHERE id = $4), $5) RETURNING id",
         )
         .bind(source)
         .bind(dedup_key)
