@@ -158,7 +158,11 @@ impl Prometheus {
     /// An answer carrying `warnings` (Thanos' and Mimir's partial responses, a Prometheus
     /// that could not read all of its data) is [`MetricsError::PartialResponse`]: its numbers
     /// may be missing series, so they are not used.
-    async fn post(&self, endpoint: &str, form: &[(&str, String)]) -> Result<Data, MetricsError> {
+    async fn post(
+        &self,
+        endpoint: &str,
+        form: &[(&str, String)],
+    ) -> Result<(u16, Vec<u8>), MetricsError> {
         let url = self
             .api
             .join(endpoint)
@@ -175,7 +179,7 @@ impl Prometheus {
             .bytes()
             .await
             .map_err(|e| self.transport_error(&e))?;
-        parse_answer(status.as_u16(), &body, self.timeout.as_secs())
+        Ok((status.as_u16(), body.to_vec()))
     }
 
     fn transport_error(&self, error: &reqwest::Error) -> MetricsError {
@@ -251,6 +255,38 @@ impl Point {
     }
 }
 
+/// Reads an answer of `/api/v1/query` (HTTP status and body) as samples: what `instant` does
+/// with what it receives, public so that it can be fuzzed on its own.
+pub fn instant_answer(
+    status: u16,
+    body: &[u8],
+    timeout_seconds: u64,
+) -> Result<Vec<InstantSample>, MetricsError> {
+    match parse_answer(status, body, timeout_seconds)? {
+        Data::Vector(series) => series
+            .into_iter()
+            .map(|s| {
+                let value = s.value.ok_or_else(|| {
+                    MetricsError::BadResponse(
+                        "a series without a float sample (a native histogram?)".into(),
+                    )
+                })?;
+                Ok(InstantSample {
+                    labels: s.metric,
+                    value: value.value()?,
+                })
+            })
+            .collect(),
+        Data::Scalar(point) => Ok(vec![InstantSample {
+            labels: Labels::new(),
+            value: point.value()?,
+        }]),
+        Data::Matrix(_) | Data::String(_) => Err(MetricsError::BadResponse(
+            "an instant query returned neither a vector nor a scalar".into(),
+        )),
+    }
+}
+
 /// Reads one answer of the query API: an error status or envelope is an error, warnings make
 /// it partial, and only a clean `success` gives data.
 fn parse_answer(status: u16, body: &[u8], timeout_seconds: u64) -> Result<Data, MetricsError> {
@@ -303,29 +339,8 @@ impl MetricsSource for Prometheus {
             ("time", at.to_string()),
             ("timeout", format!("{}ms", self.timeout.as_millis())),
         ];
-        match self.post("query", &form).await? {
-            Data::Vector(series) => series
-                .into_iter()
-                .map(|s| {
-                    let value = s.value.ok_or_else(|| {
-                        MetricsError::BadResponse(
-                            "a series without a float sample (a native histogram?)".into(),
-                        )
-                    })?;
-                    Ok(InstantSample {
-                        labels: s.metric,
-                        value: value.value()?,
-                    })
-                })
-                .collect(),
-            Data::Scalar(point) => Ok(vec![InstantSample {
-                labels: Labels::new(),
-                value: point.value()?,
-            }]),
-            Data::Matrix(_) | Data::String(_) => Err(MetricsError::BadResponse(
-                "an instant query returned neither a vector nor a scalar".into(),
-            )),
-        }
+        let (status, body) = self.post("query", &form).await?;
+        instant_answer(status, &body, self.timeout.as_secs())
     }
 
     async fn range(
@@ -342,7 +357,8 @@ impl MetricsSource for Prometheus {
             ("step", step.to_string()),
             ("timeout", format!("{}ms", self.timeout.as_millis())),
         ];
-        match self.post("query_range", &form).await? {
+        let (status, body) = self.post("query_range", &form).await?;
+        match parse_answer(status, &body, self.timeout.as_secs())? {
             Data::Matrix(series) => series
                 .into_iter()
                 .map(|s| {
@@ -386,6 +402,28 @@ mod tests {
         match parse_answer(200, body.as_bytes(), 10)? {
             Data::Vector(series) => Ok(series.len()),
             _ => Err(MetricsError::BadResponse("not a vector".into())),
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_answer_is_read_or_refused_without_panicking(
+            status in 100u16..600,
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+        ) {
+            let _ = instant_answer(status, &body, 10);
+        }
+
+        #[test]
+        fn sample_values_are_numbers_or_errors(value in ".{0,12}") {
+            let body = format!(
+                r#"{{"status":"success","data":{{"resultType":"vector","result":[{{"metric":{{}},"value":[1,{}]}}]}}}}"#,
+                serde_json::Value::String(value.clone())
+            );
+            match instant_answer(200, body.as_bytes(), 10) {
+                Ok(samples) => proptest::prop_assert_eq!(samples.len(), 1),
+                Err(error) => proptest::prop_assert!(matches!(error, MetricsError::BadResponse(_))),
+            }
         }
     }
 
