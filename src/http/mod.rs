@@ -7,6 +7,7 @@ pub mod api;
 pub mod freeze;
 pub mod metrics;
 pub mod openapi;
+pub mod server;
 pub mod state;
 pub mod tls;
 pub mod webhooks;
