@@ -53,7 +53,7 @@ pub enum ServiceError {
     #[error("cannot set up actions: {0}")]
     Actuator(String),
     #[error("cannot set up TLS: {0}")]
-    Tls(String),
+    Tls(#[from] crate::http::tls::TlsError),
 }
 
 /// Runs until `shutdown` is cancelled. Logs the bound address (`listening addr=...`).
@@ -136,8 +136,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let listener_metrics = state.metrics.listener.clone();
     let tls = match &settings.tls {
         Some((cert, key)) => {
-            let certificate = http::tls::CertificateReloader::load(cert, key)
-                .map_err(|e| ServiceError::Tls(e.to_string()))?;
+            let certificate = http::tls::CertificateReloader::load(cert, key)?;
             certificate.clone().watch(
                 http::tls::CHECK_INTERVAL,
                 listener_metrics.clone(),

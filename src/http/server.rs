@@ -115,7 +115,8 @@ pub async fn serve(
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
     });
-    let mut at_limit = false;
+    // The cap is logged at most once a minute: under a flood, every refusal would be a line.
+    let mut warned_at: Option<tokio::time::Instant> = None;
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -134,18 +135,17 @@ pub async fn serve(
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             metrics.refused(Refusal::Limit);
-            if !at_limit {
+            if warned_at.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                warned_at = Some(tokio::time::Instant::now());
                 warn!(
                     max_connections = limits.max_connections,
                     "connection limit reached; closing new connections until some end"
                 );
             }
-            at_limit = true;
             debug!(%addr, "connection refused: limit reached");
             drop(stream);
             continue;
         };
-        at_limit = false;
         let connection = connection.clone();
         connections.spawn(async move {
             let _slot = slot;

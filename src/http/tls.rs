@@ -47,7 +47,6 @@ pub enum Reload {
 /// read from `cert` and `key`. [`CertificateReloader::check`] (or the task
 /// [`CertificateReloader::watch`] starts) reads the files again and swaps the pair when they
 /// make a valid new one; a bad pair is refused and the old one keeps serving.
-#[derive(Debug)]
 pub struct CertificateReloader {
     cert: PathBuf,
     key: PathBuf,
@@ -57,7 +56,7 @@ pub struct CertificateReloader {
     seen: Mutex<Seen>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 enum Seen {
     Files { cert: Vec<u8>, key: Vec<u8> },
     Unreadable(TlsError),
@@ -155,6 +154,16 @@ impl CertificateReloader {
             .with_cert_resolver(self.clone());
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         TlsAcceptor::from(Arc::new(config))
+    }
+}
+
+/// Names the files only: the key never prints.
+impl std::fmt::Debug for CertificateReloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertificateReloader")
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
     }
 }
 
