@@ -15,6 +15,7 @@ use serde::Deserialize;
 use crate::adapters::prometheus::PrometheusConfig;
 use crate::engine::ReadMode;
 use crate::engine::remediate::RemediationSettings;
+use crate::http::server::ListenerLimits;
 
 /// Why settings could not be assembled.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +62,12 @@ pub struct FileSettings {
     pub api_token_file: Option<PathBuf>,
     /// Require a token for reads too.
     pub protect_reads: Option<bool>,
+    /// Open connections allowed at once.
+    pub max_connections: Option<usize>,
+    /// How long a client may take to send a request's headers (`5s`).
+    pub header_read_timeout: Option<String>,
+    /// How long a TLS handshake may take (`10s`).
+    pub tls_handshake_timeout: Option<String>,
     pub prometheus: Option<FilePrometheus>,
 }
 
@@ -119,6 +126,8 @@ pub struct Settings {
     pub notify: crate::adapters::notify::Channels,
     /// PEM certificate chain and key: serve HTTPS instead of HTTP.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Connection cap and the handshake and header timeouts.
+    pub listener: ListenerLimits,
 }
 
 pub const DEFAULT_SERVICE_ACCOUNT: &str = "system:serviceaccount:burnguard:burnguard";
@@ -153,6 +162,9 @@ pub struct Overrides {
     pub webhook_auth: WebhookAuth,
     pub notify: crate::adapters::notify::Channels,
     pub tls: Option<(PathBuf, PathBuf)>,
+    pub max_connections: Option<usize>,
+    pub header_read_timeout: Option<Duration>,
+    pub tls_handshake_timeout: Option<Duration>,
     pub prometheus: PrometheusOverrides,
 }
 
@@ -169,6 +181,7 @@ pub struct PrometheusOverrides {
 impl Settings {
     /// Flags and env over the file over defaults.
     pub fn resolve(overrides: Overrides, file: FileSettings) -> Result<Self, ConfigError> {
+        let listener = resolve_listener(&overrides, &file)?;
         let policies = if overrides.policies.is_empty() {
             file.policies.unwrap_or_default()
         } else {
@@ -264,6 +277,7 @@ impl Settings {
             webhook_auth: overrides.webhook_auth,
             notify: overrides.notify,
             tls: overrides.tls,
+            listener,
             remediation,
             instance_name,
             service_account: overrides
@@ -288,6 +302,53 @@ impl Settings {
             prometheus,
         })
     }
+}
+
+/// The listener's limits: flags and env over the file over defaults. Zero is refused: no
+/// connection at all, or a timeout that closes every connection at once, is never meant.
+fn resolve_listener(
+    overrides: &Overrides,
+    file: &FileSettings,
+) -> Result<ListenerLimits, ConfigError> {
+    let defaults = ListenerLimits::default();
+    let duration = |flag: Option<Duration>, text: &Option<String>, name: &str, default| {
+        let value = match (flag, text) {
+            (Some(d), _) => d,
+            (None, Some(text)) => humantime::parse_duration(text)
+                .map_err(|e| ConfigError::Invalid(format!("{name} `{text}`: {e}")))?,
+            (None, None) => default,
+        };
+        if value.is_zero() {
+            return Err(ConfigError::Invalid(format!(
+                "{name} must be longer than zero"
+            )));
+        }
+        Ok(value)
+    };
+    let max_connections = overrides
+        .max_connections
+        .or(file.max_connections)
+        .unwrap_or(defaults.max_connections);
+    if max_connections == 0 {
+        return Err(ConfigError::Invalid(
+            "maxConnections must be at least 1".into(),
+        ));
+    }
+    Ok(ListenerLimits {
+        max_connections,
+        header_read_timeout: duration(
+            overrides.header_read_timeout,
+            &file.header_read_timeout,
+            "headerReadTimeout",
+            defaults.header_read_timeout,
+        )?,
+        tls_handshake_timeout: duration(
+            overrides.tls_handshake_timeout,
+            &file.tls_handshake_timeout,
+            "tlsHandshakeTimeout",
+            defaults.tls_handshake_timeout,
+        )?,
+    })
 }
 
 /// Prometheus client settings: flags and env over the file over defaults.
@@ -398,6 +459,47 @@ mod tests {
         assert!(e.to_string().contains("no policies"), "{e}");
         let e = Settings::resolve(Overrides::default(), file("policies: [a]\n")).unwrap_err();
         assert!(e.to_string().contains("no Prometheus URL"), "{e}");
+    }
+
+    #[test]
+    fn listener_limits_come_from_flags_over_the_file_over_defaults() {
+        let base = "policies: [a]\nprometheus: {url: http://x}\n";
+        let settings = Settings::resolve(Overrides::default(), file(base)).unwrap();
+        assert_eq!(settings.listener, ListenerLimits::default());
+        assert_eq!(settings.listener.max_connections, 1024);
+        let f = file(&format!(
+            "{base}maxConnections: 10\nheaderReadTimeout: 2s\ntlsHandshakeTimeout: 3s\n"
+        ));
+        let settings = Settings::resolve(
+            Overrides {
+                max_connections: Some(20),
+                ..Overrides::default()
+            },
+            f,
+        )
+        .unwrap();
+        assert_eq!(
+            settings.listener,
+            ListenerLimits {
+                max_connections: 20,
+                header_read_timeout: Duration::from_secs(2),
+                tls_handshake_timeout: Duration::from_secs(3),
+            }
+        );
+    }
+
+    #[test]
+    fn a_zero_connection_cap_or_timeout_is_refused() {
+        let base = "policies: [a]\nprometheus: {url: http://x}\n";
+        for (extra, says) in [
+            ("maxConnections: 0\n", "maxConnections"),
+            ("headerReadTimeout: 0s\n", "headerReadTimeout"),
+            ("tlsHandshakeTimeout: soon\n", "tlsHandshakeTimeout"),
+        ] {
+            let e = Settings::resolve(Overrides::default(), file(&format!("{base}{extra}")))
+                .unwrap_err();
+            assert!(e.to_string().contains(says), "{extra}: {e}");
+        }
     }
 
     #[test]

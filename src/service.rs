@@ -53,7 +53,7 @@ pub enum ServiceError {
     #[error("cannot set up actions: {0}")]
     Actuator(String),
     #[error("cannot set up TLS: {0}")]
-    Tls(String),
+    Tls(#[from] crate::http::tls::TlsError),
 }
 
 /// Runs until `shutdown` is cancelled. Logs the bound address (`listening addr=...`).
@@ -133,36 +133,28 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
             source,
         })?;
     let router = http::router(state.clone());
-    let http_shutdown = shutdown.clone();
+    let listener_metrics = state.metrics.listener.clone();
     let tls = match &settings.tls {
         Some((cert, key)) => {
-            Some(http::tls::acceptor(cert, key).map_err(|e| ServiceError::Tls(e.to_string()))?)
+            let certificate = http::tls::CertificateReloader::load(cert, key)?;
+            certificate.clone().watch(
+                http::tls::CHECK_INTERVAL,
+                listener_metrics.clone(),
+                shutdown.clone(),
+            );
+            Some(certificate.acceptor())
         }
         None => None,
     };
     info!(%addr, tls = tls.is_some(), "listening");
-    let server = tokio::spawn(async move {
-        let stop = async move { http_shutdown.cancelled().await };
-        let result = match tls {
-            Some(acceptor) => {
-                let listener = http::tls::TlsListener {
-                    tcp: listener,
-                    acceptor,
-                };
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(stop)
-                    .await
-            }
-            None => {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(stop)
-                    .await
-            }
-        };
-        if let Err(error) = result {
-            warn!(%error, "HTTP server stopped with an error");
-        }
-    });
+    let server = tokio::spawn(http::server::serve(
+        listener,
+        router,
+        tls,
+        settings.listener,
+        listener_metrics,
+        shutdown.clone(),
+    ));
 
     let notifier = HttpNotifier::new(settings.notify.clone()).map_err(ServiceError::Actuator)?;
     if !notifier.channels().is_empty() {

@@ -157,6 +157,15 @@ pub struct ServeArgs {
         value_name = "FILE"
     )]
     pub tls_key: Option<PathBuf>,
+    /// Open connections allowed at once; more are closed at once (default 1024).
+    #[arg(long, env = "BURNGUARD_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// How long a client may take to send a request's headers before its connection is closed (default 5s).
+    #[arg(long, env = "BURNGUARD_HEADER_READ_TIMEOUT", value_parser = parse_duration, value_name = "DURATION")]
+    pub header_read_timeout: Option<Duration>,
+    /// How long a TLS handshake may take before its connection is closed (default 10s).
+    #[arg(long, env = "BURNGUARD_TLS_HANDSHAKE_TIMEOUT", value_parser = parse_duration, value_name = "DURATION")]
+    pub tls_handshake_timeout: Option<Duration>,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -223,6 +232,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             }),
         },
         tls: args.tls_cert.zip(args.tls_key),
+        max_connections: args.max_connections,
+        header_read_timeout: args.header_read_timeout,
+        tls_handshake_timeout: args.tls_handshake_timeout,
         prometheus: args.prometheus.overrides()?,
     };
     let settings = Settings::resolve(overrides, file)?;

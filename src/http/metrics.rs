@@ -18,6 +18,7 @@ use prometheus_client::registry::Registry;
 
 use crate::domain::burn::Status;
 use crate::engine::evaluate::{EvalStatus, SloEvaluation};
+use crate::http::server::Refusal;
 
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -36,6 +37,79 @@ pub struct Metrics {
     pub policy_reloads: Family<Vec<(String, String)>, Counter>,
     pub slos_loaded: Gauge,
     pub store_errors: Counter,
+    pub listener: ListenerMetrics,
+}
+
+/// What the HTTP listener counts: connections open and refused, certificate reloads. Clones
+/// share the same series, so the server and the certificate watcher each hold one.
+#[derive(Debug, Clone, Default)]
+pub struct ListenerMetrics {
+    /// By `reason` (see [`Refusal`]).
+    pub connections_refused: Family<Vec<(String, String)>, Counter>,
+    pub connections_open: Gauge,
+    /// By `result`: `applied` or `rejected`.
+    pub tls_reloads: Family<Vec<(String, String)>, Counter>,
+}
+
+impl ListenerMetrics {
+    pub fn refused(&self, reason: Refusal) {
+        self.connections_refused
+            .get_or_create(&vec![("reason".into(), reason.as_str().into())])
+            .inc();
+    }
+
+    /// Counts a connection as open until the guard is dropped.
+    pub fn open_connection(&self) -> OpenConnection {
+        self.connections_open.inc();
+        OpenConnection(self.connections_open.clone())
+    }
+
+    /// A certificate reload: `applied` when the new pair is served, else `rejected`.
+    pub fn tls_reload(&self, applied: bool) {
+        let result = if applied { "applied" } else { "rejected" };
+        self.tls_reloads
+            .get_or_create(&vec![("result".into(), result.into())])
+            .inc();
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        for reason in Refusal::ALL {
+            // Every label from the start, so a rate() over them never begins with a gap.
+            let _ = self
+                .connections_refused
+                .get_or_create(&vec![("reason".into(), reason.as_str().into())]);
+        }
+        for result in ["applied", "rejected"] {
+            let _ = self
+                .tls_reloads
+                .get_or_create(&vec![("result".into(), result.into())]);
+        }
+        registry.register(
+            "connections_refused",
+            "Connections closed without an answer, by reason (limit, handshake_timeout, handshake_failed, header_timeout)",
+            self.connections_refused.clone(),
+        );
+        registry.register(
+            "connections_open",
+            "HTTP connections open (handshaking, waiting for a request or being answered)",
+            self.connections_open.clone(),
+        );
+        registry.register(
+            "tls_reloads",
+            "TLS certificate reloads after the files changed, by result (applied, rejected)",
+            self.tls_reloads.clone(),
+        );
+    }
+}
+
+/// Holds one `burnguard_connections_open`.
+#[derive(Debug)]
+pub struct OpenConnection(Gauge);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Metrics {
@@ -84,6 +158,8 @@ impl Metrics {
             "Evaluations or incident changes that could not be written to the database",
             store_errors.clone(),
         );
+        let listener = ListenerMetrics::default();
+        listener.register(&mut registry);
         registry.register_collector(Box::new(SloCollector { latest }));
         Self {
             registry,
@@ -94,6 +170,7 @@ impl Metrics {
             policy_reloads,
             slos_loaded,
             store_errors,
+            listener,
         }
     }
 

@@ -1,5 +1,6 @@
 //! The HTTP face of `serve` (axum): `/metrics`, `/healthz`, `/readyz`. Later areas (API,
-//! webhooks, admission) add their own routers here.
+//! webhooks, admission) add their own routers here; `server` serves them on a listener and
+//! `tls` keeps its certificate.
 //!
 //! Owns: routes and status codes. Must not touch: evaluation, policy loading.
 
@@ -7,6 +8,7 @@ pub mod api;
 pub mod freeze;
 pub mod metrics;
 pub mod openapi;
+pub mod server;
 pub mod state;
 pub mod tls;
 pub mod webhooks;
