@@ -36,6 +36,8 @@ pub struct Metrics {
     pub policy_reloads: Family<Vec<(String, String)>, Counter>,
     pub slos_loaded: Gauge,
     pub store_errors: Counter,
+    /// Notifications dead-lettered (retries ended), by `channel`.
+    pub notifications_dead: Family<Vec<(String, String)>, Counter>,
 }
 
 impl Metrics {
@@ -84,6 +86,12 @@ impl Metrics {
             "Evaluations or incident changes that could not be written to the database",
             store_errors.clone(),
         );
+        let notifications_dead = Family::<Vec<(String, String)>, Counter>::default();
+        registry.register(
+            "notifications_dead",
+            "Notifications whose retries ended (maximum attempts or age reached) without delivery, by channel",
+            notifications_dead.clone(),
+        );
         registry.register_collector(Box::new(SloCollector { latest }));
         Self {
             registry,
@@ -94,7 +102,15 @@ impl Metrics {
             policy_reloads,
             slos_loaded,
             store_errors,
+            notifications_dead,
         }
+    }
+
+    /// Counts a dead-lettered notification on `channel`.
+    pub fn notification_dead(&self, channel: &str) {
+        self.notifications_dead
+            .get_or_create(&vec![("channel".to_string(), channel.to_string())])
+            .inc();
     }
 
     /// The exposition text.
