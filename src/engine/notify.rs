@@ -14,8 +14,10 @@
 use tracing::{info, warn};
 
 use crate::domain::delivery::{self, AfterFailure, RetryLimits};
-use crate::ports::{Channel, DeliveryRecord, Instance, Notifier, Outbox, Settlement, StoreError};
-use crate::ports::{DueDelivery, UnixSeconds};
+use crate::ports::{
+    Channel, DeliveryRecord, DueDelivery, Instance, Notifier, Outbox, Settlement, StoreError,
+    UnixSeconds,
+};
 
 /// How the delivery loop claims and retries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
