@@ -13,6 +13,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::adapters::prometheus::PrometheusConfig;
+use crate::domain::delivery::RetryLimits;
 use crate::engine::ReadMode;
 use crate::engine::remediate::RemediationSettings;
 use crate::http::server::ListenerLimits;
@@ -68,6 +69,10 @@ pub struct FileSettings {
     pub header_read_timeout: Option<String>,
     /// How long a TLS handshake may take (`10s`).
     pub tls_handshake_timeout: Option<String>,
+    /// Attempts per notification and channel before it is dead-lettered.
+    pub notify_max_attempts: Option<u32>,
+    /// How long after it was written a notification is still tried (`24h`).
+    pub notify_max_age: Option<String>,
     pub prometheus: Option<FilePrometheus>,
 }
 
@@ -124,6 +129,8 @@ pub struct Settings {
     pub api_auth: ApiAuth,
     pub webhook_auth: WebhookAuth,
     pub notify: crate::adapters::notify::Channels,
+    /// When notification retries end.
+    pub notify_retry: RetryLimits,
     /// PEM certificate chain and key: serve HTTPS instead of HTTP.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Connection cap and the handshake and header timeouts.
@@ -161,6 +168,8 @@ pub struct Overrides {
     pub protect_reads: bool,
     pub webhook_auth: WebhookAuth,
     pub notify: crate::adapters::notify::Channels,
+    pub notify_max_attempts: Option<u32>,
+    pub notify_max_age: Option<Duration>,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub max_connections: Option<usize>,
     pub header_read_timeout: Option<Duration>,
@@ -268,6 +277,10 @@ impl Settings {
                     .map(|l| SecretString::from(l.to_string())),
             );
         }
+        let notify_retry = resolve_notify_retry(
+            (overrides.notify_max_attempts, overrides.notify_max_age),
+            (file.notify_max_attempts, file.notify_max_age),
+        )?;
         let api_auth = ApiAuth {
             tokens,
             protect_reads: overrides.protect_reads || file.protect_reads.unwrap_or(false),
@@ -276,6 +289,7 @@ impl Settings {
             api_auth,
             webhook_auth: overrides.webhook_auth,
             notify: overrides.notify,
+            notify_retry,
             tls: overrides.tls,
             listener,
             remediation,
@@ -348,6 +362,37 @@ fn resolve_listener(
             "tlsHandshakeTimeout",
             defaults.tls_handshake_timeout,
         )?,
+    })
+}
+
+/// When notification retries end: flags and env over the file over the defaults (20, 24h).
+fn resolve_notify_retry(
+    (flag_attempts, flag_age): (Option<u32>, Option<Duration>),
+    (file_attempts, file_age): (Option<u32>, Option<String>),
+) -> Result<RetryLimits, ConfigError> {
+    let defaults = RetryLimits::default();
+    let max_attempts = flag_attempts
+        .or(file_attempts)
+        .unwrap_or(defaults.max_attempts);
+    if max_attempts == 0 {
+        return Err(ConfigError::Invalid(
+            "notify max attempts must be at least 1".into(),
+        ));
+    }
+    let max_age = match (flag_age, file_age) {
+        (Some(d), _) => d,
+        (None, Some(text)) => humantime::parse_duration(&text)
+            .map_err(|e| ConfigError::Invalid(format!("notifyMaxAge `{text}`: {e}")))?,
+        (None, None) => Duration::from_secs(defaults.max_age as u64),
+    };
+    if max_age.as_secs() == 0 {
+        return Err(ConfigError::Invalid(
+            "notify max age must be at least 1s".into(),
+        ));
+    }
+    Ok(RetryLimits {
+        max_attempts,
+        max_age: i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX),
     })
 }
 
@@ -499,6 +544,50 @@ mod tests {
             let e = Settings::resolve(Overrides::default(), file(&format!("{base}{extra}")))
                 .unwrap_err();
             assert!(e.to_string().contains(says), "{extra}: {e}");
+        }
+    }
+
+    #[test]
+    fn notification_limits_default_to_twenty_attempts_and_a_day_and_flags_beat_the_file() {
+        let base = "policies: [a]\nprometheus: {url: http://x}\n";
+        let settings = Settings::resolve(Overrides::default(), file(base)).unwrap();
+        assert_eq!(
+            settings.notify_retry,
+            RetryLimits {
+                max_attempts: 20,
+                max_age: 86_400
+            }
+        );
+        let from_file = format!("{base}notifyMaxAttempts: 5\nnotifyMaxAge: 2h\n");
+        let settings = Settings::resolve(Overrides::default(), file(&from_file)).unwrap();
+        assert_eq!(
+            settings.notify_retry,
+            RetryLimits {
+                max_attempts: 5,
+                max_age: 7200
+            }
+        );
+        let flags = Overrides {
+            notify_max_attempts: Some(3),
+            notify_max_age: Some(Duration::from_secs(60)),
+            ..Overrides::default()
+        };
+        let settings = Settings::resolve(flags, file(&from_file)).unwrap();
+        assert_eq!(
+            settings.notify_retry,
+            RetryLimits {
+                max_attempts: 3,
+                max_age: 60
+            }
+        );
+        for bad in [
+            "notifyMaxAttempts: 0\n",
+            "notifyMaxAge: 0s\n",
+            "notifyMaxAge: soon\n",
+        ] {
+            let e =
+                Settings::resolve(Overrides::default(), file(&format!("{base}{bad}"))).unwrap_err();
+            assert!(e.to_string().contains("notify"), "{bad}: {e}");
         }
     }
 

@@ -713,47 +713,151 @@ pub trait Webhooks: Send + Sync {
     ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
 }
 
-/// A notification due on one channel.
+/// A notification channel as configured: its kind (`pagerduty`, `alertmanager`, `webhook`) and
+/// a fingerprint of where it points (endpoint and routing key, URL). An outbox entry is bound
+/// to the channels configured when it was written; pointing a kind elsewhere makes another
+/// channel. The fingerprint is a hash: no secret is stored.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Channel {
+    pub name: String,
+    pub target: String,
+}
+
+/// A notification claimed for delivery on one channel.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DueDelivery {
     pub delivery_id: i64,
+    /// The channel's kind: `pagerduty`, `alertmanager` or `webhook`.
     pub channel: String,
+    /// The channel's fingerprint (`None`: planned before deliveries were bound to channels).
+    pub target: Option<String>,
+    /// Attempts made so far.
     pub attempts: i64,
     pub incident_id: i64,
     pub event: String,
     pub payload: serde_json::Value,
+    /// When the outbox entry was written (its age counts from here).
+    pub written_at: UnixSeconds,
 }
 
-/// The notification outbox: rows written with incident changes, delivered with retries.
+impl DueDelivery {
+    /// Whether this delivery is to `channel`.
+    pub fn is_to(&self, channel: &Channel) -> bool {
+        self.channel == channel.name && self.target.as_deref() == Some(channel.target.as_str())
+    }
+}
+
+/// One delivery as stored.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct DeliveryRecord {
+    pub id: i64,
+    pub incident_id: i64,
+    pub event: String,
+    pub channel: String,
+    pub target: Option<String>,
+    pub state: crate::domain::delivery::DeliveryState,
+    pub attempts: i64,
+    pub written_at: UnixSeconds,
+    pub next_attempt_at: UnixSeconds,
+    pub delivered_at: Option<UnixSeconds>,
+    /// When it became dead or stopped.
+    pub ended_at: Option<UnixSeconds>,
+    pub last_error: Option<String>,
+    /// Why it is dead or stopped.
+    pub end_reason: Option<String>,
+    pub claimed_by: Option<String>,
+    pub claimed_until: Option<UnixSeconds>,
+}
+
+/// How a claimed delivery ends this attempt.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Settlement {
+    Delivered {
+        outcome: String,
+    },
+    /// The attempt failed; try again at `retry_at`.
+    Failed {
+        error: String,
+        retry_at: UnixSeconds,
+    },
+    /// A dead letter: never tried again. `attempted` when this pass made an attempt (that
+    /// failed with `error`); otherwise it died before one (too old, too many attempts).
+    Dead {
+        attempted: bool,
+        error: Option<String>,
+        reason: String,
+    },
+}
+
+impl Settlement {
+    /// The kind of the timeline entry written with it.
+    pub fn timeline_kind(&self) -> &'static str {
+        match self {
+            Settlement::Delivered { .. } => "notification_delivered",
+            Settlement::Failed { .. } => "notification_failed",
+            Settlement::Dead { .. } => "notification_dead",
+        }
+    }
+}
+
+/// The notification outbox: entries written with incident changes, each bound in the same
+/// transaction to the channels configured then (one delivery per channel), claimed by one
+/// delivery loop at a time and tried until delivered, dead or stopped.
 pub trait Outbox: Send + Sync {
-    /// Creates the missing delivery rows for `channels`; returns how many.
-    fn plan_deliveries(
+    /// At start, with the channels this process has: deliveries planned before channels were
+    /// bound adopt the channel of their name; claims held by earlier incarnations of `me`'s
+    /// name are released (they died); pending deliveries to any other channel (removed, or
+    /// now pointing elsewhere) stop, each with a `notification_stopped` timeline entry. Returns
+    /// the stopped deliveries.
+    fn bind_channels(
         &self,
-        channels: &[String],
+        channels: &[Channel],
+        me: &Instance,
         at: UnixSeconds,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-    fn due_deliveries(
+    ) -> impl Future<Output = Result<Vec<DeliveryRecord>, StoreError>> + Send;
+    /// Claims for `claimer` until `lease_until`, in one transaction, at most `limit` pending
+    /// deliveries, oldest first, that are due at `at`, not claimed by anyone (or whose claim
+    /// expired), not behind an earlier pending entry of the same incident on the same channel,
+    /// and either to one of `channels` or written before `stale_before` (any replica may
+    /// dead-letter those). PostgreSQL skips rows another replica is claiming
+    /// (`FOR UPDATE SKIP LOCKED`); SQLite has one writer at a time.
+    fn claim_due(
         &self,
+        channels: &[Channel],
+        claimer: &str,
         at: UnixSeconds,
+        lease_until: UnixSeconds,
+        stale_before: UnixSeconds,
         limit: i64,
     ) -> impl Future<Output = Result<Vec<DueDelivery>, StoreError>> + Send;
-    fn mark_delivered(
+    /// Settles a delivery `claimer` holds and writes `message` on its incident's timeline, in
+    /// one transaction. `false`, and nothing written, when the claim was lost (it expired
+    /// and another claimer took the delivery).
+    fn settle_delivery(
         &self,
-        delivery_id: i64,
+        delivery: &DueDelivery,
+        claimer: &str,
+        settlement: &Settlement,
+        message: &str,
         at: UnixSeconds,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    fn mark_failed(
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Gives a claim back without an attempt.
+    fn release_claim(
         &self,
         delivery_id: i64,
-        error: &str,
-        retry_at: UnixSeconds,
+        claimer: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// An incident's deliveries, oldest first.
+    fn deliveries(
+        &self,
+        incident_id: i64,
+    ) -> impl Future<Output = Result<Vec<DeliveryRecord>, StoreError>> + Send;
 }
 
 /// Sends notifications to pagers and webhooks.
 pub trait Notifier: Send + Sync {
-    /// The configured channels (`pagerduty`, `alertmanager`, `webhook`).
-    fn channels(&self) -> Vec<String>;
+    /// The configured channels.
+    fn channels(&self) -> Vec<Channel>;
     /// Delivers one notification; the error says why it did not arrive.
     fn deliver(
         &self,

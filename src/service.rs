@@ -25,6 +25,7 @@ use crate::adapters::store::SqlStore;
 use crate::config::Settings;
 use crate::domain::policy::Slo;
 use crate::engine::evaluate::{EvalStatus, Evaluator};
+use crate::engine::notify as notifications;
 use crate::engine::record;
 use crate::engine::remediate::Remediator;
 use crate::engine::schedule::Scheduler;
@@ -69,7 +70,14 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
 
     let prometheus = Prometheus::new(&settings.prometheus)?;
     let evaluator = Evaluator::new(prometheus.clone(), settings.mode, settings.concurrency);
-    let store = Arc::new(SqlStore::open(&settings.db).await?);
+    let notifier = HttpNotifier::new(settings.notify.clone()).map_err(ServiceError::Actuator)?;
+    let channels = notifier.channels();
+    // Every outbox entry this process writes is bound to the channels it has now.
+    let store = Arc::new(
+        SqlStore::open(&settings.db)
+            .await?
+            .with_notify_channels(channels.clone()),
+    );
     info!(backend = ?store.backend(), "store ready");
     let actuators = Actuators {
         http: HttpActuator::new().map_err(|e| ServiceError::Actuator(e.to_string()))?,
@@ -91,12 +99,19 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         actuators,
         Arc::new(prometheus),
         settings.remediation.clone(),
-        instance,
+        instance.clone(),
     );
     if settings.remediation.dry_run {
         info!("dry run: remediation journals and reports what it would do, and calls nothing");
     }
     remediator.heartbeat().await;
+    // After the heartbeat registered this incarnation: claims of earlier ones are released.
+    if let Err(error) =
+        notifications::bind_channels(store.as_ref(), &channels, &instance, Utc::now().timestamp())
+            .await
+    {
+        warn!(%error, "binding notification channels failed");
+    }
     remediator.recover().await;
     remediator.reconcile_freezes().await;
     {
@@ -156,17 +171,44 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         shutdown.clone(),
     ));
 
-    let notifier = HttpNotifier::new(settings.notify.clone()).map_err(ServiceError::Actuator)?;
-    if !notifier.channels().is_empty() {
-        info!(channels = ?notifier.channels(), "notifications enabled");
-        let (store, stop) = (store.clone(), shutdown.clone());
+    for channel in &channels {
+        // Every configured channel from the start, so a rate() over it never begins with a gap.
+        let _ = state
+            .metrics
+            .notifications_dead
+            .get_or_create(&vec![("channel".to_string(), channel.name.clone())]);
+    }
+    if !channels.is_empty() {
+        let names: Vec<&str> = channels.iter().map(|c| c.name.as_str()).collect();
+        info!(channels = ?names, "notifications enabled");
+        let delivery = notifications::DeliverySettings {
+            limits: settings.notify_retry,
+            ..notifications::DeliverySettings::default()
+        };
+        let (store, stop, state, claimer) = (
+            store.clone(),
+            shutdown.clone(),
+            state.clone(),
+            instance.id.clone(),
+        );
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tick.tick() => {
-                        crate::engine::notify::deliver_due(store.as_ref(), &notifier, Utc::now().timestamp()).await;
+                        let now = Utc::now().timestamp();
+                        match notifications::deliver_due(store.as_ref(), &notifier, &delivery, &claimer, now).await {
+                            Ok(report) => {
+                                for channel in &report.dead {
+                                    state.metrics.notification_dead(channel);
+                                }
+                            }
+                            Err(error) => {
+                                state.metrics.store_errors.inc();
+                                warn!(%error, "delivering notifications failed");
+                            }
+                        }
                     }
                 }
             }

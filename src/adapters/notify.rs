@@ -1,6 +1,9 @@
 //! Notifications out: PagerDuty Events API v2 (dedup key = the incident), Alertmanager's
 //! `POST /api/v2/alerts` (so existing routing trees apply), and a generic JSON webhook signed
 //! with HMAC-SHA256 (`X-Burnguard-Signature: v1=<hex>`).
+//!
+//! Each channel is named by its kind and a fingerprint of where it points (see
+//! [`Channels::list`]), so outbox entries stay bound to the destination they were written for.
 
 use std::time::Duration;
 
@@ -9,7 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
 use crate::domain::incident::incident_dedup_key;
-use crate::ports::{DueDelivery, Notifier};
+use crate::ports::{Channel, DueDelivery, Notifier};
 
 pub const PAGERDUTY_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 
@@ -46,6 +49,40 @@ impl std::fmt::Debug for Channels {
                     .map(|(url, _)| crate::redact::credentials(url)),
             )
             .finish()
+    }
+}
+
+impl Channels {
+    /// The configured channels: kind, and a fingerprint of the destination (PagerDuty's
+    /// endpoint and routing key, Alertmanager's URL, the webhook's URL; not the webhook's
+    /// signing secret, which may rotate without making another channel). The fingerprint is
+    /// the first 16 hex digits of a SHA-256, so no secret reaches the database.
+    pub fn list(&self) -> Vec<Channel> {
+        let channel = |name: &str, parts: &[&str]| {
+            use sha2::Digest as _;
+            let mut hash = sha2::Sha256::new();
+            hash.update(name.as_bytes());
+            for part in parts {
+                hash.update([0u8]);
+                hash.update(part.as_bytes());
+            }
+            let digest = hex::encode(hash.finalize());
+            Channel {
+                name: name.to_string(),
+                target: digest[..16].to_string(),
+            }
+        };
+        let mut channels = Vec::new();
+        if let Some((key, url)) = &self.pagerduty {
+            channels.push(channel("pagerduty", &[url, key.expose_secret()]));
+        }
+        if let Some(url) = &self.alertmanager {
+            channels.push(channel("alertmanager", &[url.trim_end_matches('/')]));
+        }
+        if let Some((url, _)) = &self.webhook {
+            channels.push(channel("webhook", &[url]));
+        }
+        channels
     }
 }
 
@@ -104,18 +141,8 @@ fn summary(d: &DueDelivery) -> String {
 }
 
 impl Notifier for HttpNotifier {
-    fn channels(&self) -> Vec<String> {
-        let mut channels = Vec::new();
-        if self.channels.pagerduty.is_some() {
-            channels.push("pagerduty".to_string());
-        }
-        if self.channels.alertmanager.is_some() {
-            channels.push("alertmanager".to_string());
-        }
-        if self.channels.webhook.is_some() {
-            channels.push("webhook".to_string());
-        }
-        channels
+    fn channels(&self) -> Vec<Channel> {
+        self.channels.list()
     }
 
     async fn deliver(&self, d: &DueDelivery) -> Result<String, String> {
@@ -190,5 +217,42 @@ impl Notifier for HttpNotifier {
             }
             other => Err(format!("unknown channel {other}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channels(key: &str, hook: &str, secret: &str) -> Channels {
+        Channels {
+            pagerduty: Some((
+                SecretString::from(key.to_string()),
+                PAGERDUTY_EVENTS_URL.into(),
+            )),
+            alertmanager: Some("http://am:9093/".into()),
+            webhook: Some((hook.into(), Some(SecretString::from(secret.to_string())))),
+        }
+    }
+
+    #[test]
+    fn a_channel_is_its_kind_and_where_it_points_never_its_secret() {
+        let before = channels("KEY-1", "http://hooks/a", "s1").list();
+        let names: Vec<&str> = before.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["pagerduty", "alertmanager", "webhook"]);
+        assert!(
+            before
+                .iter()
+                .all(|c| c.target.len() == 16 && !c.target.contains("KEY"))
+        );
+        // The same configuration is the same channels (a restart keeps delivering).
+        assert_eq!(channels("KEY-1", "http://hooks/a", "s1").list(), before);
+        // Rotating the webhook's signing secret keeps the channel.
+        assert_eq!(channels("KEY-1", "http://hooks/a", "s2").list(), before);
+        // A new routing key or another URL is another channel.
+        let moved = channels("KEY-2", "http://hooks/b", "s1").list();
+        assert_ne!(moved[0], before[0]);
+        assert_eq!(moved[1], before[1]);
+        assert_ne!(moved[2], before[2]);
     }
 }

@@ -141,6 +141,12 @@ pub struct ServeArgs {
         value_name = "SECRET"
     )]
     pub notify_webhook_secret: Option<String>,
+    /// Attempts per notification and channel before it is dead-lettered (default 20).
+    #[arg(long, env = "BURNGUARD_NOTIFY_MAX_ATTEMPTS", value_name = "N")]
+    pub notify_max_attempts: Option<u32>,
+    /// How long after it was written a notification is still tried (default 24h).
+    #[arg(long, env = "BURNGUARD_NOTIFY_MAX_AGE", value_parser = parse_duration, value_name = "DURATION")]
+    pub notify_max_age: Option<Duration>,
     /// Serve HTTPS with this PEM certificate chain (with --tls-key).
     #[arg(
         long,
@@ -231,6 +237,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 )
             }),
         },
+        notify_max_attempts: args.notify_max_attempts,
+        notify_max_age: args.notify_max_age,
         tls: args.tls_cert.zip(args.tls_key),
         max_connections: args.max_connections,
         header_read_timeout: args.header_read_timeout,

@@ -38,6 +38,8 @@ pub struct Metrics {
     pub slos_loaded: Gauge,
     pub store_errors: Counter,
     pub listener: ListenerMetrics,
+    /// Notifications dead-lettered (retries ended), by `channel`.
+    pub notifications_dead: Family<Vec<(String, String)>, Counter>,
 }
 
 /// What the HTTP listener counts: connections open and refused, certificate reloads. Clones
@@ -160,6 +162,12 @@ impl Metrics {
         );
         let listener = ListenerMetrics::default();
         listener.register(&mut registry);
+        let notifications_dead = Family::<Vec<(String, String)>, Counter>::default();
+        registry.register(
+            "notifications_dead",
+            "Notifications whose retries ended (maximum attempts or age reached) without delivery, by channel",
+            notifications_dead.clone(),
+        );
         registry.register_collector(Box::new(SloCollector { latest }));
         Self {
             registry,
@@ -171,7 +179,15 @@ impl Metrics {
             slos_loaded,
             store_errors,
             listener,
+            notifications_dead,
         }
+    }
+
+    /// Counts a dead-lettered notification on `channel`.
+    pub fn notification_dead(&self, channel: &str) {
+        self.notifications_dead
+            .get_or_create(&vec![("channel".to_string(), channel.to_string())])
+            .inc();
     }
 
     /// The exposition text.

@@ -9,6 +9,8 @@
 //! Owns: SQL, transactions, row mapping. Must not touch: the lifecycle rules (it applies the
 //! `Decision` the domain returns, inside the transaction that read the incident).
 
+use std::sync::Arc;
+
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::{AnyPool, AssertSqlSafe, Row};
@@ -16,7 +18,7 @@ use sqlx::{AnyPool, AssertSqlSafe, Row};
 use crate::domain::incident::{Decision, IncidentStatus, OpenIncident};
 use crate::domain::policy::Severity;
 use crate::ports::{
-    ActionRecord, EvaluationRecord, IncidentDetail, IncidentFilter, IncidentRecord, Store,
+    ActionRecord, Channel, EvaluationRecord, IncidentDetail, IncidentFilter, IncidentRecord, Store,
     StoreError, TimelineEvent, Transitioned, UnixSeconds,
 };
 
@@ -70,6 +72,15 @@ impl Backend {
             Backend::Postgres => " FOR UPDATE",
         }
     }
+
+    /// Locks the due deliveries a claim reads and passes over those another replica is
+    /// claiming at that moment. SQLite needs none (IMMEDIATE: one writer at a time).
+    fn claim_clause(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE OF d SKIP LOCKED",
+        }
+    }
 }
 
 /// SQLite or PostgreSQL behind the [`Store`] port.
@@ -77,6 +88,9 @@ impl Backend {
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
+    /// The notification channels this process has: every outbox entry it writes gets one
+    /// delivery per channel, in the transaction that writes the entry.
+    notify_channels: Arc<[Channel]>,
 }
 
 pub(crate) fn db_error(error: sqlx::Error) -> StoreError {
@@ -141,7 +155,24 @@ impl SqlStore {
             .connect(&url)
             .await
             .map_err(|e| connect_error(e.to_string()))?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            notify_channels: Arc::from([]),
+        })
+    }
+
+    /// The store, binding every outbox entry it writes from now on to `channels` (the
+    /// notification channels configured in this process). Without it entries get no
+    /// deliveries: nothing is configured to receive them.
+    pub fn with_notify_channels(mut self, channels: Vec<Channel>) -> Self {
+        self.notify_channels = channels.into();
+        self
+    }
+
+    /// The channels outbox entries are bound to.
+    pub fn notify_channels(&self) -> &[Channel] {
+        &self.notify_channels
     }
 
     pub fn backend(&self) -> Backend {
@@ -357,13 +388,29 @@ impl SqlStore {
                 "at": at,
                 "error_budget_remaining": evaluation.error_budget_remaining,
             });
-            sqlx::query("INSERT INTO outbox (incident_id, event, created_at, payload) VALUES ($1, $2, $3, $4)")
-                .bind(id)
-                .bind(event)
+            let outbox_id: i64 = sqlx::query(
+                "INSERT INTO outbox (incident_id, event, created_at, payload) VALUES ($1, $2, $3, $4) RETURNING id",
+            )
+            .bind(id)
+            .bind(event)
+            .bind(at)
+            .bind(payload.to_string())
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("id")?;
+            // Bound now to the channels configured now: one added later never gets this entry.
+            for channel in self.notify_channels.iter() {
+                sqlx::query(
+                    "INSERT INTO deliveries (outbox_id, channel, target, attempts, next_attempt_at, state) \
+                     VALUES ($1, $2, $3, 0, $4, 'pending')",
+                )
+                .bind(outbox_id)
+                .bind(&channel.name)
+                .bind(&channel.target)
                 .bind(at)
-                .bind(payload.to_string())
                 .execute(&mut *tx)
                 .await?;
+            }
         }
         if let Some(id) = incident_id {
             for (kind, message) in events {
