@@ -1,8 +1,9 @@
 //! The manifests under `deploy/kubernetes/` must say what the code does: RBAC grants exactly
 //! the verbs the Kubernetes steps use (checked against the requests `tests/kube_actions.rs`
-//! verifies), and the admission webhook points at the route burnguard serves, only over TLS,
+//! verifies), the admission webhook points at the route burnguard serves, only over TLS,
 //! failing closed but scoped so that an outage of burnguard pauses only rollouts in
-//! application namespaces.
+//! application namespaces, and Kubernetes waits longer than burnguard's shutdown grace before
+//! it kills the pod.
 
 mod common;
 
@@ -282,4 +283,24 @@ fn the_admission_route_is_reachable_only_over_tls_with_a_certificate_cert_manage
         certificate["spec"]["issuerRef"]["name"].as_str().unwrap(),
     );
     assert!(issuer["spec"]["ca"].is_object(), "{issuer}");
+
+#[test]
+fn kubernetes_waits_longer_than_the_shutdown_grace_before_killing_the_pod() {
+    let docs = documents("burnguard.yaml");
+    let spec = &find(&docs, "Deployment")["spec"]["template"]["spec"];
+    // The container keeps the default grace (30s); one set here would be the one to beat.
+    let container = spec["containers"][0].to_string();
+    assert!(
+        !container.contains("--shutdown-grace") && !container.contains("BURNGUARD_SHUTDOWN_GRACE"),
+        "the container sets its own shutdown grace; compare with that: {container}"
+    );
+    let grace = burnguard::engine::remediate::RemediationSettings::default().shutdown_grace;
+    let termination = spec["terminationGracePeriodSeconds"]
+        .as_u64()
+        .expect("terminationGracePeriodSeconds is set (the Kubernetes default is 30s)");
+    assert!(
+        termination > grace.as_secs(),
+        "terminationGracePeriodSeconds {termination} must be above the shutdown grace of {grace:?}, \
+         or a step still running at SIGTERM is killed before it is journaled"
+    );
 }

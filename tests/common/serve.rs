@@ -62,6 +62,33 @@ impl Serve {
         panic!("no log line containing {needle:?} within {timeout:?}");
     }
 
+    /// Waits for `needle` in `times` more log lines (each within `timeout`).
+    pub fn wait_logs(&self, needle: &str, times: usize, timeout: Duration) {
+        for _ in 0..times {
+            self.wait_log(needle, timeout);
+        }
+    }
+
+    /// Forgets the log lines received so far.
+    pub fn skip_logs(&self) {
+        while self.logs.try_recv().is_ok() {}
+    }
+
+    /// Waits until the process has exited (by itself or by a signal); panics after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("the child's status") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "burnguard serve did not exit within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn get(&self, path: &str) -> (u16, String) {
         http_get(&self.addr, path).unwrap_or_else(|| panic!("GET {path} failed"))
     }

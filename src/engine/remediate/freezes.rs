@@ -118,6 +118,7 @@ where
         let Some(freeze_id) = created else {
             return Ok(format!("{target} was already frozen by this rule"));
         };
+        super::crash_point("freeze-after-record");
         info!(slo = %slo.name, freeze = freeze_id, %target, "deployments frozen");
         if let Some(incident) = incident_id {
             self.event(incident, "frozen", &format!("froze {target}: {reason}"))

@@ -13,6 +13,11 @@
 //! heartbeat in the store. Steps left `started` by a dead incarnation become `unknown` and run
 //! again only when safe to repeat; steps of live replicas are never touched. On shutdown,
 //! running steps get a grace period, then whatever is left is journaled as interrupted.
+//!
+//! Crash points: `crash_point` exists for the crash tests (`tests/remediation_e2e.rs`) and
+//! does nothing unless the environment variable `BURNGUARD_CRASH_AT` names one of its points
+//! (`step-before-journal`, `step-after-journal`, `step-after-call`, `freeze-after-record`);
+//! then the process aborts there, as kill -9 would.
 
 mod budget;
 mod freezes;
@@ -20,7 +25,7 @@ mod playbook;
 mod verify;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tracing::{info, warn};
@@ -69,6 +74,21 @@ const ACTOR: &str = "burnguard";
 
 fn now() -> UnixSeconds {
     chrono::Utc::now().timestamp()
+}
+
+/// Test hook for the crash tests: when `BURNGUARD_CRASH_AT` (read once) equals `name`, writes
+/// one line to stderr and aborts the process on the spot, with no destructors and no
+/// shutdown, as kill -9 would. Does nothing when the variable is unset or names another point.
+fn crash_point(name: &str) {
+    static CRASH_AT: OnceLock<Option<String>> = OnceLock::new();
+    if CRASH_AT
+        .get_or_init(|| std::env::var("BURNGUARD_CRASH_AT").ok())
+        .as_deref()
+        == Some(name)
+    {
+        eprintln!("burnguard: BURNGUARD_CRASH_AT={name}: aborting at this crash point");
+        std::process::abort();
+    }
 }
 
 /// Whether an evaluation is a judgement made on data: firing, or every alert row quiet on

@@ -293,6 +293,7 @@ where
                 }
                 Move::Start => {
                     let guards = self.guards(slo, playbook, incident_id);
+                    super::crash_point("step-before-journal");
                     self.store
                         .start(&intent(ActionStatus::Started), &self.instance, &guards)
                         .await
@@ -329,6 +330,7 @@ where
                     return RunEnd::Paused;
                 }
             };
+            super::crash_point("step-after-journal");
             match existing.map(|(_, s)| s) {
                 None if playbook
                     .steps
@@ -369,6 +371,7 @@ where
             let outcome = self
                 .run_step(slo, incident_id, rule_id, playbook, step)
                 .await;
+            super::crash_point("step-after-call");
             let (status, message, detail) = match &outcome {
                 Ok(done) => (
                     ActionStatus::Succeeded,
