@@ -252,7 +252,14 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     }
     info!("shutting down");
     remediator.shutdown().await;
-    let _ = server.await;
+    // Open requests get a moment to finish; a client that holds its request open does not
+    // hold the process.
+    if tokio::time::timeout(std::time::Duration::from_secs(5), server)
+        .await
+        .is_err()
+    {
+        warn!("requests still open 5s after shutdown began; closing them");
+    }
     Ok(())
 }
 

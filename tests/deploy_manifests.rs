@@ -283,6 +283,7 @@ fn the_admission_route_is_reachable_only_over_tls_with_a_certificate_cert_manage
         certificate["spec"]["issuerRef"]["name"].as_str().unwrap(),
     );
     assert!(issuer["spec"]["ca"].is_object(), "{issuer}");
+}
 
 #[test]
 fn kubernetes_waits_longer_than_the_shutdown_grace_before_killing_the_pod() {

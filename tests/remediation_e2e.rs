@@ -758,11 +758,20 @@ fn sigterm_lets_a_running_step_finish_within_the_grace_period() {
     let prometheus = PrometheusServer::start(&recent_traffic("checkout", 0.5));
     let receiver = Receiver::start_blocking();
     receiver.delay(3_000);
-    let dir = policy_dir(&playbook_policies(&http_step(
-        "turn off recommendations",
-        &format!("{}/api/flags/recs", receiver.url),
-        false,
-    )));
+    let steps = [
+        http_step(
+            "turn off recommendations",
+            &format!("{}/api/flags/recs", receiver.url),
+            false,
+        ),
+        http_step(
+            "tell the team",
+            &format!("{}/api/notify", receiver.url),
+            false,
+        ),
+    ]
+    .concat();
+    let dir = policy_dir(&playbook_policies(&steps));
     let db = TestDb::sqlite();
     let mut serve = serve_on(dir.path(), &prometheus.url, db.url(), &[], &[]);
     wait_until("the slow call", Duration::from_secs(60), || {
@@ -778,12 +787,29 @@ fn sigterm_lets_a_running_step_finish_within_the_grace_period() {
         "succeeded",
         "the process exits only after the running step settled: {detail:#}"
     );
+    // Shutting down, it starts no new step: the next one waits for the next process.
+    assert!(action(&detail, "tell the team").is_none(), "{detail:#}");
+    assert!(receiver.to("/api/notify").is_empty());
     let kinds = timeline_kinds(&detail);
     assert!(
         !kinds.iter().any(|k| k == "action_interrupted"),
         "{kinds:?}"
     );
     assert_eq!(receiver.requests().len(), 1);
+
+    // The next process takes the run up where it stopped: the second step, once.
+    let serve = serve_on(dir.path(), &prometheus.url, db.url(), &[], &[]);
+    wait_until("the second step", Duration::from_secs(60), || {
+        !receiver.to("/api/notify").is_empty()
+    });
+    wait_until("the run finished", Duration::from_secs(60), || {
+        timeline_kinds(&incident_json(db.url()))
+            .iter()
+            .any(|k| k == "playbook_finished")
+    });
+    drop(serve);
+    assert_eq!(receiver.to("/api/flags/recs").len(), 1);
+    assert_eq!(receiver.to("/api/notify").len(), 1);
 }
 
 #[test]
@@ -791,11 +817,20 @@ fn sigterm_past_the_grace_period_journals_the_running_step_as_interrupted() {
     let prometheus = PrometheusServer::start(&recent_traffic("checkout", 0.5));
     let receiver = Receiver::start_blocking();
     receiver.delay(20_000);
-    let dir = policy_dir(&playbook_policies(&http_step(
-        "turn off recommendations",
-        &format!("{}/api/flags/recs", receiver.url),
-        false,
-    )));
+    let steps = [
+        http_step(
+            "turn off recommendations",
+            &format!("{}/api/flags/recs", receiver.url),
+            false,
+        ),
+        http_step(
+            "tell the team",
+            &format!("{}/api/notify", receiver.url),
+            false,
+        ),
+    ]
+    .concat();
+    let dir = policy_dir(&playbook_policies(&steps));
     let db = TestDb::sqlite();
     let grace = Duration::from_secs(1);
     let mut serve = serve_on(
@@ -838,4 +873,13 @@ fn sigterm_past_the_grace_period_journals_the_running_step_as_interrupted() {
             .contains("turn off recommendations"),
         "{interrupted}"
     );
+    // The abandoned call settles nothing afterwards, and no later step ran.
+    let kinds = timeline_kinds(&detail);
+    assert!(
+        !kinds
+            .iter()
+            .any(|k| k == "action_succeeded" || k == "playbook_finished"),
+        "{kinds:?}"
+    );
+    assert!(action(&detail, "tell the team").is_none(), "{detail:#}");
 }

@@ -9,6 +9,9 @@
 //! - [`freezes`]: freeze records, their reconciliation with Kubernetes, and lifting them;
 //! - [`verify`]: the `verify` step.
 //!
+//! Shutdown: no new run or step starts once it begins; running steps get the grace period, then
+//! are abandoned (their calls dropped) and journaled as interrupted.
+//!
 //! Crash safety: each process is an [`Instance`] (a stable name, one incarnation) that keeps a
 //! heartbeat in the store. Steps left `started` by a dead incarnation become `unknown` and run
 //! again only when safe to repeat; steps of live replicas are never touched. On shutdown,
@@ -111,6 +114,10 @@ pub struct Remediator<S, A, M> {
     /// Freezes whose failure to reach Kubernetes is already on the timeline.
     noted_apply_failures: Mutex<HashSet<i64>>,
     tasks: tokio_util::task::TaskTracker,
+    /// Set when shutdown begins: no new playbook run or step starts.
+    stopping: tokio_util::sync::CancellationToken,
+    /// Set when the shutdown grace is over: running steps are abandoned.
+    interrupted: tokio_util::sync::CancellationToken,
 }
 
 impl<S, A, M> Remediator<S, A, M>
@@ -136,6 +143,8 @@ where
             sustained: Mutex::new(HashMap::new()),
             noted_apply_failures: Mutex::new(HashSet::new()),
             tasks: tokio_util::task::TaskTracker::new(),
+            stopping: tokio_util::sync::CancellationToken::new(),
+            interrupted: tokio_util::sync::CancellationToken::new(),
         })
     }
 
@@ -154,6 +163,7 @@ where
     /// running as interrupted (`unknown`, with a timeline entry) and marks this incarnation
     /// stopped, so that the next one recovers nothing by guesswork.
     pub async fn shutdown(&self) {
+        self.stopping.cancel();
         self.tasks.close();
         let grace = self.settings.shutdown_grace;
         if tokio::time::timeout(grace, self.tasks.wait())
@@ -162,8 +172,12 @@ where
         {
             warn!(
                 ?grace,
-                "steps still running at the end of the shutdown grace period"
+                "steps still running at the end of the shutdown grace period; abandoning them"
             );
+            self.interrupted.cancel();
+            // The runs return at once when interrupted; wait for them so that nothing writes
+            // after the journal below.
+            self.tasks.wait().await;
         }
         match self.store.interrupt_own(&self.instance, now()).await {
             Ok(actions) => {

@@ -71,6 +71,9 @@ where
         rule_id: String,
         playbook: Playbook,
     ) {
+        if self.stopping.is_cancelled() {
+            return;
+        }
         let key = format!("incident:{incident_id}/rule:{rule_id}");
         {
             let Ok(mut running) = self.running.lock() else {
@@ -188,7 +191,12 @@ where
             })
             .collect();
         let names: Vec<&str> = playbook.steps.iter().map(|s| s.name.as_str()).collect();
+        let mut announced = false;
         for step in &playbook.steps {
+            if self.stopping.is_cancelled() {
+                // Shutting down: no new step starts; the next instance takes the run up.
+                return RunEnd::Paused;
+            }
             let key = step_key(incident_id, rule_id, &playbook.name, &step.name, dry_run);
             let mut existing = past
                 .iter()
@@ -292,6 +300,17 @@ where
                     return RunEnd::Paused;
                 }
                 Move::Start => {
+                    if past.is_empty() && !announced {
+                        // Before the first journal row, so that a crash right after it still
+                        // leaves the run's beginning on the timeline.
+                        announced = true;
+                        self.event(
+                            incident_id,
+                            "playbook_started",
+                            &format!("running playbook `{}` for {}", playbook.name, slo.name),
+                        )
+                        .await;
+                    }
                     let guards = self.guards(slo, playbook, incident_id);
                     super::crash_point("step-before-journal");
                     self.store
@@ -332,18 +351,6 @@ where
             };
             super::crash_point("step-after-journal");
             match existing.map(|(_, s)| s) {
-                None if playbook
-                    .steps
-                    .first()
-                    .is_some_and(|first| first.name == step.name) =>
-                {
-                    self.event(
-                        incident_id,
-                        "playbook_started",
-                        &format!("running playbook `{}` for {}", playbook.name, slo.name),
-                    )
-                    .await;
-                }
                 Some(ActionStatus::Skipped) => {
                     self.event(
                         incident_id,
@@ -368,9 +375,12 @@ where
                 }
                 _ => {}
             }
-            let outcome = self
-                .run_step(slo, incident_id, rule_id, playbook, step)
-                .await;
+            let outcome = tokio::select! {
+                outcome = self.run_step(slo, incident_id, rule_id, playbook, step) => outcome,
+                // The shutdown grace is over: the call is abandoned, the row stays `started`
+                // and the shutdown journals it as interrupted. Nothing more is written here.
+                () = self.interrupted.cancelled() => return RunEnd::Paused,
+            };
             super::crash_point("step-after-call");
             let (status, message, detail) = match &outcome {
                 Ok(done) => (
