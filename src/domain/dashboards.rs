@@ -1155,7 +1155,12 @@ fn detail() -> Value {
         ),
         annotation(
             "Playbook steps",
-            format!("max by (kind, status) ({ACTIONS}{{{s}}} - {ACTIONS}{{{s}}} offset 5m) > 0"),
+            {
+                // A status whose count grew, or that appeared, within 5 minutes.
+                let now = format!("max by (kind, status) ({ACTIONS}{{{s}}})");
+                let before = format!("max by (kind, status) ({ACTIONS}{{{s}}} offset 5m)");
+                format!("({now} - {before} > 0) or ({now} unless {before})")
+            },
             "orange",
             "Playbook step {{kind}}: {{status}}",
             "A remediation step of $slo became {{status}}",
