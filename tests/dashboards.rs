@@ -823,6 +823,16 @@ async fn run_dashboard(
                 "{name}: annotation {} has no data:\n  {expr}",
                 annotation["name"]
             );
+            let title = annotation["titleFormat"].as_str().unwrap_or("");
+            let answer = series
+                .into_iter()
+                .map(|s| (legend(title, &s.labels), s.points))
+                .collect();
+            out.push(PanelAnswer {
+                title: format!("annotation: {}", annotation["name"].as_str().unwrap()),
+                unit: String::new(),
+                answers: BTreeMap::from([("A".to_string(), answer)]),
+            });
         }
     }
     out
