@@ -804,7 +804,7 @@ fn slo_table() -> Value {
             "SLO",
             json!([{"id": "links", "value": [{
                 "title": "SLO detail",
-                "url": format!("/d/{DETAIL_UID}/?var-slo=${{__value.raw}}&${{datasource:queryparam}}&${{__url_time_range}}"),
+                "url": format!("/d/{DETAIL_UID}/{DETAIL_UID}?var-slo=${{__value.raw}}&${{datasource:queryparam}}&${{__url_time_range}}"),
             }]}])
         ),
     ]);

@@ -341,3 +341,90 @@ impl Collector for SloCollector {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::policy::Window;
+    use crate::engine::evaluate::{AlertReport, WindowValues};
+
+    fn evaluation(name: &str, exhaustion: Option<f64>) -> SloEvaluation {
+        SloEvaluation {
+            name: name.into(),
+            service: "shop".into(),
+            objective: 0.999,
+            window: Window::from_secs(30 * 86_400),
+            status: EvalStatus::Assessed(Status::Page),
+            source: None,
+            error_ratio: WindowValues(Vec::new()),
+            burn_rate: WindowValues(Vec::new()),
+            error_budget_remaining: Some(0.5),
+            time_to_exhaustion_seconds: exhaustion,
+            alerts: vec![AlertReport {
+                long: Window::from_secs(3_600),
+                severity: "page",
+                long_window: "1h".into(),
+                short_window: "5m".into(),
+                factor: 14.4,
+                firing: false,
+                has_data: false,
+            }],
+            error: None,
+        }
+    }
+
+    #[test]
+    fn the_dashboard_series_carry_the_window_thresholds_and_store_counts() {
+        let latest: Latest = Default::default();
+        latest
+            .write()
+            .unwrap()
+            .insert("a".into(), evaluation("a", Some(7_200.0)));
+        latest
+            .write()
+            .unwrap()
+            .insert("b".into(), evaluation("b", None));
+        let metrics = Metrics::new(latest);
+        let before = metrics.encode().unwrap();
+        for line in [
+            r#"burnguard_slo_objective{slo="a",service="shop",window="30d"} 0.999"#,
+            r#"burnguard_slo_time_to_exhaustion_seconds{slo="a",service="shop"} 7200.0"#,
+            // A row without data has a threshold but no firing state.
+            r#"burnguard_slo_alert_threshold{slo="a",service="shop",severity="page",long_window="1h",short_window="5m"} 14.4"#,
+            r#"burnguard_policy_reloads_total{result="rejected"} 0"#,
+        ] {
+            assert!(before.contains(line), "{line} missing:\n{before}");
+        }
+        for absent in [
+            r#"burnguard_slo_time_to_exhaustion_seconds{slo="b""#,
+            "burnguard_slo_alert_firing{",
+            // Store counts are unknown until the first reading.
+            "burnguard_slo_open_incidents",
+            "burnguard_notification_outbox_pending",
+        ] {
+            assert!(!before.contains(absent), "{absent} present:\n{before}");
+        }
+
+        let mut counts = StoreCounts {
+            outbox_pending: 3,
+            ..Default::default()
+        };
+        counts.open_incidents.insert("a".into(), 1);
+        counts.active_freezes.insert("a".into(), 2);
+        counts
+            .actions
+            .insert(("a".into(), "http".into(), "failed".into()), 4);
+        metrics.set_store_counts(counts);
+        let after = metrics.encode().unwrap();
+        for line in [
+            r#"burnguard_slo_open_incidents{slo="a",service="shop"} 1"#,
+            r#"burnguard_slo_open_incidents{slo="b",service="shop"} 0"#,
+            r#"burnguard_slo_active_freezes{slo="a",service="shop"} 2"#,
+            r#"burnguard_slo_active_freezes{slo="b",service="shop"} 0"#,
+            r#"burnguard_actions{slo="a",kind="http",status="failed"} 4"#,
+            "burnguard_notification_outbox_pending 3",
+        ] {
+            assert!(after.contains(line), "{line} missing:\n{after}");
+        }
+    }
+}
