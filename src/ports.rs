@@ -864,3 +864,17 @@ pub trait Notifier: Send + Sync {
         delivery: &DueDelivery,
     ) -> impl Future<Output = Result<String, String>> + Send;
 }
+
+/// Counts from the store that burnguard exports at `/metrics`, so dashboards can show what the
+/// database holds (the same for every replica sharing it).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StoreCounts {
+    /// Unresolved incidents by SLO.
+    pub open_incidents: BTreeMap<String, u64>,
+    /// Active (not lifted) freezes by the SLO that made them.
+    pub active_freezes: BTreeMap<String, u64>,
+    /// Journaled remediation steps by (SLO, kind, status).
+    pub actions: BTreeMap<(String, String, String), u64>,
+    /// Notification deliveries not yet delivered.
+    pub outbox_pending: u64,
+}

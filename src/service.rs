@@ -242,6 +242,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
                 if !due.is_empty() {
                     let evaluation = cycle(&evaluator, &store, &due, now.timestamp(), &state).await;
                     remediator.after_cycle(&due, &playbooks, &evaluation).await;
+                    refresh_store_counts(&store, &state).await;
                 }
                 if last_prune.is_none_or(|t| now - t > chrono::Duration::hours(1)) {
                     last_prune = Some(now);
@@ -261,6 +262,18 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         warn!("requests still open 5s after shutdown began; closing them");
     }
     Ok(())
+}
+
+/// Reads the store's counts for `/metrics` (after the cycle and its remediation, so they
+/// include what both did).
+async fn refresh_store_counts(store: &SqlStore, state: &ServiceState) {
+    match store.counts().await {
+        Ok(counts) => state.metrics.set_store_counts(counts),
+        Err(error) => {
+            state.metrics.store_errors.inc();
+            warn!(%error, "reading counts for /metrics failed");
+        }
+    }
 }
 
 /// Drops evaluation history past the retention.

@@ -5,6 +5,7 @@
 
 pub mod args;
 mod backtest;
+mod dashboards;
 mod eval;
 mod incidents;
 mod rules;
@@ -43,6 +44,15 @@ pub enum Command {
         /// Write the rule file here instead of standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
+    },
+    /// Write the Grafana dashboards (SLO overview, SLO detail, burnguard health) as JSON files.
+    ///
+    /// They read burnguard's recording rules and its /metrics through template variables, so
+    /// they serve any set of policies.
+    Dashboards {
+        /// Directory to write the files into (created if missing).
+        #[arg(short, long, value_name = "DIR")]
+        output: PathBuf,
     },
     /// Evaluate SLO policies against Prometheus once: error ratios, burn rates, budget, alerts.
     ///
@@ -135,6 +145,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate { paths } => Ok(validate::run(&paths)),
         Command::Rules { paths, output } => rules::run(&paths, output.as_deref()),
+        Command::Dashboards { output } => dashboards::run(&output),
         Command::Eval {
             paths,
             prometheus,

@@ -6,6 +6,7 @@
 
 pub mod admission;
 pub mod burn;
+pub mod dashboards;
 pub mod delivery;
 pub mod incident;
 pub mod journal;

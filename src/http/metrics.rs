@@ -2,7 +2,9 @@
 //!
 //! Per-SLO gauges are rendered at scrape time from the latest evaluations, so an SLO that is
 //! removed or a window that loses its data disappears from the output instead of lingering
-//! with a stale value. No-data windows are absent, never NaN.
+//! with a stale value. No-data windows are absent, never NaN. Counts that live in the store
+//! (open incidents, active freezes, journaled steps, the outbox) are read after each cycle and
+//! rendered from that reading; they are absent until the first reading succeeds.
 
 use std::fmt;
 use std::sync::{Arc, RwLock};
@@ -19,11 +21,15 @@ use prometheus_client::registry::Registry;
 use crate::domain::burn::Status;
 use crate::engine::evaluate::{EvalStatus, SloEvaluation};
 use crate::http::server::Refusal;
+use crate::ports::StoreCounts;
 
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The latest evaluation of every loaded SLO, by name.
 pub type Latest = Arc<RwLock<std::collections::BTreeMap<String, SloEvaluation>>>;
+
+/// The latest successful reading of the store's counts (`None` before the first).
+type Counts = Arc<RwLock<Option<StoreCounts>>>;
 
 /// Process-level metrics plus the per-SLO collector.
 #[derive(Debug)]
@@ -40,6 +46,9 @@ pub struct Metrics {
     pub listener: ListenerMetrics,
     /// Notifications dead-lettered (retries ended), by `channel`.
     pub notifications_dead: Family<Vec<(String, String)>, Counter>,
+    /// Webhook requests by `source` (alertmanager, pagerduty, opsgenie) and HTTP `code`.
+    pub webhook_requests: Family<Vec<(String, String)>, Counter>,
+    counts: Counts,
 }
 
 /// What the HTTP listener counts: connections open and refused, certificate reloads. Clones
@@ -148,6 +157,9 @@ impl Metrics {
             "Policy reloads by result (applied, rejected)",
             policy_reloads.clone(),
         );
+        for result in ["applied", "rejected"] {
+            let _ = policy_reloads.get_or_create(&vec![("result".to_string(), result.to_string())]);
+        }
         let slos_loaded = Gauge::default();
         registry.register(
             "slos_loaded",
@@ -168,7 +180,17 @@ impl Metrics {
             "Notifications whose retries ended (maximum attempts or age reached) without delivery, by channel",
             notifications_dead.clone(),
         );
-        registry.register_collector(Box::new(SloCollector { latest }));
+        let webhook_requests = Family::<Vec<(String, String)>, Counter>::default();
+        registry.register(
+            "webhook_requests",
+            "Webhook requests received, by source and HTTP status code",
+            webhook_requests.clone(),
+        );
+        let counts = Counts::default();
+        registry.register_collector(Box::new(SloCollector {
+            latest,
+            counts: counts.clone(),
+        }));
         Self {
             registry,
             evaluation_duration,
@@ -180,6 +202,16 @@ impl Metrics {
             store_errors,
             listener,
             notifications_dead,
+            webhook_requests,
+            counts,
+        }
+    }
+
+    /// Replaces the store's counts rendered at scrape time.
+    pub fn set_store_counts(&self, counts: StoreCounts) {
+        match self.counts.write() {
+            Ok(mut guard) => *guard = Some(counts),
+            Err(poisoned) => *poisoned.into_inner() = Some(counts),
         }
     }
 
@@ -202,6 +234,7 @@ impl Metrics {
 #[derive(Debug)]
 struct SloCollector {
     latest: Latest,
+    counts: Counts,
 }
 
 type LabelPairs = Vec<(String, String)>;
@@ -233,6 +266,10 @@ impl Collector for SloCollector {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
+        let counts = match self.counts.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
         let gauge = |encoder: &mut DescriptorEncoder,
                      name: &str,
                      help: &str,
@@ -255,8 +292,27 @@ impl Collector for SloCollector {
         let mut budgets = Vec::new();
         let mut firing = Vec::new();
         let mut statuses = Vec::new();
+        let mut objectives = Vec::new();
+        let mut exhaustion = Vec::new();
+        let mut thresholds = Vec::new();
+        let mut incidents = Vec::new();
+        let mut freezes = Vec::new();
         for e in latest.values() {
             let base = slo_labels(e);
+            objectives.push((
+                with(base.clone(), &[("window", &e.window.to_string())]),
+                e.objective,
+            ));
+            if let Some(seconds) = e.time_to_exhaustion_seconds.filter(|s| s.is_finite()) {
+                exhaustion.push((base.clone(), seconds));
+            }
+            if let Some(counts) = &counts {
+                let count = |by_slo: &std::collections::BTreeMap<String, u64>| {
+                    by_slo.get(&e.name).copied().unwrap_or(0) as f64
+                };
+                incidents.push((base.clone(), count(&counts.open_incidents)));
+                freezes.push((base.clone(), count(&counts.active_freezes)));
+            }
             for (window, value) in &e.error_ratio.0 {
                 if let Some(v) = value {
                     ratios.push((with(base.clone(), &[("window", &window.to_string())]), *v));
@@ -270,7 +326,7 @@ impl Collector for SloCollector {
             if let Some(b) = e.error_budget_remaining {
                 budgets.push((base.clone(), b));
             }
-            for alert in e.alerts.iter().filter(|a| a.has_data) {
+            for alert in &e.alerts {
                 let labels = with(
                     base.clone(),
                     &[
@@ -279,7 +335,10 @@ impl Collector for SloCollector {
                         ("short_window", &alert.short_window),
                     ],
                 );
-                firing.push((labels, if alert.firing { 1.0 } else { 0.0 }));
+                if alert.has_data {
+                    firing.push((labels.clone(), if alert.firing { 1.0 } else { 0.0 }));
+                }
+                thresholds.push((labels, alert.factor));
             }
             for status in STATUSES {
                 let value = if status == e.status { 1.0 } else { 0.0 };
@@ -316,6 +375,149 @@ impl Collector for SloCollector {
             "1 for the SLO's current status",
             &statuses,
         )?;
+        gauge(
+            &mut encoder,
+            "slo_objective",
+            "The SLO's objective as a ratio (0.999); `window` is its SLO window",
+            &objectives,
+        )?;
+        gauge(
+            &mut encoder,
+            "slo_time_to_exhaustion_seconds",
+            "Seconds until the budget is spent at the burn rate of the shortest long alert window (absent: no data or not burning)",
+            &exhaustion,
+        )?;
+        gauge(
+            &mut encoder,
+            "slo_alert_threshold",
+            "Burn-rate threshold of the alert row: it fires when both windows burn faster",
+            &thresholds,
+        )?;
+        gauge(
+            &mut encoder,
+            "slo_open_incidents",
+            "Unresolved incidents of the SLO in the store",
+            &incidents,
+        )?;
+        gauge(
+            &mut encoder,
+            "slo_active_freezes",
+            "Active deployment freezes the SLO's budget rules or playbooks made",
+            &freezes,
+        )?;
+        if let Some(counts) = &counts {
+            let actions: Vec<(LabelPairs, f64)> = counts
+                .actions
+                .iter()
+                .map(|((slo, kind, status), n)| {
+                    let labels = vec![
+                        ("slo".to_string(), slo.clone()),
+                        ("kind".to_string(), kind.clone()),
+                        ("status".to_string(), status.clone()),
+                    ];
+                    (labels, *n as f64)
+                })
+                .collect();
+            gauge(
+                &mut encoder,
+                "actions",
+                "Remediation steps in the journal by SLO, kind and status (succeeded, failed, skipped, ...)",
+                &actions,
+            )?;
+            gauge(
+                &mut encoder,
+                "notification_outbox_pending",
+                "Notification deliveries not yet delivered",
+                &[(Vec::new(), counts.outbox_pending as f64)],
+            )?;
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::policy::Window;
+    use crate::engine::evaluate::{AlertReport, WindowValues};
+
+    fn evaluation(name: &str, exhaustion: Option<f64>) -> SloEvaluation {
+        SloEvaluation {
+            name: name.into(),
+            service: "shop".into(),
+            objective: 0.999,
+            window: Window::from_secs(30 * 86_400),
+            status: EvalStatus::Assessed(Status::Page),
+            source: None,
+            error_ratio: WindowValues(Vec::new()),
+            burn_rate: WindowValues(Vec::new()),
+            error_budget_remaining: Some(0.5),
+            time_to_exhaustion_seconds: exhaustion,
+            alerts: vec![AlertReport {
+                long: Window::from_secs(3_600),
+                severity: "page",
+                long_window: "1h".into(),
+                short_window: "5m".into(),
+                factor: 14.4,
+                firing: false,
+                has_data: false,
+            }],
+            error: None,
+        }
+    }
+
+    #[test]
+    fn the_dashboard_series_carry_the_window_thresholds_and_store_counts() {
+        let latest: Latest = Default::default();
+        latest
+            .write()
+            .unwrap()
+            .insert("a".into(), evaluation("a", Some(7_200.0)));
+        latest
+            .write()
+            .unwrap()
+            .insert("b".into(), evaluation("b", None));
+        let metrics = Metrics::new(latest);
+        let before = metrics.encode().unwrap();
+        for line in [
+            r#"burnguard_slo_objective{slo="a",service="shop",window="30d"} 0.999"#,
+            r#"burnguard_slo_time_to_exhaustion_seconds{slo="a",service="shop"} 7200.0"#,
+            // A row without data has a threshold but no firing state.
+            r#"burnguard_slo_alert_threshold{slo="a",service="shop",severity="page",long_window="1h",short_window="5m"} 14.4"#,
+            r#"burnguard_policy_reloads_total{result="rejected"} 0"#,
+        ] {
+            assert!(before.contains(line), "{line} missing:\n{before}");
+        }
+        for absent in [
+            r#"burnguard_slo_time_to_exhaustion_seconds{slo="b""#,
+            "burnguard_slo_alert_firing{",
+            // Store counts are unknown until the first reading.
+            "burnguard_slo_open_incidents",
+            "burnguard_notification_outbox_pending",
+        ] {
+            assert!(!before.contains(absent), "{absent} present:\n{before}");
+        }
+
+        let mut counts = StoreCounts {
+            outbox_pending: 3,
+            ..Default::default()
+        };
+        counts.open_incidents.insert("a".into(), 1);
+        counts.active_freezes.insert("a".into(), 2);
+        counts
+            .actions
+            .insert(("a".into(), "http".into(), "failed".into()), 4);
+        metrics.set_store_counts(counts);
+        let after = metrics.encode().unwrap();
+        for line in [
+            r#"burnguard_slo_open_incidents{slo="a",service="shop"} 1"#,
+            r#"burnguard_slo_open_incidents{slo="b",service="shop"} 0"#,
+            r#"burnguard_slo_active_freezes{slo="a",service="shop"} 2"#,
+            r#"burnguard_slo_active_freezes{slo="b",service="shop"} 0"#,
+            r#"burnguard_actions{slo="a",kind="http",status="failed"} 4"#,
+            "burnguard_notification_outbox_pending 3",
+        ] {
+            assert!(after.contains(line), "{line} missing:\n{after}");
+        }
     }
 }

@@ -31,9 +31,16 @@ pub fn router(state: Arc<ServiceState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/admission/validate", post(freeze::admission))
-        .route("/webhooks/alertmanager", post(webhooks::alertmanager))
-        .route("/webhooks/pagerduty", post(webhooks::pagerduty))
-        .route("/webhooks/opsgenie", post(webhooks::opsgenie))
+        .merge(
+            Router::new()
+                .route("/webhooks/alertmanager", post(webhooks::alertmanager))
+                .route("/webhooks/pagerduty", post(webhooks::pagerduty))
+                .route("/webhooks/opsgenie", post(webhooks::opsgenie))
+                .route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    count_webhook,
+                )),
+        )
         .nest("/api/v1", api)
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route".into())
@@ -75,6 +82,31 @@ async fn json_errors(response: Response) -> Response {
     };
     let body = serde_json::json!({"error": {"code": code, "message": message}});
     (status, Json(body)).into_response()
+}
+
+/// Counts every webhook request by source and status code, refused ones included.
+async fn count_webhook(
+    State(state): State<Arc<ServiceState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let source = request
+        .uri()
+        .path()
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .webhook_requests
+        .get_or_create(&vec![
+            ("source".to_string(), source),
+            ("code".to_string(), response.status().as_u16().to_string()),
+        ])
+        .inc();
+    response
 }
 
 /// Request bodies larger than this are refused with 413.

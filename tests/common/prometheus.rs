@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::TcpListener;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -126,6 +127,16 @@ pub struct PrometheusServer {
     _dir: tempfile::TempDir,
 }
 
+/// Moves the TSDB blocks (ULID-named directories) of `from` into `data`.
+fn move_blocks(from: &Path, data: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        if path.join("meta.json").is_file() {
+            std::fs::rename(&path, data.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
 impl PrometheusServer {
     pub fn start(series: &[Series]) -> Self {
         Self::start_with_rules(series, None)
@@ -159,23 +170,73 @@ impl PrometheusServer {
             "prometheus.yml",
             &format!("global: {{evaluation_interval: 15s}}\n{rule_files}"),
         );
-        let port = free_port();
-        let child = Command::new(tool("prometheus"))
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", data.display()))
-            .arg("--storage.tsdb.retention.time=10y")
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus starts");
+        let (child, url) = spawn(&config, &data);
         let server = Self {
             child,
-            url: format!("http://127.0.0.1:{port}"),
+            url,
             _dir: dir,
         };
         server.wait_ready();
         server
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self._dir.path().join("data")
+    }
+
+    /// Stops Prometheus and starts it again on the same data (on a new port, in `url`), so
+    /// that it loads blocks added since.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, url) = spawn(&self._dir.path().join("prometheus.yml"), &self.data_dir());
+        self.child = child;
+        self.url = url;
+        self.wait_ready();
+    }
+
+    /// Adds history written as OpenMetrics text (`# EOF` last) and restarts to load it.
+    pub fn add_history(&mut self, openmetrics: &str) {
+        let work = tempfile::tempdir().unwrap();
+        let input = write(work.path(), "more.om", openmetrics);
+        let blocks = work.path().join("blocks");
+        let (ok, output) = run(Command::new(tool("promtool"))
+            .args([
+                "tsdb",
+                "create-blocks-from",
+                "openmetrics",
+                "--max-block-duration=24h",
+                "-q",
+            ])
+            .arg(&input)
+            .arg(&blocks));
+        assert!(ok, "promtool could not build blocks:\n{output}");
+        move_blocks(&blocks, &self.data_dir());
+        self.restart();
+    }
+
+    /// Backfills the recording rules of `rules` (a rule file) over `[start, end]`, evaluated
+    /// every `interval` seconds against this Prometheus by
+    /// `promtool tsdb create-blocks-from rules`, then restarts to load them. Rules that read
+    /// series recorded by other rules need those backfilled by an earlier call.
+    pub fn backfill_rules(&mut self, rules: &str, start: i64, end: i64, interval: u64) {
+        let work = tempfile::tempdir().unwrap();
+        let file = write(work.path(), "rules.yaml", rules);
+        let blocks = work.path().join("blocks");
+        let (ok, output) = run(Command::new(tool("promtool"))
+            .args(["tsdb", "create-blocks-from", "rules"])
+            .arg(format!("--start={start}"))
+            .arg(format!("--end={end}"))
+            .arg(format!("--url={}", self.url))
+            .arg(format!("--eval-interval={interval}s"))
+            .arg(format!("--output-dir={}", blocks.display()))
+            .arg(&file));
+        assert!(
+            ok,
+            "promtool could not backfill the rules:\n{output}\n{rules}"
+        );
+        move_blocks(&blocks, &self.data_dir());
+        self.restart();
     }
 
     fn wait_ready(&self) {
@@ -189,6 +250,21 @@ impl PrometheusServer {
         }
         panic!("prometheus at {} did not become ready", self.url);
     }
+}
+
+/// Starts Prometheus on a free loopback port: the child and its URL.
+fn spawn(config: &Path, data: &Path) -> (Child, String) {
+    let port = free_port();
+    let child = Command::new(tool("prometheus"))
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", data.display()))
+        .arg("--storage.tsdb.retention.time=10y")
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus starts");
+    (child, format!("http://127.0.0.1:{port}"))
 }
 
 impl Drop for PrometheusServer {

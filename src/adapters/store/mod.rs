@@ -22,6 +22,7 @@ use crate::ports::{
     StoreError, TimelineEvent, Transitioned, UnixSeconds,
 };
 
+mod counts;
 mod operations;
 mod outbox;
 mod remediation;
