@@ -112,7 +112,6 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
             }
         });
     }
-    warn_about_open_intake(&settings);
     let mut service_state = ServiceState::new(store.clone(), settings.service_account.clone());
     service_state.api_auth = settings.api_auth.clone();
     service_state.webhook_auth = settings.webhook_auth.clone();
@@ -142,6 +141,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         None => None,
     };
     info!(%addr, tls = tls.is_some(), "listening");
+    warn_about_open_intake(&settings);
     let server = tokio::spawn(async move {
         let stop = async move { http_shutdown.cancelled().await };
         let result = match tls {

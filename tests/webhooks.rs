@@ -973,3 +973,54 @@ async fn control_characters_in_webhook_fields_are_refused_alike_on_both_database
         assert_eq!(response.status().as_u16(), 400, "{backend}");
     }
 }
+
+#[test]
+fn serve_warns_when_alertmanager_is_opened_and_refuses_it_otherwise() {
+    burnguard::adapters::prometheus::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("bg.db").display());
+    let policies = common::repo_root().join("policies");
+    let policies = policies.to_str().unwrap();
+    let args = |open: bool| {
+        let mut args = vec![
+            "--policies",
+            policies,
+            "--prometheus",
+            "http://127.0.0.1:9",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            &db,
+        ];
+        if open {
+            args.push("--alertmanager-allow-unauthenticated");
+        }
+        args
+    };
+    let post = |addr: &str| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let response = reqwest::Client::new()
+                .post(format!("http://{addr}/webhooks/alertmanager"))
+                .body(common::alerts::body(1, 1))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        })
+    };
+    {
+        let serve = common::serve::Serve::start(&args(false), &[]);
+        let (status, answer) = post(&serve.addr);
+        assert_eq!(status, 503, "{answer}");
+        assert_eq!(answer["error"]["code"], "not_configured");
+    }
+    let serve = common::serve::Serve::start(&args(true), &[]);
+    serve.wait_log("WITHOUT authentication", Duration::from_secs(30));
+    let (status, answer) = post(&serve.addr);
+    assert_eq!(status, 200, "{answer}");
+}
