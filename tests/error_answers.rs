@@ -317,6 +317,15 @@ async fn a_client_that_stalls_mid_body_gets_a_json_408() {
     }
 }
 
+/// What is sent, its content type, its body, and the expected status and code.
+type ProbeCase = (
+    &'static str,
+    Option<&'static str>,
+    &'static [u8],
+    u16,
+    &'static str,
+);
+
 #[derive(serde::Deserialize)]
 struct Probe {
     #[allow(dead_code)]
@@ -333,7 +342,7 @@ async fn the_json_extractors_rejections_are_the_documented_json_too() {
     );
     let addr = serve(burnguard::http::harden(probe, Duration::from_secs(30))).await;
     let client = reqwest::Client::new();
-    let cases: [(&str, Option<&str>, &[u8], u16, &str); 4] = [
+    let cases: [ProbeCase; 4] = [
         (
             "no content type",
             None,
