@@ -657,6 +657,55 @@ async fn one_delivery_fires_attaches_and_resolves_in_order() {
                 .count(),
             1
         );
+
+        // Fired, resolved and fired again in one delivery: the second firing is a new incident.
+        let first = common::alerts::alert(20, 9);
+        let mut resolved = first.clone();
+        resolved["status"] = json!("resolved");
+        let mut again = first.clone();
+        again["startsAt"] = json!("2026-11-27T03:10:00Z");
+        let body = common::alerts::delivery(vec![first, resolved, again]);
+        let (status, answer) = post_alertmanager(&bg, None, body).await;
+        assert_eq!((status, answer["new"].clone()), (200, json!(3)), "{answer}");
+        let mut statuses: Vec<String> = bg
+            .store
+            .list_incidents(&IncidentFilter::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|i| i.slo.starts_with("external/DiskFull20/"))
+            .map(|i| i.status)
+            .collect();
+        statuses.sort();
+        assert_eq!(statuses, ["open", "resolved"]);
+    }
+}
+
+#[tokio::test]
+async fn two_alertmanagers_sending_the_same_delivery_at_once_record_it_once() {
+    for db in TestDb::both().await {
+        let url = db.url().to_string();
+        let backend = url.split(':').next().unwrap().to_string();
+        let bg = burnguard_on(db, open_alertmanager()).await;
+        let body = common::alerts::body(300, 4);
+        let (a, b) = tokio::join!(
+            post_alertmanager(&bg, None, body.clone()),
+            post_alertmanager(&bg, None, body.clone())
+        );
+        assert_eq!((a.0, b.0), (200, 200), "{backend}: {a:?} {b:?}");
+        let new = a.1["new"].as_i64().unwrap() + b.1["new"].as_i64().unwrap();
+        assert_eq!(new, 300, "{backend}: each alert is new exactly once");
+        assert_eq!(
+            common::db::rows(&url, "webhook_events").await,
+            300,
+            "{backend}"
+        );
+        assert_eq!(common::db::rows(&url, "incidents").await, 300, "{backend}");
+        assert_eq!(
+            common::db::rows(&url, "incident_events").await,
+            600,
+            "{backend}: one opened and one alert_received per alert"
+        );
     }
 }
 

@@ -34,10 +34,10 @@ fn values_list(rows: usize, columns: usize, first: usize) -> String {
         .join(", ")
 }
 
-/// One timeline entry to write; `alert` names the event it belongs to, written only when that
-/// event turned out new.
+/// One timeline entry to write, about the incident in `slot`; `alert` names the event it
+/// belongs to, written only when that event turned out new.
 struct Entry<'a> {
-    incident: i64,
+    slot: usize,
     kind: &'static str,
     message: &'a str,
     detail: Option<String>,
@@ -46,50 +46,202 @@ struct Entry<'a> {
 
 type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
 
-async fn open_incident_id(tx: &mut Tx<'_>, key: &str) -> Result<Option<i64>, StoreError> {
-    sqlx::query("SELECT id FROM incidents WHERE slo = $1 AND status <> 'resolved'")
-        .bind(key)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(db_error)?
-        .map(|row| row.try_get("id").map_err(db_error))
-        .transpose()
+/// The incident an alert is about: its SLO's name, or its external key.
+fn target_key(target: &AlertTarget) -> &str {
+    match target {
+        AlertTarget::Slo(slo) => slo,
+        AlertTarget::External { key, .. } => key,
+    }
 }
 
-/// Opens the external incident `key`, or finds the one already open: `(id, opened)`.
-async fn open_external(
-    tx: &mut Tx<'_>,
-    key: &str,
-    service: &str,
-    severity: crate::domain::policy::Severity,
-    at: UnixSeconds,
-) -> Result<(i64, bool), StoreError> {
-    // The partial unique index allows one unresolved incident per key, whoever writes.
-    let inserted = sqlx::query(
-        "INSERT INTO incidents (slo, service, severity, status, opened_at, last_firing_at, peak_burn_rate, data_missing) \
-         VALUES ($1, $2, $3, 'open', $4, $5, 0, FALSE) \
-         ON CONFLICT (slo) WHERE status <> 'resolved' DO NOTHING RETURNING id",
-    )
-    .bind(key)
-    .bind(service)
-    .bind(severity.as_str())
-    .bind(at)
-    .bind(at)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(db_error)?;
-    if let Some(row) = inserted {
-        return Ok((row.try_get("id").map_err(db_error)?, true));
+/// `$first, $first+1, ...` for `n` values.
+fn placeholders(n: usize, first: usize) -> String {
+    (0..n)
+        .map(|i| format!("${}", first + i))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The unresolved incidents among `keys`: `(key, id)`.
+async fn open_incidents(tx: &mut Tx<'_>, keys: &[&str]) -> Result<Vec<(String, i64)>, StoreError> {
+    let distinct: Vec<&str> = keys
+        .iter()
+        .copied()
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut open = Vec::new();
+    for chunk in distinct.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT id, slo FROM incidents WHERE status <> 'resolved' AND slo IN ({})",
+            placeholders(chunk.len(), 1)
+        );
+        // Built from constants and numbered placeholders only; every value is bound.
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for key in chunk {
+            query = query.bind(*key);
+        }
+        for row in query.fetch_all(&mut **tx).await.map_err(db_error)? {
+            open.push((
+                row.try_get("slo").map_err(db_error)?,
+                row.try_get("id").map_err(db_error)?,
+            ));
+        }
     }
-    let id = open_incident_id(tx, key)
-        .await?
-        .ok_or_else(|| StoreError::Database(format!("external incident {key} vanished")))?;
-    Ok((id, false))
+    Ok(open)
+}
+
+/// The keys of `alerts` already recorded.
+async fn known_alerts(
+    tx: &mut Tx<'_>,
+    alerts: &[&IncomingAlert],
+) -> Result<HashSet<String>, StoreError> {
+    let mut known = HashSet::new();
+    for chunk in alerts.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT dedup_key FROM webhook_events WHERE source = $1 AND dedup_key IN ({})",
+            placeholders(chunk.len(), 2)
+        );
+        // Built from constants and numbered placeholders only; every value is bound.
+        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(ALERTMANAGER);
+        for alert in chunk {
+            query = query.bind(alert.dedup_key.as_str());
+        }
+        for row in query.fetch_all(&mut **tx).await.map_err(db_error)? {
+            known.insert(row.try_get("dedup_key").map_err(db_error)?);
+        }
+    }
+    Ok(known)
+}
+
+/// The incident changes of one delivery. Incidents are slots: an id known from the start, or
+/// one an open of the current wave will get. Opens and resolves wait in the wave and are
+/// written together by [`Plan::flush`] (opens first, so a resolve may follow an open); an alert
+/// that opens a key resolved in the same wave flushes first.
+#[derive(Default)]
+struct Plan<'a> {
+    ids: Vec<Option<i64>>,
+    /// The open incident of each key, as the alerts walked so far leave it.
+    open: HashMap<String, usize>,
+    opens: Vec<(usize, &'a str, &'a str, crate::domain::policy::Severity)>,
+    resolves: Vec<usize>,
+    resolving: HashSet<String>,
+    /// Slots whose incident this delivery opened (not found open by a concurrent writer).
+    opened_here: HashSet<usize>,
+}
+
+impl<'a> Plan<'a> {
+    fn known(&mut self, id: i64) -> usize {
+        self.ids.push(Some(id));
+        self.ids.len() - 1
+    }
+
+    fn pending(
+        &mut self,
+        key: &'a str,
+        service: &'a str,
+        severity: crate::domain::policy::Severity,
+    ) -> usize {
+        self.ids.push(None);
+        let slot = self.ids.len() - 1;
+        self.opens.push((slot, key, service, severity));
+        self.open.insert(key.to_string(), slot);
+        slot
+    }
+
+    fn resolve(&mut self, key: &str, slot: usize) {
+        self.resolves.push(slot);
+        self.resolving.insert(key.to_string());
+    }
+
+    /// The incident id of `slot`; every slot has one once flushed.
+    fn id(&self, slot: usize) -> i64 {
+        self.ids[slot].expect("every incident slot is filled by the last flush")
+    }
+
+    async fn flush(&mut self, tx: &mut Tx<'_>, at: UnixSeconds) -> Result<(), StoreError> {
+        let mut opens = std::mem::take(&mut self.opens);
+        // Rows in key order: two deliveries that overlap take their row locks in the same order
+        // (PostgreSQL), so one waits for the other instead of deadlocking.
+        opens.sort_by(|a, b| a.1.cmp(b.1));
+        for chunk in opens.chunks(ROWS_PER_STATEMENT) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let p = 1 + i * 4;
+                    format!(
+                        "(${}, ${}, ${}, 'open', ${}, ${}, 0, FALSE)",
+                        p,
+                        p + 1,
+                        p + 2,
+                        p + 3,
+                        p + 3
+                    )
+                })
+                .collect();
+            // The partial unique index allows one unresolved incident per key, whoever writes.
+            let sql = format!(
+                "INSERT INTO incidents (slo, service, severity, status, opened_at, last_firing_at, peak_burn_rate, data_missing) \
+                 VALUES {} ON CONFLICT (slo) WHERE status <> 'resolved' DO NOTHING RETURNING id, slo",
+                rows.join(", ")
+            );
+            // Built from constants and numbered placeholders only; every value is bound.
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for (_, key, service, severity) in chunk {
+                query = query
+                    .bind(*key)
+                    .bind(*service)
+                    .bind(severity.as_str())
+                    .bind(at);
+            }
+            let slot_of: HashMap<&str, usize> =
+                chunk.iter().map(|(slot, key, ..)| (*key, *slot)).collect();
+            for row in query.fetch_all(&mut **tx).await.map_err(db_error)? {
+                let key: String = row.try_get("slo").map_err(db_error)?;
+                if let Some(&slot) = slot_of.get(key.as_str()) {
+                    self.ids[slot] = Some(row.try_get("id").map_err(db_error)?);
+                    self.opened_here.insert(slot);
+                }
+            }
+            // Opened meanwhile by another writer: theirs is the one to attach to.
+            let taken: Vec<&str> = chunk
+                .iter()
+                .filter(|(slot, ..)| self.ids[*slot].is_none())
+                .map(|(_, key, ..)| *key)
+                .collect();
+            for (key, id) in open_incidents(tx, &taken).await? {
+                if let Some(&slot) = slot_of.get(key.as_str()) {
+                    self.ids[slot] = Some(id);
+                }
+            }
+            if let Some((_, key, ..)) = chunk.iter().find(|(slot, ..)| self.ids[*slot].is_none()) {
+                return Err(StoreError::Database(format!(
+                    "external incident {key} could be neither opened nor found"
+                )));
+            }
+        }
+        let resolves = std::mem::take(&mut self.resolves);
+        self.resolving.clear();
+        let ids: Vec<i64> = resolves.iter().map(|slot| self.id(*slot)).collect();
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE incidents SET status = 'resolved', resolved_at = $1 WHERE status <> 'resolved' AND id IN ({})",
+                placeholders(chunk.len(), 2)
+            );
+            // Built from constants and numbered placeholders only; every value is bound.
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(at);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            query.execute(&mut **tx).await.map_err(db_error)?;
+        }
+        Ok(())
+    }
 }
 
 async fn insert_timeline(
     tx: &mut Tx<'_>,
     entries: &[Entry<'_>],
+    plan: &Plan<'_>,
     at: UnixSeconds,
 ) -> Result<(), StoreError> {
     for chunk in entries.chunks(ROWS_PER_STATEMENT) {
@@ -101,7 +253,7 @@ async fn insert_timeline(
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for entry in chunk {
             query = query
-                .bind(entry.incident)
+                .bind(plan.id(entry.slot))
                 .bind(at)
                 .bind(entry.kind)
                 .bind(entry.message)
@@ -131,31 +283,6 @@ impl SqlStore {
             .map_err(db_error)?;
         let size: i64 = row.try_get("size").map_err(db_error)?;
         Ok(u64::try_from(size).unwrap_or(0))
-    }
-
-    /// The keys of `alerts` already recorded.
-    async fn known_alerts(
-        tx: &mut Tx<'_>,
-        alerts: &[&IncomingAlert],
-    ) -> Result<HashSet<String>, StoreError> {
-        let mut known = HashSet::new();
-        for chunk in alerts.chunks(ROWS_PER_STATEMENT) {
-            let placeholders: Vec<String> =
-                (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-            let sql = format!(
-                "SELECT dedup_key FROM webhook_events WHERE source = $1 AND dedup_key IN ({})",
-                placeholders.join(", ")
-            );
-            // Built from constants and numbered placeholders only; every value is bound.
-            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(ALERTMANAGER);
-            for alert in chunk {
-                query = query.bind(alert.dedup_key.as_str());
-            }
-            for row in query.fetch_all(&mut **tx).await.map_err(db_error)? {
-                known.insert(row.try_get("dedup_key").map_err(db_error)?);
-            }
-        }
-        Ok(known)
     }
 }
 
@@ -227,7 +354,7 @@ impl Webhooks for SqlStore {
             return Ok(0);
         }
         let mut tx = self.begin_write().await?;
-        let known = Self::known_alerts(&mut tx, &fresh).await?;
+        let known = known_alerts(&mut tx, &fresh).await?;
         fresh.retain(|a| !known.contains(&a.dedup_key));
         if fresh.is_empty() {
             return Ok(0);
@@ -244,87 +371,78 @@ impl Webhooks for SqlStore {
         .try_get("id")
         .map_err(db_error)?;
 
-        // The open incident of each SLO or external key, as this delivery leaves it.
-        let mut open: HashMap<&str, Option<i64>> = HashMap::new();
-        let mut links: Vec<Option<i64>> = Vec::with_capacity(fresh.len());
+        // Walk the alerts in order against the incidents open now, batching the opens and
+        // resolves into waves of multi-row statements.
+        let keys: Vec<&str> = fresh.iter().map(|a| target_key(&a.target)).collect();
+        let mut plan = Plan::default();
+        for (key, id) in open_incidents(&mut tx, &keys).await? {
+            let slot = plan.known(id);
+            plan.open.insert(key, slot);
+        }
+        let mut links: Vec<Option<usize>> = Vec::with_capacity(fresh.len());
         let mut timeline: Vec<Entry> = Vec::with_capacity(fresh.len() * 2);
         for alert in &fresh {
-            let received = |incident| Entry {
-                incident,
-                kind: "alert_received",
-                message: &alert.message,
-                detail: Some(alert.detail.to_string()),
-                alert: Some(&alert.dedup_key),
-            };
+            let key = target_key(&alert.target);
             let incident = match &alert.target {
-                AlertTarget::Slo(slo) => {
-                    let id = match open.get(slo.as_str()) {
-                        Some(known) => *known,
-                        None => open_incident_id(&mut tx, slo).await?,
-                    };
-                    open.insert(slo, id);
-                    id
-                }
+                AlertTarget::Slo(_) => plan.open.get(key).copied(),
                 AlertTarget::External {
-                    key,
                     service,
                     severity,
                     firing: true,
-                } => {
-                    let id = match open.get(key.as_str()) {
-                        Some(Some(id)) => *id,
-                        _ => {
-                            let (id, opened) =
-                                open_external(&mut tx, key, service, *severity, at).await?;
-                            if opened {
-                                timeline.push(Entry {
-                                    incident: id,
-                                    kind: "opened",
-                                    message: &alert.message,
-                                    detail: None,
-                                    alert: None,
-                                });
-                            }
-                            id
+                    ..
+                } => match plan.open.get(key).copied() {
+                    Some(slot) => Some(slot),
+                    None => {
+                        if plan.resolving.contains(key) {
+                            // Opened again after a resolve in this wave: the resolve goes first.
+                            plan.flush(&mut tx, at).await?;
                         }
-                    };
-                    open.insert(key, Some(id));
-                    Some(id)
-                }
-                AlertTarget::External {
-                    key, firing: false, ..
-                } => {
-                    let id = match open.get(key.as_str()) {
-                        Some(known) => *known,
-                        None => open_incident_id(&mut tx, key).await?,
-                    };
-                    if let Some(id) = id {
-                        sqlx::query("UPDATE incidents SET status = 'resolved', resolved_at = $1 WHERE id = $2 AND status <> 'resolved'")
-                            .bind(at)
-                            .bind(id)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(db_error)?;
+                        let slot = plan.pending(key, service, *severity);
                         timeline.push(Entry {
-                            incident: id,
+                            slot,
+                            kind: "opened",
+                            message: &alert.message,
+                            detail: None,
+                            alert: None,
+                        });
+                        Some(slot)
+                    }
+                },
+                AlertTarget::External { firing: false, .. } => {
+                    let slot = plan.open.remove(key);
+                    if let Some(slot) = slot {
+                        plan.resolve(key, slot);
+                        timeline.push(Entry {
+                            slot,
                             kind: "resolved",
                             message: &alert.message,
                             detail: None,
                             alert: None,
                         });
                     }
-                    open.insert(key, None);
-                    id
+                    slot
                 }
             };
-            if let Some(id) = incident {
-                timeline.push(received(id));
+            if let Some(slot) = incident {
+                timeline.push(Entry {
+                    slot,
+                    kind: "alert_received",
+                    message: &alert.message,
+                    detail: Some(alert.detail.to_string()),
+                    alert: Some(&alert.dedup_key),
+                });
             }
             links.push(incident);
         }
+        plan.flush(&mut tx, at).await?;
 
         let mut inserted: HashSet<String> = HashSet::with_capacity(fresh.len());
-        let rows: Vec<(&IncomingAlert, Option<i64>)> = fresh.iter().copied().zip(links).collect();
+        let mut rows: Vec<(&IncomingAlert, Option<i64>)> = fresh
+            .iter()
+            .copied()
+            .zip(links.iter().map(|slot| slot.map(|s| plan.id(s))))
+            .collect();
+        rows.sort_by(|a, b| a.0.dedup_key.cmp(&b.0.dedup_key));
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO webhook_events (source, dedup_key, received_at, incident_id, body_id) VALUES {} \
@@ -346,9 +464,13 @@ impl Webhooks for SqlStore {
             }
         }
         // A concurrent delivery of the same alerts (two Alertmanagers in HA) may have recorded
-        // some meanwhile: only the events written here go on the timeline.
-        timeline.retain(|e| e.alert.is_none_or(|key| inserted.contains(key)));
-        insert_timeline(&mut tx, &timeline, at).await?;
+        // some, or opened an incident, meanwhile: only what this one did goes on the timeline.
+        timeline.retain(|e| match (e.kind, e.alert) {
+            (_, Some(key)) => inserted.contains(key),
+            ("opened", None) => plan.opened_here.contains(&e.slot),
+            _ => true,
+        });
+        insert_timeline(&mut tx, &timeline, &plan, at).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(inserted.len())
     }
