@@ -21,6 +21,31 @@ const ALERTMANAGER: &str = "alertmanager";
 /// Rows per multi-row statement: far below SQLite's and PostgreSQL's parameter limits.
 const ROWS_PER_STATEMENT: usize = 500;
 
+/// Bytes of values per multi-row statement. sqlx does not set TCP_NODELAY: a message to
+/// PostgreSQL over TLS larger than one TLS record (16 KiB) goes out in several writes, and the
+/// last one waits for the server's delayed ACK, about 40 ms per statement. Statements this
+/// small are never held back.
+const BYTES_PER_STATEMENT: usize = 8 * 1024;
+
+/// `items` cut into runs of at most [`ROWS_PER_STATEMENT`] rows and about
+/// [`BYTES_PER_STATEMENT`] bytes, each item weighing `bytes(item)` plus its placeholders.
+fn batches<T>(items: &[T], bytes: impl Fn(&T) -> usize) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let (mut start, mut size) = (0, 0);
+    for (i, item) in items.iter().enumerate() {
+        let weight = bytes(item) + 32;
+        if i > start && (i - start == ROWS_PER_STATEMENT || size + weight > BYTES_PER_STATEMENT) {
+            out.push(&items[start..i]);
+            (start, size) = (i, 0);
+        }
+        size += weight;
+    }
+    if start < items.len() {
+        out.push(&items[start..]);
+    }
+    out
+}
+
 /// `($1, $2, ...), (...)` for `rows` rows of `columns` values, numbered from `first`.
 fn values_list(rows: usize, columns: usize, first: usize) -> String {
     (0..rows)
@@ -71,7 +96,7 @@ async fn open_incidents(tx: &mut Tx<'_>, keys: &[&str]) -> Result<Vec<(String, i
         .into_iter()
         .collect();
     let mut open = Vec::new();
-    for chunk in distinct.chunks(ROWS_PER_STATEMENT) {
+    for chunk in batches(&distinct, |key| key.len()) {
         let sql = format!(
             "SELECT id, slo FROM incidents WHERE status <> 'resolved' AND slo IN ({})",
             placeholders(chunk.len(), 1)
@@ -97,7 +122,7 @@ async fn known_alerts(
     alerts: &[&IncomingAlert],
 ) -> Result<HashSet<String>, StoreError> {
     let mut known = HashSet::new();
-    for chunk in alerts.chunks(ROWS_PER_STATEMENT) {
+    for chunk in batches(alerts, |alert| alert.dedup_key.len()) {
         let sql = format!(
             "SELECT dedup_key FROM webhook_events WHERE source = $1 AND dedup_key IN ({})",
             placeholders(chunk.len(), 2)
@@ -164,7 +189,9 @@ impl<'a> Plan<'a> {
         // Rows in key order: two deliveries that overlap take their row locks in the same order
         // (PostgreSQL), so one waits for the other instead of deadlocking.
         opens.sort_by(|a, b| a.1.cmp(b.1));
-        for chunk in opens.chunks(ROWS_PER_STATEMENT) {
+        for chunk in batches(&opens, |(_, key, service, _)| {
+            key.len() + service.len() + 32
+        }) {
             let rows: Vec<String> = (0..chunk.len())
                 .map(|i| {
                     let p = 1 + i * 4;
@@ -222,7 +249,7 @@ impl<'a> Plan<'a> {
         let resolves = std::mem::take(&mut self.resolves);
         self.resolving.clear();
         let ids: Vec<i64> = resolves.iter().map(|slot| self.id(*slot)).collect();
-        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        for chunk in batches(&ids, |_| 8) {
             let sql = format!(
                 "UPDATE incidents SET status = 'resolved', resolved_at = $1 WHERE status <> 'resolved' AND id IN ({})",
                 placeholders(chunk.len(), 2)
@@ -244,7 +271,9 @@ async fn insert_timeline(
     plan: &Plan<'_>,
     at: UnixSeconds,
 ) -> Result<(), StoreError> {
-    for chunk in entries.chunks(ROWS_PER_STATEMENT) {
+    for chunk in batches(entries, |e| {
+        e.message.len() + e.detail.as_ref().map_or(0, String::len) + 40
+    }) {
         let sql = format!(
             "INSERT INTO incident_events (incident_id, at, kind, message, actor, detail) VALUES {}",
             values_list(chunk.len(), 6, 1)
@@ -443,7 +472,7 @@ impl Webhooks for SqlStore {
             .zip(links.iter().map(|slot| slot.map(|s| plan.id(s))))
             .collect();
         rows.sort_by(|a, b| a.0.dedup_key.cmp(&b.0.dedup_key));
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        for chunk in batches(&rows, |(alert, _)| alert.dedup_key.len() + 40) {
             let sql = format!(
                 "INSERT INTO webhook_events (source, dedup_key, received_at, incident_id, body_id) VALUES {} \
                  ON CONFLICT (source, dedup_key) DO NOTHING RETURNING dedup_key",
@@ -510,7 +539,25 @@ impl Webhooks for SqlStore {
 
 #[cfg(test)]
 mod tests {
-    use super::values_list;
+    use super::{BYTES_PER_STATEMENT, ROWS_PER_STATEMENT, batches, values_list};
+
+    #[test]
+    fn batches_stay_under_the_byte_budget_and_keep_every_item_once_in_order() {
+        let items: Vec<usize> = (0..1_200).collect();
+        for weight in [0, 100, 1_000] {
+            let cut = batches(&items, |_| weight);
+            assert!(
+                cut.iter().all(|b| b.len() <= ROWS_PER_STATEMENT
+                    && b.len() * (weight + 32) <= BYTES_PER_STATEMENT),
+                "{weight}"
+            );
+            let joined: Vec<usize> = cut.iter().flat_map(|b| b.iter().copied()).collect();
+            assert_eq!(joined, items, "{weight}");
+        }
+        let huge = batches(&items[..3], |_| 100_000);
+        assert_eq!(huge.len(), 3, "an item bigger than the budget goes alone");
+        assert!(batches(&items[..0], |_| 1).is_empty());
+    }
 
     #[test]
     fn values_lists_number_every_placeholder_once() {
