@@ -23,3 +23,9 @@ ALTER TABLE webhook_events
     ADD FOREIGN KEY (body_id) REFERENCES webhook_bodies (id) ON DELETE CASCADE;
 ALTER TABLE webhook_events DROP COLUMN body;
 CREATE INDEX webhook_events_by_body ON webhook_events (body_id);
+
+-- The key first: a delivery's keys are looked up all at once (`dedup_key IN (...)`), and
+-- PostgreSQL before 17 cannot use a list on the second column of an index to skip: with the
+-- source first it read every row of the source, and each lookup grew with the table.
+ALTER TABLE webhook_events DROP CONSTRAINT webhook_events_source_dedup_key_key;
+ALTER TABLE webhook_events ADD CONSTRAINT webhook_events_one_per_key UNIQUE (dedup_key, source);

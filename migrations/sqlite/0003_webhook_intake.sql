@@ -22,7 +22,8 @@ CREATE TABLE webhook_events_new (
     received_at INTEGER NOT NULL,
     incident_id INTEGER REFERENCES incidents (id) ON DELETE SET NULL,
     body_id INTEGER NOT NULL REFERENCES webhook_bodies (id) ON DELETE CASCADE,
-    UNIQUE (source, dedup_key)
+    -- The key first: a delivery's keys are looked up all at once (`dedup_key IN (...)`).
+    UNIQUE (dedup_key, source)
 );
 INSERT INTO webhook_events_new (id, source, dedup_key, received_at, incident_id, body_id)
     SELECT id, source, dedup_key, received_at, incident_id, id FROM webhook_events;
