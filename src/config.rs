@@ -59,7 +59,7 @@ pub struct FileSettings {
     pub shutdown_grace: Option<String>,
     pub instance_name: Option<String>,
     pub service_account: Option<String>,
-    /// A file with one API token per line.
+    /// A file with one API token per line, `name:token` (a bare token is named `token-N`).
     pub api_token_file: Option<PathBuf>,
     /// Require a token for reads too.
     pub protect_reads: Option<bool>,
@@ -73,6 +73,12 @@ pub struct FileSettings {
     pub notify_max_attempts: Option<u32>,
     /// How long after it was written a notification is still tried (`24h`).
     pub notify_max_age: Option<String>,
+    /// How long received webhook bodies are kept (default 7d).
+    pub webhook_retention: Option<String>,
+    /// How many received webhook bodies are kept at most (default 100000).
+    pub webhook_retention_count: Option<u64>,
+    /// How old a signed PagerDuty event (or an Opsgenie one with a time) may be (default 5m).
+    pub webhook_replay_tolerance: Option<String>,
     pub prometheus: Option<FilePrometheus>,
 }
 
@@ -120,6 +126,10 @@ pub struct Settings {
     pub db: String,
     /// How long evaluation history is kept.
     pub evaluation_retention: Duration,
+    /// Received webhook bodies (with their events) are kept for this long...
+    pub webhook_retention: Duration,
+    /// ...and at most this many.
+    pub webhook_retention_count: u64,
     pub remediation: RemediationSettings,
     /// This process's stable name (pod or host name): the journal tells its own earlier
     /// incarnations from other replicas by it.
@@ -141,6 +151,9 @@ pub const DEFAULT_SERVICE_ACCOUNT: &str = "system:serviceaccount:burnguard:burng
 
 pub const DEFAULT_DB: &str = "sqlite://burnguard.db";
 pub const DEFAULT_EVALUATION_RETENTION: Duration = Duration::from_secs(7 * 86_400);
+pub const DEFAULT_WEBHOOK_RETENTION: Duration = Duration::from_secs(7 * 86_400);
+pub const DEFAULT_WEBHOOK_RETENTION_COUNT: u64 = 100_000;
+pub const DEFAULT_WEBHOOK_REPLAY_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -155,6 +168,9 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
     pub db: Option<String>,
     pub evaluation_retention: Option<Duration>,
+    pub webhook_retention: Option<Duration>,
+    pub webhook_retention_count: Option<u64>,
+    pub webhook_replay_tolerance: Option<Duration>,
     /// `true` forces dry run; `false` leaves it to the file.
     pub dry_run: bool,
     pub max_actions_per_hour: Option<u32>,
@@ -162,7 +178,7 @@ pub struct Overrides {
     pub shutdown_grace: Option<Duration>,
     pub instance_name: Option<String>,
     pub service_account: Option<String>,
-    /// Tokens given directly (BURNGUARD_API_TOKENS).
+    /// Token entries given directly (BURNGUARD_API_TOKENS), `name:token` or a bare token.
     pub api_tokens: Vec<SecretString>,
     pub api_token_file: Option<PathBuf>,
     pub protect_reads: bool,
@@ -229,6 +245,40 @@ impl Settings {
                 .map_err(|e| ConfigError::Invalid(format!("evaluationRetention `{text}`: {e}")))?,
             (None, None) => DEFAULT_EVALUATION_RETENTION,
         };
+        let webhook_retention = match (overrides.webhook_retention, file.webhook_retention) {
+            (Some(d), _) => d,
+            (None, Some(text)) => humantime::parse_duration(&text)
+                .map_err(|e| ConfigError::Invalid(format!("webhookRetention `{text}`: {e}")))?,
+            (None, None) => DEFAULT_WEBHOOK_RETENTION,
+        };
+        let webhook_retention_count = overrides
+            .webhook_retention_count
+            .or(file.webhook_retention_count)
+            .unwrap_or(DEFAULT_WEBHOOK_RETENTION_COUNT);
+        if webhook_retention_count == 0 {
+            return Err(ConfigError::Invalid(
+                "webhookRetentionCount must be at least 1".into(),
+            ));
+        }
+        let replay_tolerance = match (
+            overrides.webhook_replay_tolerance,
+            file.webhook_replay_tolerance,
+        ) {
+            (Some(d), _) => d,
+            (None, Some(text)) => humantime::parse_duration(&text).map_err(|e| {
+                ConfigError::Invalid(format!("webhookReplayTolerance `{text}`: {e}"))
+            })?,
+            (None, None) => DEFAULT_WEBHOOK_REPLAY_TOLERANCE,
+        };
+        // A replayed event is refused by its id while the event is kept, and by its time after:
+        // the two must overlap.
+        if replay_tolerance >= webhook_retention {
+            return Err(ConfigError::Invalid(format!(
+                "webhookReplayTolerance ({}) must be shorter than webhookRetention ({}): an event older than the retention is forgotten, so only its age refuses a replay",
+                humantime::format_duration(replay_tolerance),
+                humantime::format_duration(webhook_retention)
+            )));
+        }
         let defaults = RemediationSettings::default();
         let unfreeze_after = match (overrides.unfreeze_after, file.unfreeze_after) {
             (Some(d), _) => d,
@@ -264,30 +314,49 @@ impl Settings {
             })
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| "burnguard".into());
-        let mut tokens = overrides.api_tokens;
+        let mut entries: Vec<(String, SecretString)> = overrides
+            .api_tokens
+            .into_iter()
+            .enumerate()
+            .map(|(i, entry)| (format!("BURNGUARD_API_TOKENS entry {}", i + 1), entry))
+            .collect();
         if let Some(path) = overrides.api_token_file.or(file.api_token_file) {
             let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
                 path: path.clone(),
                 source,
             })?;
-            tokens.extend(
-                text.lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                    .map(|l| SecretString::from(l.to_string())),
+            for (n, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if !line.is_empty() && !line.starts_with('#') {
+                    entries.push((
+                        format!("{}:{}", path.display(), n + 1),
+                        SecretString::from(line.to_string()),
+                    ));
+                }
+            }
+        }
+        let mut tokens = Vec::with_capacity(entries.len());
+        for (i, (origin, entry)) in entries.iter().enumerate() {
+            tokens.push(
+                ApiToken::parse(entry, i + 1)
+                    .map_err(|why| ConfigError::Invalid(format!("API token ({origin}): {why}")))?,
             );
         }
         let notify_retry = resolve_notify_retry(
             (overrides.notify_max_attempts, overrides.notify_max_age),
             (file.notify_max_attempts, file.notify_max_age),
         )?;
+        let mut webhook_auth = overrides.webhook_auth;
+        webhook_auth.replay_tolerance = replay_tolerance;
         let api_auth = ApiAuth {
             tokens,
             protect_reads: overrides.protect_reads || file.protect_reads.unwrap_or(false),
         };
         Ok(Self {
             api_auth,
-            webhook_auth: overrides.webhook_auth,
+            webhook_auth,
+            webhook_retention,
+            webhook_retention_count,
             notify: overrides.notify,
             notify_retry,
             tls: overrides.tls,
@@ -506,6 +575,117 @@ mod tests {
         assert!(e.to_string().contains("no Prometheus URL"), "{e}");
     }
 
+    fn with_tokens(entries: &[&str], file_text: Option<&str>) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let token_file = file_text.map(|text| {
+            let path = dir.path().join("tokens");
+            std::fs::write(&path, text).unwrap();
+            path
+        });
+        Settings::resolve(
+            Overrides {
+                api_tokens: entries.iter().map(|e| SecretString::from(*e)).collect(),
+                api_token_file: token_file,
+                ..Overrides::default()
+            },
+            file("policies: [a]\nprometheus: {url: http://x}\n"),
+        )
+    }
+
+    #[test]
+    fn api_tokens_have_names_and_bare_tokens_are_numbered() {
+        let settings = with_tokens(
+            &["ci:s3cret", "bare-one"],
+            Some("# people\nalice: t-alice\n\nbare-two\n"),
+        )
+        .unwrap();
+        let auth = &settings.api_auth;
+        let names: Vec<&str> = auth.tokens.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["ci", "token-2", "alice", "token-4"]);
+        assert_eq!(auth.accepts("s3cret"), Some("ci"));
+        assert_eq!(auth.accepts("t-alice"), Some("alice"));
+        assert_eq!(auth.accepts("bare-two"), Some("token-4"));
+        assert_eq!(
+            auth.accepts("ci:s3cret"),
+            None,
+            "the name is not part of the token"
+        );
+        assert_eq!(auth.accepts("s3cre"), None);
+        let shown = format!("{auth:?}");
+        assert!(
+            shown.contains("alice") && !shown.contains("t-alice"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn two_tokens_may_share_a_name_while_one_rotates() {
+        let settings = with_tokens(&["ci:old", "ci:new"], None).unwrap();
+        assert_eq!(settings.api_auth.accepts("old"), Some("ci"));
+        assert_eq!(settings.api_auth.accepts("new"), Some("ci"));
+    }
+
+    #[test]
+    fn bad_token_entries_are_refused_without_showing_the_token() {
+        for (entry, says) in [
+            ("bad name:s3cret", "the name before"),
+            (":s3cret", "the name before"),
+            ("ci:", "is empty"),
+        ] {
+            let e = with_tokens(&[entry], None).unwrap_err().to_string();
+            assert!(e.contains(says), "{entry}: {e}");
+            assert!(!e.contains("s3cret"), "{entry}: {e}");
+        }
+        let e = with_tokens(&[], Some("ops team:abc\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tokens:1"), "the file and line are named: {e}");
+    }
+
+    #[test]
+    fn webhook_retention_and_replay_tolerance_have_defaults_and_must_overlap() {
+        let settings = Settings::resolve(
+            Overrides::default(),
+            file("policies: [a]\nprometheus: {url: http://x}\n"),
+        )
+        .unwrap();
+        assert_eq!(settings.webhook_retention, DEFAULT_WEBHOOK_RETENTION);
+        assert_eq!(settings.webhook_retention_count, 100_000);
+        assert_eq!(
+            settings.webhook_auth.replay_tolerance,
+            Duration::from_secs(300)
+        );
+        let settings = Settings::resolve(
+            Overrides {
+                webhook_retention_count: Some(10),
+                ..Overrides::default()
+            },
+            file("policies: [a]\nprometheus: {url: http://x}\nwebhookRetention: 1d\nwebhookReplayTolerance: 2m\n"),
+        )
+        .unwrap();
+        assert_eq!(settings.webhook_retention, Duration::from_secs(86_400));
+        assert_eq!(settings.webhook_retention_count, 10);
+        assert_eq!(
+            settings.webhook_auth.replay_tolerance,
+            Duration::from_secs(120)
+        );
+        let e = Settings::resolve(
+            Overrides::default(),
+            file("policies: [a]\nprometheus: {url: http://x}\nwebhookRetention: 1m\n"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("must be shorter than"), "{e}");
+        let e = Settings::resolve(
+            Overrides {
+                webhook_retention_count: Some(0),
+                ..Overrides::default()
+            },
+            file("policies: [a]\nprometheus: {url: http://x}\n"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("at least 1"), "{e}");
+    }
+
     #[test]
     fn listener_limits_come_from_flags_over_the_file_over_defaults() {
         let base = "policies: [a]\nprometheus: {url: http://x}\n";
@@ -597,41 +777,93 @@ mod tests {
     }
 }
 
+/// One API token and the name the timeline records for its calls.
+#[derive(Clone)]
+pub struct ApiToken {
+    pub name: String,
+    pub secret: SecretString,
+}
+
+impl ApiToken {
+    pub fn new(name: impl Into<String>, secret: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            secret: SecretString::from(secret.into()),
+        }
+    }
+
+    /// `name:token`, or a bare token, which is named `token-N` after its position `n` among
+    /// all configured tokens (1-based). The error never contains the token.
+    pub fn parse(entry: &SecretString, n: usize) -> Result<Self, String> {
+        use secrecy::ExposeSecret as _;
+        let entry = entry.expose_secret().trim();
+        let (name, secret) = match entry.split_once(':') {
+            Some((name, secret)) => (name.trim().to_string(), secret.trim()),
+            None => (format!("token-{n}"), entry),
+        };
+        if !valid_token_name(&name) {
+            return Err(
+                "the name before `:` must be 1 to 64 letters, digits, `.`, `_`, `-` or `@`".into(),
+            );
+        }
+        if secret.is_empty() {
+            return Err(format!("the token named `{name}` is empty"));
+        }
+        Ok(Self::new(name, secret))
+    }
+}
+
+/// A token's name goes on timelines as the actor: a plain identifier.
+fn valid_token_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+}
+
 /// Who may call the API.
 #[derive(Clone, Default)]
 pub struct ApiAuth {
-    pub tokens: Vec<secrecy::SecretString>,
+    pub tokens: Vec<ApiToken>,
     /// Require a token for reads too.
     pub protect_reads: bool,
 }
 
 impl std::fmt::Debug for ApiAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.tokens.iter().map(|t| t.name.as_str()).collect();
         f.debug_struct("ApiAuth")
-            .field("tokens", &format!("<{} redacted>", self.tokens.len()))
+            .field("tokens", &format!("{names:?} (values redacted)"))
             .field("protect_reads", &self.protect_reads)
             .finish()
     }
 }
 
 impl ApiAuth {
-    /// Whether `presented` equals one of the tokens, comparing every one in constant time.
-    pub fn accepts(&self, presented: &str) -> bool {
+    /// The name of the token `presented` equals, comparing with every token in constant time.
+    pub fn accepts(&self, presented: &str) -> Option<&str> {
+        use secrecy::ExposeSecret as _;
+        use subtle::{ConditionallySelectable as _, ConstantTimeEq as _};
         let mut any = subtle::Choice::from(0u8);
-        for token in &self.tokens {
-            use secrecy::ExposeSecret as _;
-            use subtle::ConstantTimeEq as _;
-            any |= token.expose_secret().as_bytes().ct_eq(presented.as_bytes());
+        let mut found = 0u64;
+        for (i, token) in self.tokens.iter().enumerate() {
+            let equal = token
+                .secret
+                .expose_secret()
+                .as_bytes()
+                .ct_eq(presented.as_bytes());
+            found = u64::conditional_select(&found, &(i as u64), equal & !any);
+            any |= equal;
         }
-        bool::from(any)
+        bool::from(any).then(|| self.tokens[found as usize].name.as_str())
     }
 }
 
 /// How each webhook source proves itself.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct WebhookAuth {
-    /// Alertmanager's `http_config.authorization` credentials (bearer); `None` with no basic
-    /// auth either: open (inside the cluster).
+    /// Alertmanager's `http_config.authorization` credentials (bearer). With neither this nor
+    /// basic auth the route refuses every delivery, unless `alertmanager_allow_unauthenticated`.
     pub alertmanager_token: Option<SecretString>,
     /// Alertmanager's `http_config.basic_auth` as user and password.
     pub alertmanager_basic: Option<(String, SecretString)>,
@@ -639,12 +871,35 @@ pub struct WebhookAuth {
     pub pagerduty_secrets: Vec<SecretString>,
     /// The value Opsgenie sends in `X-Burnguard-Token`.
     pub opsgenie_secret: Option<SecretString>,
+    /// Take Alertmanager deliveries without credentials (an explicit choice, warned at start).
+    pub alertmanager_allow_unauthenticated: bool,
+    /// How far a signed PagerDuty event's `occurred_at` (an Opsgenie event's `updatedAt`) may
+    /// be from now: an older one is a replay.
+    pub replay_tolerance: Duration,
+}
+
+impl Default for WebhookAuth {
+    fn default() -> Self {
+        Self {
+            alertmanager_token: None,
+            alertmanager_basic: None,
+            pagerduty_secrets: Vec::new(),
+            opsgenie_secret: None,
+            alertmanager_allow_unauthenticated: false,
+            replay_tolerance: DEFAULT_WEBHOOK_REPLAY_TOLERANCE,
+        }
+    }
 }
 
 impl std::fmt::Debug for WebhookAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebhookAuth")
             .field("secrets", &"<redacted>")
+            .field(
+                "alertmanager_allow_unauthenticated",
+                &self.alertmanager_allow_unauthenticated,
+            )
+            .field("replay_tolerance", &self.replay_tolerance)
             .finish()
     }
 }

@@ -684,9 +684,37 @@ pub trait Operations: Send + Sync {
     ) -> impl Future<Output = Result<Vec<EvaluationPoint>, StoreError>> + Send;
 }
 
-/// Inbound webhooks: stored raw for audit, deduplicated, linked to incidents.
+/// Where an Alertmanager alert goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AlertTarget {
+    /// The open incident of this loaded SLO, when there is one.
+    Slo(String),
+    /// The "external" incident `key`: opened while the alert fires, resolved with it.
+    External {
+        key: String,
+        service: String,
+        severity: crate::domain::policy::Severity,
+        firing: bool,
+    },
+}
+
+/// One received Alertmanager alert, read and checked by the HTTP side.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IncomingAlert {
+    /// `fingerprint/startsAt/status`: the same alert sent again is recorded once.
+    pub dedup_key: String,
+    pub target: AlertTarget,
+    /// The timeline line, e.g. `Alertmanager: DiskFull firing: disk 95% full`.
+    pub message: String,
+    /// The alert's own labels, annotations, startsAt and fingerprint for the timeline.
+    pub detail: serde_json::Value,
+}
+
+/// Inbound webhooks: each body stored once for audit, its events deduplicated and linked to
+/// incidents, all kept only for the retention.
 pub trait Webhooks: Send + Sync {
-    /// Stores one received event; `None` when `(source, dedup_key)` was seen before.
+    /// Stores one received event with its body; `None` when `(source, dedup_key)` was seen
+    /// before (and then nothing is stored).
     fn record_webhook(
         &self,
         source: &str,
@@ -695,22 +723,22 @@ pub trait Webhooks: Send + Sync {
         incident_id: Option<i64>,
         at: UnixSeconds,
     ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
-    /// Opens (or finds) the unresolved incident `key` for an alert that is not one of our SLOs.
-    fn open_external(
+    /// Records one Alertmanager delivery in one transaction: the body once, an event per alert
+    /// not seen before, and the incident changes those alerts bring. Alerts seen before change
+    /// nothing; when none is new, nothing is stored. Returns how many were new.
+    fn record_alerts(
         &self,
-        key: &str,
-        service: &str,
-        severity: crate::domain::policy::Severity,
-        message: &str,
+        body: &str,
+        alerts: &[IncomingAlert],
         at: UnixSeconds,
-    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
-    /// Resolves the unresolved incident `key`, if there is one.
-    fn resolve_external(
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+    /// Deletes stored bodies (with their events) received before `before`, and all but the
+    /// newest `keep`. Returns how many bodies went.
+    fn prune_webhooks(
         &self,
-        key: &str,
-        message: &str,
-        at: UnixSeconds,
-    ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+        before: UnixSeconds,
+        keep: u64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
 /// A notification channel as configured: its kind (`pagerduty`, `alertmanager`, `webhook`) and

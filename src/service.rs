@@ -33,7 +33,7 @@ use crate::http;
 pub use crate::http::state::ServiceState;
 use crate::policies::{self, LoadError};
 use crate::ports::Notifier;
-use crate::ports::Store;
+use crate::ports::{Store, Webhooks};
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -162,6 +162,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         None => None,
     };
     info!(%addr, tls = tls.is_some(), "listening");
+    warn_about_open_intake(&settings);
     let server = tokio::spawn(http::server::serve(
         listener,
         router,
@@ -276,7 +277,27 @@ async fn refresh_store_counts(store: &SqlStore, state: &ServiceState) {
     }
 }
 
-/// Drops evaluation history past the retention.
+/// Says at start which webhook routes take nothing, and which take anything.
+fn warn_about_open_intake(settings: &Settings) {
+    let auth = &settings.webhook_auth;
+    let configured = auth.alertmanager_token.is_some() || auth.alertmanager_basic.is_some();
+    match (configured, auth.alertmanager_allow_unauthenticated) {
+        (false, true) => warn!(
+            "POST /webhooks/alertmanager takes alerts WITHOUT authentication \
+             (--alertmanager-allow-unauthenticated): anyone who reaches this port can open and resolve incidents"
+        ),
+        (false, false) => info!(
+            "POST /webhooks/alertmanager refuses every delivery (503) until --alertmanager-token or \
+             --alertmanager-basic-auth is set (or --alertmanager-allow-unauthenticated)"
+        ),
+        (true, true) => warn!(
+            "--alertmanager-allow-unauthenticated is ignored: Alertmanager credentials are configured and required"
+        ),
+        (true, false) => {}
+    }
+}
+
+/// Drops evaluation history and received webhook bodies past their retention.
 async fn prune(
     store: &SqlStore,
     settings: &Settings,
@@ -291,6 +312,22 @@ async fn prune(
         Err(error) => {
             state.metrics.store_errors.inc();
             warn!(%error, "pruning evaluation history failed");
+        }
+    }
+    let retention =
+        chrono::Duration::from_std(settings.webhook_retention).unwrap_or(chrono::Duration::days(7));
+    match store
+        .prune_webhooks(
+            (now - retention).timestamp(),
+            settings.webhook_retention_count,
+        )
+        .await
+    {
+        Ok(0) => {}
+        Ok(bodies) => info!(bodies, "pruned received webhook bodies and their events"),
+        Err(error) => {
+            state.metrics.store_errors.inc();
+            warn!(%error, "pruning received webhooks failed");
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The validating admission webhook and the freeze gate, through the real router over a real
 //! SQLite store: a table of AdmissionReview v1 bodies shaped as the API server sends them,
-//! with the expected allowed/denied answers, and malformed reviews answered with a clear 400.
+//! with the expected allowed/denied answers, and malformed reviews answered with a clear 400,
+//! as are reviews it does not understand (another apiVersion, another kind) and names, users
+//! or break-glass reasons with control characters (on SQLite and PostgreSQL alike).
 //! Freezes by name and by label selector, the latter matched against the Deployment's own
 //! labels (in the review) or the labels CI gives the gate.
 
@@ -47,7 +49,10 @@ fn review(operation: &str, name: &str, user: &str, object: Value, old: Value) ->
 }
 
 async fn router_with_freeze() -> (axum::Router, Arc<SqlStore>, i64, TestDb) {
-    let db = TestDb::sqlite();
+    router_with_freeze_on(TestDb::sqlite()).await
+}
+
+async fn router_with_freeze_on(db: TestDb) -> (axum::Router, Arc<SqlStore>, i64, TestDb) {
     let store = Arc::new(SqlStore::open(db.url()).await.unwrap());
     // An incident to attach the freeze (and a break-glass note) to.
     let evaluation = burnguard::ports::EvaluationRecord {
@@ -306,6 +311,104 @@ async fn malformed_reviews_get_a_clear_400() {
     }
     let (status, _) = post(&router, vec![b' '; 2 * 1024 * 1024]).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn reviews_it_does_not_understand_get_a_400() {
+    let (router, _store, _incident, _db) = router_with_freeze().await;
+    let rollout = || {
+        review(
+            "UPDATE",
+            "checkout",
+            "alice",
+            deployment("checkout:2", 3, json!({})),
+            deployment("checkout:1", 3, json!({})),
+        )
+    };
+    let mut v1beta1 = rollout();
+    v1beta1["apiVersion"] = json!("admission.k8s.io/v1beta1");
+    let mut other_kind = rollout();
+    other_kind["kind"] = json!("AdmissionResponse");
+    let mut pod = rollout();
+    pod["request"]["kind"] = json!({"group": "", "version": "v1", "kind": "Pod"});
+    let mut stateful = rollout();
+    stateful["request"]["kind"] = json!({"group": "apps", "version": "v1", "kind": "StatefulSet"});
+    let mut other_group = rollout();
+    other_group["request"]["kind"] =
+        json!({"group": "example.com", "version": "v1", "kind": "Deployment"});
+    for (name, body, says) in [
+        (
+            "admission.k8s.io/v1beta1",
+            v1beta1,
+            "admission.k8s.io/v1beta1",
+        ),
+        ("another kind of review", other_kind, "AdmissionResponse"),
+        ("a Pod", pod, "Pod"),
+        ("a StatefulSet", stateful, "StatefulSet"),
+        ("a Deployment of another group", other_group, "example.com"),
+    ] {
+        let (status, answer) = post(&router, serde_json::to_vec(&body).unwrap()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {answer}");
+        assert_eq!(
+            answer["error"]["code"], "unsupported_admission_review",
+            "{name}: {answer}"
+        );
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{name}: {message}");
+    }
+    // The review it does understand still gets its answer.
+    let (status, answer) = post(&router, serde_json::to_vec(&rollout()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["response"]["allowed"], false);
+}
+
+#[tokio::test]
+async fn control_characters_in_reviews_are_refused_on_both_databases() {
+    for db in TestDb::both().await {
+        let (router, store, incident, _db) = router_with_freeze_on(db).await;
+        let glass = |reason: &str| {
+            review(
+                "UPDATE",
+                "checkout",
+                "bob",
+                deployment(
+                    "checkout:2",
+                    3,
+                    json!({"burnguard.dev/break-glass": reason}),
+                ),
+                deployment("checkout:1", 3, json!({})),
+            )
+        };
+        let mut user = glass("hotfix");
+        user["request"]["userInfo"]["username"] = json!("bo\u{0}b");
+        let mut name = glass("hotfix");
+        name["request"]["name"] = json!("check\nout");
+        for (case, body) in [
+            ("NUL in the break-glass reason", glass("hotfix\u{0}")),
+            ("escape in the break-glass reason", glass("\u{1b}[2Jhotfix")),
+            ("NUL in the user", user),
+            ("newline in the name", name),
+        ] {
+            let (status, answer) = post(&router, serde_json::to_vec(&body).unwrap()).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{case}: {answer}");
+            assert_eq!(answer["error"]["code"], "control_character", "{case}");
+        }
+        // A reason over several lines is fine, and goes on the timeline.
+        let (status, answer) = post(
+            &router,
+            serde_json::to_vec(&glass("hotfix:\n\tthe outage")).unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["response"]["allowed"], true);
+        let detail = store.incident(incident).await.unwrap().unwrap();
+        let glass: Vec<_> = detail
+            .timeline
+            .iter()
+            .filter(|e| e.kind == "break_glass")
+            .collect();
+        assert_eq!(glass.len(), 1, "only the accepted review is recorded");
+    }
 }
 
 #[tokio::test]

@@ -1,12 +1,15 @@
 //! The REST API on a server spawned on port 0, over a fresh SQLite database and a fresh
-//! database on the REAL PostgreSQL: auth, incidents (list, show, ack, resolve, approve),
-//! freezes, SLO history, and a table of malformed bodies for every POST route.
+//! database on the REAL PostgreSQL: auth (named tokens, the scheme in any case), incidents
+//! (list, show, ack, resolve, approve) with the token's name as the actor, freezes, SLO
+//! history, a table of malformed bodies for every POST route, and a table of names and texts
+//! with control characters, refused alike on both databases.
 
 mod common;
 
 use std::sync::Arc;
 
 use burnguard::adapters::store::SqlStore;
+use burnguard::config::ApiToken;
 use burnguard::domain::incident::Decision;
 use burnguard::domain::policy::Severity;
 use burnguard::http::api::ApiAuth;
@@ -18,6 +21,8 @@ use common::db::TestDb;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "t0ken-for-tests";
+/// The name of [`TOKEN`]: the actor of every call made with it.
+const TOKEN_NAME: &str = "pager-bot";
 
 struct Api {
     base: String,
@@ -36,11 +41,12 @@ impl Api {
         );
         state.api_auth = ApiAuth {
             tokens: vec![
-                secrecy::SecretString::from(TOKEN),
-                secrecy::SecretString::from("other"),
+                ApiToken::new(TOKEN_NAME, TOKEN),
+                ApiToken::new("token-2", "other"),
             ],
             protect_reads,
         };
+        state.webhook_auth.alertmanager_allow_unauthenticated = true;
         let router = burnguard::http::router(Arc::new(state));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -182,8 +188,11 @@ async fn incidents_are_listed_shown_acknowledged_and_resolved_by_people() {
             .iter()
             .find(|e| e["kind"] == "acknowledged")
             .unwrap();
-        assert_eq!(event["actor"], "alice");
-        assert_eq!(event["detail"]["note"], "looking");
+        assert_eq!(
+            event["actor"], TOKEN_NAME,
+            "the actor is the token's name, not the body's `by`"
+        );
+        assert_eq!(event["detail"]["note"], "on behalf of alice: looking");
         // Acknowledging twice is a conflict, not a silent success.
         let (status, body) = api
             .post(&format!("/api/v1/incidents/{id}/ack"), json!({}))
@@ -265,7 +274,9 @@ async fn approving_releases_the_waiting_steps_once() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .any(|e| e["kind"] == "approved" && e["actor"] == "carol")
+                .any(|e| e["kind"] == "approved"
+                    && e["actor"] == TOKEN_NAME
+                    && e["detail"]["note"] == "on behalf of carol: go")
         );
         // Exactly one worker can claim it.
         let action = detail["actions"][0]["id"].as_i64().unwrap();
@@ -291,7 +302,8 @@ async fn freezes_are_created_listed_and_lifted_by_hand() {
             .await;
         assert_eq!(status, 201, "{created}");
         let id = created["id"].as_i64().unwrap();
-        assert_eq!(created["created_by"], "dave");
+        assert_eq!(created["created_by"], TOKEN_NAME);
+        assert_eq!(created["reason"], "game day (on behalf of dave)");
         assert_eq!(api.get("/api/v1/freezes").await.1["freezes"][0]["id"], id);
         assert_eq!(
             api.get("/api/v1/freeze-gate?namespace=shop&deployment=checkout")
@@ -405,7 +417,7 @@ async fn malformed_bodies_on_every_post_route_get_a_json_4xx() {
             br#"{"by": "x", "reason": "y", "service": "s", "sneaky": true}"#.to_vec(),
         ),
         ("invalid UTF-8", vec![b'"', 0xff, 0xfe, b'"']),
-        ("2 MiB", vec![b' '; 2 * 1024 * 1024]),
+        ("5 MiB", vec![b' '; 5 * 1024 * 1024]),
         ("missing fields", b"{}".to_vec()),
     ];
     for route in &routes {
@@ -425,7 +437,7 @@ async fn malformed_bodies_on_every_post_route_get_a_json_4xx() {
                 answer["error"]["code"].is_string(),
                 "{route} with {name}: {answer}"
             );
-            if *name == "2 MiB" {
+            if *name == "5 MiB" {
                 assert_eq!(status, 413);
             }
         }
@@ -510,4 +522,161 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
     // An undocumented route is not served.
     let (status, body) = api.call("POST", "/api/v1/slos", Some(TOKEN), None).await;
     assert_eq!(status, 405, "{body}");
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_read_in_any_case_and_the_actor_is_the_token_name() {
+    for db in TestDb::both().await {
+        let api = Api::start(db, false).await;
+        let id = api.open_incident("checkout-availability", 1_000).await;
+        for (scheme, path) in [
+            ("bearer", format!("/api/v1/incidents/{id}/ack")),
+            ("BEARER", format!("/api/v1/incidents/{id}/resolve")),
+        ] {
+            let response = api
+                .client
+                .post(format!("{}{path}", api.base))
+                .header("Authorization", format!("{scheme}  other"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 200, "{scheme}");
+        }
+        let (_, detail) = api.get(&format!("/api/v1/incidents/{id}")).await;
+        let actors: Vec<(&str, &str)> = detail["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "acknowledged" || e["kind"] == "resolved")
+            .map(|e| (e["kind"].as_str().unwrap(), e["actor"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            actors,
+            [("acknowledged", "token-2"), ("resolved", "token-2")],
+            "a bare token's actor is its `token-N` name"
+        );
+        // Another scheme is no bearer token.
+        let response = api
+            .client
+            .post(format!("{}/api/v1/freezes", api.base))
+            .header("Authorization", format!("Token {TOKEN}"))
+            .body(r#"{"reason": "x", "service": "checkout"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 401);
+        // A freeze and its lifting carry the token's name too.
+        let (status, created) = api
+            .post(
+                "/api/v1/freezes",
+                json!({"service": "checkout", "reason": "release train paused"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        assert_eq!(created["created_by"], TOKEN_NAME);
+        assert_eq!(created["reason"], "release train paused");
+        let freeze = created["id"].as_i64().unwrap();
+        let (status, _) = api
+            .call(
+                "DELETE",
+                &format!("/api/v1/freezes/{freeze}"),
+                Some("other"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+}
+
+#[tokio::test]
+async fn names_and_reasons_with_control_characters_are_refused_alike_on_both_databases() {
+    for db in TestDb::both().await {
+        let backend = db.url().split(':').next().unwrap().to_string();
+        let api = Api::start(db, false).await;
+        let id = api.open_incident("checkout-availability", 1_000).await;
+        let ack = format!("/api/v1/incidents/{id}/ack");
+        let freeze = |field: &str, value: Value| {
+            let mut body = json!({"service": "checkout", "namespace": "shop", "deployments": ["checkout"], "reason": "game day"});
+            body[field] = value;
+            body
+        };
+        let refused: Vec<(&str, String, Value)> = vec![
+            (
+                "NUL in a note",
+                ack.clone(),
+                json!({"note": "looking\u{0}"}),
+            ),
+            (
+                "escape in a note",
+                ack.clone(),
+                json!({"note": "\u{1b}[31mred"}),
+            ),
+            ("NUL in by", ack.clone(), json!({"by": "al\u{0}ice"})),
+            ("newline in by", ack.clone(), json!({"by": "alice\nbob"})),
+            (
+                "NUL in a reason",
+                "/api/v1/freezes".into(),
+                freeze("reason", json!("stop\u{0}")),
+            ),
+            (
+                "bell in a reason",
+                "/api/v1/freezes".into(),
+                freeze("reason", json!("stop\u{7}")),
+            ),
+            (
+                "NUL in a service",
+                "/api/v1/freezes".into(),
+                freeze("service", json!("check\u{0}out")),
+            ),
+            (
+                "tab in a namespace",
+                "/api/v1/freezes".into(),
+                freeze("namespace", json!("sh\top")),
+            ),
+            (
+                "NUL in a deployment",
+                "/api/v1/freezes".into(),
+                freeze("deployments", json!(["ok", "bad\u{0}"])),
+            ),
+            (
+                "DEL in a selector",
+                "/api/v1/freezes".into(),
+                freeze("selector", json!("app=web\u{7f}")),
+            ),
+            (
+                "NUL in by (freeze)",
+                "/api/v1/freezes".into(),
+                freeze("by", json!("\u{0}")),
+            ),
+            (
+                "C1 control in a service",
+                "/api/v1/freezes".into(),
+                freeze("service", json!("a\u{85}b")),
+            ),
+        ];
+        for (name, path, body) in refused {
+            let (status, answer) = api.post(&path, body).await;
+            assert_eq!(status, 400, "{backend}: {name}: {answer}");
+            assert_eq!(
+                answer["error"]["code"], "control_character",
+                "{backend}: {name}: {answer}"
+            );
+        }
+        // Nothing of them was stored.
+        assert_eq!(api.get("/api/v1/freezes").await.1["freezes"], json!([]));
+        let (_, detail) = api.get(&format!("/api/v1/incidents/{id}")).await;
+        assert_eq!(detail["status"], "open", "{backend}");
+        // Ordinary whitespace in free text is fine.
+        let (status, answer) = api
+            .post(&ack, json!({"note": "line one\n\tline two\r\n"}))
+            .await;
+        assert_eq!(status, 200, "{backend}: {answer}");
+        let (status, answer) = api
+            .post(
+                "/api/v1/freezes",
+                freeze("reason", json!("game day:\n\tno deploys")),
+            )
+            .await;
+        assert_eq!(status, 201, "{backend}: {answer}");
+    }
 }

@@ -149,7 +149,9 @@ async fn burnguard_exports_the_store_counts_and_webhook_requests_the_dashboards_
     use tower::ServiceExt as _;
     for db in common::db::TestDb::both().await {
         let store = Arc::new(SqlStore::open(db.url()).await.unwrap());
-        let state = Arc::new(ServiceState::new(store.clone(), "sa".into()));
+        let mut state = ServiceState::new(store.clone(), "sa".into());
+        state.webhook_auth.alertmanager_token = Some(secrecy::SecretString::from("am-token"));
+        let state = Arc::new(state);
         let router = burnguard::http::router(state.clone());
 
         // An open incident, a freeze it made, a step that succeeded and one still running.
@@ -196,6 +198,7 @@ async fn burnguard_exports_the_store_counts_and_webhook_requests_the_dashboards_
                 .oneshot(
                     http::Request::post("/webhooks/alertmanager")
                         .header("content-type", "application/json")
+                        .header("authorization", "Bearer am-token")
                         .body(axum::body::Body::from(body))
                         .unwrap(),
                 )

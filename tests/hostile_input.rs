@@ -39,7 +39,7 @@ async fn service() -> Service {
     let store = Arc::new(SqlStore::open(db.url()).await.unwrap());
     let mut state = ServiceState::new(store, "system:serviceaccount:burnguard:burnguard".into());
     state.api_auth = ApiAuth {
-        tokens: vec![secrecy::SecretString::from(TOKEN)],
+        tokens: vec![burnguard::config::ApiToken::new("hostile", TOKEN)],
         protect_reads: false,
     };
     state.webhook_auth = WebhookAuth {
@@ -47,6 +47,9 @@ async fn service() -> Service {
         alertmanager_basic: None,
         pagerduty_secrets: vec![secrecy::SecretString::from(PAGERDUTY)],
         opsgenie_secret: Some(secrecy::SecretString::from(OPSGENIE)),
+        alertmanager_allow_unauthenticated: false,
+        // Generated bodies carry any time; the replay check is not what is attacked here.
+        replay_tolerance: std::time::Duration::from_secs(100 * 365 * 86_400),
     };
     state.set_slo_names(["checkout".to_string()]);
     Service {

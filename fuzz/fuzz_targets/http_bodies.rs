@@ -44,7 +44,7 @@ fn harness() -> &'static Harness {
         let store = runtime.block_on(SqlStore::open(&url)).unwrap();
         let mut state = ServiceState::new(Arc::new(store), "system:serviceaccount:b:b".into());
         state.api_auth = ApiAuth {
-            tokens: vec![secrecy::SecretString::from(TOKEN)],
+            tokens: vec![burnguard::config::ApiToken::new("hostile", TOKEN)],
             protect_reads: false,
         };
         state.webhook_auth = WebhookAuth {
@@ -52,6 +52,8 @@ fn harness() -> &'static Harness {
             alertmanager_basic: None,
             pagerduty_secrets: vec![secrecy::SecretString::from(SECRET)],
             opsgenie_secret: Some(secrecy::SecretString::from(SECRET)),
+            alertmanager_allow_unauthenticated: false,
+            replay_tolerance: std::time::Duration::from_secs(100 * 365 * 86_400),
         };
         Harness {
             runtime,

@@ -50,6 +50,15 @@ pub struct ServeArgs {
     /// How long evaluation history is kept (default 7d).
     #[arg(long, env = "BURNGUARD_EVALUATION_RETENTION", value_parser = parse_duration, value_name = "DURATION")]
     pub evaluation_retention: Option<Duration>,
+    /// How long received webhook bodies are kept (default 7d).
+    #[arg(long, env = "BURNGUARD_WEBHOOK_RETENTION", value_parser = parse_duration, value_name = "DURATION")]
+    pub webhook_retention: Option<Duration>,
+    /// How many received webhook bodies are kept at most (default 100000).
+    #[arg(long, env = "BURNGUARD_WEBHOOK_RETENTION_COUNT", value_name = "N")]
+    pub webhook_retention_count: Option<u64>,
+    /// How far from now a signed PagerDuty event (an Opsgenie event with a time) may be (default 5m).
+    #[arg(long, env = "BURNGUARD_WEBHOOK_REPLAY_TOLERANCE", value_parser = parse_duration, value_name = "DURATION")]
+    pub webhook_replay_tolerance: Option<Duration>,
     /// Run no action: journal and report what would have been done.
     #[arg(long, env = "BURNGUARD_DRY_RUN")]
     pub dry_run: bool,
@@ -68,7 +77,8 @@ pub struct ServeArgs {
     /// burnguard's Kubernetes user; the admission webhook always lets it through.
     #[arg(long, env = "BURNGUARD_SERVICE_ACCOUNT", value_name = "USER")]
     pub service_account: Option<String>,
-    /// API bearer tokens, comma-separated (prefer the file).
+    /// API bearer tokens, comma-separated `name:token` entries (a bare token is named
+    /// `token-N`); prefer the file.
     #[arg(
         long = "api-token",
         env = "BURNGUARD_API_TOKENS",
@@ -77,7 +87,7 @@ pub struct ServeArgs {
         value_name = "TOKEN"
     )]
     pub api_tokens: Vec<String>,
-    /// A file with one API token per line.
+    /// A file with one API token per line, `name:token` (a bare token is named `token-N`).
     #[arg(long, env = "BURNGUARD_API_TOKEN_FILE", value_name = "FILE")]
     pub api_token_file: Option<PathBuf>,
     /// Require a token for reads of the API too.
@@ -99,6 +109,10 @@ pub struct ServeArgs {
         value_name = "USER:PASSWORD"
     )]
     pub alertmanager_basic_auth: Option<String>,
+    /// Take Alertmanager webhooks without credentials (by default the route needs
+    /// --alertmanager-token or --alertmanager-basic-auth).
+    #[arg(long, env = "BURNGUARD_ALERTMANAGER_ALLOW_UNAUTHENTICATED")]
+    pub alertmanager_allow_unauthenticated: bool,
     /// PagerDuty webhook signing secrets, comma-separated (several while rotating).
     #[arg(
         long = "pagerduty-secret",
@@ -188,6 +202,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         log_format: args.log_format,
         db: args.db,
         evaluation_retention: args.evaluation_retention,
+        webhook_retention: args.webhook_retention,
+        webhook_retention_count: args.webhook_retention_count,
+        webhook_replay_tolerance: args.webhook_replay_tolerance,
         dry_run: args.dry_run,
         max_actions_per_hour: args.max_actions_per_hour,
         unfreeze_after: args.unfreeze_after,
@@ -221,6 +238,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 .map(secrecy::SecretString::from)
                 .collect(),
             opsgenie_secret: args.opsgenie_secret.map(secrecy::SecretString::from),
+            alertmanager_allow_unauthenticated: args.alertmanager_allow_unauthenticated,
+            ..crate::http::webhooks::WebhookAuth::default()
         },
         notify: crate::adapters::notify::Channels {
             pagerduty: args.notify_pagerduty_routing_key.map(|key| {

@@ -2,13 +2,17 @@
 //! (list, show, acknowledge, resolve, approve waiting playbook steps), and freezes (list,
 //! create by hand, lift by hand).
 //!
-//! Mutating calls need a bearer token from the configured set (compared in constant time);
-//! reads are open unless `protectReads` is set. Every error is JSON with a 4xx, or a 503 that
+//! Mutating calls need a bearer token from the configured set (compared in constant time, the
+//! scheme in any case); reads are open unless `protectReads` is set. The timeline's actor for
+//! a call is the name of the token that made it, never text from the body: a body's `by` is
+//! kept only as "on behalf of <by>" in the note (commands) or the reason (freezes). Names and
+//! texts with control characters are refused. Every error is JSON with a 4xx, or a 503 that
 //! hides its cause (logged).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
@@ -18,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::ApiError;
+use super::{ApiError, auth, input};
 use crate::domain::incident::IncidentStatus;
 use crate::domain::playbook::FreezeTarget;
 use crate::http::state::ServiceState;
@@ -36,10 +40,14 @@ fn unauthorized(message: &str) -> Response {
         .into_response()
 }
 
-/// Checks the bearer token on calls that need one.
+/// The name of the API token a call came with: the actor on the timeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller(pub String);
+
+/// Checks the bearer token on calls that need one, and hands its name to the handler.
 pub async fn require_token(
     State(state): State<Arc<ServiceState>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let mutating = !matches!(
@@ -49,22 +57,34 @@ pub async fn require_token(
     if !mutating && !state.api_auth.protect_reads {
         return next.run(request).await;
     }
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
+    let presented = auth::credentials(request.headers(), "Bearer");
+    let caller = presented
+        .and_then(|token| state.api_auth.accepts(token))
+        .map(|name| Caller(name.to_string()));
+    match (presented, caller) {
         _ if state.api_auth.tokens.is_empty() => unauthorized(
-            "no API tokens are configured; set BURNGUARD_API_TOKENS or --api-token-file",
+            "no API tokens are configured; set BURNGUARD_API_TOKENS or --api-token-file (`name:token` entries)",
         ),
-        None => unauthorized("send Authorization: Bearer <token>"),
-        Some(token) if state.api_auth.accepts(token.trim()) => next.run(request).await,
-        Some(_) => unauthorized("the token is not one of the configured API tokens"),
+        (None, _) => unauthorized("send Authorization: Bearer <token>"),
+        (Some(_), Some(caller)) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        (Some(_), None) => unauthorized("the token is not one of the configured API tokens"),
     }
 }
 
-/// `{"by": "...", "note": "..."}`, all optional; an empty body is fine.
+/// `on behalf of <by>`, put before `text` when the body named someone.
+fn on_behalf(by: Option<&str>, text: Option<&str>) -> Option<String> {
+    match (by, text) {
+        (Some(by), Some(text)) => Some(format!("on behalf of {by}: {text}")),
+        (Some(by), None) => Some(format!("on behalf of {by}")),
+        (None, text) => text.map(str::to_string),
+    }
+}
+
+/// `{"by": "...", "note": "..."}`, all optional; an empty body is fine. `by` is not the actor
+/// (the token's name is): it is folded into the note.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CommandBody {
@@ -191,19 +211,23 @@ pub async fn get_incident(
 
 async fn command(
     state: &ServiceState,
+    caller: &Caller,
     raw: &str,
     body: &Bytes,
     which: &str,
 ) -> Result<Response, ApiError> {
     let id = incident_id(raw)?;
     let body: CommandBody = parse_body(body)?;
-    let by = body
-        .by
-        .as_deref()
-        .map(str::trim)
-        .filter(|b| !b.is_empty())
-        .unwrap_or("api");
-    let note = body.note.as_deref();
+    if let Some(by) = &body.by {
+        input::name("by", by)?;
+    }
+    if let Some(note) = &body.note {
+        input::text("note", note)?;
+    }
+    let named = body.by.as_deref().map(str::trim).filter(|b| !b.is_empty());
+    let named = named.filter(|b| *b != caller.0);
+    let note = on_behalf(named, body.note.as_deref());
+    let (by, note) = (caller.0.as_str(), note.as_deref());
     let store = &state.store;
     let outcome = match which {
         "ack" => store.acknowledge(id, by, note, now()).await,
@@ -225,26 +249,29 @@ async fn command(
 
 pub async fn acknowledge(
     State(state): State<Arc<ServiceState>>,
+    Extension(caller): Extension<Caller>,
     Path(raw): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    command(&state, &raw, &body, "ack").await
+    command(&state, &caller, &raw, &body, "ack").await
 }
 
 pub async fn resolve(
     State(state): State<Arc<ServiceState>>,
+    Extension(caller): Extension<Caller>,
     Path(raw): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    command(&state, &raw, &body, "resolve").await
+    command(&state, &caller, &raw, &body, "resolve").await
 }
 
 pub async fn approve(
     State(state): State<Arc<ServiceState>>,
+    Extension(caller): Extension<Caller>,
     Path(raw): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    command(&state, &raw, &body, "approve").await
+    command(&state, &caller, &raw, &body, "approve").await
 }
 
 pub async fn list_freezes(State(state): State<Arc<ServiceState>>) -> Result<Response, ApiError> {
@@ -267,11 +294,35 @@ struct FreezeBody {
     by: Option<String>,
 }
 
+/// Refuses a freeze body whose names or reason hold control characters.
+fn check_freeze(body: &FreezeBody) -> Result<(), ApiError> {
+    let names = [
+        ("service", &body.service),
+        ("namespace", &body.namespace),
+        ("selector", &body.selector),
+        ("by", &body.by),
+    ];
+    for (field, value) in names {
+        if let Some(value) = value {
+            input::name(field, value)?;
+        }
+    }
+    for (i, deployment) in body.deployments.iter().flatten().enumerate() {
+        input::name(&format!("deployments[{i}]"), deployment)?;
+    }
+    if let Some(reason) = &body.reason {
+        input::text("reason", reason)?;
+    }
+    Ok(())
+}
+
 pub async fn create_freeze(
     State(state): State<Arc<ServiceState>>,
+    Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let body: FreezeBody = parse_body(&body)?;
+    check_freeze(&body)?;
     let Some(reason) = body
         .reason
         .as_deref()
@@ -300,7 +351,12 @@ pub async fn create_freeze(
             "a freeze needs service, or namespace with deployments or selector",
         ));
     }
-    let by = body.by.unwrap_or_else(|| "api".into());
+    let named = body.by.as_deref().map(str::trim).filter(|b| !b.is_empty());
+    let named = named.filter(|b| *b != caller.0);
+    let reason = match named {
+        Some(by) => format!("{reason} (on behalf of {by})"),
+        None => reason.to_string(),
+    };
     let at = now();
     let source_key = format!(
         "manual/{at}/{}",
@@ -310,11 +366,11 @@ pub async fn create_freeze(
         .store
         .create_freeze(&NewFreeze {
             target,
-            reason: reason.to_string(),
+            reason,
             incident_id: None,
             slo: None,
             source_key,
-            created_by: by,
+            created_by: caller.0.clone(),
             lift_when: None,
             at,
         })
@@ -339,6 +395,7 @@ pub async fn create_freeze(
 
 pub async fn lift_freeze(
     State(state): State<Arc<ServiceState>>,
+    Extension(caller): Extension<Caller>,
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
     let id: i64 = raw
@@ -357,7 +414,7 @@ pub async fn lift_freeze(
     // The store is the truth: the reconcile pass removes the marks from Kubernetes.
     state
         .store
-        .lift_freeze(id, "api", now())
+        .lift_freeze(id, &caller.0, now())
         .await
         .map_err(ApiError::internal)?;
     if let Some(incident) = freeze.incident_id {
@@ -368,8 +425,8 @@ pub async fn lift_freeze(
                 incident,
                 now(),
                 "unfrozen",
-                &format!("freeze {id} lifted by hand"),
-                "api",
+                &format!("freeze {id} lifted by hand by {}", caller.0),
+                &caller.0,
                 None,
             )
             .await;

@@ -6,7 +6,11 @@
 //!   by selector apply too.
 //! - `POST /admission/validate`: AdmissionReview v1 in, AdmissionReview v1 out; a freeze by
 //!   selector is matched against the Deployment's own labels (before and after the change).
-//!   Malformed reviews get a 400 with a JSON error; it never fails closed by crashing.
+//!   Malformed reviews get a 400 with a JSON error; it never fails closed by crashing. So do
+//!   reviews it does not understand: an `apiVersion` other than `admission.k8s.io/v1`, or a
+//!   request about anything but an `apps` Deployment (the webhook is registered for those
+//!   only; answering "allowed" about something else would be a guess), and names, users or a
+//!   break-glass reason with control characters.
 //!
 //! Owns: reading the facts out of requests. Which freeze covers what is decided in
 //! `domain::admission`.
@@ -25,7 +29,7 @@ use serde_json::json;
 
 use crate::timefmt::rfc3339;
 
-use super::ApiError;
+use super::{ApiError, input};
 use crate::adapters::kube::BREAK_GLASS;
 use crate::domain::admission::{ActiveFreeze, Admission, ChangeFacts, FreezeScope, admit};
 use crate::domain::selector::{Labels, parse_labels};
@@ -121,12 +125,35 @@ pub async fn admission(
             &format!("the body is not an AdmissionReview: {e}"),
         )
     })?;
+    if review.types.api_version != ADMISSION_V1 || review.types.kind != "AdmissionReview" {
+        return Err(ApiError::bad_request(
+            "unsupported_admission_review",
+            &format!(
+                "a review of apiVersion `{}`, kind `{}` is not understood; expected {ADMISSION_V1} AdmissionReview \
+                 (set admissionReviewVersions: [\"v1\"] in the ValidatingWebhookConfiguration)",
+                review.types.api_version.escape_debug(),
+                review.types.kind.escape_debug()
+            ),
+        ));
+    }
     let request: AdmissionRequest<DynamicObject> = review.try_into().map_err(|e| {
         ApiError::bad_request(
             "invalid_admission_review",
             &format!("the AdmissionReview has no request: {e}"),
         )
     })?;
+    if request.kind.group != "apps" || request.kind.kind != "Deployment" {
+        return Err(ApiError::bad_request(
+            "unsupported_admission_review",
+            &format!(
+                "a review of `{}/{}` is not understood; this webhook judges apps Deployments only \
+                 (scope the ValidatingWebhookConfiguration's rules to deployments)",
+                request.kind.group.escape_debug(),
+                request.kind.kind.escape_debug()
+            ),
+        ));
+    }
+    check_review(&request)?;
     let facts = facts_of(&request, &state.service_account);
     let namespace = request.namespace.clone().unwrap_or_default();
     let freezes = state
@@ -172,6 +199,29 @@ pub async fn admission(
         Admission::Deny { message } => response.deny(message),
     };
     Ok(Json(response.into_review()).into_response())
+}
+
+const ADMISSION_V1: &str = "admission.k8s.io/v1";
+
+/// Refuses a review whose stored fields (names, the user, a break-glass reason) hold control
+/// characters: they would go on an incident's timeline.
+fn check_review(request: &AdmissionRequest<DynamicObject>) -> Result<(), ApiError> {
+    input::name("request.name", &request.name)?;
+    if let Some(namespace) = &request.namespace {
+        input::name("request.namespace", namespace)?;
+    }
+    if let Some(user) = &request.user_info.username {
+        input::name("request.userInfo.username", user)?;
+    }
+    let glass = request
+        .object
+        .as_ref()
+        .and_then(|o| o.metadata.annotations.as_ref())
+        .and_then(|a| a.get(BREAK_GLASS));
+    if let Some(reason) = glass {
+        input::text(&format!("the {BREAK_GLASS} annotation"), reason)?;
+    }
+    Ok(())
 }
 
 /// The Deployment's labels after and before the change: a change that also drops the labels

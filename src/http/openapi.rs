@@ -28,7 +28,10 @@ pub struct Operation {
 }
 
 const ERRORS: &[(u16, &str)] = &[
-    (400, "bad input (JSON error)"),
+    (
+        400,
+        "bad input, control characters in a name or text included (JSON error)",
+    ),
     (401, "missing or wrong token"),
     (404, "not found"),
 ];
@@ -84,7 +87,9 @@ pub const OPERATIONS: &[Operation] = &[
         path: "/incidents/{id}/ack",
         summary: "Acknowledge an open incident",
         mutating: true,
-        body: Some("{\"by\": \"...\", \"note\": \"...\"} (optional)"),
+        body: Some(
+            "{\"note\": \"...\", \"by\": \"...\"} (optional); the actor is the token's name, `by` only adds \"on behalf of <by>\" to the note",
+        ),
         responses: &[(200, "incident"), (409, "not open")],
         handler: || post(api::acknowledge),
     },
@@ -93,7 +98,9 @@ pub const OPERATIONS: &[Operation] = &[
         path: "/incidents/{id}/resolve",
         summary: "Resolve an incident by hand",
         mutating: true,
-        body: Some("{\"by\": \"...\", \"note\": \"...\"} (optional)"),
+        body: Some(
+            "{\"note\": \"...\", \"by\": \"...\"} (optional); the actor is the token's name, `by` only adds \"on behalf of <by>\" to the note",
+        ),
         responses: &[(200, "incident"), (409, "already resolved")],
         handler: || post(api::resolve),
     },
@@ -102,7 +109,9 @@ pub const OPERATIONS: &[Operation] = &[
         path: "/incidents/{id}/approve",
         summary: "Approve playbook steps waiting for approval; they run on the next cycle",
         mutating: true,
-        body: Some("{\"by\": \"...\", \"note\": \"...\"} (optional)"),
+        body: Some(
+            "{\"note\": \"...\", \"by\": \"...\"} (optional); the actor is the token's name, `by` only adds \"on behalf of <by>\" to the note",
+        ),
         responses: &[(200, "incident"), (409, "nothing waits")],
         handler: || post(api::approve),
     },
@@ -121,7 +130,7 @@ pub const OPERATIONS: &[Operation] = &[
         summary: "Freeze deployments by hand",
         mutating: true,
         body: Some(
-            "{\"reason\": \"...\", \"service\"?: \"...\", \"namespace\"?: \"...\", \"deployments\"?: [...], \"selector\"?: \"...\", \"by\"?: \"...\"}",
+            "{\"reason\": \"...\", \"service\"?: \"...\", \"namespace\"?: \"...\", \"deployments\"?: [...], \"selector\"?: \"...\", \"by\"?: \"...\"}; created_by is the token's name, `by` only adds \"(on behalf of <by>)\" to the reason; control characters are refused",
         ),
         responses: &[(201, "freeze")],
         handler: || post(api::create_freeze),

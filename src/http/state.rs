@@ -19,6 +19,8 @@ pub struct ServiceState {
     pub service_account: String,
     pub api_auth: ApiAuth,
     pub webhook_auth: WebhookAuth,
+    /// How long a whole request may take before it is answered 408.
+    pub request_timeout: std::time::Duration,
     /// Names of the loaded SLOs (alerts naming one attach to its incident).
     slo_names: RwLock<std::collections::HashSet<String>>,
     readiness: RwLock<Readiness>,
@@ -41,6 +43,7 @@ impl ServiceState {
             service_account,
             api_auth: ApiAuth::default(),
             webhook_auth: WebhookAuth::default(),
+            request_timeout: crate::http::DEFAULT_REQUEST_TIMEOUT,
             slo_names: RwLock::new(std::collections::HashSet::new()),
             readiness: RwLock::new(Readiness::default()),
         }

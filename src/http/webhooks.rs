@@ -1,9 +1,16 @@
 //! Webhooks in: Alertmanager (v4), PagerDuty (V3, HMAC-signed), Opsgenie (shared secret).
 //!
-//! Every event is stored with its raw body for audit, deduplicated. An Alertmanager alert
-//! with an `slo` label naming a loaded SLO goes on that SLO's open incident; other alerts open
-//! "external" incidents keyed by fingerprint and resolve with them. PagerDuty and Opsgenie
-//! acknowledgements and resolutions of incidents burnguard paged update those incidents.
+//! Each delivery's body is stored once for audit (kept for the webhook retention), and the
+//! events it carries are deduplicated. An Alertmanager delivery is recorded in one transaction,
+//! whatever its number of alerts. An alert with an `slo` label naming a loaded SLO goes on that
+//! SLO's open incident; other alerts open "external" incidents keyed by fingerprint and resolve
+//! with them. PagerDuty and Opsgenie acknowledgements and resolutions of incidents burnguard
+//! paged update those incidents.
+//!
+//! Hostile input: Alertmanager needs its configured credentials (bearer or basic auth, the
+//! scheme in any case) unless it was explicitly opened; signed PagerDuty events and Opsgenie
+//! events are refused when their time is further from now than the replay tolerance; names
+//! and texts with control characters are refused before anything is stored.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,19 +18,18 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
 use hmac::{KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use super::ApiError;
+use super::{ApiError, auth, input};
 use crate::domain::policy::Severity;
 use crate::http::state::ServiceState;
-use crate::ports::{CommandOutcome, Journal, Operations, Webhooks};
+use crate::ports::{AlertTarget, CommandOutcome, IncomingAlert, Operations, Webhooks};
 
 pub use crate::config::WebhookAuth;
 
@@ -33,37 +39,47 @@ fn equal(a: &[u8], b: &[u8]) -> bool {
     bool::from(a.ct_eq(b))
 }
 
-fn unauthorized(message: &str) -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message.into())
-}
-
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// Labels whose values become names (incident keys, services, severities).
+const NAME_LABELS: [&str; 4] = ["alertname", "service", "severity", "slo"];
+
 fn check_alertmanager(auth: &WebhookAuth, headers: &HeaderMap) -> Result<(), ApiError> {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    match (&auth.alertmanager_token, &auth.alertmanager_basic) {
-        (None, None) => Ok(()),
-        (Some(token), _)
-            if presented
-                .strip_prefix("Bearer ")
-                .is_some_and(|t| equal(t.as_bytes(), token.expose_secret().as_bytes())) =>
-        {
-            Ok(())
+    let (token, basic) = (&auth.alertmanager_token, &auth.alertmanager_basic);
+    if token.is_none() && basic.is_none() {
+        if auth.alertmanager_allow_unauthenticated {
+            return Ok(());
         }
-        (_, Some((user, password))) => {
-            let expected = base64::engine::general_purpose::STANDARD
-                .encode(format!("{user}:{}", password.expose_secret()));
-            match presented.strip_prefix("Basic ") {
-                Some(given) if equal(given.as_bytes(), expected.as_bytes()) => Ok(()),
-                _ => Err(unauthorized("Alertmanager credentials do not match")),
-            }
-        }
-        _ => Err(unauthorized("Alertmanager credentials do not match")),
+        // A 503, which Alertmanager retries: alerts sent before the credentials are set
+        // arrive once they are, instead of being dropped as a 4xx would have them.
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_configured",
+            "the Alertmanager webhook takes no delivery until it has credentials: set \
+             --alertmanager-token (BURNGUARD_ALERTMANAGER_TOKEN) or --alertmanager-basic-auth \
+             (BURNGUARD_ALERTMANAGER_BASIC_AUTH) and the same in the receiver's http_config, or \
+             run open with --alertmanager-allow-unauthenticated"
+                .into(),
+        ));
+    }
+    let bearer_ok = token.as_ref().is_some_and(|token| {
+        auth::credentials(headers, "Bearer")
+            .is_some_and(|given| equal(given.as_bytes(), token.expose_secret().as_bytes()))
+    });
+    let basic_ok = basic.as_ref().is_some_and(|(user, password)| {
+        let expected = format!("{user}:{}", password.expose_secret());
+        auth::basic(headers).is_some_and(|given| equal(&given, expected.as_bytes()))
+    });
+    if bearer_ok || basic_ok {
+        Ok(())
+    } else {
+        let challenge = if token.is_some() { "Bearer" } else { "Basic" };
+        Err(ApiError::unauthorized(
+            challenge,
+            "Alertmanager credentials do not match",
+        ))
     }
 }
 
@@ -84,12 +100,85 @@ struct AlertmanagerAlert {
     fingerprint: String,
 }
 
+/// Refuses an alert whose stored fields hold control characters, naming the field.
+fn check_alert(i: usize, alert: &AlertmanagerAlert) -> Result<(), ApiError> {
+    let at = |field: &str| format!("alerts[{i}].{field}");
+    input::name(&at("status"), &alert.status)?;
+    input::name(&at("fingerprint"), &alert.fingerprint)?;
+    input::name(&at("startsAt"), &alert.starts_at)?;
+    for (key, value) in &alert.labels {
+        input::name(&at("labels (a name)"), key)?;
+        let field = at(&format!("labels.{key}"));
+        if NAME_LABELS.contains(&key.as_str()) {
+            input::name(&field, value)?;
+        } else {
+            input::text(&field, value)?;
+        }
+    }
+    for (key, value) in &alert.annotations {
+        input::name(&at("annotations (a name)"), key)?;
+        input::text(&at(&format!("annotations.{key}")), value)?;
+    }
+    Ok(())
+}
+
+/// What the store needs of one alert: its key, its incident, its timeline line.
+fn incoming(alert: &AlertmanagerAlert, slos: &std::collections::HashSet<String>) -> IncomingAlert {
+    let name = alert
+        .labels
+        .get("alertname")
+        .map(String::as_str)
+        .unwrap_or("unnamed alert");
+    let summary = alert
+        .annotations
+        .get("summary")
+        .map(|s| format!(": {s}"))
+        .unwrap_or_default();
+    let target = match alert
+        .labels
+        .get("slo")
+        .filter(|s| slos.contains(s.as_str()))
+    {
+        Some(slo) => AlertTarget::Slo(slo.clone()),
+        None => AlertTarget::External {
+            key: format!("external/{name}/{}", alert.fingerprint),
+            service: alert
+                .labels
+                .get("service")
+                .cloned()
+                .unwrap_or_else(|| "unknown".into()),
+            severity: match alert.labels.get("severity").map(String::as_str) {
+                Some("page" | "critical") => Severity::Page,
+                _ => Severity::Ticket,
+            },
+            firing: alert.status == "firing",
+        },
+    };
+    IncomingAlert {
+        dedup_key: format!("{}/{}/{}", alert.fingerprint, alert.starts_at, alert.status),
+        target,
+        message: format!("Alertmanager: {name} {}{summary}", alert.status),
+        detail: json!({"labels": alert.labels, "annotations": alert.annotations, "startsAt": alert.starts_at, "fingerprint": alert.fingerprint}),
+    }
+}
+
+/// Lets an Alertmanager delivery through only with the configured credentials (or when the
+/// route was explicitly opened), before its body is read.
+pub async fn require_alertmanager_credentials(
+    State(state): State<Arc<ServiceState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match check_alertmanager(&state.webhook_auth, request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(refused) => refused.into_response(),
+    }
+}
+
 pub async fn alertmanager(
     State(state): State<Arc<ServiceState>>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    check_alertmanager(&state.webhook_auth, &headers)?;
     let raw = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("invalid_body", "the body is not UTF-8"))?;
     let payload: AlertmanagerPayload = serde_json::from_str(raw).map_err(|e| {
@@ -107,91 +196,62 @@ pub async fn alertmanager(
             ),
         ));
     }
-    let slos = state.slo_names();
-    let at = now();
-    let store = &state.store;
-    let mut new = 0;
-    for alert in &payload.alerts {
+    for (i, alert) in payload.alerts.iter().enumerate() {
         if !matches!(alert.status.as_str(), "firing" | "resolved") {
             return Err(ApiError::bad_request(
                 "invalid_body",
                 &format!(
-                    "alert status `{}` is neither firing nor resolved",
-                    alert.status
+                    "alerts[{i}].status `{}` is neither firing nor resolved",
+                    alert.status.escape_debug()
                 ),
             ));
         }
-        let name = alert
-            .labels
-            .get("alertname")
-            .map(String::as_str)
-            .unwrap_or("unnamed alert");
-        let key = format!("{}/{}/{}", alert.fingerprint, alert.starts_at, alert.status);
-        let summary = alert
-            .annotations
-            .get("summary")
-            .map(|s| format!(": {s}"))
-            .unwrap_or_default();
-        let message = format!("Alertmanager: {name} {}{summary}", alert.status);
-        let incident = match alert
-            .labels
-            .get("slo")
-            .filter(|s| slos.contains(s.as_str()))
-        {
-            Some(slo) => store
-                .unresolved_incident(slo)
-                .await
-                .map_err(ApiError::internal)?
-                .map(|i| i.id),
-            None => {
-                let external = format!("external/{name}/{}", alert.fingerprint);
-                if alert.status == "firing" {
-                    let service = alert
-                        .labels
-                        .get("service")
-                        .map(String::as_str)
-                        .unwrap_or("unknown");
-                    let severity = match alert.labels.get("severity").map(String::as_str) {
-                        Some("page" | "critical") => Severity::Page,
-                        _ => Severity::Ticket,
-                    };
-                    Some(
-                        store
-                            .open_external(&external, service, severity, &message, at)
-                            .await
-                            .map_err(ApiError::internal)?,
-                    )
-                } else {
-                    store
-                        .resolve_external(&external, &message, at)
-                        .await
-                        .map_err(ApiError::internal)?
-                }
-            }
-        };
-        let stored = store
-            .record_webhook("alertmanager", &key, raw, incident, at)
-            .await
-            .map_err(ApiError::internal)?;
-        if stored.is_some() {
-            new += 1;
-            if let Some(id) = incident {
-                let detail = json!({"labels": alert.labels, "annotations": alert.annotations, "startsAt": alert.starts_at, "fingerprint": alert.fingerprint});
-                store
-                    .add_event(
-                        id,
-                        at,
-                        "alert_received",
-                        &message,
-                        "alertmanager",
-                        Some(detail),
-                    )
-                    .await
-                    .map_err(ApiError::internal)?;
-            }
-        }
+        check_alert(i, alert)?;
     }
+    let slos = state.slo_names();
+    let alerts: Vec<IncomingAlert> = payload.alerts.iter().map(|a| incoming(a, &slos)).collect();
+    let new = state
+        .store
+        .record_alerts(raw, &alerts, now())
+        .await
+        .map_err(ApiError::internal)?;
     Ok(Json(json!({"received": payload.alerts.len(), "new": new})).into_response())
+}
+
+/// Refuses an event whose time is further from `now` than `tolerance` (a replay, or a clock
+/// far off), saying by how much.
+fn check_fresh(
+    source: &str,
+    field: &str,
+    at: i64,
+    now: i64,
+    tolerance: std::time::Duration,
+) -> Result<(), ApiError> {
+    let tolerance = i64::try_from(tolerance.as_secs()).unwrap_or(i64::MAX);
+    let off = now.saturating_sub(at);
+    if off.abs() <= tolerance {
+        return Ok(());
+    }
+    let when = if off > 0 { "ago" } else { "ahead" };
+    Err(ApiError::bad_request(
+        "stale_event",
+        &format!(
+            "the {source} event's {field} is {}s {when}, beyond the replay tolerance of {tolerance}s \
+             (--webhook-replay-tolerance); an old event sent again is refused",
+            off.abs()
+        ),
+    ))
+}
+
+/// Opsgenie's times are epoch numbers in nanoseconds (`updatedAt`) or milliseconds
+/// (`createdAt`); read either as seconds by its size.
+fn epoch_seconds(value: i64) -> i64 {
+    match value.unsigned_abs() {
+        v if v >= 100_000_000_000_000_000 => value / 1_000_000_000,
+        v if v >= 100_000_000_000_000 => value / 1_000_000,
+        v if v >= 100_000_000_000 => value / 1_000,
+        _ => value,
+    }
 }
 
 /// Checks `X-PagerDuty-Signature` (`v1=<hex>` entries, any configured secret) over the raw body.
@@ -227,6 +287,8 @@ struct PagerDutyEnvelope {
 struct PagerDutyEvent {
     id: String,
     event_type: String,
+    /// RFC 3339; a signed event older than the replay tolerance is refused.
+    occurred_at: String,
     #[serde(default)]
     agent: Option<serde_json::Value>,
     #[serde(default)]
@@ -242,7 +304,8 @@ pub async fn pagerduty(
         .get("x-pagerduty-signature")
         .and_then(|v| v.to_str().ok());
     if !pagerduty_signature_ok(&state.webhook_auth.pagerduty_secrets, signature, &body) {
-        return Err(unauthorized(
+        return Err(ApiError::unauthorized(
+            "X-PagerDuty-Signature",
             "X-PagerDuty-Signature does not match any configured secret",
         ));
     }
@@ -255,6 +318,32 @@ pub async fn pagerduty(
         )
     })?;
     let event = envelope.event;
+    let occurred_at = chrono::DateTime::parse_from_rfc3339(&event.occurred_at).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_body",
+            &format!(
+                "event.occurred_at `{}` is not an RFC 3339 time: {e}",
+                event.occurred_at.escape_debug()
+            ),
+        )
+    })?;
+    check_fresh(
+        "PagerDuty",
+        "occurred_at",
+        occurred_at.timestamp(),
+        now(),
+        state.webhook_auth.replay_tolerance,
+    )?;
+    input::name("event.id", &event.id)?;
+    input::name("event.event_type", &event.event_type)?;
+    let agent = event
+        .agent
+        .as_ref()
+        .and_then(|a| a.get("summary"))
+        .and_then(|s| s.as_str());
+    if let Some(agent) = agent {
+        input::name("event.agent.summary", agent)?;
+    }
     let incident = event
         .data
         .get("incident_key")
@@ -268,11 +357,7 @@ pub async fn pagerduty(
     if stored.is_none() {
         return Ok(Json(json!({"duplicate": true})).into_response());
     }
-    let who = event
-        .agent
-        .as_ref()
-        .and_then(|a| a.get("summary"))
-        .and_then(|s| s.as_str())
+    let who = agent
         .map(|s| format!("pagerduty: {s}"))
         .unwrap_or_else(|| "pagerduty".into());
     let applied = apply_pager_command(
@@ -300,6 +385,9 @@ struct OpsgenieAlert {
     alias: Option<String>,
     #[serde(default)]
     username: Option<String>,
+    /// When the alert last changed (the action's time), epoch nanoseconds.
+    #[serde(default)]
+    updated_at: Option<i64>,
 }
 
 pub async fn opsgenie(
@@ -317,7 +405,8 @@ pub async fn opsgenie(
         .as_ref()
         .is_some_and(|s| equal(presented.as_bytes(), s.expose_secret().as_bytes()));
     if !ok {
-        return Err(unauthorized(
+        return Err(ApiError::unauthorized(
+            "X-Burnguard-Token",
             "X-Burnguard-Token does not match the configured Opsgenie secret",
         ));
     }
@@ -329,6 +418,22 @@ pub async fn opsgenie(
             &format!("not an Opsgenie webhook body: {e}"),
         )
     })?;
+    if let Some(updated_at) = parsed.alert.updated_at {
+        check_fresh(
+            "Opsgenie",
+            "alert.updatedAt",
+            epoch_seconds(updated_at),
+            now(),
+            state.webhook_auth.replay_tolerance,
+        )?;
+    }
+    input::name("action", &parsed.action)?;
+    if let Some(alias) = &parsed.alert.alias {
+        input::name("alert.alias", alias)?;
+    }
+    if let Some(username) = &parsed.alert.username {
+        input::name("alert.username", username)?;
+    }
     let incident = parsed.alert.alias.as_deref().and_then(incident_of_key);
     let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(raw.as_bytes()));
     let stored = state
@@ -374,4 +479,42 @@ async fn apply_pager_command(
     }
     .map_err(ApiError::internal)?;
     Ok(matches!(outcome, CommandOutcome::Done(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opsgenie_times_are_read_as_seconds_whatever_their_unit() {
+        let seconds = 1_420_452_224;
+        for value in [
+            1_420_452_224_i64,
+            1_420_452_224_764,
+            1_420_452_224_764_002,
+            1_420_452_224_764_002_246,
+        ] {
+            assert_eq!(epoch_seconds(value), seconds, "{value}");
+        }
+    }
+
+    #[test]
+    fn events_within_the_tolerance_pass_and_others_are_refused() {
+        let tolerance = std::time::Duration::from_secs(300);
+        let now = 10_000;
+        for (at, fresh) in [
+            (now, true),
+            (now - 300, true),
+            (now + 300, true),
+            (now - 301, false),
+            (now + 301, false),
+            (0, false),
+        ] {
+            assert_eq!(
+                check_fresh("PagerDuty", "occurred_at", at, now, tolerance).is_ok(),
+                fresh,
+                "{at}"
+            );
+        }
+    }
 }

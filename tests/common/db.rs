@@ -92,3 +92,20 @@ impl Drop for TestDb {
         }
     }
 }
+
+/// Rows in `table` (a constant name) of the database at `url`.
+pub async fn rows(url: &str, table: &str) -> i64 {
+    use sqlx::Row as _;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    let count: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) AS n FROM {table}"
+    )))
+    .fetch_one(&pool)
+    .await
+    .unwrap()
+    .try_get("n")
+    .unwrap();
+    pool.close().await;
+    count
+}

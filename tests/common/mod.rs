@@ -45,6 +45,7 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+pub mod alerts;
 pub mod db;
 pub mod kube;
 pub mod prometheus;
