@@ -253,6 +253,7 @@ impl Story {
             })
             .await?;
         let id = self.incident_id.unwrap_or_default();
+        self.say_firing_rows("");
         self.say(&format!(
             "incident #{id} is open as a {severity}: {b}/api/v1/incidents/{id}"
         ));
@@ -276,6 +277,7 @@ impl Story {
             |s| s.incident_field("severity").filter(|v| v == "page"),
         )
         .await?;
+        self.say_firing_rows("page");
         let steps: Vec<String> = self
             .playbook
             .steps
@@ -670,6 +672,31 @@ impl Story {
                 rows.join("  ")
             ));
             self.printed = Some((Instant::now(), state));
+        }
+    }
+
+    /// Says which alert rows of the latest evaluation fire (of `severity`, or all), and why.
+    fn say_firing_rows(&self, severity: &str) {
+        let Some(e) = &self.latest else { return };
+        for row in e["alerts"].as_array().into_iter().flatten() {
+            let of = |key: &str| row[key].as_str().unwrap_or("-").to_string();
+            if row["firing"].as_bool() != Some(true)
+                || !(severity.is_empty() || of("severity") == severity)
+            {
+                continue;
+            }
+            let burn = |window: &str| times(e["burn_rate"][window].as_f64());
+            let (long, short) = (of("long_window"), of("short_window"));
+            self.say(&format!(
+                "the {} row fires: the burn rate is {} over the last {long} and {} over the last {short}, both above {}x",
+                of("severity"),
+                burn(&long),
+                burn(&short),
+                row["factor"]
+                    .as_f64()
+                    .map(crate::domain::sli::promql_number)
+                    .unwrap_or_default()
+            ));
         }
     }
 
