@@ -6,6 +6,7 @@
 pub mod args;
 mod backtest;
 mod dashboards;
+mod demo;
 mod eval;
 mod incidents;
 mod rules;
@@ -111,6 +112,12 @@ pub enum Command {
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
     },
+    /// The programs `scripts/demo` runs: a demo workload, a load generator, the story.
+    #[command(hide = true)]
+    Demo {
+        #[command(subcommand)]
+        command: demo::DemoCommand,
+    },
 }
 
 use crate::config::DEFAULT_DB;
@@ -191,6 +198,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             output,
             concurrency,
         })),
+        Command::Demo { command } => demo::run(command),
     }
 }
 

@@ -262,36 +262,41 @@ where
             if !quiet {
                 continue;
             }
-            let recovered = match &freeze.lift_when {
+            let (recovered, why) = match &freeze.lift_when {
                 Some(w) if w.get("budgetRemainingBelow").is_some() => {
-                    match w["budgetRemainingBelow"].as_f64() {
+                    let recovered = match w["budgetRemainingBelow"].as_f64() {
                         Some(threshold) => e
                             .error_budget_remaining
                             .is_some_and(|b| b >= threshold + self.settings.unfreeze_margin),
                         None => false,
-                    }
+                    };
+                    (recovered, "the budget is back above its threshold")
                 }
                 Some(w) if w.get("burnRateAbove").is_some() => {
                     let rate = w["burnRateAbove"].as_f64();
                     let window = w["window"].as_str().and_then(|t| Window::parse(t).ok());
-                    match (rate, window) {
+                    let recovered = match (rate, window) {
                         (Some(rate), Some(window)) => {
                             e.burn_rate.get(window).is_some_and(|b| b < rate)
                         }
                         _ => false,
-                    }
+                    };
+                    (recovered, "the burn rate is back below its limit")
                 }
                 // Alert-driven and playbook freezes: the incident must be over.
-                _ => matches!(self.store.unresolved_incident(slo_name).await, Ok(None)),
+                _ => (
+                    matches!(self.store.unresolved_incident(slo_name).await, Ok(None)),
+                    "the incident is resolved",
+                ),
             };
             if !recovered {
                 continue;
             }
             if let Ok(true) = self.store.lift_freeze(freeze.id, ACTOR, at).await {
-                info!(slo = %slo.name, freeze = freeze.id, "freeze lifted: the budget recovered");
+                info!(slo = %slo.name, freeze = freeze.id, why, "freeze lifted");
                 if let Some(incident) = freeze.incident_id {
                     self.event(incident, "unfrozen", &format!(
-                        "lifted the freeze ({}): the budget recovered, and for {}s the data showed nothing firing",
+                        "lifted the freeze ({}): {why}, and for {}s the data showed nothing firing",
                         freeze.reason,
                         self.settings.unfreeze_after.as_secs()
                     ))
