@@ -247,3 +247,57 @@ fn serve_refuses_to_start_with_invalid_policies() {
     assert!(!ok);
     assert!(output.contains("spec.objective"), "{output}");
 }
+
+#[test]
+fn serve_keeps_running_when_the_pipe_its_log_goes_to_closes() {
+    // A log collector that goes away must not stop evaluation and remediation.
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    common::write(dir.path(), "spike.yaml", SPIKE);
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_burnguard"))
+        .args(["serve", "--policies"])
+        .arg(dir.path())
+        .args(["--prometheus", &format!("http://127.0.0.1:{}", free_port())])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--interval", "1s"])
+        .arg("--db")
+        .arg(format!("sqlite://{}", dir.path().join("b.db").display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("listening") {
+        line.clear();
+        assert!(log.read_line(&mut line).unwrap() > 0, "serve stopped");
+    }
+    drop(log);
+    let addr = format!("127.0.0.1:{port}");
+    let queries = |m: &str| value(m, "burnguard_queries_total").unwrap_or(0.0);
+    let start = queries(&common::prometheus::http_get(&addr, "/metrics").unwrap().1);
+    // Cycles that log their failed queries keep coming after the pipe closed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "serve exited when its log closed"
+        );
+        if let Some((_, m)) = common::prometheus::http_get(&addr, "/metrics")
+            && queries(&m) >= start + 2.0
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no evaluation cycle after the log closed"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        common::prometheus::http_get(&addr, "/healthz").map(|(s, _)| s),
+        Some(200)
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

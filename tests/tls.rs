@@ -45,7 +45,8 @@ async fn serve_speaks_https_with_the_given_certificate() {
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let mut addr = String::new();
-    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+    let mut lines = BufReader::new(stderr).lines().map_while(Result::ok);
+    for line in lines.by_ref() {
         if line.contains("listening") {
             assert!(line.contains("tls=true"), "{line}");
             addr = line
@@ -60,6 +61,14 @@ async fn serve_speaks_https_with_the_given_certificate() {
         }
     }
     let port = addr.rsplit(':').next().unwrap().to_string();
+    // Keep reading the log: a closed pipe must not be what the server trips over.
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = log.clone();
+    std::thread::spawn(move || {
+        for line in lines {
+            kept.lock().unwrap().push(line);
+        }
+    });
 
     burnguard::adapters::prometheus::install_crypto_provider();
     let trusted = reqwest::Client::builder()
@@ -71,7 +80,7 @@ async fn serve_speaks_https_with_the_given_certificate() {
         .get(format!("https://localhost:{port}/healthz"))
         .send()
         .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{e:?}; serve's log: {:#?}", log.lock().unwrap()));
     assert_eq!(response.status().as_u16(), 200);
     assert_eq!(response.text().await.unwrap(), "ok\n");
     // Plain HTTP gets no HTTP answer.

@@ -1,5 +1,9 @@
 //! The API's routes and their OpenAPI 3 document, from one table: the router is built from
-//! [`OPERATIONS`] and so is `/api/v1/openapi.json`, so the two cannot drift apart.
+//! [`OPERATIONS`] and so is `/api/v1/openapi.json`, so the two cannot drift apart. Each
+//! operation declares its path and query parameters with their types and its body's schema
+//! (the fields the handler's body type accepts, nothing more: unknown fields are refused), so
+//! a client generated from the document, or a schema-driven fuzzer, sends what the server
+//! accepts.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,6 +27,10 @@ pub struct Operation {
     pub mutating: bool,
     /// `Some(description)` when the operation takes a JSON body.
     pub body: Option<&'static str>,
+    /// The body's JSON Schema (with `body`).
+    pub body_schema: Option<fn() -> Value>,
+    /// Query parameters: name and JSON Schema.
+    pub query: &'static [(&'static str, fn() -> Value)],
     pub responses: &'static [(u16, &'static str)],
     handler: Handler,
 }
@@ -34,7 +42,59 @@ const ERRORS: &[(u16, &str)] = &[
     ),
     (401, "missing or wrong token"),
     (404, "not found"),
+    (408, "the request took longer than 30s"),
+    (413, "body over 1 MiB"),
+    (415, "a body that is not application/json"),
 ];
+
+/// A name as Kubernetes and burnguard spell them (an SLO, a service, a namespace, a
+/// Deployment).
+fn name_param() -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": 253,
+           "pattern": "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"})
+}
+
+/// A time: RFC 3339 or unix seconds.
+fn time_param() -> Value {
+    json!({"type": "string", "minLength": 1,
+           "description": "RFC 3339 (2026-01-04T00:00:00Z) or unix seconds",
+           "example": "2026-01-04T00:00:00Z"})
+}
+
+fn status_param() -> Value {
+    json!({"type": "string", "enum": ["open", "acknowledged", "resolved", "all"]})
+}
+
+/// A Deployment's labels as `k=v,k2=v2`.
+fn labels_param() -> Value {
+    json!({"type": "string", "description": "the Deployment's labels, k=v pairs joined by commas",
+           "example": "app=web,tier=front"})
+}
+
+/// Free text a person writes: no control characters but tab and line breaks.
+fn text(max: u64) -> Value {
+    json!({"type": "string", "maxLength": max, "pattern": "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F]*$"})
+}
+
+/// Body of ack, resolve and approve (all optional; an empty body is fine).
+fn command_body() -> Value {
+    json!({"type": "object", "additionalProperties": false, "properties": {
+        "note": text(4096),
+        "by": text(253),
+    }})
+}
+
+/// Body of a freeze made by hand.
+fn freeze_body() -> Value {
+    json!({"type": "object", "additionalProperties": false, "required": ["reason"], "properties": {
+        "reason": {"allOf": [text(4096), {"minLength": 1, "pattern": "\\S"}]},
+        "service": name_param(),
+        "namespace": name_param(),
+        "deployments": {"type": "array", "items": name_param(), "maxItems": 100},
+        "selector": {"type": "string", "description": "a Kubernetes label selector", "example": "app=web"},
+        "by": text(253),
+    }})
+}
 
 pub const OPERATIONS: &[Operation] = &[
     Operation {
@@ -43,6 +103,8 @@ pub const OPERATIONS: &[Operation] = &[
         summary: "Every SLO with its latest evaluation",
         mutating: false,
         body: None,
+        body_schema: None,
+        query: &[],
         responses: &[(200, "{\"slos\": [evaluation]}")],
         handler: || get(api::list_slos),
     },
@@ -52,6 +114,8 @@ pub const OPERATIONS: &[Operation] = &[
         summary: "One SLO's latest evaluation: status, ratios, burn rates, budget, alerts",
         mutating: false,
         body: None,
+        body_schema: None,
+        query: &[],
         responses: &[(200, "evaluation"), (404, "never evaluated")],
         handler: || get(api::get_slo),
     },
@@ -61,6 +125,8 @@ pub const OPERATIONS: &[Operation] = &[
         summary: "An SLO's stored evaluations between from and to (RFC 3339 or unix seconds; default the last 24h)",
         mutating: false,
         body: None,
+        body_schema: None,
+        query: &[("from", time_param), ("to", time_param)],
         responses: &[(200, "{\"evaluations\": [...]}"), (400, "bad time")],
         handler: || get(api::slo_history),
     },
@@ -70,6 +136,8 @@ pub const OPERATIONS: &[Operation] = &[
         summary: "Incidents, newest first; ?status=open|acknowledged|resolved|all&slo=NAME",
         mutating: false,
         body: None,
+        body_schema: None,
+        query: &[("status", status_param), ("slo", name_param)],
         responses: &[(200, "{\"incidents\": [...]}"), (400, "bad status")],
         handler: || get(api::list_incidents),
     },
@@ -79,6 +147,8 @@ pub const OPERATIONS: &[Operation] = &[
         summary: "One incident with its timeline and actions",
         mutating: false,
         body: None,
+        body_schema: None,
+        query: &[],
         responses: &[(200, "incident"), (404, "no such incident")],
         handler: || get(api::get_incident),
     },
@@ -90,6 +160,8 @@ pub const OPERATIONS: &[Operation] = &[
         body: Some(
             "{\"note\": \"...\", \"by\": \"...\"} (optional); the actor is the token's name, `by` only adds \"on behalf of <by>\" to the note",
         ),
+        body_schema: Some(command_body),
+        query: &[],
         responses: &[(200, "incident"), (409, "not open")],
         handler: || post(api::acknowledge),
     },
@@ -101,6 +173,8 @@ pub const OPERATIONS: &[Operation] = &[
         body: Some(
             "{\"note\": \"...\", \"by\": \"...\"} (optional); the actor is the token's name, `by` only adds \"on behalf of <by>\" to the note",
         ),
+        body_schema: Some(command_body),
+        query: &[],
         responses: &[(200, "incident"), (409, "already resolved")],
         handler: || post(api::resolve),
     },
@@ -112,6 +186,8 @@ pub const OPERATIONS: &[Operation] = &[
         body: Some(
             "{\"note\": \"...\", \"by\": \"...\"} (optional); the actor is the token's name, `by` only adds \"on behalf of <by>\" to the note",
         ),
+        body_schema: Some(command_body),
+        query: &[],
         responses: &[(200, "incident"), (409, "nothing waits")],
         handler: || post(api::approve),
     },
@@ -121,6 +197,8 @@ pub const OPERATIONS: &[Operation] = &[
         summary: "Active deployment freezes",
         mutating: false,
         body: None,
+        body_schema: None,
+        query: &[],
         responses: &[(200, "{\"freezes\": [...]}")],
         handler: || get(api::list_freezes),
     },
@@ -132,6 +210,8 @@ pub const OPERATIONS: &[Operation] = &[
         body: Some(
             "{\"reason\": \"...\", \"service\"?: \"...\", \"namespace\"?: \"...\", \"deployments\"?: [...], \"selector\"?: \"...\", \"by\"?: \"...\"}; created_by is the token's name, `by` only adds \"(on behalf of <by>)\" to the reason; control characters are refused",
         ),
+        body_schema: Some(freeze_body),
+        query: &[],
         responses: &[(201, "freeze")],
         handler: || post(api::create_freeze),
     },
@@ -141,6 +221,8 @@ pub const OPERATIONS: &[Operation] = &[
         summary: "Lift a freeze by hand (removes burnguard's Kubernetes marks)",
         mutating: true,
         body: None,
+        body_schema: None,
+        query: &[],
         responses: &[(200, "{\"lifted\": id}"), (404, "no active freeze")],
         handler: || delete(api::lift_freeze),
     },
@@ -153,6 +235,13 @@ pub const GATE: Operation = Operation {
     summary: "CI/CD freeze gate: ?namespace=N&deployment=D[&labels=k=v,k2=v2] or ?service=S; labels are the Deployment's labels, so freezes by selector apply too; 200 {\"frozen\": false} or 423 with reason, incident, since",
     mutating: false,
     body: None,
+    body_schema: None,
+    query: &[
+        ("namespace", name_param),
+        ("deployment", name_param),
+        ("labels", labels_param),
+        ("service", name_param),
+    ],
     responses: &[
         (200, "not frozen"),
         (423, "frozen"),
@@ -199,12 +288,24 @@ pub fn document() -> Value {
                 "content": {"application/json": {"schema": {"type": "object"}}}
             }));
         }
-        let params: Vec<Value> = op
+        let mut params: Vec<Value> = op
             .path
             .split('/')
             .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .map(|name| {
+                let schema = if name == "id" {
+                    json!({"type": "integer", "format": "int64", "minimum": 1})
+                } else {
+                    name_param()
+                };
+                json!({"name": name, "in": "path", "required": true, "schema": schema})
+            })
             .collect();
+        params.extend(
+            op.query
+                .iter()
+                .map(|(name, schema)| json!({"name": name, "in": "query", "required": false, "schema": schema()})),
+        );
         let mut operation = json!({
             "summary": op.summary,
             "operationId": format!("{}{}", op.method, op.path.replace(['/', '{', '}'], "_")),
@@ -215,10 +316,13 @@ pub fn document() -> Value {
             operation["security"] = json!([{"bearer": []}]);
         }
         if let Some(body) = op.body {
+            let schema = op
+                .body_schema
+                .map_or_else(|| json!({"type": "object"}), |f| f());
             operation["requestBody"] = json!({
                 "description": body,
                 "required": false,
-                "content": {"application/json": {"schema": {"type": "object"}}}
+                "content": {"application/json": {"schema": schema}}
             });
         }
         let entry = paths
