@@ -17,6 +17,9 @@ use crate::http::state::ServiceState;
 
 type Handler = fn() -> MethodRouter<Arc<ServiceState>>;
 
+/// A query parameter: its name and a function giving its JSON Schema.
+type QueryParam = (&'static str, fn() -> Value);
+
 /// One API operation: its route, how it is documented, and its handler.
 pub struct Operation {
     pub method: &'static str,
@@ -30,7 +33,7 @@ pub struct Operation {
     /// The body's JSON Schema (with `body`).
     pub body_schema: Option<fn() -> Value>,
     /// Query parameters: name and JSON Schema.
-    pub query: &'static [(&'static str, fn() -> Value)],
+    pub query: &'static [QueryParam],
     pub responses: &'static [(u16, &'static str)],
     handler: Handler,
 }
