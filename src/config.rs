@@ -46,6 +46,8 @@ pub enum LogFormat {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FileSettings {
     pub policies: Option<Vec<PathBuf>>,
+    /// The SLO window of Sloth SLOs (`30d`).
+    pub sloth_window: Option<String>,
     pub listen: Option<String>,
     pub interval: Option<String>,
     pub mode: Option<ReadMode>,
@@ -110,6 +112,8 @@ impl FileSettings {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub policies: Vec<PathBuf>,
+    /// How Sloth, Pyrra and OpenSLO files among the policies are read.
+    pub load: crate::policies::LoadOptions,
     pub listen: SocketAddr,
     pub interval: Duration,
     pub mode: ReadMode,
@@ -148,6 +152,7 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub policies: Vec<PathBuf>,
+    pub sloth_window: Option<crate::domain::policy::Window>,
     pub listen: Option<String>,
     pub interval: Option<Duration>,
     pub mode: Option<ReadMode>,
@@ -201,6 +206,12 @@ impl Settings {
                 "no policies: pass --policies PATH (repeatable), set BURNGUARD_POLICIES, or list `policies:` in the config file".into(),
             ));
         }
+        let sloth_window = match (overrides.sloth_window, &file.sloth_window) {
+            (Some(w), _) => w,
+            (None, Some(text)) => crate::domain::policy::Window::parse(text)
+                .map_err(|e| ConfigError::Invalid(format!("slothWindow `{text}` {e}")))?,
+            (None, None) => crate::policies::LoadOptions::default().sloth_window,
+        };
         let listen_text = overrides
             .listen
             .or(file.listen)
@@ -304,6 +315,7 @@ impl Settings {
                 .unwrap_or_else(|| DEFAULT_DB.to_string()),
             evaluation_retention,
             policies,
+            load: crate::policies::LoadOptions { sloth_window },
             listen,
             interval,
             mode: overrides.mode.or(file.mode).unwrap_or_default(),

@@ -321,11 +321,21 @@ fn each_broken_policy_names_the_field_that_is_wrong() {
             "wrong apiVersion",
             with(
                 "apiVersion: burnguard.dev/v1",
-                "apiVersion: sloth.slok.dev/v1",
+                "apiVersion: monitoring.example.com/v1",
             ),
             "apiVersion",
             Some(1),
             "burnguard.dev/v1",
+        ),
+        case(
+            "a burnguard kind under Sloth's apiVersion",
+            with(
+                "apiVersion: burnguard.dev/v1",
+                "apiVersion: sloth.slok.dev/v1",
+            ),
+            "kind",
+            Some(2),
+            "expected `PrometheusServiceLevel`",
         ),
         case(
             "unknown kind in the right apiVersion",

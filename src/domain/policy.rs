@@ -119,6 +119,40 @@ impl Objective {
         (percent.is_finite() && percent > 0.0 && percent < 100.0).then(|| Self(percent / 100.0))
     }
 
+    /// From a fraction (`0.999`), as OpenSLO's `target` writes it. Goes through the percent
+    /// so that every objective is `from_percent` of some number, which is what lets writers
+    /// print a percent that reads back to exactly this objective.
+    pub fn from_ratio(ratio: f64) -> Option<Self> {
+        Self::from_percent(ratio * 100.0)
+    }
+
+    /// The shortest percent that reads back (through [`Objective::from_percent`]) to exactly
+    /// this objective: `99.9`, not `99.90000000000001`.
+    pub fn percent_text(self) -> String {
+        let nearest = self.percent();
+        let mut candidates = vec![
+            crate::domain::sli::promql_number(nearest),
+            format!("{nearest}"),
+        ];
+        // `percent()` may be an ulp or two off the number the objective came from.
+        let (mut up, mut down) = (nearest, nearest);
+        for _ in 0..4 {
+            up = up.next_up();
+            down = down.next_down();
+            candidates.push(format!("{up}"));
+            candidates.push(format!("{down}"));
+        }
+        candidates
+            .into_iter()
+            .find(|text| {
+                text.parse::<f64>()
+                    .ok()
+                    .and_then(Self::from_percent)
+                    .is_some_and(|o| o == self)
+            })
+            .unwrap_or_else(|| format!("{nearest}"))
+    }
+
     pub fn ratio(self) -> f64 {
         self.0
     }
@@ -249,7 +283,31 @@ impl Indicator {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Alerting {
     pub name: String,
+    /// May be empty: an SLO whose alerts are switched off still records its series.
     pub windows: Vec<AlertWindow>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// Extra labels and annotations for the page rows only.
+    pub page: AlertRoute,
+    /// Extra labels and annotations for the ticket rows only.
+    pub ticket: AlertRoute,
+}
+
+impl Alerting {
+    /// The labels and annotations of one severity's rows.
+    pub fn route(&self, severity: Severity) -> &AlertRoute {
+        match severity {
+            Severity::Page => &self.page,
+            Severity::Ticket => &self.ticket,
+        }
+    }
+}
+
+/// Labels and annotations added to the alerts of one severity, after the SLO's own; its
+/// `severity` label, when set, replaces burnguard's (so existing routes on `critical` or
+/// `warning` keep working).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AlertRoute {
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
 }

@@ -215,9 +215,13 @@ fn alert_rule(slo: &Slo, row: &AlertWindow, selector: &str, budget: &str) -> Rul
     labels.insert("severity".into(), row.severity.as_str().into());
     labels.insert("long_window".into(), row.long.to_string());
     labels.insert("short_window".into(), row.short.to_string());
+    // The severity's own labels last: validation lets them set only `severity` among ours.
+    let route = slo.alerting.route(row.severity);
+    labels.extend(route.labels.clone());
 
     let mut annotations = alert_annotations(slo, row);
     annotations.extend(slo.alerting.annotations.clone());
+    annotations.extend(route.annotations.clone());
 
     Rule::Alerting {
         alert: slo.alerting.name.clone(),
