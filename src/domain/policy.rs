@@ -408,6 +408,21 @@ mod tests {
     }
 
     #[test]
+    fn objectives_print_as_people_write_them() {
+        for (percent, text) in [
+            (99.9, "99.9"),
+            (99.95, "99.95"),
+            (99.0, "99"),
+            (95.5, "95.5"),
+        ] {
+            assert_eq!(
+                Objective::from_percent(percent).unwrap().percent_text(),
+                text
+            );
+        }
+    }
+
+    #[test]
     fn query_templates_render_every_placeholder() {
         let q = QueryTemplate::new("a[{{.window}}] / b[{{.window}}]");
         assert_eq!(q.render(Window::from_secs(3_600)), "a[1h] / b[1h]");
@@ -418,6 +433,21 @@ mod tests {
         fn printed_windows_parse_back_to_the_same_duration(secs in 1u64..100_000_000) {
             let w = Window::from_secs(secs);
             prop_assert_eq!(Window::parse(&w.to_string()).unwrap(), w);
+        }
+
+        #[test]
+        fn an_objective_prints_as_a_percent_that_reads_back_to_it(percent in 0.0001f64..99.9999) {
+            let objective = Objective::from_percent(percent).unwrap();
+            let text = objective.percent_text();
+            let back = Objective::from_percent(text.parse().unwrap()).unwrap();
+            prop_assert_eq!(back, objective, "{} printed as {}", percent, text);
+        }
+
+        #[test]
+        fn a_fraction_objective_prints_as_a_percent_that_reads_back_to_it(ratio in 0.0001f64..0.9999) {
+            let objective = Objective::from_ratio(ratio).unwrap();
+            let back = Objective::from_percent(objective.percent_text().parse().unwrap()).unwrap();
+            prop_assert_eq!(back, objective);
         }
 
         #[test]

@@ -411,6 +411,33 @@ mod tests {
     }
 
     #[test]
+    fn items_of_a_top_level_list_are_documents_on_their_own_lines() {
+        let stream = "# a list\n- a: 1\n  b: 2\n\n- c: 3\n---\nd: 4\n";
+        let docs = split_documents(stream);
+        let found: Vec<(usize, u64, &str)> = docs
+            .iter()
+            .map(|d| (d.index, d.first_line, d.text.as_ref()))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                (1, 2, "  a: 1\n  b: 2\n\n"),
+                (2, 5, "  c: 3\n"),
+                (3, 6, "\nd: 4\n")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_dash_that_is_not_a_list_item_leaves_the_document_whole() {
+        for text in ["-1\n", "a:\n- b\n", "a: |\n  - x\n", "'-x': 1\n"] {
+            let docs = split_documents(text);
+            assert_eq!(docs.len(), 1, "{text:?}");
+            assert_eq!(docs[0].text, text, "{text:?}");
+        }
+    }
+
+    #[test]
     fn paths_are_tidied_for_people() {
         assert_eq!(
             tidy_path("spec.?.objective.value").as_deref(),

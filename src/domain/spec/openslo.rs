@@ -834,7 +834,7 @@ fn metric_query(
     {
         return draft::query(p, &query_path, Some(query));
     }
-    let hint = "burnguard evaluates every query over several windows; write the range as [{{.window}}], such as sum(rate(http_requests_total{code=~\"5..\"}[{{.window}}]))";
+    let hint = "burnguard evaluates every query over several windows: write the range as [{{.window}}], such as sum(rate(http_requests_total{code=~\"5..\"}[{{.window}}])), or give a bare counter selector with `counter: true`";
     if !counter {
         p.at(
             &query_path,
@@ -849,7 +849,7 @@ fn metric_query(
             p.at(
                 &query_path,
                 query,
-                format!("has no {{{{.window}}}} placeholder and {why}; with counter: true burnguard reads a bare counter selector as its rate, otherwise {hint}"),
+                format!("has no {{{{.window}}}} placeholder, and {why}; {hint}"),
             );
             None
         }

@@ -519,3 +519,50 @@ fn row_threshold(
         _ => (None, Some(row.burn_rate_threshold)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::policies::parse_source;
+
+    fn one(text: &str) -> crate::domain::policy::Slo {
+        let (loaded, problems) = parse_source("t.yaml", text);
+        assert!(problems.is_empty(), "{problems:?}\n{text}");
+        assert_eq!(loaded.len(), 1);
+        loaded[0].slo.clone()
+    }
+
+    #[test]
+    fn a_written_slo_reads_back_the_same() {
+        let head = "apiVersion: burnguard.dev/v1\nkind: SLO\nmetadata: {name: s, labels: {team: a}}\nspec:\n  service: s\n";
+        let ratio = "  indicator: {ratio: {errors: 'sum(rate(e[{{.window}}]))', total: 'sum(rate(t[{{.window}}]))'}}\n";
+        let cases = [
+            format!("{head}  objective: 99.9\n{ratio}"),
+            format!(
+                "{head}  objective: 99.95\n  window: 28d\n  minEvents: 20\n  schedule: '0 */5 * * * *'\n  resolveAfter: 1h\n{ratio}  alerting: {{name: Burn, labels: {{route: x}}, annotations: {{runbook: 'http://r'}}, page: {{labels: {{severity: critical}}, annotations: {{a: b}}}}, ticket: {{labels: {{severity: warning}}}}}}\n"
+            ),
+            format!(
+                "{head}  objective: 99\n  window: 7d\n{ratio}  alerting:\n    windows:\n      - {{severity: page, long: 1h, short: 5m, budgetPercent: 5}}\n      - {{severity: ticket, long: 6h, short: 30m, burnRate: 1.3333333333333333}}\n"
+            ),
+            format!(
+                "{head}  objective: 97.5\n  window: 1d\n{ratio}  alerting: {{windows: none}}\n"
+            ),
+            format!(
+                "{head}  objective: 99.5\n  indicator: {{latency: {{histogram: rpc_seconds, selector: '{{job=\"a\", le_not=\"x\"}}', threshold: 0.25}}}}\n"
+            ),
+            format!(
+                "{head}  objective: 99.5\n  indicator: {{latency: {{histogram: rpc_seconds, threshold: 1}}}}\n"
+            ),
+            format!(
+                "{head}  description: 'multi\n    line: with # and \"quotes\"'\n  objective: 99.5\n  indicator: {{raw: {{errorRatio: \"1 - avg_over_time(x:ratio[{{{{.window}}}}])\"}}}}\n"
+            ),
+            format!(
+                "{head}  objective: 99.5\n  indicator:\n    ratio:\n      good: |\n        sum(rate(g[{{{{.window}}}}]))\n          or vector(0)\n      total: sum(rate(t[{{{{.window}}}}]))\n"
+            ),
+        ];
+        for text in cases {
+            let slo = one(&text);
+            let written = super::write_slo(&slo).unwrap();
+            assert_eq!(one(&written), slo, "{text}\nwritten as\n{written}");
+        }
+    }
+}
