@@ -34,7 +34,7 @@ fn history() -> Vec<Series> {
     let errors_per_second = |t: i64| {
         if t >= END - 20 * 60 {
             0.8
-        } else if t >= END - 86_400 && t < END - 2 * 3_600 {
+        } else if (END - 86_400..END - 2 * 3_600).contains(&t) {
             0.1
         } else {
             0.005

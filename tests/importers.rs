@@ -103,7 +103,7 @@ fn every_fixture_imports_validates_and_its_rules_pass_promtool() {
 
         // The imported documents are the same SLOs as the files they came from, and so are
         // the rules generated from either.
-        let foreign = slos_by_name(&[input.clone()], &LoadOptions::default());
+        let foreign = slos_by_name(std::slice::from_ref(&input), &LoadOptions::default());
         let imported = slos_by_name(&[out.path().to_path_buf()], &LoadOptions::default());
         assert_eq!(imported, foreign, "{format}");
         let (ok, direct) = common::run(burnguard().arg("rules").arg(&input));
@@ -240,7 +240,7 @@ fn the_sloth_window_comes_from_the_window_flag() {
     let options = LoadOptions {
         sloth_window: Window::parse("28d").unwrap(),
     };
-    let slos = slos_by_name(&[file.clone()], &options);
+    let slos = slos_by_name(std::slice::from_ref(&file), &options);
     let s = &slos["checkout-requests-availability"];
     assert_eq!(s.window.to_string(), "28d");
     let factors: Vec<String> = s
@@ -1046,4 +1046,75 @@ fn import_refuses_everything_when_one_field_cannot_be_mapped_and_writes_nothing(
         "{output}"
     );
     assert!(!out.exists(), "nothing is written");
+}
+
+#[test]
+fn thousands_of_slos_across_formats_and_files_load() {
+    let n = 2_000;
+    let sloth: String = (0..n)
+        .map(|i| {
+            format!(
+                "  - name: s{i}\n    objective: 99.9\n    sli: {{events: {{error_query: 'sum(rate(e{{i=\"{i}\"}}[{{{{.window}}}}]))', total_query: 'sum(rate(t{{i=\"{i}\"}}[{{{{.window}}}}]))'}}}}\n"
+            )
+        })
+        .collect();
+    let sloth = format!("version: prometheus/v1\nservice: big\nslos:\n{sloth}");
+    let slos: String = (0..n)
+        .map(|i| {
+            format!(
+                "- apiVersion: openslo/v1\n  kind: SLO\n  metadata: {{name: o{i}}}\n  spec: {{service: big, indicatorRef: sli{i}, objectives: [{{target: 0.99}}]}}\n"
+            )
+        })
+        .collect();
+    let slis: String = (0..n)
+        .map(|i| {
+            format!(
+                "---\napiVersion: openslo/v1\nkind: SLI\nmetadata: {{name: sli{i}}}\nspec: {{ratioMetric: {{raw: {{metricSource: {{type: Prometheus, spec: {{query: 'r{{i=\"{i}\"}}[{{{{.window}}}}]'}}}}}}, rawType: failure}}}}\n"
+            )
+        })
+        .collect();
+    let sources = vec![
+        ("sloth.yaml".to_string(), sloth),
+        ("slos.yaml".to_string(), slos),
+        ("slis.yaml".to_string(), slis),
+    ];
+    let (loaded, _, problems) = policies::parse_sources(&sources, &LoadOptions::default());
+    assert!(
+        problems.is_empty(),
+        "{}",
+        render(&problems[..problems.len().min(5)])
+    );
+    assert_eq!(loaded.len(), 2 * n);
+    assert_eq!(loaded[n].slo.name, "o0");
+    assert_eq!(loaded[n].origin.document, 1);
+    assert_eq!(loaded[2 * n - 1].origin.document, n);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn a_foreign_document_with_any_line_damaged_never_panics(
+        which in 0usize..4,
+        line in 0usize..30,
+        junk in "[ -~]{0,40}",
+    ) {
+        let base = [SLOTH, SLOTH_KUBE, PYRRA, OPENSLO][which];
+        let mut lines: Vec<String> = base.lines().map(String::from).collect();
+        let at = line % lines.len();
+        lines[at] = junk;
+        let _ = policies::parse_source("fuzz.yaml", &lines.join("\n"));
+    }
+
+    #[test]
+    fn a_foreign_document_cut_anywhere_never_panics(which in 0usize..4, cut in 0usize..900) {
+        let base = [SLOTH, SLOTH_KUBE, PYRRA, OPENSLO][which];
+        let mut end = cut.min(base.len());
+        while !base.is_char_boundary(end) {
+            end -= 1;
+        }
+        let _ = policies::parse_source("fuzz.yaml", &base[..end]);
+        let listed = format!("- {}", base[..end].replace('\n', "\n  "));
+        let _ = policies::parse_source("fuzz.yaml", &listed);
+    }
 }

@@ -1069,7 +1069,7 @@ fn prometheus(query: &QueryTemplate) -> Option<OutMetric> {
 fn shorthand(window: Window) -> String {
     let secs = window.as_secs();
     for (unit, size) in [('d', 86_400), ('h', 3_600), ('m', 60)] {
-        if secs % size == 0 {
+        if secs.is_multiple_of(size) {
             return format!("{}{unit}", secs / size);
         }
     }
