@@ -467,6 +467,32 @@ mod tests {
     }
 
     #[test]
+    fn the_sloth_window_comes_from_the_flag_the_file_or_the_default() {
+        let base = "policies: [a]\nprometheus: {url: http://x}\n";
+        let resolve = |flag: Option<&str>, file_text: &str| {
+            Settings::resolve(
+                Overrides {
+                    sloth_window: flag.map(|w| crate::domain::policy::Window::parse(w).unwrap()),
+                    ..Default::default()
+                },
+                file(file_text),
+            )
+            .map(|s| s.load.sloth_window.to_string())
+        };
+        assert_eq!(resolve(None, base).unwrap(), "30d");
+        assert_eq!(
+            resolve(None, &format!("{base}slothWindow: 28d\n")).unwrap(),
+            "28d"
+        );
+        assert_eq!(
+            resolve(Some("7d"), &format!("{base}slothWindow: 28d\n")).unwrap(),
+            "7d"
+        );
+        let error = resolve(None, &format!("{base}slothWindow: 1 month\n")).unwrap_err();
+        assert!(error.to_string().contains("slothWindow"), "{error}");
+    }
+
+    #[test]
     fn flags_override_the_file_and_the_file_overrides_defaults() {
         let f = file(
             "policies: [a/]\nlisten: 127.0.0.1:9999\ninterval: 1m\nprometheus: {url: http://file:9090, timeout: 3s, headers: {X-Scope-OrgID: t1}}\n",

@@ -318,6 +318,26 @@ fn each_broken_policy_names_the_field_that_is_wrong() {
             "is required",
         ),
         case(
+            "a page label burnguard sets itself",
+            with(
+                "  objective: 99.9\n",
+                "  objective: 99.9\n  alerting:\n    page: {labels: {slo: other}}\n",
+            ),
+            "spec.alerting.page.labels.slo",
+            None,
+            "set by burnguard itself",
+        ),
+        case(
+            "an unknown alert catalogue",
+            with(
+                "  objective: 99.9\n",
+                "  objective: 99.9\n  alerting:\n    windows: sloth\n",
+            ),
+            "spec.alerting.windows",
+            None,
+            "`none` (no alerts)",
+        ),
+        case(
             "wrong apiVersion",
             with(
                 "apiVersion: burnguard.dev/v1",

@@ -102,7 +102,7 @@ slos:
     );
     let pyrra = r#"apiVersion: pyrra.dev/v1alpha1
 kind: ServiceLevelObjective
-metadata: {name: shop-pyrra, namespace: shop}
+metadata: {name: shop-pyrra, namespace: shop, labels: {pyrra.dev/service: shop}}
 spec:
   target: "99.9"
   window: 30d
@@ -299,4 +299,122 @@ async fn a_sloth_slo_gives_what_sloths_own_recording_rules_evaluate_to() {
             assert!(close(*have, *want, 1e-9), "{sloth_window}: {factors:?}");
         }
     }
+}
+
+/// The four files on disk.
+fn four_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    four_formats()
+        .iter()
+        .map(|(name, text)| common::write(dir, name, text))
+        .collect()
+}
+
+#[tokio::test]
+async fn eval_and_backtest_read_the_foreign_files_as_they_are() {
+    let history = history();
+    let prometheus = PrometheusServer::start(&history);
+    let dir = tempfile::tempdir().unwrap();
+    let files = four_files(dir.path());
+
+    let (ok, output) = common::run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_burnguard"))
+            .args(["eval", "--mode", "raw", "--output", "json", "--at"])
+            .arg(AT.to_string())
+            .args(["--prometheus", &prometheus.url])
+            .args(&files),
+    );
+    assert!(ok, "{output}");
+    let report: serde_json::Value = serde_json::from_str(&output).unwrap();
+    let statuses: Vec<(String, String)> = report["slos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_string(),
+                s["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let page = |name: &str| (name.to_string(), "page".to_string());
+    assert_eq!(
+        statuses,
+        [
+            page("shop-burnguard"),
+            page("shop-sloth"),
+            page("shop-pyrra"),
+            page("shop-openslo")
+        ]
+    );
+
+    // The spike of the last 20 minutes pages in every format's backtest.
+    let (ok, output) = common::run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_burnguard"))
+            .args(["backtest", "--output", "json", "--step", "5m", "--from"])
+            .arg((END - 3_600).to_string())
+            .arg("--to")
+            .arg(AT.to_string())
+            .args(["--prometheus", &prometheus.url])
+            .args(&files),
+    );
+    assert!(ok, "{output}");
+    let report: serde_json::Value = serde_json::from_str(&output).unwrap();
+    let slos = report["slos"].as_array().unwrap();
+    assert_eq!(slos.len(), 4, "{output}");
+    for slo in slos {
+        assert!(
+            slo["summary"]["pages"].as_u64().unwrap() >= 1,
+            "{}: {output}",
+            slo["name"]
+        );
+    }
+}
+
+#[test]
+fn serve_evaluates_foreign_files_with_the_sloth_window_it_is_given() {
+    let prometheus = PrometheusServer::start(&common::prometheus::recent_traffic("shop", 0.5));
+    let dir = tempfile::tempdir().unwrap();
+    let files = four_files(dir.path());
+    let db = format!("sqlite://{}", dir.path().join("burnguard.db").display());
+    let policies: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    let serve = common::serve::Serve::start(
+        &[
+            "--db",
+            &db,
+            "--policies",
+            &policies.join(","),
+            "--prometheus",
+            &prometheus.url,
+            "--listen",
+            "127.0.0.1:0",
+            "--interval",
+            "1s",
+            "--mode",
+            "raw",
+            "--window",
+            "28d",
+        ],
+        &[],
+    );
+    let metrics = serve.metrics_until("every format paging", |m| {
+        ["shop-burnguard", "shop-sloth", "shop-pyrra", "shop-openslo"]
+            .iter()
+            .all(|slo| {
+                m.contains(&format!(
+                    "burnguard_slo_status{{slo=\"{slo}\",service=\"shop\",status=\"page\"}} 1"
+                ))
+            })
+    });
+    // The Sloth SLO reads the 28d window it was given; the others keep their own 30d.
+    assert!(
+        metrics
+            .contains(r#"burnguard_slo_error_ratio{slo="shop-sloth",service="shop",window="28d"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"burnguard_slo_error_ratio{slo="shop-openslo",service="shop",window="30d"}"#
+        ),
+        "{metrics}"
+    );
 }

@@ -329,4 +329,54 @@ mod tests {
             .unwrap();
         assert_eq!(labels[RULES_HASH_LABEL], rules_fingerprint(&s));
     }
+
+    #[test]
+    fn a_severitys_labels_and_annotations_reach_only_its_alerts() {
+        let text = "apiVersion: burnguard.dev/v1\nkind: SLO\nmetadata: {name: s}\nspec:\n  service: s\n  objective: 99.9\n  indicator: {ratio: {errors: 'sum(rate(e[{{.window}}]))', total: 'sum(rate(t[{{.window}}]))'}}\n  alerting: {labels: {team: a}, page: {labels: {severity: critical, pager: x}}, ticket: {annotations: {queue: q}}}\n";
+        let (loaded, problems) = crate::policies::parse_source("t.yaml", text);
+        assert!(problems.is_empty(), "{problems:?}");
+        let group = rule_group(&loaded[0].slo);
+        let alerts: Vec<(&BTreeMap<String, String>, &BTreeMap<String, String>)> = group
+            .rules
+            .iter()
+            .filter_map(|r| match r {
+                Rule::Alerting {
+                    labels,
+                    annotations,
+                    ..
+                } => Some((labels, annotations)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(alerts.len(), 4);
+        for (labels, annotations) in &alerts[..2] {
+            assert_eq!(labels["severity"], "critical");
+            assert_eq!(labels["pager"], "x");
+            assert_eq!(labels["team"], "a");
+            assert!(!annotations.contains_key("queue"));
+        }
+        for (labels, annotations) in &alerts[2..] {
+            assert_eq!(labels["severity"], "ticket");
+            assert!(!labels.contains_key("pager"));
+            assert_eq!(annotations["queue"], "q");
+            assert!(annotations.contains_key("summary"));
+        }
+    }
+
+    #[test]
+    fn an_slo_without_alerts_still_records_its_series() {
+        let text = "apiVersion: burnguard.dev/v1\nkind: SLO\nmetadata: {name: s}\nspec:\n  service: s\n  objective: 99.9\n  window: 1d\n  indicator: {ratio: {errors: 'sum(rate(e[{{.window}}]))', total: 'sum(rate(t[{{.window}}]))'}}\n  alerting: {windows: none}\n";
+        let (loaded, problems) = crate::policies::parse_source("t.yaml", text);
+        assert!(problems.is_empty(), "{problems:?}");
+        let group = rule_group(&loaded[0].slo);
+        assert!(
+            group
+                .rules
+                .iter()
+                .all(|r| matches!(r, Rule::Recording { .. }))
+        );
+        assert!(group.rules.iter().any(
+            |r| matches!(r, Rule::Recording { record, .. } if record == BUDGET_REMAINING_SERIES)
+        ));
+    }
 }
