@@ -2,7 +2,6 @@
 //! Settings the target cannot hold are listed on standard error, never dropped silently.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -32,8 +31,7 @@ pub fn run(
             return Ok(ExitCode::FAILURE);
         }
     };
-    let mut texts: BTreeMap<String, String> = BTreeMap::new();
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut texts: BTreeMap<String, (String, usize)> = BTreeMap::new();
     let mut lost = Vec::new();
     for loaded in &set.slos {
         let (body, not_exported) = openslo::export(&loaded.slo)
@@ -45,39 +43,16 @@ pub fn run(
                 problem,
             }
         }));
-        let text = texts.entry(loaded.origin.source.clone()).or_default();
+        let (text, slos) = texts.entry(loaded.origin.source.clone()).or_default();
         text.push_str(&format!(
             "---\n# Exported by burnguard from {}, document {} ({}).\n{body}",
             loaded.origin.source, loaded.origin.document, loaded.format
         ));
-        *counts.entry(loaded.origin.source.clone()).or_default() += 1;
+        *slos += 1;
     }
     for problem in &lost {
         eprintln!("{problem}");
     }
-    match output {
-        None => {
-            let mut out = std::io::stdout().lock();
-            for text in texts.values() {
-                out.write_all(text.as_bytes())
-                    .context("writing to standard output")?;
-            }
-        }
-        Some(dir) => {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            let sources: Vec<String> = texts.keys().cloned().collect();
-            let targets = super::output_files(dir, &sources)?;
-            for (source, text) in &texts {
-                let target = &targets[source];
-                std::fs::write(target, text)
-                    .with_context(|| format!("writing {}", target.display()))?;
-                eprintln!(
-                    "wrote {} SLO(s) from {source} to {}",
-                    counts[source],
-                    target.display()
-                );
-            }
-        }
-    }
+    super::write_per_source(&texts, output)?;
     Ok(ExitCode::SUCCESS)
 }

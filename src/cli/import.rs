@@ -2,7 +2,6 @@
 //! `burnguard.dev/v1`, each with a comment naming where it came from.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -48,32 +47,9 @@ pub fn run(
     }
     let mut texts = BTreeMap::new();
     for (source, slos) in &by_source {
-        texts.insert(source.clone(), document_text(slos)?);
+        texts.insert(source.clone(), (document_text(slos)?, slos.len()));
     }
-    match output {
-        None => {
-            let mut out = std::io::stdout().lock();
-            for text in texts.values() {
-                out.write_all(text.as_bytes())
-                    .context("writing to standard output")?;
-            }
-        }
-        Some(dir) => {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            let sources: Vec<String> = texts.keys().cloned().collect();
-            let targets = super::output_files(dir, &sources)?;
-            for (source, text) in &texts {
-                let target = &targets[source];
-                std::fs::write(target, text)
-                    .with_context(|| format!("writing {}", target.display()))?;
-                eprintln!(
-                    "wrote {} SLO(s) from {source} to {}",
-                    by_source[source].len(),
-                    target.display()
-                );
-            }
-        }
-    }
+    super::write_per_source(&texts, output)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -273,6 +273,35 @@ fn output_files(
     Ok(files)
 }
 
+/// Writes one text per input file: all to standard output, or each to its own file in
+/// `dir` (named after the input), saying how many SLOs went where.
+fn write_per_source(
+    texts: &std::collections::BTreeMap<String, (String, usize)>,
+    dir: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+
+    use anyhow::Context;
+
+    let Some(dir) = dir else {
+        let mut out = std::io::stdout().lock();
+        for (text, _) in texts.values() {
+            out.write_all(text.as_bytes())
+                .context("writing to standard output")?;
+        }
+        return Ok(());
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let sources: Vec<String> = texts.keys().cloned().collect();
+    let targets = output_files(dir, &sources)?;
+    for (source, (text, slos)) in texts {
+        let target = &targets[source];
+        std::fs::write(target, text).with_context(|| format!("writing {}", target.display()))?;
+        eprintln!("wrote {slos} SLO(s) from {source} to {}", target.display());
+    }
+    Ok(())
+}
+
 /// Prints every load problem to stderr with a closing count.
 fn report_problems(error: &crate::policies::LoadError) {
     for problem in &error.problems {

@@ -358,8 +358,7 @@ pub fn import_set(entries: &[Entry<'_>]) -> Vec<Result<Option<Slo>, Vec<Problem>
 
     // Each SLI once, in its own document.
     let mut slis: HashMap<usize, Option<Indicator>> = HashMap::new();
-    for (name, i) in &sli_names {
-        let _ = name;
+    for i in sli_names.values() {
         let entry = &entries[*i];
         let Object::Sli(sli) = &entry.object else {
             continue;
