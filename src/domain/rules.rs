@@ -336,7 +336,8 @@ mod tests {
         let (loaded, problems) = crate::policies::parse_source("t.yaml", text);
         assert!(problems.is_empty(), "{problems:?}");
         let group = rule_group(&loaded[0].slo);
-        let alerts: Vec<(&BTreeMap<String, String>, &BTreeMap<String, String>)> = group
+        type Labels = BTreeMap<String, String>;
+        let alerts: Vec<(&Labels, &Labels)> = group
             .rules
             .iter()
             .filter_map(|r| match r {
