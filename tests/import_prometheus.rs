@@ -371,7 +371,7 @@ async fn eval_and_backtest_read_the_foreign_files_as_they_are() {
 }
 
 #[test]
-fn serve_evaluates_foreign_files_with_the_sloth_window_it_is_given() {
+fn serve_evaluates_foreign_files_with_the_sloth_window_and_reloads_their_edits() {
     let prometheus = PrometheusServer::start(&common::prometheus::recent_traffic("shop", 0.5));
     let dir = tempfile::tempdir().unwrap();
     let files = four_files(dir.path());
@@ -417,4 +417,21 @@ fn serve_evaluates_foreign_files_with_the_sloth_window_it_is_given() {
         ),
         "{metrics}"
     );
+
+    // An edit that cannot be mapped is refused on reload and the running set is kept.
+    let openslo = &files[3];
+    let text = std::fs::read_to_string(openslo).unwrap();
+    std::fs::write(openslo, text.replace("type: Prometheus", "type: Datadog")).unwrap();
+    serve.metrics_until("the reload refused", |m| {
+        common::serve::value(m, r#"burnguard_policy_reloads_total{result="rejected"}"#)
+            .is_some_and(|v| v >= 1.0)
+    });
+    let metrics = serve.get("/metrics").1;
+    assert!(metrics.contains(r#"slo="shop-openslo""#), "{metrics}");
+    // A valid edit applies: without its SLO document, the OpenSLO SLO goes away.
+    let sli_only = &text[text.find("apiVersion: openslo/v1\nkind: SLI").unwrap()..];
+    std::fs::write(openslo, sli_only).unwrap();
+    serve.metrics_until("the OpenSLO SLO removed", |m| {
+        !m.contains(r#"slo="shop-openslo""#) && m.contains(r#"slo="shop-pyrra""#)
+    });
 }
