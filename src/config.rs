@@ -46,6 +46,8 @@ pub enum LogFormat {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FileSettings {
     pub policies: Option<Vec<PathBuf>>,
+    /// The SLO window of Sloth SLOs (`30d`).
+    pub sloth_window: Option<String>,
     pub listen: Option<String>,
     pub interval: Option<String>,
     pub mode: Option<ReadMode>,
@@ -116,6 +118,8 @@ impl FileSettings {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub policies: Vec<PathBuf>,
+    /// How Sloth, Pyrra and OpenSLO files among the policies are read.
+    pub load: crate::policies::LoadOptions,
     pub listen: SocketAddr,
     pub interval: Duration,
     pub mode: ReadMode,
@@ -161,6 +165,7 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub policies: Vec<PathBuf>,
+    pub sloth_window: Option<crate::domain::policy::Window>,
     pub listen: Option<String>,
     pub interval: Option<Duration>,
     pub mode: Option<ReadMode>,
@@ -217,6 +222,12 @@ impl Settings {
                 "no policies: pass --policies PATH (repeatable), set BURNGUARD_POLICIES, or list `policies:` in the config file".into(),
             ));
         }
+        let sloth_window = match (overrides.sloth_window, &file.sloth_window) {
+            (Some(w), _) => w,
+            (None, Some(text)) => crate::domain::policy::Window::parse(text)
+                .map_err(|e| ConfigError::Invalid(format!("slothWindow `{text}` {e}")))?,
+            (None, None) => crate::policies::LoadOptions::default().sloth_window,
+        };
         let listen_text = overrides
             .listen
             .or(file.listen)
@@ -373,6 +384,7 @@ impl Settings {
                 .unwrap_or_else(|| DEFAULT_DB.to_string()),
             evaluation_retention,
             policies,
+            load: crate::policies::LoadOptions { sloth_window },
             listen,
             interval,
             mode: overrides.mode.or(file.mode).unwrap_or_default(),
@@ -521,6 +533,32 @@ mod tests {
 
     fn file(text: &str) -> FileSettings {
         serde_saphyr::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn the_sloth_window_comes_from_the_flag_the_file_or_the_default() {
+        let base = "policies: [a]\nprometheus: {url: http://x}\n";
+        let resolve = |flag: Option<&str>, file_text: &str| {
+            Settings::resolve(
+                Overrides {
+                    sloth_window: flag.map(|w| crate::domain::policy::Window::parse(w).unwrap()),
+                    ..Default::default()
+                },
+                file(file_text),
+            )
+            .map(|s| s.load.sloth_window.to_string())
+        };
+        assert_eq!(resolve(None, base).unwrap(), "30d");
+        assert_eq!(
+            resolve(None, &format!("{base}slothWindow: 28d\n")).unwrap(),
+            "28d"
+        );
+        assert_eq!(
+            resolve(Some("7d"), &format!("{base}slothWindow: 28d\n")).unwrap(),
+            "7d"
+        );
+        let error = resolve(None, &format!("{base}slothWindow: 1 month\n")).unwrap_err();
+        assert!(error.to_string().contains("slothWindow"), "{error}");
     }
 
     #[test]

@@ -2,23 +2,25 @@
 //! every problem found across all of them.
 //!
 //! Owns: reading files, walking directories (`*.yaml`, `*.yml`, sorted, hidden entries
-//! skipped), attaching file names to problems. Must not touch: what a policy means (that is
-//! `domain::validate`).
+//! skipped), attaching file names to problems, handing every document of a load to the
+//! domain at once (an OpenSLO SLO may name an SLI in another file). Must not touch: what a
+//! policy means (that is `domain::validate` and the importers in `domain::spec`).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::domain::playbook::Playbook;
-use crate::domain::policy::Slo;
+use crate::domain::policy::{Slo, Window};
 use crate::domain::problem::Problem;
-use crate::domain::spec::{self, Document};
+use crate::domain::spec::{self, Document, SourceFormat, openslo};
 use crate::domain::validate::{self, Origin};
 
-/// A validated SLO and where it came from.
+/// A validated SLO, where it came from and in which format it was written.
 #[derive(Clone, Debug)]
 pub struct LoadedSlo {
     pub origin: Origin,
     pub slo: Slo,
+    pub format: SourceFormat,
 }
 
 /// A validated playbook and where it came from.
@@ -76,17 +78,36 @@ pub struct LoadError {
     pub problems: Vec<FileProblem>,
 }
 
+/// How foreign files are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// The SLO window of Sloth's SLOs: Sloth files have none (Sloth takes it from a flag).
+    pub sloth_window: Window,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            sloth_window: validate::DEFAULT_WINDOW,
+        }
+    }
+}
+
 /// Loads every policy under `paths` (files, or directories searched recursively).
 pub fn load(paths: &[PathBuf]) -> Result<PolicySet, LoadError> {
+    load_with(paths, &LoadOptions::default())
+}
+
+/// [`load`] with options for the foreign formats.
+pub fn load_with(paths: &[PathBuf], options: &LoadOptions) -> Result<PolicySet, LoadError> {
     let mut problems = Vec::new();
-    let mut slos = Vec::new();
-    let mut playbooks = Vec::new();
     if paths.is_empty() {
         problems.push(file_problem(
             "(arguments)",
             "no policy paths given; name files or directories",
         ));
     }
+    let mut sources = Vec::new();
     for path in paths {
         let files = match policy_files(path) {
             Ok(files) => files,
@@ -98,16 +119,13 @@ pub fn load(paths: &[PathBuf]) -> Result<PolicySet, LoadError> {
         for file in files {
             let source = file.display().to_string();
             match std::fs::read_to_string(&file) {
-                Ok(text) => {
-                    let (found, books, bad) = parse_policies(&source, &text);
-                    slos.extend(found);
-                    playbooks.extend(books);
-                    problems.extend(bad);
-                }
+                Ok(text) => sources.push((source, text)),
                 Err(e) => problems.push(file_problem(&source, &format!("cannot be read: {e}"))),
             }
         }
     }
+    let (slos, playbooks, bad) = parse_sources(&sources, options);
+    problems.extend(bad);
     for (origin, problem) in validate::duplicate_names(slos.iter().map(|l| (&l.origin, &l.slo))) {
         problems.push(FileProblem {
             source: origin.source,
@@ -161,36 +179,120 @@ pub fn parse_policies(
     source: &str,
     text: &str,
 ) -> (Vec<LoadedSlo>, Vec<LoadedPlaybook>, Vec<FileProblem>) {
+    parse_sources(
+        &[(source.to_string(), text.to_string())],
+        &LoadOptions::default(),
+    )
+}
+
+/// What one document gave, in the order of the files and their documents.
+enum Slot {
+    Done(Result<Vec<Loaded>, Vec<Problem>>),
+    /// An OpenSLO document: its entry among those resolved together, and its unknown fields.
+    OpenSlo(usize, Vec<Problem>),
+}
+
+/// Parses and validates every document of several sources `(name, text)` together, so that
+/// an OpenSLO SLO may name an SLI or DataSource in another file. Results keep the files' and
+/// documents' order.
+pub fn parse_sources(
+    sources: &[(String, String)],
+    options: &LoadOptions,
+) -> (Vec<LoadedSlo>, Vec<LoadedPlaybook>, Vec<FileProblem>) {
+    let mut documents: Vec<(&str, spec::SourceDocument<'_>, Slot)> = Vec::new();
+    let mut problems = Vec::new();
+    let mut openslo: Vec<openslo::Entry<'_>> = Vec::new();
+    for (source, text) in sources {
+        let split = spec::split_documents(text);
+        if split.is_empty() {
+            problems.push(file_problem(source, "holds no YAML documents"));
+        }
+        for doc in split {
+            let slot = match spec::parse_document(&doc) {
+                Err(found) => Slot::Done(Err(found)),
+                Ok(parsed) => {
+                    let unknown = parsed.unknown_fields;
+                    let loaded = match parsed.document {
+                        Document::OpenSlo(object) => {
+                            openslo.push(openslo::Entry {
+                                doc: doc.clone(),
+                                object: *object,
+                                place: format!("{source} document {}", doc.index),
+                            });
+                            documents.push((
+                                source,
+                                doc,
+                                Slot::OpenSlo(openslo.len() - 1, unknown),
+                            ));
+                            continue;
+                        }
+                        Document::Slo(slo) => validate::validate_slo(&doc, *slo)
+                            .map(|s| vec![Loaded::Slo(Box::new(s), SourceFormat::Burnguard)]),
+                        Document::Playbook(book) => validate::validate_playbook(&doc, *book)
+                            .map(|b| vec![Loaded::Playbook(b)]),
+                        Document::Sloth(sloth) => {
+                            let format = match *sloth {
+                                spec::sloth::SlothDocument::Plain(_) => SourceFormat::Sloth,
+                                spec::sloth::SlothDocument::Kubernetes(_) => {
+                                    SourceFormat::SlothKubernetes
+                                }
+                            };
+                            spec::sloth::import(&doc, *sloth, options.sloth_window).map(|slos| {
+                                slos.into_iter()
+                                    .map(|s| Loaded::Slo(Box::new(s), format))
+                                    .collect()
+                            })
+                        }
+                        Document::Pyrra(pyrra) => spec::pyrra::import(&doc, *pyrra)
+                            .map(|s| vec![Loaded::Slo(Box::new(s), SourceFormat::Pyrra)]),
+                    };
+                    Slot::Done(with_unknown(loaded, unknown))
+                }
+            };
+            documents.push((source, doc, slot));
+        }
+    }
+    let mut resolved: Vec<Option<Result<Option<Slo>, Vec<Problem>>>> =
+        openslo::import_set(&openslo)
+            .into_iter()
+            .map(Some)
+            .collect();
+
     let mut slos = Vec::new();
     let mut playbooks = Vec::new();
-    let mut problems = Vec::new();
-    let documents = spec::split_documents(text);
-    if documents.is_empty() {
-        problems.push(file_problem(source, "holds no YAML documents"));
-    }
-    for doc in documents {
+    for (source, doc, slot) in documents {
+        let result = match slot {
+            Slot::Done(result) => result,
+            Slot::OpenSlo(entry, unknown) => {
+                let result = resolved[entry].take().unwrap_or(Ok(None));
+                let loaded = result.map(|slo| {
+                    slo.map(|s| Loaded::Slo(Box::new(s), SourceFormat::OpenSlo))
+                        .into_iter()
+                        .collect()
+                });
+                with_unknown(loaded, unknown)
+            }
+        };
         let origin = Origin {
             source: source.to_string(),
             document: doc.index,
         };
-        let result = spec::parse_document(&doc).and_then(|parsed| {
-            let validated = match parsed.document {
-                Document::Slo(slo) => {
-                    validate::validate_slo(&doc, *slo).map(|s| Loaded::Slo(Box::new(s)))
-                }
-                Document::Playbook(book) => {
-                    validate::validate_playbook(&doc, *book).map(Loaded::Playbook)
-                }
-            };
-            match (validated, parsed.unknown_fields) {
-                (Ok(loaded), unknown) if unknown.is_empty() => Ok(loaded),
-                (Ok(_), unknown) => Err(unknown),
-                (Err(problems), unknown) => Err(unknown.into_iter().chain(problems).collect()),
-            }
-        });
         match result {
-            Ok(Loaded::Slo(slo)) => slos.push(LoadedSlo { origin, slo: *slo }),
-            Ok(Loaded::Playbook(playbook)) => playbooks.push(LoadedPlaybook { origin, playbook }),
+            Ok(loaded) => {
+                for item in loaded {
+                    match item {
+                        Loaded::Slo(slo, format) => slos.push(LoadedSlo {
+                            origin: origin.clone(),
+                            slo: *slo,
+                            format,
+                        }),
+                        Loaded::Playbook(playbook) => playbooks.push(LoadedPlaybook {
+                            origin: origin.clone(),
+                            playbook,
+                        }),
+                    }
+                }
+            }
             Err(found) => problems.extend(found.into_iter().map(|mut problem| {
                 problem.document = doc.index;
                 FileProblem {
@@ -203,8 +305,20 @@ pub fn parse_policies(
     (slos, playbooks, problems)
 }
 
+/// A document's result with its unknown fields: they are problems even when the rest is fine.
+fn with_unknown(
+    result: Result<Vec<Loaded>, Vec<Problem>>,
+    unknown: Vec<Problem>,
+) -> Result<Vec<Loaded>, Vec<Problem>> {
+    match (result, unknown) {
+        (Ok(loaded), unknown) if unknown.is_empty() => Ok(loaded),
+        (Ok(_), unknown) => Err(unknown),
+        (Err(problems), unknown) => Err(unknown.into_iter().chain(problems).collect()),
+    }
+}
+
 enum Loaded {
-    Slo(Box<Slo>),
+    Slo(Box<Slo>, SourceFormat),
     Playbook(Playbook),
 }
 

@@ -59,7 +59,8 @@ pub enum ServiceError {
 
 /// Runs until `shutdown` is cancelled. Logs the bound address (`listening addr=...`).
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), ServiceError> {
-    let set = policies::load(&settings.policies).map_err(ServiceError::Policies)?;
+    let set =
+        policies::load_with(&settings.policies, &settings.load).map_err(ServiceError::Policies)?;
     let mut slos = set.slos();
     let mut playbooks = set.playbooks();
     info!(
@@ -231,7 +232,9 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
                 // Let a burst of file events settle, then reload once.
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 while reload_rx.try_recv().is_ok() {}
-                if let Some((new, books)) = reload(&settings.policies, cause, &state) {
+                if let Some((new, books)) =
+                    reload(&settings.policies, &settings.load, cause, &state)
+                {
                     slos = new;
                     playbooks = books;
                     scheduler = Scheduler::new(&slos, settings.interval, Utc::now());
@@ -398,6 +401,7 @@ async fn cycle(
 /// Loads the policies again. `Some` with the new set when valid; `None` (old set kept) when not.
 fn reload(
     paths: &[PathBuf],
+    options: &policies::LoadOptions,
     cause: &str,
     state: &ServiceState,
 ) -> Option<(
@@ -405,7 +409,7 @@ fn reload(
     BTreeMap<String, crate::domain::playbook::Playbook>,
 )> {
     let reloads = &state.metrics.policy_reloads;
-    match policies::load(paths) {
+    match policies::load_with(paths, options) {
         Ok(set) => {
             let slos = set.slos();
             let names: std::collections::BTreeSet<&str> =

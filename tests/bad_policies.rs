@@ -318,14 +318,44 @@ fn each_broken_policy_names_the_field_that_is_wrong() {
             "is required",
         ),
         case(
+            "a page label burnguard sets itself",
+            with(
+                "  objective: 99.9\n",
+                "  objective: 99.9\n  alerting:\n    page: {labels: {slo: other}}\n",
+            ),
+            "spec.alerting.page.labels.slo",
+            None,
+            "set by burnguard itself",
+        ),
+        case(
+            "an unknown alert catalogue",
+            with(
+                "  objective: 99.9\n",
+                "  objective: 99.9\n  alerting:\n    windows: sloth\n",
+            ),
+            "spec.alerting.windows",
+            None,
+            "`none` (no alerts)",
+        ),
+        case(
             "wrong apiVersion",
             with(
                 "apiVersion: burnguard.dev/v1",
-                "apiVersion: sloth.slok.dev/v1",
+                "apiVersion: monitoring.example.com/v1",
             ),
             "apiVersion",
             Some(1),
             "burnguard.dev/v1",
+        ),
+        case(
+            "a burnguard kind under Sloth's apiVersion",
+            with(
+                "apiVersion: burnguard.dev/v1",
+                "apiVersion: sloth.slok.dev/v1",
+            ),
+            "kind",
+            Some(2),
+            "expected `PrometheusServiceLevel`",
         ),
         case(
             "unknown kind in the right apiVersion",

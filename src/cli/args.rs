@@ -9,6 +9,8 @@ use secrecy::SecretString;
 
 use crate::adapters::prometheus::PrometheusConfig;
 use crate::config::{self, PrometheusOverrides};
+use crate::domain::policy::Window;
+use crate::policies::LoadOptions;
 pub use crate::timefmt::{parse_time, rfc3339};
 
 /// How to reach a Prometheus-compatible query API. Every flag has a `BURNGUARD_*` twin.
@@ -106,4 +108,25 @@ pub enum Output {
     Json,
     #[default]
     Table,
+}
+
+/// How files of other tools are read, for every command that reads policy files.
+#[derive(Debug, Clone, Args)]
+pub struct FormatArgs {
+    /// The SLO window of Sloth SLOs: Sloth files carry none (Sloth's --default-slo-period).
+    #[arg(long = "window", value_name = "DURATION", default_value = "30d", value_parser = parse_window)]
+    pub sloth_window: Window,
+}
+
+impl FormatArgs {
+    pub fn options(&self) -> LoadOptions {
+        LoadOptions {
+            sloth_window: self.sloth_window,
+        }
+    }
+}
+
+/// A rolling window in Prometheus notation (`30d`, `4w`).
+pub fn parse_window(text: &str) -> Result<Window, String> {
+    Window::parse(text).map_err(|e| format!("`{text}` {e}"))
 }

@@ -13,6 +13,7 @@ use crate::policies;
 pub struct BacktestArgs {
     pub paths: Vec<PathBuf>,
     pub prometheus: PrometheusArgs,
+    pub options: policies::LoadOptions,
     pub from: i64,
     pub to: i64,
     pub step: u64,
@@ -39,7 +40,7 @@ pub async fn run(args: BacktestArgs) -> anyhow::Result<ExitCode> {
     if args.step == 0 {
         anyhow::bail!("--step must be longer than zero");
     }
-    let set = match policies::load(&args.paths) {
+    let set = match policies::load_with(&args.paths, &args.options) {
         Ok(set) => set,
         Err(error) => {
             super::report_problems(&error);

@@ -14,6 +14,7 @@ use crate::policies;
 pub struct EvalArgs {
     pub paths: Vec<PathBuf>,
     pub prometheus: PrometheusArgs,
+    pub options: policies::LoadOptions,
     pub at: Option<i64>,
     pub output: Output,
     pub mode: ReadMode,
@@ -27,7 +28,7 @@ struct Report<'a> {
 }
 
 pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
-    let set = match policies::load(&args.paths) {
+    let set = match policies::load_with(&args.paths, &args.options) {
         Ok(set) => set,
         Err(error) => {
             super::report_problems(&error);

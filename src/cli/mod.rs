@@ -8,6 +8,8 @@ mod backtest;
 mod dashboards;
 mod demo;
 mod eval;
+mod export;
+mod import;
 mod incidents;
 mod rules;
 mod serve;
@@ -19,7 +21,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::engine::ReadMode;
-use args::{Output, PrometheusArgs};
+use args::{FormatArgs, Output, PrometheusArgs};
 
 /// SLO monitoring and auto-remediation: error-budget burn rates, Prometheus rules, incidents.
 #[derive(Debug, Parser)]
@@ -32,10 +34,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check SLO policies and report every problem with its file, line and field.
+    ///
+    /// Reads burnguard files, and Sloth, Pyrra and OpenSLO files as they are.
     Validate {
         /// Policy files or directories (searched for *.yaml and *.yml).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        #[command(flatten)]
+        formats: FormatArgs,
     },
     /// Generate Prometheus recording and alerting rules for SLO policies.
     Rules {
@@ -45,6 +51,36 @@ pub enum Command {
         /// Write the rule file here instead of standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        #[command(flatten)]
+        formats: FormatArgs,
+    },
+    /// Write Sloth, Pyrra and OpenSLO files as burnguard.dev/v1 documents.
+    ///
+    /// Every SLO is written with a comment naming the file and document it came from; nothing
+    /// is written when any field cannot be mapped (each is reported).
+    Import {
+        /// Files or directories of Sloth, Pyrra or OpenSLO documents.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Write one file per input file into this directory instead of standard output.
+        #[arg(short, long, value_name = "DIR")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        formats: FormatArgs,
+    },
+    /// Write SLOs (of any format burnguard reads) in another format.
+    Export {
+        /// The format to write.
+        #[arg(long, value_enum)]
+        to: export::Target,
+        /// Policy files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Write one file per input file into this directory instead of standard output.
+        #[arg(short, long, value_name = "DIR")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        formats: FormatArgs,
     },
     /// Write the Grafana dashboards (SLO overview, SLO detail, burnguard health) as JSON files.
     ///
@@ -65,6 +101,8 @@ pub enum Command {
         paths: Vec<PathBuf>,
         #[command(flatten)]
         prometheus: PrometheusArgs,
+        #[command(flatten)]
+        formats: FormatArgs,
         /// Evaluation time: RFC 3339 or unix seconds (default: now).
         #[arg(long, value_parser = args::parse_time)]
         at: Option<i64>,
@@ -97,6 +135,8 @@ pub enum Command {
         paths: Vec<PathBuf>,
         #[command(flatten)]
         prometheus: PrometheusArgs,
+        #[command(flatten)]
+        formats: FormatArgs,
         /// Start: RFC 3339 or unix seconds.
         #[arg(long, value_parser = args::parse_time)]
         from: i64,
@@ -150,12 +190,28 @@ pub enum IncidentsCommand {
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Validate { paths } => Ok(validate::run(&paths)),
-        Command::Rules { paths, output } => rules::run(&paths, output.as_deref()),
+        Command::Validate { paths, formats } => Ok(validate::run(&paths, &formats.options())),
+        Command::Rules {
+            paths,
+            output,
+            formats,
+        } => rules::run(&paths, output.as_deref(), &formats.options()),
+        Command::Import {
+            paths,
+            output,
+            formats,
+        } => import::run(&paths, output.as_deref(), &formats.options()),
+        Command::Export {
+            to,
+            paths,
+            output,
+            formats,
+        } => export::run(to, &paths, output.as_deref(), &formats.options()),
         Command::Dashboards { output } => dashboards::run(&output),
         Command::Eval {
             paths,
             prometheus,
+            formats,
             at,
             output,
             mode,
@@ -163,6 +219,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => runtime()?.block_on(eval::run(eval::EvalArgs {
             paths,
             prometheus,
+            options: formats.options(),
             at,
             output,
             mode,
@@ -184,6 +241,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backtest {
             paths,
             prometheus,
+            formats,
             from,
             to,
             step,
@@ -192,6 +250,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => runtime()?.block_on(backtest::run(backtest::BacktestArgs {
             paths,
             prometheus,
+            options: formats.options(),
             from,
             to,
             step: step.as_secs(),
@@ -206,6 +265,60 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
+}
+
+/// Where a file goes in an output directory: its own name, or an error when two inputs share
+/// one (they would overwrite each other).
+fn output_files(
+    dir: &std::path::Path,
+    sources: &[String],
+) -> anyhow::Result<std::collections::BTreeMap<String, PathBuf>> {
+    let mut taken: std::collections::BTreeMap<PathBuf, &str> = std::collections::BTreeMap::new();
+    let mut files = std::collections::BTreeMap::new();
+    for source in sources {
+        let name = std::path::Path::new(source)
+            .file_name()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("policies.yaml"));
+        let target = dir.join(name);
+        if let Some(other) = taken.insert(target.clone(), source) {
+            anyhow::bail!(
+                "{other} and {source} would both be written to {}; give them separately",
+                target.display()
+            );
+        }
+        files.insert(source.clone(), target);
+    }
+    Ok(files)
+}
+
+/// Writes one text per input file: all to standard output, or each to its own file in
+/// `dir` (named after the input), saying how many SLOs went where.
+fn write_per_source(
+    texts: &std::collections::BTreeMap<String, (String, usize)>,
+    dir: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+
+    use anyhow::Context;
+
+    let Some(dir) = dir else {
+        let mut out = std::io::stdout().lock();
+        for (text, _) in texts.values() {
+            out.write_all(text.as_bytes())
+                .context("writing to standard output")?;
+        }
+        return Ok(());
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let sources: Vec<String> = texts.keys().cloned().collect();
+    let targets = output_files(dir, &sources)?;
+    for (source, (text, slos)) in texts {
+        let target = &targets[source];
+        std::fs::write(target, text).with_context(|| format!("writing {}", target.display()))?;
+        eprintln!("wrote {slos} SLO(s) from {source} to {}", target.display());
+    }
+    Ok(())
 }
 
 /// Prints every load problem to stderr with a closing count.

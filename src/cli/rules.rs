@@ -9,8 +9,12 @@ use anyhow::Context;
 use crate::domain::rules;
 use crate::policies;
 
-pub fn run(paths: &[PathBuf], output: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let set = match policies::load(paths) {
+pub fn run(
+    paths: &[PathBuf],
+    output: Option<&Path>,
+    options: &policies::LoadOptions,
+) -> anyhow::Result<ExitCode> {
+    let set = match policies::load_with(paths, options) {
         Ok(set) => set,
         Err(error) => {
             super::report_problems(&error);

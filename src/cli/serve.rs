@@ -29,6 +29,9 @@ pub struct ServeArgs {
     pub policies: Vec<PathBuf>,
     #[command(flatten)]
     pub prometheus: PrometheusArgs,
+    /// The SLO window of Sloth SLOs, whose files carry none (default 30d, as Sloth's).
+    #[arg(long = "window", env = "BURNGUARD_SLOTH_WINDOW", value_parser = super::args::parse_window, value_name = "DURATION")]
+    pub sloth_window: Option<crate::domain::policy::Window>,
     /// Address to serve /metrics, /healthz and /readyz on (port 0 picks a free port).
     #[arg(long, env = "BURNGUARD_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
@@ -195,6 +198,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let overrides = Overrides {
         policies: args.policies,
+        sloth_window: args.sloth_window,
         listen: args.listen,
         interval: args.interval,
         mode: args.mode,

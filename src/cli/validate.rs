@@ -7,11 +7,20 @@ use crate::domain::policy::Slo;
 use crate::domain::sli::promql_number;
 use crate::policies;
 
-pub fn run(paths: &[PathBuf]) -> ExitCode {
-    match policies::load(paths) {
+pub fn run(paths: &[PathBuf], options: &policies::LoadOptions) -> ExitCode {
+    match policies::load_with(paths, options) {
         Ok(set) => {
             for loaded in &set.slos {
-                println!("ok  {}  ({})", summary(&loaded.slo), loaded.origin.source);
+                let from = if loaded.format.is_foreign() {
+                    format!(", {}", loaded.format)
+                } else {
+                    String::new()
+                };
+                println!(
+                    "ok  {}  ({}{from})",
+                    summary(&loaded.slo),
+                    loaded.origin.source
+                );
             }
             for loaded in &set.playbooks {
                 let p = &loaded.playbook;

@@ -119,6 +119,40 @@ impl Objective {
         (percent.is_finite() && percent > 0.0 && percent < 100.0).then(|| Self(percent / 100.0))
     }
 
+    /// From a fraction (`0.999`), as OpenSLO's `target` writes it. Goes through the percent
+    /// so that every objective is `from_percent` of some number, which is what lets writers
+    /// print a percent that reads back to exactly this objective.
+    pub fn from_ratio(ratio: f64) -> Option<Self> {
+        Self::from_percent(ratio * 100.0)
+    }
+
+    /// The shortest percent that reads back (through [`Objective::from_percent`]) to exactly
+    /// this objective: `99.9`, not `99.90000000000001`.
+    pub fn percent_text(self) -> String {
+        let nearest = self.percent();
+        let mut candidates = vec![
+            crate::domain::sli::promql_number(nearest),
+            format!("{nearest}"),
+        ];
+        // `percent()` may be an ulp or two off the number the objective came from.
+        let (mut up, mut down) = (nearest, nearest);
+        for _ in 0..4 {
+            up = up.next_up();
+            down = down.next_down();
+            candidates.push(format!("{up}"));
+            candidates.push(format!("{down}"));
+        }
+        candidates
+            .into_iter()
+            .find(|text| {
+                text.parse::<f64>()
+                    .ok()
+                    .and_then(Self::from_percent)
+                    .is_some_and(|o| o == self)
+            })
+            .unwrap_or_else(|| format!("{nearest}"))
+    }
+
     pub fn ratio(self) -> f64 {
         self.0
     }
@@ -249,7 +283,31 @@ impl Indicator {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Alerting {
     pub name: String,
+    /// May be empty: an SLO whose alerts are switched off still records its series.
     pub windows: Vec<AlertWindow>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// Extra labels and annotations for the page rows only.
+    pub page: AlertRoute,
+    /// Extra labels and annotations for the ticket rows only.
+    pub ticket: AlertRoute,
+}
+
+impl Alerting {
+    /// The labels and annotations of one severity's rows.
+    pub fn route(&self, severity: Severity) -> &AlertRoute {
+        match severity {
+            Severity::Page => &self.page,
+            Severity::Ticket => &self.ticket,
+        }
+    }
+}
+
+/// Labels and annotations added to the alerts of one severity, after the SLO's own; its
+/// `severity` label, when set, replaces burnguard's (so existing routes on `critical` or
+/// `warning` keep working).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AlertRoute {
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
 }
@@ -350,6 +408,21 @@ mod tests {
     }
 
     #[test]
+    fn objectives_print_as_people_write_them() {
+        for (percent, text) in [
+            (99.9, "99.9"),
+            (99.95, "99.95"),
+            (99.0, "99"),
+            (95.5, "95.5"),
+        ] {
+            assert_eq!(
+                Objective::from_percent(percent).unwrap().percent_text(),
+                text
+            );
+        }
+    }
+
+    #[test]
     fn query_templates_render_every_placeholder() {
         let q = QueryTemplate::new("a[{{.window}}] / b[{{.window}}]");
         assert_eq!(q.render(Window::from_secs(3_600)), "a[1h] / b[1h]");
@@ -360,6 +433,21 @@ mod tests {
         fn printed_windows_parse_back_to_the_same_duration(secs in 1u64..100_000_000) {
             let w = Window::from_secs(secs);
             prop_assert_eq!(Window::parse(&w.to_string()).unwrap(), w);
+        }
+
+        #[test]
+        fn an_objective_prints_as_a_percent_that_reads_back_to_it(percent in 0.0001f64..99.9999) {
+            let objective = Objective::from_percent(percent).unwrap();
+            let text = objective.percent_text();
+            let back = Objective::from_percent(text.parse().unwrap()).unwrap();
+            prop_assert_eq!(back, objective, "{} printed as {}", percent, text);
+        }
+
+        #[test]
+        fn a_fraction_objective_prints_as_a_percent_that_reads_back_to_it(ratio in 0.0001f64..0.9999) {
+            let objective = Objective::from_ratio(ratio).unwrap();
+            let back = Objective::from_percent(objective.percent_text().parse().unwrap()).unwrap();
+            prop_assert_eq!(back, objective);
         }
 
         #[test]

@@ -215,9 +215,13 @@ fn alert_rule(slo: &Slo, row: &AlertWindow, selector: &str, budget: &str) -> Rul
     labels.insert("severity".into(), row.severity.as_str().into());
     labels.insert("long_window".into(), row.long.to_string());
     labels.insert("short_window".into(), row.short.to_string());
+    // The severity's own labels last: validation lets them set only `severity` among ours.
+    let route = slo.alerting.route(row.severity);
+    labels.extend(route.labels.clone());
 
     let mut annotations = alert_annotations(slo, row);
     annotations.extend(slo.alerting.annotations.clone());
+    annotations.extend(route.annotations.clone());
 
     Rule::Alerting {
         alert: slo.alerting.name.clone(),
@@ -324,5 +328,56 @@ mod tests {
             })
             .unwrap();
         assert_eq!(labels[RULES_HASH_LABEL], rules_fingerprint(&s));
+    }
+
+    #[test]
+    fn a_severitys_labels_and_annotations_reach_only_its_alerts() {
+        let text = "apiVersion: burnguard.dev/v1\nkind: SLO\nmetadata: {name: s}\nspec:\n  service: s\n  objective: 99.9\n  indicator: {ratio: {errors: 'sum(rate(e[{{.window}}]))', total: 'sum(rate(t[{{.window}}]))'}}\n  alerting: {labels: {team: a}, page: {labels: {severity: critical, pager: x}}, ticket: {annotations: {queue: q}}}\n";
+        let (loaded, problems) = crate::policies::parse_source("t.yaml", text);
+        assert!(problems.is_empty(), "{problems:?}");
+        let group = rule_group(&loaded[0].slo);
+        type Labels = BTreeMap<String, String>;
+        let alerts: Vec<(&Labels, &Labels)> = group
+            .rules
+            .iter()
+            .filter_map(|r| match r {
+                Rule::Alerting {
+                    labels,
+                    annotations,
+                    ..
+                } => Some((labels, annotations)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(alerts.len(), 4);
+        for (labels, annotations) in &alerts[..2] {
+            assert_eq!(labels["severity"], "critical");
+            assert_eq!(labels["pager"], "x");
+            assert_eq!(labels["team"], "a");
+            assert!(!annotations.contains_key("queue"));
+        }
+        for (labels, annotations) in &alerts[2..] {
+            assert_eq!(labels["severity"], "ticket");
+            assert!(!labels.contains_key("pager"));
+            assert_eq!(annotations["queue"], "q");
+            assert!(annotations.contains_key("summary"));
+        }
+    }
+
+    #[test]
+    fn an_slo_without_alerts_still_records_its_series() {
+        let text = "apiVersion: burnguard.dev/v1\nkind: SLO\nmetadata: {name: s}\nspec:\n  service: s\n  objective: 99.9\n  window: 1d\n  indicator: {ratio: {errors: 'sum(rate(e[{{.window}}]))', total: 'sum(rate(t[{{.window}}]))'}}\n  alerting: {windows: none}\n";
+        let (loaded, problems) = crate::policies::parse_source("t.yaml", text);
+        assert!(problems.is_empty(), "{problems:?}");
+        let group = rule_group(&loaded[0].slo);
+        assert!(
+            group
+                .rules
+                .iter()
+                .all(|r| matches!(r, Rule::Recording { .. }))
+        );
+        assert!(group.rules.iter().any(
+            |r| matches!(r, Rule::Recording { record, .. } if record == BUDGET_REMAINING_SERIES)
+        ));
     }
 }

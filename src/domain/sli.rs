@@ -11,7 +11,7 @@
 //!
 //! Owns: the expression text. Must not touch: I/O.
 
-use super::policy::{BadEvents, Indicator, Window};
+use super::policy::{BadEvents, Indicator, QueryTemplate, WINDOW_PLACEHOLDER, Window};
 
 /// Formats a number for PromQL and YAML: at most 12 significant digits, so float noise such as
 /// `0.0010000000000000009` prints as `0.001`.
@@ -31,11 +31,47 @@ pub fn total_rate(indicator: &Indicator, window: Window) -> Option<String> {
             histogram,
             matchers,
             ..
-        } => Some(format!(
-            "sum(rate({histogram}_count{{{matchers}}}[{window}]))"
+        } => Some(histogram_count_rate(
+            histogram,
+            matchers,
+            &window.to_string(),
         )),
         Indicator::Raw { .. } => None,
     }
+}
+
+/// All events of a classic histogram, over the range `range` (`5m`, or `{{.window}}`).
+fn histogram_count_rate(histogram: &str, matchers: &str, range: &str) -> String {
+    format!("sum(rate({histogram}_count{{{matchers}}}[{range}]))")
+}
+
+/// The events of a classic histogram no slower than `threshold`, over the range `range`.
+fn histogram_bucket_rate(histogram: &str, matchers: &str, threshold: f64, range: &str) -> String {
+    let bucket_matchers = join_matchers(matchers, &le_matcher(threshold));
+    format!("sum(rate({histogram}_bucket{{{bucket_matchers}}}[{range}]))")
+}
+
+/// A latency indicator as ratio query templates: (good events, all events). Other formats
+/// have no histogram indicator, so exporters write these, and importers that meet exactly
+/// these two templates read them back as the latency indicator they came from.
+pub fn latency_templates(
+    histogram: &str,
+    matchers: &str,
+    threshold: f64,
+) -> (QueryTemplate, QueryTemplate) {
+    (
+        QueryTemplate::new(histogram_bucket_rate(
+            histogram,
+            matchers,
+            threshold,
+            WINDOW_PLACEHOLDER,
+        )),
+        QueryTemplate::new(histogram_count_rate(
+            histogram,
+            matchers,
+            WINDOW_PLACEHOLDER,
+        )),
+    )
 }
 
 /// Per-second rate of bad events over `window`; `None` for a raw indicator.
@@ -62,9 +98,11 @@ pub fn bad_rate(indicator: &Indicator, window: Window) -> Option<String> {
             matchers,
             threshold,
         } => {
-            let bucket_matchers = join_matchers(matchers, &le_matcher(*threshold));
+            let range = window.to_string();
             Some(format!(
-                "sum(rate({histogram}_count{{{matchers}}}[{window}])) - sum(rate({histogram}_bucket{{{bucket_matchers}}}[{window}]))"
+                "{} - {}",
+                histogram_count_rate(histogram, matchers, &range),
+                histogram_bucket_rate(histogram, matchers, *threshold, &range)
             ))
         }
         Indicator::Raw { .. } => None,
@@ -120,7 +158,6 @@ fn join_matchers(existing: &str, extra: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::policy::QueryTemplate;
 
     const FIVE_MINUTES: Window = Window::from_secs(300);
 

@@ -1,31 +1,48 @@
 //! Reading policy text: splitting a YAML stream into documents, deciding each document's
-//! kind, and deserializing it into the wire types of its apiVersion with every unknown field
-//! and the first type error reported with its path and line.
+//! format and kind, and deserializing it into the wire types of its format with every unknown
+//! field and the first type error reported with its path and line.
 //!
-//! Owns: document boundaries, line numbering, the kind dispatch. Must not touch: files (it
-//! takes text), validation of values (see `validate`).
+//! Formats: burnguard's own `burnguard.dev/v1` ([`v1`]), and the importers' Sloth
+//! (`version: prometheus/v1` and `sloth.slok.dev/v1`, [`sloth`]), Pyrra (`pyrra.dev/v1alpha1`,
+//! [`pyrra`]) and OpenSLO (`openslo/v1`, [`openslo`]). Importers map a foreign document to the
+//! same validated `Slo` a burnguard document gives; they are pure (text in, values out).
+//!
+//! Owns: document boundaries (also the items of a top-level YAML list), line numbering, the
+//! format and kind dispatch. Must not touch: files (it takes text).
 
+mod draft;
+pub mod openslo;
+pub mod pyrra;
+mod queries;
+pub mod sloth;
 pub mod v1;
 
+use std::borrow::Cow;
 use std::cell::RefCell;
+use std::fmt;
 
 use serde::de::DeserializeOwned;
 
 use super::problem::Problem;
 
-/// One `---`-separated document of a YAML stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One document of a YAML stream: a `---`-separated document, or one item of a document that
+/// is a top-level list.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceDocument<'a> {
-    /// 1-based position among the non-empty documents of the stream.
+    /// 1-based position among the non-empty documents (and list items) of the stream.
     pub index: usize,
     /// 1-based line of the stream on which `text` starts.
     pub first_line: u64,
-    pub text: &'a str,
+    pub text: Cow<'a, str>,
 }
 
 /// Splits a YAML stream on document markers (`---` and `...` at the start of a line) and
 /// drops documents holding only blank lines and comments. YAML forbids those markers inside
 /// any scalar, so a line-based split is exact; it keeps line numbers true to the file.
+///
+/// A document that is a top-level block list (`- apiVersion: ...`) becomes one document per
+/// item, numbered on: the item's dash is blanked out, which leaves a mapping indented like the
+/// rest of the item, on the same lines as in the file.
 pub fn split_documents(stream: &str) -> Vec<SourceDocument<'_>> {
     let mut pieces: Vec<(u64, &str)> = Vec::new();
     let mut start = 0usize;
@@ -49,6 +66,7 @@ pub fn split_documents(stream: &str) -> Vec<SourceDocument<'_>> {
     pieces
         .into_iter()
         .filter(|(_, text)| !is_blank_yaml(text))
+        .flat_map(|(first_line, text)| list_items(first_line, text))
         .enumerate()
         .map(|(i, (first_line, text))| SourceDocument {
             index: i + 1,
@@ -65,11 +83,85 @@ fn is_blank_yaml(text: &str) -> bool {
     })
 }
 
+/// A line that opens an item of a top-level block list: a dash in the first column, then
+/// nothing or a space. (`-1` or `-x` is a scalar, not an item.)
+fn is_top_level_item(line: &str) -> bool {
+    line.strip_prefix('-').is_some_and(|rest| {
+        rest.trim_end_matches(['\r', '\n']).is_empty() || rest.starts_with([' ', '\t'])
+    })
+}
+
+/// The items of a document that is a top-level block list, each with the line it starts on;
+/// the document itself otherwise. Block scalars and nested content are indented, so a dash in
+/// the first column can only start a top-level item.
+fn list_items(first_line: u64, text: &str) -> Vec<(u64, Cow<'_, str>)> {
+    let first_content = text
+        .lines()
+        .map(str::trim_end)
+        .find(|line| !(line.trim().is_empty() || line.trim_start().starts_with('#')));
+    if !first_content.is_some_and(is_top_level_item) {
+        return vec![(first_line, Cow::Borrowed(text))];
+    }
+    let mut items: Vec<(u64, String)> = Vec::new();
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let line_number = first_line + i as u64;
+        if is_top_level_item(line) {
+            // Blank the dash: the item's first key lines up with the keys below it.
+            items.push((line_number, format!(" {}", &line[1..])));
+        } else if let Some((_, item)) = items.last_mut() {
+            item.push_str(line);
+        }
+    }
+    items
+        .into_iter()
+        .filter(|(_, text)| !is_blank_yaml(text))
+        .map(|(line, text)| (line, Cow::Owned(text)))
+        .collect()
+}
+
+/// The format a policy document is written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SourceFormat {
+    Burnguard,
+    /// Sloth's `version: prometheus/v1` files.
+    Sloth,
+    /// Sloth's Kubernetes resource, `sloth.slok.dev/v1` `PrometheusServiceLevel`.
+    SlothKubernetes,
+    /// Pyrra's `pyrra.dev/v1alpha1` `ServiceLevelObjective`.
+    Pyrra,
+    /// OpenSLO `openslo/v1`.
+    OpenSlo,
+}
+
+impl SourceFormat {
+    /// Whether documents of this format are read by an importer.
+    pub fn is_foreign(self) -> bool {
+        self != SourceFormat::Burnguard
+    }
+}
+
+impl fmt::Display for SourceFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SourceFormat::Burnguard => "burnguard.dev/v1",
+            SourceFormat::Sloth => "Sloth prometheus/v1",
+            SourceFormat::SlothKubernetes => "Sloth sloth.slok.dev/v1 PrometheusServiceLevel",
+            SourceFormat::Pyrra => "Pyrra pyrra.dev/v1alpha1 ServiceLevelObjective",
+            SourceFormat::OpenSlo => "OpenSLO openslo/v1",
+        })
+    }
+}
+
 /// A document read far enough to know what it is.
 #[derive(Debug)]
 pub enum Document {
     Slo(Box<v1::SloDocument>),
     Playbook(Box<v1::PlaybookDocument>),
+    /// A Sloth file (either form): one service with any number of SLOs.
+    Sloth(Box<sloth::SlothDocument>),
+    Pyrra(Box<pyrra::PyrraDocument>),
+    /// Any OpenSLO object: SLOs need the SLIs and DataSources of the whole set.
+    OpenSlo(Box<openslo::Object>),
 }
 
 /// A document of a known kind, and the fields it has that the kind does not know. Unknown
@@ -80,78 +172,120 @@ pub struct Parsed {
     pub unknown_fields: Vec<Problem>,
 }
 
-/// Reads one document: its header first, then the body of its kind.
+/// The apiVersions (and Sloth's `version`) this build reads, for messages.
+const ACCEPTED_VERSIONS: &str = "`burnguard.dev/v1`; or, to import, `sloth.slok.dev/v1`, `pyrra.dev/v1alpha1`, `openslo/v1`, or Sloth's `version: prometheus/v1`";
+
+/// Reads one document: its header first, then the body of its format and kind.
 pub fn parse_document(doc: &SourceDocument<'_>) -> Result<Parsed, Vec<Problem>> {
     let (header, _) = deserialize::<v1::Header>(doc, false).map_err(|p| vec![p])?;
     let line_of = |s: &Option<serde_saphyr::Spanned<String>>| {
         s.as_ref().map(|s| absolute_line(doc, s.referenced.line()))
     };
+    let kind = header.kind.as_ref().map(|s| s.value.as_str());
+    let wrong_kind = |expected: &str| -> Vec<Problem> {
+        match kind {
+            Some(other) => vec![Problem::new(
+                "kind",
+                line_of(&header.kind),
+                format!("unknown kind `{other}`; expected {expected}"),
+            )],
+            None => vec![Problem::new(
+                "kind",
+                None,
+                format!("is missing; expected {expected}"),
+            )],
+        }
+    };
     let api_version = header.api_version.as_ref().map(|s| s.value.as_str());
+    let parsed = |document: Document, unknown_fields: Vec<Problem>| Parsed {
+        document,
+        unknown_fields,
+    };
     match api_version {
-        Some(v1::API_VERSION) => {}
-        None => {
-            return Err(vec![Problem::new(
+        Some(v1::API_VERSION) => match kind {
+            Some("SLO") => {
+                let (slo, unknown) =
+                    deserialize::<v1::SloDocument>(doc, true).map_err(|p| vec![p])?;
+                Ok(parsed(Document::Slo(Box::new(slo)), unknown))
+            }
+            Some("Playbook") => {
+                let (book, unknown) =
+                    deserialize::<v1::PlaybookDocument>(doc, true).map_err(|p| vec![p])?;
+                Ok(parsed(Document::Playbook(Box::new(book)), unknown))
+            }
+            _ => Err(wrong_kind("`SLO` or `Playbook`")),
+        },
+        Some(sloth::KUBERNETES_API_VERSION) => match kind {
+            Some(sloth::KUBERNETES_KIND) => {
+                let (found, unknown) =
+                    deserialize::<sloth::KubernetesDocument>(doc, true).map_err(|p| vec![p])?;
+                let document = sloth::SlothDocument::Kubernetes(Box::new(found));
+                Ok(parsed(Document::Sloth(Box::new(document)), unknown))
+            }
+            _ => Err(wrong_kind(&format!("`{}`", sloth::KUBERNETES_KIND))),
+        },
+        Some(pyrra::API_VERSION) => match kind {
+            Some(pyrra::KIND) => {
+                let (found, unknown) =
+                    deserialize::<pyrra::PyrraDocument>(doc, true).map_err(|p| vec![p])?;
+                Ok(parsed(Document::Pyrra(Box::new(found)), unknown))
+            }
+            _ => Err(wrong_kind(&format!("`{}`", pyrra::KIND))),
+        },
+        Some(openslo::API_VERSION) => match kind.and_then(openslo::Kind::from_name) {
+            Some(kind) => {
+                let (object, unknown) = openslo::parse(doc, kind)?;
+                Ok(parsed(Document::OpenSlo(Box::new(object)), unknown))
+            }
+            None => Err(wrong_kind(openslo::KINDS)),
+        },
+        None => match header.version.as_ref() {
+            Some(version) if version.value == sloth::VERSION => {
+                let (found, unknown) =
+                    deserialize::<sloth::PlainDocument>(doc, true).map_err(|p| vec![p])?;
+                let document = sloth::SlothDocument::Plain(Box::new(found));
+                Ok(parsed(Document::Sloth(Box::new(document)), unknown))
+            }
+            Some(version) => Err(vec![Problem::new(
+                "version",
+                line_of(&header.version),
+                format!(
+                    "`{}` is not a Sloth spec version burnguard reads; expected `{}`",
+                    version.value,
+                    sloth::VERSION
+                ),
+            )]),
+            None => Err(vec![Problem::new(
                 "apiVersion",
                 None,
-                format!("is missing; expected `{}`", v1::API_VERSION),
-            )]);
-        }
-        Some(other) => {
-            return Err(vec![Problem::new(
-                "apiVersion",
-                line_of(&header.api_version),
-                format!(
-                    "`{other}` is not a burnguard policy version; expected `{}`",
-                    v1::API_VERSION
-                ),
-            )]);
-        }
-    }
-    match header.kind.as_ref().map(|s| s.value.as_str()) {
-        Some("SLO") => {
-            let (slo, unknown_fields) =
-                deserialize::<v1::SloDocument>(doc, true).map_err(|p| vec![p])?;
-            Ok(Parsed {
-                document: Document::Slo(Box::new(slo)),
-                unknown_fields,
-            })
-        }
-        Some("Playbook") => {
-            let (playbook, unknown_fields) =
-                deserialize::<v1::PlaybookDocument>(doc, true).map_err(|p| vec![p])?;
-            Ok(Parsed {
-                document: Document::Playbook(Box::new(playbook)),
-                unknown_fields,
-            })
-        }
+                format!("is missing; expected {ACCEPTED_VERSIONS}"),
+            )]),
+        },
         Some(other) => Err(vec![Problem::new(
-            "kind",
-            line_of(&header.kind),
-            format!("unknown kind `{other}`; expected `SLO` or `Playbook`"),
-        )]),
-        None => Err(vec![Problem::new(
-            "kind",
-            None,
-            "is missing; expected `SLO` or `Playbook`",
+            "apiVersion",
+            line_of(&header.api_version),
+            format!(
+                "`{other}` is not a policy version burnguard reads; expected {ACCEPTED_VERSIONS}"
+            ),
         )]),
     }
 }
 
-fn absolute_line(doc: &SourceDocument<'_>, line_in_document: u64) -> u64 {
+pub(crate) fn absolute_line(doc: &SourceDocument<'_>, line_in_document: u64) -> u64 {
     doc.first_line + line_in_document.saturating_sub(1)
 }
 
 /// Deserializes a document into `T`. The first type error (serde stops there) comes back as
 /// a problem with its path and line; with `report_unknown`, every field `T` does not know is
 /// returned as a problem too, so typos never pass silently.
-fn deserialize<T: DeserializeOwned>(
+pub(crate) fn deserialize<T: DeserializeOwned>(
     doc: &SourceDocument<'_>,
     report_unknown: bool,
 ) -> Result<(T, Vec<Problem>), Problem> {
     let unknown: RefCell<Vec<String>> = RefCell::new(Vec::new());
     let failed_path: RefCell<String> = RefCell::new(String::new());
     let options = serde_saphyr::options! { with_snippet: false };
-    let result = serde_saphyr::with_deserializer_from_str_with_options(doc.text, options, |de| {
+    let result = serde_saphyr::with_deserializer_from_str_with_options(&doc.text, options, |de| {
         let mut on_ignored = |path: serde_ignored::Path<'_>| {
             unknown.borrow_mut().push(path.to_string());
         };
@@ -274,6 +408,33 @@ mod tests {
     fn three_dashes_inside_a_value_are_not_a_marker() {
         let docs = split_documents("a: ---\nb: '--- x'\n  ---\n");
         assert_eq!(docs.len(), 1);
+    }
+
+    #[test]
+    fn items_of_a_top_level_list_are_documents_on_their_own_lines() {
+        let stream = "# a list\n- a: 1\n  b: 2\n\n- c: 3\n---\nd: 4\n";
+        let docs = split_documents(stream);
+        let found: Vec<(usize, u64, &str)> = docs
+            .iter()
+            .map(|d| (d.index, d.first_line, d.text.as_ref()))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                (1, 2, "  a: 1\n  b: 2\n\n"),
+                (2, 5, "  c: 3\n"),
+                (3, 6, "\nd: 4\n")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_dash_that_is_not_a_list_item_leaves_the_document_whole() {
+        for text in ["-1\n", "a:\n- b\n", "a: |\n  - x\n", "'-x': 1\n"] {
+            let docs = split_documents(text);
+            assert_eq!(docs.len(), 1, "{text:?}");
+            assert_eq!(docs[0].text, text, "{text:?}");
+        }
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub struct Header {
     #[serde(rename = "apiVersion")]
     pub api_version: Option<Spanned<String>>,
     pub kind: Option<Spanned<String>>,
+    /// Sloth's plain files say `version: prometheus/v1` instead of an apiVersion.
+    pub version: Option<Spanned<String>>,
 }
 
 /// A whole `kind: SLO` document.
@@ -87,15 +89,26 @@ pub struct RawSpec {
     pub error_ratio: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct AlertingSpec {
     pub name: Option<Spanned<String>>,
     pub windows: Option<WindowsSpec>,
     pub labels: Option<BTreeMap<String, String>>,
     pub annotations: Option<BTreeMap<String, String>>,
+    /// Extra labels and annotations for the page rows.
+    pub page: Option<AlertRouteSpec>,
+    /// Extra labels and annotations for the ticket rows.
+    pub ticket: Option<AlertRouteSpec>,
 }
 
-/// `windows:` is either the name of a catalogue or an explicit list of rows.
+#[derive(Debug, Default, Deserialize)]
+pub struct AlertRouteSpec {
+    pub labels: Option<BTreeMap<String, String>>,
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+/// `windows:` is either the name of a catalogue (`google`, or `none` for no alerts) or an
+/// explicit list of rows.
 #[derive(Debug)]
 pub enum WindowsSpec {
     Catalogue(String),
@@ -123,7 +136,7 @@ impl<'de> Deserialize<'de> for WindowsSpec {
 
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str(
-                    "a catalogue name (google) or a list of {severity, long, short, budgetPercent}",
+                    "a catalogue name (google, or none) or a list of {severity, long, short, budgetPercent}",
                 )
             }
 
@@ -233,4 +246,323 @@ pub struct VerifySpec {
     pub window: Option<Spanned<String>>,
     pub burn_rate_below: Option<Spanned<f64>>,
     pub within: Option<Spanned<String>>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing: a validated SLO back as a `burnguard.dev/v1` document (what `burnguard import`
+// writes). Reading the text back gives the same `Slo`: numbers are written so they parse to
+// the same values, and defaults are left out.
+
+mod out {
+    use std::collections::BTreeMap;
+
+    use serde::Serialize;
+
+    #[derive(Serialize)]
+    pub struct Slo<'a> {
+        #[serde(rename = "apiVersion")]
+        pub api_version: &'a str,
+        pub kind: &'a str,
+        pub metadata: Metadata<'a>,
+        pub spec: Spec<'a>,
+    }
+
+    #[derive(Serialize)]
+    pub struct Metadata<'a> {
+        pub name: &'a str,
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        pub labels: &'a BTreeMap<String, String>,
+    }
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Spec<'a> {
+        pub service: &'a str,
+        #[serde(skip_serializing_if = "str::is_empty")]
+        pub description: &'a str,
+        pub objective: f64,
+        pub window: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub min_events: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub schedule: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub resolve_after: Option<String>,
+        pub indicator: Indicator<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub alerting: Option<Alerting<'a>>,
+    }
+
+    #[derive(Serialize, Default)]
+    pub struct Indicator<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub ratio: Option<Ratio<'a>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub latency: Option<Latency<'a>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub raw: Option<Raw<'a>>,
+    }
+
+    #[derive(Serialize)]
+    pub struct Ratio<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub errors: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub good: Option<&'a str>,
+        pub total: &'a str,
+    }
+
+    #[derive(Serialize)]
+    pub struct Latency<'a> {
+        pub histogram: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub selector: Option<String>,
+        pub threshold: f64,
+    }
+
+    #[derive(Serialize)]
+    pub struct Raw<'a> {
+        #[serde(rename = "errorRatio")]
+        pub error_ratio: &'a str,
+    }
+
+    #[derive(Serialize, Default)]
+    pub struct Alerting<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub name: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub windows: Option<Windows>,
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        pub labels: BTreeMap<String, String>,
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        pub annotations: BTreeMap<String, String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub page: Option<Route<'a>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub ticket: Option<Route<'a>>,
+    }
+
+    #[derive(Serialize)]
+    #[serde(untagged)]
+    pub enum Windows {
+        Catalogue(&'static str),
+        List(Vec<Row>),
+    }
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Row {
+        pub severity: &'static str,
+        pub long: String,
+        pub short: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub budget_percent: Option<f64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub burn_rate: Option<f64>,
+    }
+
+    #[derive(Serialize)]
+    pub struct Route<'a> {
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        pub labels: &'a BTreeMap<String, String>,
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        pub annotations: &'a BTreeMap<String, String>,
+    }
+}
+
+/// An SLO as a `burnguard.dev/v1` document (YAML, without a leading `---`). Budget policies are
+/// not written: no imported format has them.
+pub fn write_slo(slo: &crate::domain::policy::Slo) -> Result<String, serde_saphyr::SerializeError> {
+    use crate::domain::policy::{AlertRoute, BadEvents, Indicator};
+    use crate::domain::validate::{DEFAULT_ALERT_NAME, DEFAULT_RESOLVE_AFTER};
+    use crate::domain::windows;
+
+    let indicator = match &slo.indicator {
+        Indicator::Ratio { bad, total } => out::Indicator {
+            ratio: Some(out::Ratio {
+                errors: match bad {
+                    BadEvents::Errors(q) => Some(q.template()),
+                    BadEvents::Good(_) => None,
+                },
+                good: match bad {
+                    BadEvents::Good(q) => Some(q.template()),
+                    BadEvents::Errors(_) => None,
+                },
+                total: total.template(),
+            }),
+            ..Default::default()
+        },
+        Indicator::Latency {
+            histogram,
+            matchers,
+            threshold,
+        } => out::Indicator {
+            latency: Some(out::Latency {
+                histogram,
+                selector: (!matchers.is_empty()).then(|| format!("{{{matchers}}}")),
+                threshold: *threshold,
+            }),
+            ..Default::default()
+        },
+        Indicator::Raw { error_ratio } => out::Indicator {
+            raw: Some(out::Raw {
+                error_ratio: error_ratio.template(),
+            }),
+            ..Default::default()
+        },
+    };
+    let a = &slo.alerting;
+    let google = slo.window >= windows::google_longest_window()
+        && a.windows == windows::resolve(&windows::GOOGLE, slo.window);
+    let rows = if google {
+        None
+    } else if a.windows.is_empty() {
+        Some(out::Windows::Catalogue("none"))
+    } else {
+        Some(out::Windows::List(
+            a.windows
+                .iter()
+                .map(|row| {
+                    let (budget_percent, burn_rate) = row_threshold(row, slo.window);
+                    out::Row {
+                        severity: row.severity.as_str(),
+                        long: row.long.to_string(),
+                        short: row.short.to_string(),
+                        budget_percent,
+                        burn_rate,
+                    }
+                })
+                .collect(),
+        ))
+    };
+    fn route(r: &AlertRoute) -> Option<out::Route<'_>> {
+        (!r.labels.is_empty() || !r.annotations.is_empty()).then_some(out::Route {
+            labels: &r.labels,
+            annotations: &r.annotations,
+        })
+    }
+    let alerting = out::Alerting {
+        name: (a.name != DEFAULT_ALERT_NAME).then_some(a.name.as_str()),
+        windows: rows,
+        labels: a.labels.clone(),
+        annotations: a.annotations.clone(),
+        page: route(&a.page),
+        ticket: route(&a.ticket),
+    };
+    let has_alerting = alerting.name.is_some()
+        || alerting.windows.is_some()
+        || !alerting.labels.is_empty()
+        || !alerting.annotations.is_empty()
+        || alerting.page.is_some()
+        || alerting.ticket.is_some();
+    let document = out::Slo {
+        api_version: API_VERSION,
+        kind: "SLO",
+        metadata: out::Metadata {
+            name: &slo.name,
+            labels: &slo.labels,
+        },
+        spec: out::Spec {
+            service: &slo.service,
+            description: &slo.description,
+            objective: slo
+                .objective
+                .percent_text()
+                .parse()
+                .unwrap_or_else(|_| slo.objective.percent()),
+            window: slo.window.to_string(),
+            min_events: (slo.min_events > 0).then_some(slo.min_events),
+            schedule: slo.schedule.as_deref(),
+            resolve_after: (slo.resolve_after != DEFAULT_RESOLVE_AFTER)
+                .then(|| slo.resolve_after.to_string()),
+            indicator,
+            alerting: has_alerting.then_some(alerting),
+        },
+    };
+    serde_saphyr::to_string_with_options(&document, writer_options())
+}
+
+/// Long queries stay on one line (folding would break PromQL mid-operator for readers);
+/// queries written over several lines keep them.
+pub(crate) fn writer_options() -> serde_saphyr::SerializerOptions {
+    serde_saphyr::ser_options! { folded_wrap_chars: 1_000_000 }
+}
+
+/// How to write a row's threshold: as `(budgetPercent, burnRate)` with one of them set, the
+/// shorter of the two that reads back to exactly the row's threshold (the budget share for
+/// catalogue rows, `2`; the factor for rows given as factors, `14`).
+fn row_threshold(
+    row: &crate::domain::policy::AlertWindow,
+    slo_window: crate::domain::policy::Window,
+) -> (Option<f64>, Option<f64>) {
+    use crate::domain::sli::promql_number;
+    use crate::domain::windows::burn_rate_threshold;
+    let share = row.budget_share(slo_window) * 100.0;
+    let percent = [promql_number(share), format!("{share}")]
+        .into_iter()
+        .find(|text| {
+            text.parse::<f64>().is_ok_and(|pct| {
+                pct > 0.0
+                    && pct <= 100.0
+                    && burn_rate_threshold(pct / 100.0, slo_window, row.long)
+                        == row.burn_rate_threshold
+            })
+        });
+    let rate = promql_number(row.burn_rate_threshold);
+    let rate = if rate.parse::<f64>() == Ok(row.burn_rate_threshold) {
+        rate
+    } else {
+        format!("{}", row.burn_rate_threshold)
+    };
+    match percent {
+        Some(percent) if percent.len() <= rate.len() => (percent.parse().ok(), None),
+        _ => (None, Some(row.burn_rate_threshold)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::policies::parse_source;
+
+    fn one(text: &str) -> crate::domain::policy::Slo {
+        let (loaded, problems) = parse_source("t.yaml", text);
+        assert!(problems.is_empty(), "{problems:?}\n{text}");
+        assert_eq!(loaded.len(), 1);
+        loaded[0].slo.clone()
+    }
+
+    #[test]
+    fn a_written_slo_reads_back_the_same() {
+        let head = "apiVersion: burnguard.dev/v1\nkind: SLO\nmetadata: {name: s, labels: {team: a}}\nspec:\n  service: s\n";
+        let ratio = "  indicator: {ratio: {errors: 'sum(rate(e[{{.window}}]))', total: 'sum(rate(t[{{.window}}]))'}}\n";
+        let cases = [
+            format!("{head}  objective: 99.9\n{ratio}"),
+            format!(
+                "{head}  objective: 99.95\n  window: 28d\n  minEvents: 20\n  schedule: '0 */5 * * * *'\n  resolveAfter: 1h\n{ratio}  alerting: {{name: Burn, labels: {{route: x}}, annotations: {{runbook: 'http://r'}}, page: {{labels: {{severity: critical}}, annotations: {{a: b}}}}, ticket: {{labels: {{severity: warning}}}}}}\n"
+            ),
+            format!(
+                "{head}  objective: 99\n  window: 7d\n{ratio}  alerting:\n    windows:\n      - {{severity: page, long: 1h, short: 5m, budgetPercent: 5}}\n      - {{severity: ticket, long: 6h, short: 30m, burnRate: 1.3333333333333333}}\n"
+            ),
+            format!(
+                "{head}  objective: 97.5\n  window: 1d\n{ratio}  alerting: {{windows: none}}\n"
+            ),
+            format!(
+                "{head}  objective: 99.5\n  indicator: {{latency: {{histogram: rpc_seconds, selector: '{{job=\"a\", le_not=\"x\"}}', threshold: 0.25}}}}\n"
+            ),
+            format!(
+                "{head}  objective: 99.5\n  indicator: {{latency: {{histogram: rpc_seconds, threshold: 1}}}}\n"
+            ),
+            format!(
+                "{head}  description: 'multi\n    line: with # and \"quotes\"'\n  objective: 99.5\n  indicator: {{raw: {{errorRatio: \"1 - avg_over_time(x:ratio[{{{{.window}}}}])\"}}}}\n"
+            ),
+            format!(
+                "{head}  objective: 99.5\n  indicator:\n    ratio:\n      good: |\n        sum(rate(g[{{{{.window}}}}]))\n          or vector(0)\n      total: sum(rate(t[{{{{.window}}}}]))\n"
+            ),
+        ];
+        for text in cases {
+            let slo = one(&text);
+            let written = super::write_slo(&slo).unwrap();
+            assert_eq!(one(&written), slo, "{text}\nwritten as\n{written}");
+        }
+    }
 }

@@ -17,13 +17,14 @@ pub use remediation::{check_label_selector, check_playbook_references, validate_
 
 use super::playbook::BudgetRule;
 use super::policy::{
-    AlertWindow, Alerting, BadEvents, Indicator, Objective, QueryTemplate, Severity, Slo,
-    WINDOW_PLACEHOLDER, Window,
+    AlertRoute, AlertWindow, Alerting, BadEvents, Indicator, Objective, QueryTemplate, Severity,
+    Slo, WINDOW_PLACEHOLDER, Window,
 };
 use super::problem::Problem;
 use super::spec::SourceDocument;
 use super::spec::v1::{
-    AlertWindowSpec, AlertingSpec, IndicatorSpec, LatencySpec, SloDocument, SloSpec, WindowsSpec,
+    AlertRouteSpec, AlertWindowSpec, AlertingSpec, IndicatorSpec, LatencySpec, SloDocument,
+    SloSpec, WindowsSpec,
 };
 use super::windows;
 
@@ -59,7 +60,7 @@ impl<'a> Problems<'a> {
         self.found.is_empty()
     }
 
-    fn line<T>(&self, spanned: &Spanned<T>) -> Option<u64> {
+    pub(crate) fn line<T>(&self, spanned: &Spanned<T>) -> Option<u64> {
         Some(self.doc.first_line + spanned.referenced.line().saturating_sub(1))
     }
 
@@ -75,6 +76,16 @@ impl<'a> Problems<'a> {
 
     pub(crate) fn push(&mut self, path: &str, message: impl Into<String>) {
         self.found.push(Problem::new(path, None, message));
+    }
+
+    /// The document these problems are about.
+    pub(crate) fn document(&self) -> &'a SourceDocument<'a> {
+        self.doc
+    }
+
+    /// A problem found elsewhere (already located) joins this document's.
+    pub(crate) fn extend(&mut self, problems: impl IntoIterator<Item = Problem>) {
+        self.found.extend(problems);
     }
 }
 
@@ -359,7 +370,7 @@ pub fn check_query_template(template: &str) -> Result<(), String> {
         .map_err(|why| format!("is not valid PromQL after {{{{.window}}}} becomes 5m: {why}"))
 }
 
-fn validate_latency(p: &mut Problems<'_>, latency: LatencySpec) -> Option<Indicator> {
+pub(crate) fn validate_latency(p: &mut Problems<'_>, latency: LatencySpec) -> Option<Indicator> {
     let histogram = match &latency.histogram {
         None => {
             p.missing(
@@ -469,42 +480,42 @@ fn validate_alerting(
     alerting: Option<AlertingSpec>,
     slo_window: Option<Window>,
 ) -> Option<Alerting> {
-    let alerting = alerting.unwrap_or(AlertingSpec {
-        name: None,
-        windows: None,
-        labels: None,
-        annotations: None,
-    });
+    let alerting = alerting.unwrap_or_default();
     let name = match &alerting.name {
         None => Some(DEFAULT_ALERT_NAME.to_string()),
-        Some(n) if is_label_name(&n.value) => Some(n.value.clone()),
-        Some(n) => {
-            p.at(
-                "spec.alerting.name",
-                n,
-                format!("`{}` is not a usable alert name; expected letters, digits and '_', such as ErrorBudgetBurn", n.value),
-            );
-            None
-        }
+        Some(n) => match check_alert_name(&n.value) {
+            Ok(()) => Some(n.value.clone()),
+            Err(why) => {
+                p.at("spec.alerting.name", n, why);
+                None
+            }
+        },
     };
     let labels = alerting.labels.unwrap_or_default();
     check_labels(p, "spec.alerting.labels", &labels);
     let annotations = alerting.annotations.unwrap_or_default();
-    for key in annotations.keys() {
-        if !is_label_name(key) {
-            p.push(
-                &format!("spec.alerting.annotations.{key}"),
-                "is not a valid annotation name; expected letters, digits and '_'",
-            );
-        }
-    }
+    check_annotations(p, "spec.alerting.annotations", &annotations);
+    let mut route = |severity: &str, spec: Option<AlertRouteSpec>| {
+        let spec = spec.unwrap_or_default();
+        let route = AlertRoute {
+            labels: spec.labels.unwrap_or_default(),
+            annotations: spec.annotations.unwrap_or_default(),
+        };
+        check_route(p, &format!("spec.alerting.{severity}"), &route);
+        route
+    };
+    let page = route("page", alerting.page);
+    let ticket = route("ticket", alerting.ticket);
     let windows = match alerting.windows {
-        None => google_windows(p, slo_window),
-        Some(WindowsSpec::Catalogue(name)) if name == "google" => google_windows(p, slo_window),
+        None => google_windows(p, "spec.window", slo_window),
+        Some(WindowsSpec::Catalogue(name)) if name == "google" => {
+            google_windows(p, "spec.window", slo_window)
+        }
+        Some(WindowsSpec::Catalogue(name)) if name == "none" => Some(Vec::new()),
         Some(WindowsSpec::Catalogue(other)) => {
             p.push(
                 "spec.alerting.windows",
-                format!("unknown catalogue `{other}`; expected `google` or a list of {{severity, long, short, budgetPercent}}"),
+                format!("unknown catalogue `{other}`; expected `google`, `none` (no alerts) or a list of {{severity, long, short, budgetPercent}}"),
             );
             None
         }
@@ -515,16 +526,59 @@ fn validate_alerting(
         windows: windows?,
         labels,
         annotations,
+        page,
+        ticket,
     })
 }
 
-/// The workbook catalogue, if the SLO window is long enough to hold its longest window.
-fn google_windows(p: &mut Problems<'_>, slo_window: Option<Window>) -> Option<Vec<AlertWindow>> {
+/// An alert name Prometheus accepts.
+pub(crate) fn check_alert_name(name: &str) -> Result<(), String> {
+    if is_label_name(name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a usable alert name; expected letters, digits and '_', such as ErrorBudgetBurn"
+        ))
+    }
+}
+
+/// Annotation names: letters, digits and '_'.
+pub(crate) fn check_annotations(
+    p: &mut Problems<'_>,
+    path: &str,
+    annotations: &BTreeMap<String, String>,
+) {
+    for key in annotations.keys() {
+        if !is_label_name(key) {
+            p.push(
+                &format!("{path}.{key}"),
+                "is not a valid annotation name; expected letters, digits and '_'",
+            );
+        }
+    }
+}
+
+/// The labels and annotations of one severity's alerts. Like the SLO's own labels, except
+/// that `severity` may be set: it replaces burnguard's `page` or `ticket` on those alerts.
+pub(crate) fn check_route(p: &mut Problems<'_>, path: &str, route: &AlertRoute) {
+    let mut labels = route.labels.clone();
+    labels.remove("severity");
+    check_labels(p, &format!("{path}.labels"), &labels);
+    check_annotations(p, &format!("{path}.annotations"), &route.annotations);
+}
+
+/// The workbook catalogue, if the SLO window is long enough to hold its longest window;
+/// a problem at `window_path` otherwise.
+pub(crate) fn google_windows(
+    p: &mut Problems<'_>,
+    window_path: &str,
+    slo_window: Option<Window>,
+) -> Option<Vec<AlertWindow>> {
     let slo_window = slo_window?;
     let longest = windows::google_longest_window();
     if slo_window < longest {
         p.push(
-            "spec.window",
+            window_path,
             format!(
                 "{slo_window} is shorter than the {longest} window of the google alert catalogue; use a window of at least {longest} or list spec.alerting.windows yourself"
             ),
@@ -681,7 +735,7 @@ fn alert_window_row(
     })
 }
 
-fn check_labels(p: &mut Problems<'_>, path: &str, labels: &BTreeMap<String, String>) {
+pub(crate) fn check_labels(p: &mut Problems<'_>, path: &str, labels: &BTreeMap<String, String>) {
     for key in labels.keys() {
         let key_path = format!("{path}.{key}");
         if !is_label_name(key) || key.starts_with("__") {
