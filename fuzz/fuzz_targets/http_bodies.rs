@@ -93,6 +93,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if status >= 400 {
         let error: serde_json::Value = serde_json::from_slice(&answer)
             .unwrap_or_else(|e| panic!("{path} {status}: not JSON ({e})"));
-        assert!(error["error"]["code"].is_string(), "{path} {status}: {error}");
+        assert!(
+            error["error"]["code"].is_string(),
+            "{path} {status}: {error}"
+        );
     }
 });
