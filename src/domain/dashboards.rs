@@ -283,9 +283,12 @@ fn timeseries(title: &str, description: &str, unit: &str, targets: Vec<Value>) -
 
 /// Draws the series of query `ref_id` dashed in `color` (thresholds, ideal lines).
 fn dashed(panel: &mut Value, ref_id: &str, color: &str) {
-    let overrides = panel["fieldConfig"]["overrides"]
-        .as_array_mut()
-        .expect("overrides is an array");
+    if !panel["fieldConfig"]["overrides"].is_array() {
+        panel["fieldConfig"]["overrides"] = json!([]);
+    }
+    let Some(overrides) = panel["fieldConfig"]["overrides"].as_array_mut() else {
+        return;
+    };
     overrides.push(json!({
         "matcher": {"id": "byFrameRefID", "options": ref_id},
         "properties": [

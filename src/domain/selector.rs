@@ -355,8 +355,11 @@ impl Parser {
                 }
             }
             Some(_) => {
-                let token = self.take().expect("peeked");
-                return Err(token.unexpected("=, ==, !=, in, notin, ',' or the end"));
+                let expected = "=, ==, !=, in, notin, ',' or the end";
+                return Err(match self.take() {
+                    Some(token) => token.unexpected(expected),
+                    None => SelectorError::Empty,
+                });
             }
         };
         Ok(Requirement { key, operator })

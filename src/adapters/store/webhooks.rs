@@ -179,9 +179,12 @@ impl<'a> Plan<'a> {
         self.resolving.insert(key.to_string());
     }
 
-    /// The incident id of `slot`; every slot has one once flushed.
-    fn id(&self, slot: usize) -> i64 {
-        self.ids[slot].expect("every incident slot is filled by the last flush")
+    /// The incident id of `slot`; every slot has one once flushed, and a slot without one is
+    /// reported as a store error rather than a panic.
+    fn id(&self, slot: usize) -> Result<i64, StoreError> {
+        self.ids.get(slot).copied().flatten().ok_or_else(|| {
+            StoreError::Corrupt(format!("incident slot {slot} was not filled by the flush"))
+        })
     }
 
     async fn flush(&mut self, tx: &mut Tx<'_>, at: UnixSeconds) -> Result<(), StoreError> {
@@ -248,7 +251,10 @@ impl<'a> Plan<'a> {
         }
         let resolves = std::mem::take(&mut self.resolves);
         self.resolving.clear();
-        let ids: Vec<i64> = resolves.iter().map(|slot| self.id(*slot)).collect();
+        let ids: Vec<i64> = resolves
+            .iter()
+            .map(|slot| self.id(*slot))
+            .collect::<Result<_, _>>()?;
         for chunk in batches(&ids, |_| 8) {
             let sql = format!(
                 "UPDATE incidents SET status = 'resolved', resolved_at = $1 WHERE status <> 'resolved' AND id IN ({})",
@@ -282,7 +288,7 @@ async fn insert_timeline(
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for entry in chunk {
             query = query
-                .bind(plan.id(entry.slot))
+                .bind(plan.id(entry.slot)?)
                 .bind(at)
                 .bind(entry.kind)
                 .bind(entry.message)
@@ -472,7 +478,12 @@ impl Webhooks for SqlStore {
         let mut rows: Vec<(&IncomingAlert, Option<i64>)> = fresh
             .iter()
             .copied()
-            .zip(links.iter().map(|slot| slot.map(|s| plan.id(s))))
+            .zip(
+                links
+                    .iter()
+                    .map(|slot| slot.map(|s| plan.id(s)).transpose())
+                    .collect::<Result<Vec<_>, _>>()?,
+            )
             .collect();
         rows.sort_by(|a, b| a.0.dedup_key.cmp(&b.0.dedup_key));
         for chunk in batches(&rows, |(alert, _)| alert.dedup_key.len() + 40) {
