@@ -635,6 +635,8 @@ async fn a_receiver_that_always_fails_gets_a_bounded_number_of_attempts_then_a_d
             .await
             .unwrap();
         assert_eq!(later.claimed, 0);
+        // A dead letter is no longer waiting: the outbox depth on /metrics does not count it.
+        assert_eq!(store.counts().await.unwrap().outbox_pending, 0);
 
         // An entry nobody could send for a day (burnguard was down) is dead-lettered unsent.
         let b = open_incident(&store, "search", now).await;

@@ -9,31 +9,19 @@ use crate::ports::{StoreCounts, StoreError};
 impl SqlStore {
     /// What the store holds now, for the gauges at `/metrics`.
     pub async fn counts(&self) -> Result<StoreCounts, StoreError> {
-        let mut counts = StoreCounts::default();
-        let rows = sqlx::query(
-            "SELECT slo, COUNT(*) AS n FROM incidents WHERE status <> 'resolved' GROUP BY slo",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error)?;
-        for row in rows {
-            let n: i64 = row.try_get("n").map_err(db_error)?;
-            counts
-                .open_incidents
-                .insert(row.try_get("slo").map_err(db_error)?, n as u64);
-        }
-        let rows = sqlx::query(
-            "SELECT slo, COUNT(*) AS n FROM freezes WHERE lifted_at IS NULL AND slo IS NOT NULL GROUP BY slo",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error)?;
-        for row in rows {
-            let n: i64 = row.try_get("n").map_err(db_error)?;
-            counts
-                .active_freezes
-                .insert(row.try_get("slo").map_err(db_error)?, n as u64);
-        }
+        let mut counts = StoreCounts {
+            open_incidents: self
+                .per_slo(
+                    "SELECT slo, COUNT(*) AS n FROM incidents WHERE status <> 'resolved' GROUP BY slo",
+                )
+                .await?,
+            active_freezes: self
+                .per_slo(
+                    "SELECT slo, COUNT(*) AS n FROM freezes WHERE lifted_at IS NULL AND slo IS NOT NULL GROUP BY slo",
+                )
+                .await?,
+            ..StoreCounts::default()
+        };
         let rows = sqlx::query(
             "SELECT slo, kind, status, COUNT(*) AS n FROM actions GROUP BY slo, kind, status",
         )
@@ -50,7 +38,8 @@ impl SqlStore {
             counts.actions.insert(key, n as u64);
         }
         let pending: i64 =
-            sqlx::query("SELECT COUNT(*) AS n FROM deliveries WHERE delivered_at IS NULL")
+            // Still to be tried: not delivered, dead-lettered or stopped.
+            sqlx::query("SELECT COUNT(*) AS n FROM deliveries WHERE state = 'pending'")
                 .fetch_one(&self.pool)
                 .await
                 .map_err(db_error)?
@@ -58,5 +47,22 @@ impl SqlStore {
                 .map_err(db_error)?;
         counts.outbox_pending = pending as u64;
         Ok(counts)
+    }
+
+    /// `slo -> n` from a query selecting `slo` and `n`.
+    async fn per_slo(
+        &self,
+        sql: &'static str,
+    ) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
+        let mut out = std::collections::BTreeMap::new();
+        for row in sqlx::query(sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?
+        {
+            let n: i64 = row.try_get("n").map_err(db_error)?;
+            out.insert(row.try_get("slo").map_err(db_error)?, n as u64);
+        }
+        Ok(out)
     }
 }
