@@ -906,3 +906,43 @@ pub struct StoreCounts {
     /// Notification deliveries not yet delivered.
     pub outbox_pending: u64,
 }
+
+/// The policies that came from cluster objects, by name, as the controller accepted them
+/// (valid, and holding their names).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ClusterPolicies {
+    pub slos: BTreeMap<String, crate::domain::policy::Slo>,
+    pub playbooks: BTreeMap<String, crate::domain::playbook::Playbook>,
+}
+
+/// What the service knows about one SLO, for its object's status.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SloFacts {
+    pub evaluation: Option<crate::domain::cluster::EvaluationFacts>,
+    pub open_incident: Option<i64>,
+    pub freezes: Vec<crate::domain::cluster::HeldFreeze>,
+    pub last_action: Option<crate::domain::cluster::LastAction>,
+}
+
+/// Names already taken by policy files: a cluster object never takes them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileNames {
+    pub slos: std::collections::BTreeSet<String>,
+    pub playbooks: std::collections::BTreeSet<String>,
+}
+
+/// What the Kubernetes controller needs from the running service: the names files hold, a
+/// place to hand the accepted cluster policies, facts for each SLO's status, the clean-up
+/// when an SLO object is deleted, and a place to count reconciles.
+pub trait ClusterHost: Send + Sync + 'static {
+    fn file_names(&self) -> FileNames;
+    /// Replaces the cluster's share of the policies.
+    fn set_cluster_policies(&self, policies: ClusterPolicies);
+    fn slo_facts(&self, slo: &str) -> impl Future<Output = Result<SloFacts, String>> + Send;
+    /// The SLO's object is being deleted: lift the freezes held for it and resolve its open
+    /// incident with the reason "SLO deleted". Must be safe to call more than once.
+    fn slo_deleted(&self, slo: &str) -> impl Future<Output = Result<(), String>> + Send;
+    /// One reconcile of `kind` (`ServiceLevelObjective`, `Playbook`) ended with `outcome`
+    /// (`ok` or an error label) after `seconds`.
+    fn reconciled(&self, kind: &str, outcome: &str, seconds: f64);
+}

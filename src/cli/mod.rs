@@ -5,6 +5,7 @@
 
 pub mod args;
 mod backtest;
+mod crds;
 mod dashboards;
 mod demo;
 mod eval;
@@ -90,6 +91,15 @@ pub enum Command {
         /// Directory to write the files into (created if missing).
         #[arg(short, long, value_name = "DIR")]
         output: PathBuf,
+    },
+    /// Print the CustomResourceDefinitions of `ServiceLevelObjective` and `Playbook`
+    /// (`burnguard.dev/v1`) as YAML, for `kubectl apply -f -`.
+    ///
+    /// The same text is committed as deploy/kubernetes/crds/burnguard.dev.yaml.
+    Crds {
+        /// Write to this file instead of standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// Evaluate SLO policies against Prometheus once: error ratios, burn rates, budget, alerts.
     ///
@@ -208,6 +218,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             formats,
         } => export::run(to, &paths, output.as_deref(), &formats.options()),
         Command::Dashboards { output } => dashboards::run(&output),
+        Command::Crds { output } => crds::run(output.as_deref()),
         Command::Eval {
             paths,
             prometheus,

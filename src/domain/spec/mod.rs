@@ -203,7 +203,8 @@ pub fn parse_document(doc: &SourceDocument<'_>) -> Result<Parsed, Vec<Problem>> 
     };
     match api_version {
         Some(v1::API_VERSION) => match kind {
-            Some("SLO") => {
+            // `ServiceLevelObjective` is the Kubernetes kind; a file may use either name.
+            Some("SLO" | v1::KUBERNETES_SLO_KIND) => {
                 let (slo, unknown) =
                     deserialize::<v1::SloDocument>(doc, true).map_err(|p| vec![p])?;
                 Ok(parsed(Document::Slo(Box::new(slo)), unknown))
@@ -213,7 +214,9 @@ pub fn parse_document(doc: &SourceDocument<'_>) -> Result<Parsed, Vec<Problem>> 
                     deserialize::<v1::PlaybookDocument>(doc, true).map_err(|p| vec![p])?;
                 Ok(parsed(Document::Playbook(Box::new(book)), unknown))
             }
-            _ => Err(wrong_kind("`SLO` or `Playbook`")),
+            _ => Err(wrong_kind(
+                "`SLO` (or `ServiceLevelObjective`) or `Playbook`",
+            )),
         },
         Some(sloth::KUBERNETES_API_VERSION) => match kind {
             Some(sloth::KUBERNETES_KIND) => {

@@ -9,88 +9,120 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
 /// The only apiVersion this build reads natively.
 pub const API_VERSION: &str = "burnguard.dev/v1";
 
+/// The kind of an SLO as a Kubernetes object; files may say `SLO` or this.
+pub const KUBERNETES_SLO_KIND: &str = "ServiceLevelObjective";
+
+/// What a duration looks like (`30d`, `1h30m`): units largest first, each at most once. The
+/// CRD schema carries it so the API server refuses a malformed one before burnguard sees it.
+pub const DURATION_PATTERN: &str = "^([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?$";
+
 /// Just enough of any document to decide how to read the rest.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 pub struct Header {
     #[serde(rename = "apiVersion")]
+    #[schemars(with = "Option<String>")]
     pub api_version: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub kind: Option<Spanned<String>>,
     /// Sloth's plain files say `version: prometheus/v1` instead of an apiVersion.
+    #[schemars(with = "Option<String>")]
     pub version: Option<Spanned<String>>,
 }
 
 /// A whole `kind: SLO` document.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 pub struct SloDocument {
     #[serde(rename = "apiVersion")]
+    #[schemars(with = "Option<String>")]
     pub api_version: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub kind: Option<Spanned<String>>,
     pub metadata: Option<Metadata>,
     pub spec: Option<SloSpec>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 pub struct Metadata {
+    #[schemars(with = "Option<String>")]
     pub name: Option<Spanned<String>>,
     pub labels: Option<BTreeMap<String, String>>,
     pub annotations: Option<BTreeMap<String, String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[schemars(extend("required" = ["service", "objective", "indicator"]))]
 #[serde(rename_all = "camelCase")]
 pub struct SloSpec {
+    #[schemars(with = "Option<String>", length(min = 1))]
     pub service: Option<Spanned<String>>,
     pub description: Option<String>,
     /// Percent, as people say it: 99.9.
+    #[schemars(with = "Option<f64>", extend("minimum" = 0, "exclusiveMinimum" = true, "maximum" = 100, "exclusiveMaximum" = true))]
     pub objective: Option<Spanned<f64>>,
+    #[schemars(with = "Option<String>", regex(pattern = crate::domain::spec::v1::DURATION_PATTERN), length(min = 2, max = 32))]
     pub window: Option<Spanned<String>>,
     pub indicator: Option<IndicatorSpec>,
+    #[schemars(with = "Option<u64>")]
     pub min_events: Option<Spanned<u64>>,
     /// Cron expression (seconds first) for evaluating this SLO off the service's interval.
+    #[schemars(with = "Option<String>")]
     pub schedule: Option<Spanned<String>>,
     /// How long nothing must fire before an open incident resolves (default 15m).
+    #[schemars(with = "Option<String>", regex(pattern = crate::domain::spec::v1::DURATION_PATTERN), length(min = 2, max = 32))]
     pub resolve_after: Option<Spanned<String>>,
     pub alerting: Option<AlertingSpec>,
     /// When to run playbooks or freeze deployments.
     pub budget_policy: Option<Vec<BudgetRuleSpec>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[schemars(extend("x-kubernetes-validations" = [{"rule": "[has(self.ratio), has(self.latency), has(self.raw)].filter(x, x).size() == 1", "message": "give exactly one of ratio, latency or raw"}]))]
 pub struct IndicatorSpec {
     pub ratio: Option<RatioSpec>,
     pub latency: Option<LatencySpec>,
     pub raw: Option<RawSpec>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[schemars(extend("required" = ["total"]))]
+#[schemars(extend("x-kubernetes-validations" = [{"rule": "!(has(self.errors) && has(self.good))", "message": "give errors or good, not both"}]))]
 pub struct RatioSpec {
+    #[schemars(with = "Option<String>")]
     pub errors: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub good: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub total: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 pub struct LatencySpec {
+    #[schemars(with = "Option<String>")]
     pub histogram: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub selector: Option<Spanned<String>>,
+    #[schemars(with = "Option<f64>", extend("minimum" = 0, "exclusiveMinimum" = true))]
     pub threshold: Option<Spanned<f64>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 pub struct RawSpec {
     #[serde(rename = "errorRatio")]
+    #[schemars(with = "Option<String>")]
     pub error_ratio: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 pub struct AlertingSpec {
+    #[schemars(with = "Option<String>", regex(pattern = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"))]
     pub name: Option<Spanned<String>>,
     pub windows: Option<WindowsSpec>,
     pub labels: Option<BTreeMap<String, String>>,
@@ -101,7 +133,7 @@ pub struct AlertingSpec {
     pub ticket: Option<AlertRouteSpec>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 pub struct AlertRouteSpec {
     pub labels: Option<BTreeMap<String, String>>,
     pub annotations: Option<BTreeMap<String, String>>,
@@ -109,21 +141,44 @@ pub struct AlertRouteSpec {
 
 /// `windows:` is either the name of a catalogue (`google`, or `none` for no alerts) or an
 /// explicit list of rows.
-#[derive(Debug)]
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
 pub enum WindowsSpec {
     Catalogue(String),
     List(Vec<AlertWindowSpec>),
 }
 
-#[derive(Debug, Deserialize)]
+impl JsonSchema for WindowsSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "WindowsSpec".into()
+    }
+
+    /// A string or a list: a Kubernetes structural schema cannot say "one of two types", so
+    /// the API server keeps the field as written and burnguard checks it (the object's
+    /// status names any problem).
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A catalogue name (`google`, or `none` for no alerts), or a list of rows {severity, long, short, budgetPercent | burnRate}.",
+            "x-kubernetes-preserve-unknown-fields": true
+        })
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[schemars(extend("x-kubernetes-validations" = [{"rule": "!(has(self.budgetPercent) && has(self.burnRate))", "message": "give budgetPercent or burnRate, not both"}, {"rule": "!has(self.short) || !has(self.long) || !self.short.matches('^[0-9hms]+$') || !self.long.matches('^[0-9hms]+$') || duration(self.short) < duration(self.long)", "message": "short must be shorter than long"}]))]
 #[serde(rename_all = "camelCase")]
 pub struct AlertWindowSpec {
+    #[schemars(with = "Option<String>", extend("enum" = ["page", "ticket"]))]
     pub severity: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>", regex(pattern = crate::domain::spec::v1::DURATION_PATTERN), length(min = 2, max = 32))]
     pub long: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>", regex(pattern = crate::domain::spec::v1::DURATION_PATTERN), length(min = 2, max = 32))]
     pub short: Option<Spanned<String>>,
     /// Percent of the SLO window's budget the long window spends at the threshold.
+    #[schemars(with = "Option<f64>", extend("minimum" = 0, "exclusiveMinimum" = true, "maximum" = 100))]
     pub budget_percent: Option<Spanned<f64>>,
     /// The burn-rate threshold itself, for people who think in factors.
+    #[schemars(with = "Option<f64>", extend("minimum" = 0, "exclusiveMinimum" = true))]
     pub burn_rate: Option<Spanned<f64>>,
 }
 
@@ -158,54 +213,72 @@ impl<'de> Deserialize<'de> for WindowsSpec {
 }
 
 /// One entry of `spec.budgetPolicy`.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[schemars(extend("x-kubernetes-validations" = [{"rule": "!(has(self.run) && has(self.freeze))", "message": "give run or freeze, not both"}]))]
 pub struct BudgetRuleSpec {
     /// The rule's identity in the journal; derived from `when` (and what it runs) if absent.
+    #[schemars(with = "Option<String>")]
     pub id: Option<Spanned<String>>,
     pub when: Option<WhenSpec>,
+    #[schemars(with = "Option<String>")]
     pub run: Option<Spanned<String>>,
     pub freeze: Option<FreezeSpec>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[schemars(extend("x-kubernetes-validations" = [{"rule": "[has(self.alert), has(self.budgetRemainingBelow), has(self.burnRateAbove)].filter(x, x).size() == 1", "message": "give exactly one of alert, budgetRemainingBelow or burnRateAbove"}]))]
 #[serde(rename_all = "camelCase")]
 pub struct WhenSpec {
+    #[schemars(with = "Option<String>", extend("enum" = ["page", "ticket"]))]
     pub alert: Option<Spanned<String>>,
+    #[schemars(with = "Option<f64>", range(min = 0.0, max = 100.0))]
     pub budget_remaining_below: Option<Spanned<f64>>,
+    #[schemars(with = "Option<f64>", extend("minimum" = 0, "exclusiveMinimum" = true))]
     pub burn_rate_above: Option<Spanned<f64>>,
     #[serde(rename = "for")]
+    #[schemars(with = "Option<String>", regex(pattern = crate::domain::spec::v1::DURATION_PATTERN), length(min = 2, max = 32))]
     pub for_: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>", regex(pattern = crate::domain::spec::v1::DURATION_PATTERN), length(min = 2, max = 32))]
     pub window: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 pub struct FreezeSpec {
     pub service: Option<String>,
     pub namespace: Option<String>,
     pub deployments: Option<Vec<String>>,
+    #[schemars(with = "Option<String>")]
     pub selector: Option<Spanned<String>>,
 }
 
 /// A whole `kind: Playbook` document.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 pub struct PlaybookDocument {
     #[serde(rename = "apiVersion")]
+    #[schemars(with = "Option<String>")]
     pub api_version: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub kind: Option<Spanned<String>>,
     pub metadata: Option<Metadata>,
     pub spec: Option<PlaybookSpec>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[schemars(extend("required" = ["steps"]))]
 pub struct PlaybookSpec {
+    #[schemars(with = "Option<String>", extend("enum" = ["auto", "approve", "dry-run"]))]
     pub mode: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>", regex(pattern = crate::domain::spec::v1::DURATION_PATTERN), length(min = 2, max = 32))]
     pub cooldown: Option<Spanned<String>>,
     pub steps: Option<Vec<StepSpec>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[schemars(extend("required" = ["name"]))]
+#[schemars(extend("x-kubernetes-validations" = [{"rule": "[has(self.http), has(self.rollback), has(self.scale), has(self.freeze), has(self.verify)].filter(x, x).size() == 1", "message": "give exactly one of http, rollback, scale, freeze or verify"}]))]
 #[serde(rename_all = "camelCase")]
 pub struct StepSpec {
+    #[schemars(with = "Option<String>")]
     pub name: Option<Spanned<String>>,
     pub http: Option<HttpSpec>,
     pub rollback: Option<TargetSpec>,
@@ -216,35 +289,42 @@ pub struct StepSpec {
     pub idempotent: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpSpec {
+    #[schemars(with = "Option<String>")]
     pub method: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub url: Option<Spanned<String>>,
     pub headers: Option<BTreeMap<String, String>>,
     pub body: Option<String>,
     pub expect_status: Option<Vec<u16>>,
+    #[schemars(with = "Option<String>", regex(pattern = crate::domain::spec::v1::DURATION_PATTERN), length(min = 2, max = 32))]
     pub timeout: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 pub struct TargetSpec {
     pub namespace: Option<String>,
     pub deployment: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 pub struct ScaleSpec {
     pub namespace: Option<String>,
     pub deployment: Option<String>,
+    #[schemars(with = "Option<u32>")]
     pub replicas: Option<Spanned<u32>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifySpec {
+    #[schemars(with = "Option<String>", regex(pattern = crate::domain::spec::v1::DURATION_PATTERN), length(min = 2, max = 32))]
     pub window: Option<Spanned<String>>,
+    #[schemars(with = "Option<f64>", extend("minimum" = 0, "exclusiveMinimum" = true))]
     pub burn_rate_below: Option<Spanned<f64>>,
+    #[schemars(with = "Option<String>", regex(pattern = crate::domain::spec::v1::DURATION_PATTERN), length(min = 2, max = 32))]
     pub within: Option<Spanned<String>>,
 }
 

@@ -12,6 +12,9 @@
 //!
 //! Owns: the API calls and their bodies. Must not touch: when to act (the engine decides).
 
+pub mod controller;
+pub mod resources;
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
