@@ -12,10 +12,12 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use crate::adapters::kube::controller::Scope;
 use crate::adapters::prometheus::PrometheusConfig;
 use crate::domain::delivery::RetryLimits;
 use crate::engine::ReadMode;
 use crate::engine::remediate::RemediationSettings;
+use crate::http::auth::{ApiAuth, ApiToken, WebhookAuth};
 use crate::http::server::ListenerLimits;
 
 /// Why settings could not be assembled.
@@ -82,6 +84,23 @@ pub struct FileSettings {
     /// How old a signed PagerDuty event (or an Opsgenie one with a time) may be (default 5m).
     pub webhook_replay_tolerance: Option<String>,
     pub prometheus: Option<FilePrometheus>,
+    /// `serve` as a Kubernetes controller of ServiceLevelObjective and Playbook objects.
+    pub kubernetes: Option<FileKubernetes>,
+}
+
+/// The `kubernetes:` section of the config file.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileKubernetes {
+    pub enabled: Option<bool>,
+    /// Namespaces to watch; empty or absent: all.
+    pub namespaces: Option<Vec<String>>,
+    /// Only objects with these labels (`team=checkout`).
+    pub selector: Option<String>,
+    /// How often a number-only status change may be written per object (default 5m).
+    pub status_interval: Option<String>,
+    /// Server-side apply a PrometheusRule per SLO object (default true).
+    pub prometheus_rules: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -149,6 +168,101 @@ pub struct Settings {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Connection cap and the handshake and header timeouts.
     pub listener: ListenerLimits,
+    /// Run the Kubernetes controller (`None`: policies come from files only).
+    pub kubernetes: Option<KubernetesSettings>,
+    /// The config file, read again on SIGHUP for the controller's namespaces and selector.
+    pub config_file: Option<PathBuf>,
+    /// Namespaces and selector given by flag or env, which win over the file on reload too.
+    pub scope_overrides: ScopeOverrides,
+}
+
+/// The controller's settings, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KubernetesSettings {
+    pub scope: Scope,
+    pub status_interval: Duration,
+    pub prometheus_rules: bool,
+}
+
+/// `--namespaces` and `--selector`, when given.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScopeOverrides {
+    pub namespaces: Option<Vec<String>>,
+    pub selector: Option<String>,
+}
+
+/// The controller's scope: flags and env over the file.
+pub fn resolve_scope(overrides: &ScopeOverrides, file: Option<&FileKubernetes>) -> Scope {
+    let namespaces = overrides
+        .namespaces
+        .clone()
+        .or_else(|| file.and_then(|f| f.namespaces.clone()))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty() && n != "*" && n != "all")
+        .collect();
+    let selector = overrides
+        .selector
+        .clone()
+        .or_else(|| file.and_then(|f| f.selector.clone()))
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    Scope {
+        namespaces,
+        selector,
+    }
+}
+
+/// Reads the config file again for the controller's scope (on SIGHUP).
+pub fn reload_scope(settings: &Settings) -> Result<Scope, ConfigError> {
+    let file = match &settings.config_file {
+        Some(path) => FileSettings::load(path)?,
+        None => FileSettings::default(),
+    };
+    let scope = resolve_scope(&settings.scope_overrides, file.kubernetes.as_ref());
+    check_scope(&scope)?;
+    Ok(scope)
+}
+
+fn check_scope(scope: &Scope) -> Result<(), ConfigError> {
+    if let Some(selector) = &scope.selector {
+        crate::domain::validate::check_label_selector(selector)
+            .map_err(|why| ConfigError::Invalid(format!("kubernetes selector `{selector}`: {why}")))?;
+    }
+    Ok(())
+}
+
+fn resolve_kubernetes(
+    overrides: &Overrides,
+    file: Option<&FileKubernetes>,
+) -> Result<Option<KubernetesSettings>, ConfigError> {
+    let enabled = overrides.kubernetes || file.and_then(|f| f.enabled).unwrap_or(false);
+    if !enabled {
+        return Ok(None);
+    }
+    let scope = resolve_scope(&overrides.scope, file);
+    check_scope(&scope)?;
+    let status_interval = match (
+        overrides.status_interval,
+        file.and_then(|f| f.status_interval.clone()),
+    ) {
+        (Some(d), _) => d,
+        (None, Some(text)) => humantime::parse_duration(&text)
+            .map_err(|e| ConfigError::Invalid(format!("kubernetes statusInterval `{text}`: {e}")))?,
+        (None, None) => Duration::from_secs(300),
+    };
+    if status_interval.is_zero() {
+        return Err(ConfigError::Invalid(
+            "kubernetes statusInterval must be longer than zero".into(),
+        ));
+    }
+    Ok(Some(KubernetesSettings {
+        scope,
+        status_interval,
+        prometheus_rules: !overrides.no_prometheus_rules
+            && file.and_then(|f| f.prometheus_rules).unwrap_or(true),
+    }))
 }
 
 pub const DEFAULT_SERVICE_ACCOUNT: &str = "system:serviceaccount:burnguard:burnguard";
@@ -157,7 +271,7 @@ pub const DEFAULT_DB: &str = "sqlite://burnguard.db";
 pub const DEFAULT_EVALUATION_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 pub const DEFAULT_WEBHOOK_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 pub const DEFAULT_WEBHOOK_RETENTION_COUNT: u64 = 100_000;
-pub const DEFAULT_WEBHOOK_REPLAY_TOLERANCE: Duration = Duration::from_secs(5 * 60);
+pub const DEFAULT_WEBHOOK_REPLAY_TOLERANCE: Duration = crate::http::auth::DEFAULT_REPLAY_TOLERANCE;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -196,6 +310,11 @@ pub struct Overrides {
     pub header_read_timeout: Option<Duration>,
     pub tls_handshake_timeout: Option<Duration>,
     pub prometheus: PrometheusOverrides,
+    pub kubernetes: bool,
+    pub scope: ScopeOverrides,
+    pub status_interval: Option<Duration>,
+    pub no_prometheus_rules: bool,
+    pub config_file: Option<PathBuf>,
 }
 
 /// Prometheus settings from flags and env; each `None` falls back to the file.
@@ -212,14 +331,15 @@ impl Settings {
     /// Flags and env over the file over defaults.
     pub fn resolve(overrides: Overrides, file: FileSettings) -> Result<Self, ConfigError> {
         let listener = resolve_listener(&overrides, &file)?;
+        let kubernetes = resolve_kubernetes(&overrides, file.kubernetes.as_ref())?;
         let policies = if overrides.policies.is_empty() {
             file.policies.unwrap_or_default()
         } else {
             overrides.policies
         };
-        if policies.is_empty() {
+        if policies.is_empty() && kubernetes.is_none() {
             return Err(ConfigError::Invalid(
-                "no policies: pass --policies PATH (repeatable), set BURNGUARD_POLICIES, or list `policies:` in the config file".into(),
+                "no policies: pass --policies PATH (repeatable), set BURNGUARD_POLICIES, list `policies:` in the config file, or take them from the cluster with --kubernetes".into(),
             ));
         }
         let sloth_window = match (overrides.sloth_window, &file.sloth_window) {
@@ -364,6 +484,9 @@ impl Settings {
             protect_reads: overrides.protect_reads || file.protect_reads.unwrap_or(false),
         };
         Ok(Self {
+            kubernetes,
+            config_file: overrides.config_file,
+            scope_overrides: overrides.scope,
             api_auth,
             webhook_auth,
             webhook_retention,
@@ -812,132 +935,5 @@ mod tests {
     #[test]
     fn unknown_config_keys_are_refused() {
         assert!(serde_saphyr::from_str::<FileSettings>("polices: [a]\n").is_err());
-    }
-}
-
-/// One API token and the name the timeline records for its calls.
-#[derive(Clone)]
-pub struct ApiToken {
-    pub name: String,
-    pub secret: SecretString,
-}
-
-impl ApiToken {
-    pub fn new(name: impl Into<String>, secret: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            secret: SecretString::from(secret.into()),
-        }
-    }
-
-    /// `name:token`, or a bare token, which is named `token-N` after its position `n` among
-    /// all configured tokens (1-based). The error never contains the token.
-    pub fn parse(entry: &SecretString, n: usize) -> Result<Self, String> {
-        use secrecy::ExposeSecret as _;
-        let entry = entry.expose_secret().trim();
-        let (name, secret) = match entry.split_once(':') {
-            Some((name, secret)) => (name.trim().to_string(), secret.trim()),
-            None => (format!("token-{n}"), entry),
-        };
-        if !valid_token_name(&name) {
-            return Err(
-                "the name before `:` must be 1 to 64 letters, digits, `.`, `_`, `-` or `@`".into(),
-            );
-        }
-        if secret.is_empty() {
-            return Err(format!("the token named `{name}` is empty"));
-        }
-        Ok(Self::new(name, secret))
-    }
-}
-
-/// A token's name goes on timelines as the actor: a plain identifier.
-fn valid_token_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
-}
-
-/// Who may call the API.
-#[derive(Clone, Default)]
-pub struct ApiAuth {
-    pub tokens: Vec<ApiToken>,
-    /// Require a token for reads too.
-    pub protect_reads: bool,
-}
-
-impl std::fmt::Debug for ApiAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<&str> = self.tokens.iter().map(|t| t.name.as_str()).collect();
-        f.debug_struct("ApiAuth")
-            .field("tokens", &format!("{names:?} (values redacted)"))
-            .field("protect_reads", &self.protect_reads)
-            .finish()
-    }
-}
-
-impl ApiAuth {
-    /// The name of the token `presented` equals, comparing with every token in constant time.
-    pub fn accepts(&self, presented: &str) -> Option<&str> {
-        use secrecy::ExposeSecret as _;
-        use subtle::{ConditionallySelectable as _, ConstantTimeEq as _};
-        let mut any = subtle::Choice::from(0u8);
-        let mut found = 0u64;
-        for (i, token) in self.tokens.iter().enumerate() {
-            let equal = token
-                .secret
-                .expose_secret()
-                .as_bytes()
-                .ct_eq(presented.as_bytes());
-            found = u64::conditional_select(&found, &(i as u64), equal & !any);
-            any |= equal;
-        }
-        bool::from(any).then(|| self.tokens[found as usize].name.as_str())
-    }
-}
-
-/// How each webhook source proves itself.
-#[derive(Clone)]
-pub struct WebhookAuth {
-    /// Alertmanager's `http_config.authorization` credentials (bearer). With neither this nor
-    /// basic auth the route refuses every delivery, unless `alertmanager_allow_unauthenticated`.
-    pub alertmanager_token: Option<SecretString>,
-    /// Alertmanager's `http_config.basic_auth` as user and password.
-    pub alertmanager_basic: Option<(String, SecretString)>,
-    /// PagerDuty webhook signing secrets (several while one rotates).
-    pub pagerduty_secrets: Vec<SecretString>,
-    /// The value Opsgenie sends in `X-Burnguard-Token`.
-    pub opsgenie_secret: Option<SecretString>,
-    /// Take Alertmanager deliveries without credentials (an explicit choice, warned at start).
-    pub alertmanager_allow_unauthenticated: bool,
-    /// How far a signed PagerDuty event's `occurred_at` (an Opsgenie event's `updatedAt`) may
-    /// be from now: an older one is a replay.
-    pub replay_tolerance: Duration,
-}
-
-impl Default for WebhookAuth {
-    fn default() -> Self {
-        Self {
-            alertmanager_token: None,
-            alertmanager_basic: None,
-            pagerduty_secrets: Vec::new(),
-            opsgenie_secret: None,
-            alertmanager_allow_unauthenticated: false,
-            replay_tolerance: DEFAULT_WEBHOOK_REPLAY_TOLERANCE,
-        }
-    }
-}
-
-impl std::fmt::Debug for WebhookAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookAuth")
-            .field("secrets", &"<redacted>")
-            .field(
-                "alertmanager_allow_unauthenticated",
-                &self.alertmanager_allow_unauthenticated,
-            )
-            .field("replay_tolerance", &self.replay_tolerance)
-            .finish()
     }
 }

@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 
 use burnguard::adapters::store::SqlStore;
-use burnguard::config::ApiToken;
+use burnguard::http::auth::ApiToken;
 use burnguard::domain::incident::Decision;
 use burnguard::domain::policy::Severity;
 use burnguard::http::api::ApiAuth;

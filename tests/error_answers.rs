@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::routing::post;
 use burnguard::adapters::store::SqlStore;
-use burnguard::config::{ApiAuth, ApiToken};
+use burnguard::http::auth::{ApiAuth, ApiToken};
 use burnguard::http::state::ServiceState;
 use common::db::TestDb;
 use serde_json::Value;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::Request;
 use burnguard::adapters::store::SqlStore;
-use burnguard::config::{ApiAuth, WebhookAuth};
+use burnguard::http::auth::{ApiAuth, WebhookAuth};
 use burnguard::http::state::ServiceState;
 use hmac::{KeyInit, Mac};
 use proptest::prelude::*;
@@ -39,7 +39,7 @@ async fn service() -> Service {
     let store = Arc::new(SqlStore::open(db.url()).await.unwrap());
     let mut state = ServiceState::new(store, "system:serviceaccount:burnguard:burnguard".into());
     state.api_auth = ApiAuth {
-        tokens: vec![burnguard::config::ApiToken::new("hostile", TOKEN)],
+        tokens: vec![burnguard::http::auth::ApiToken::new("hostile", TOKEN)],
         protect_reads: false,
     };
     state.webhook_auth = WebhookAuth {

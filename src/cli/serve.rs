@@ -189,6 +189,27 @@ pub struct ServeArgs {
     /// How long a TLS handshake may take before its connection is closed (default 10s).
     #[arg(long, env = "BURNGUARD_TLS_HANDSHAKE_TIMEOUT", value_parser = parse_duration, value_name = "DURATION")]
     pub tls_handshake_timeout: Option<Duration>,
+    /// Also take SLOs and playbooks from ServiceLevelObjective and Playbook objects
+    /// (burnguard.dev/v1), reconciling them as a Kubernetes controller.
+    #[arg(long, env = "BURNGUARD_KUBERNETES")]
+    pub kubernetes: bool,
+    /// Namespaces to watch with --kubernetes, comma-separated (default: all).
+    #[arg(
+        long,
+        env = "BURNGUARD_NAMESPACES",
+        value_delimiter = ',',
+        value_name = "NAMESPACE"
+    )]
+    pub namespaces: Option<Vec<String>>,
+    /// Only objects with these labels, as `kubectl -l` takes them (`team=checkout`).
+    #[arg(long, env = "BURNGUARD_SELECTOR", value_name = "SELECTOR")]
+    pub selector: Option<String>,
+    /// How often a status whose numbers alone changed is written per object (default 5m).
+    #[arg(long, env = "BURNGUARD_STATUS_INTERVAL", value_parser = parse_duration, value_name = "DURATION")]
+    pub status_interval: Option<Duration>,
+    /// Do not apply a PrometheusRule per SLO object.
+    #[arg(long, env = "BURNGUARD_NO_PROMETHEUS_RULES")]
+    pub no_prometheus_rules: bool,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -267,6 +288,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         header_read_timeout: args.header_read_timeout,
         tls_handshake_timeout: args.tls_handshake_timeout,
         prometheus: args.prometheus.overrides()?,
+        kubernetes: args.kubernetes,
+        scope: crate::config::ScopeOverrides {
+            namespaces: args.namespaces,
+            selector: args.selector,
+        },
+        status_interval: args.status_interval,
+        no_prometheus_rules: args.no_prometheus_rules,
+        config_file: args.config.clone(),
     };
     let settings = Settings::resolve(overrides, file)?;
     telemetry::init(settings.log_format);

@@ -28,7 +28,7 @@ use crate::domain::playbook::FreezeTarget;
 use crate::http::state::ServiceState;
 use crate::ports::{CommandOutcome, Freezes, IncidentFilter, NewFreeze, Operations, Store};
 
-pub use crate::config::ApiAuth;
+pub use crate::http::auth::ApiAuth;
 
 fn unauthorized(message: &str) -> Response {
     let body = json!({"error": {"code": "unauthorized", "message": message}});

@@ -48,6 +48,10 @@ pub struct Metrics {
     pub notifications_dead: Family<Vec<(String, String)>, Counter>,
     /// Webhook requests by `source` (alertmanager, pagerduty, opsgenie) and HTTP `code`.
     pub webhook_requests: Family<Vec<(String, String)>, Counter>,
+    /// Kubernetes controller reconciles by `kind` and `outcome` (`ok` or an error label).
+    pub reconciles: Family<Vec<(String, String)>, Counter>,
+    /// How long reconciles took, by `kind`.
+    pub reconcile_duration: Family<Vec<(String, String)>, Histogram>,
     counts: Counts,
 }
 
@@ -186,6 +190,21 @@ impl Metrics {
             "Webhook requests received, by source and HTTP status code",
             webhook_requests.clone(),
         );
+        let reconciles = Family::<Vec<(String, String)>, Counter>::default();
+        registry.register(
+            "controller_reconciles",
+            "Kubernetes controller reconciles, by kind (ServiceLevelObjective, Playbook) and outcome (ok, or what failed)",
+            reconciles.clone(),
+        );
+        let reconcile_duration =
+            Family::<Vec<(String, String)>, Histogram>::new_with_constructor(|| {
+                Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+            });
+        registry.register(
+            "controller_reconcile_duration_seconds",
+            "How long Kubernetes controller reconciles took, by kind",
+            reconcile_duration.clone(),
+        );
         let counts = Counts::default();
         registry.register_collector(Box::new(SloCollector {
             latest,
@@ -203,8 +222,23 @@ impl Metrics {
             listener,
             notifications_dead,
             webhook_requests,
+            reconciles,
+            reconcile_duration,
             counts,
         }
+    }
+
+    /// Counts one controller reconcile.
+    pub fn reconciled(&self, kind: &str, outcome: &str, seconds: f64) {
+        self.reconciles
+            .get_or_create(&vec![
+                ("kind".to_string(), kind.to_string()),
+                ("outcome".to_string(), outcome.to_string()),
+            ])
+            .inc();
+        self.reconcile_duration
+            .get_or_create(&vec![("kind".to_string(), kind.to_string())])
+            .observe(seconds);
     }
 
     /// Replaces the store's counts rendered at scrape time.

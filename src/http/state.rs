@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use crate::adapters::store::SqlStore;
-use crate::config::{ApiAuth, WebhookAuth};
+use crate::http::auth::{ApiAuth, WebhookAuth};
 use crate::http::metrics::{Latest, Metrics};
 
 /// What the HTTP side reads: latest evaluations, readiness, metrics, the store.

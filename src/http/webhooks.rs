@@ -31,7 +31,7 @@ use crate::domain::policy::Severity;
 use crate::http::state::ServiceState;
 use crate::ports::{AlertTarget, CommandOutcome, IncomingAlert, Operations, Webhooks};
 
-pub use crate::config::WebhookAuth;
+pub use crate::http::auth::WebhookAuth;
 
 pub use crate::domain::incident::{incident_dedup_key, incident_of_key};
 

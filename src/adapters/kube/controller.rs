@@ -743,3 +743,30 @@ pub async fn run<H: ClusterHost>(
         return;
     }
 }
+
+/// Connects to the cluster (in-cluster config or kubeconfig), checks that the
+/// `burnguard.dev` CRDs are installed, and runs the controllers in the background.
+pub async fn start<H: ClusterHost>(
+    host: Arc<H>,
+    settings: ControllerSettings,
+    scope: tokio::sync::watch::Receiver<Scope>,
+    shutdown: CancellationToken,
+) -> Result<(), String> {
+    let client = Client::try_default()
+        .await
+        .map_err(|e| format!("no Kubernetes configuration (in-cluster or kubeconfig): {e}"))?;
+    // Probe where the controller will list: one namespace it watches, or the whole cluster.
+    let first_namespace = scope.borrow().namespaces.first().cloned();
+    let probe: Api<DynamicObject> = match &first_namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &slo_resource()),
+        None => Api::all_with(client.clone(), &slo_resource()),
+    };
+    if let Err(error) = probe.list(&kube::api::ListParams::default().limit(1)).await {
+        return Err(format!(
+            "cannot list ServiceLevelObjective objects ({error}); install the CRDs with `burnguard crds | kubectl apply -f -` and check burnguard's RBAC"
+        ));
+    }
+    let ctx = Arc::new(Context::new(client, host, settings));
+    tokio::spawn(run(ctx, scope, shutdown));
+    Ok(())
+}

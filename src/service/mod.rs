@@ -31,6 +31,8 @@ use crate::engine::remediate::Remediator;
 use crate::engine::schedule::Scheduler;
 use crate::http;
 pub use crate::http::state::ServiceState;
+
+pub mod cluster;
 use crate::policies::{self, LoadError};
 use crate::ports::Notifier;
 use crate::ports::{Store, Webhooks};
@@ -55,14 +57,22 @@ pub enum ServiceError {
     Actuator(String),
     #[error("cannot set up TLS: {0}")]
     Tls(#[from] crate::http::tls::TlsError),
+    #[error("cannot start the Kubernetes controller: {0}")]
+    Kubernetes(String),
 }
 
 /// Runs until `shutdown` is cancelled. Logs the bound address (`listening addr=...`).
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), ServiceError> {
-    let set =
-        policies::load_with(&settings.policies, &settings.load).map_err(ServiceError::Policies)?;
-    let mut slos = set.slos();
-    let mut playbooks = set.playbooks();
+    let set = if settings.policies.is_empty() {
+        // Cluster-only (`--kubernetes` without files).
+        policies::PolicySet::default()
+    } else {
+        policies::load_with(&settings.policies, &settings.load).map_err(ServiceError::Policies)?
+    };
+    let mut file_slos = set.slos();
+    let mut file_playbooks = set.playbooks();
+    let mut cluster_policies = crate::ports::ClusterPolicies::default();
+    let (mut slos, mut playbooks) = (file_slos.clone(), file_playbooks.clone());
     info!(
         slos = slos.len(),
         playbooks = playbooks.len(),
@@ -221,6 +231,14 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     spawn_sighup(reload_tx.clone(), shutdown.clone());
     let _watcher = watch_policies(&settings.policies, reload_tx)?;
 
+    let mut kubernetes = match &settings.kubernetes {
+        Some(k) => Some(
+            start_controller(k, &settings, &state, &store, &remediator, &instance, &file_slos, &file_playbooks, &shutdown)
+                .await?,
+        ),
+        None => None,
+    };
+
     let mut scheduler = Scheduler::new(&slos, settings.interval, Utc::now());
     let mut last_prune: Option<chrono::DateTime<Utc>> = None;
     loop {
@@ -232,19 +250,51 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
                 // Let a burst of file events settle, then reload once.
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 while reload_rx.try_recv().is_ok() {}
+                if cause == "SIGHUP"
+                    && let Some(k) = &kubernetes
+                {
+                    match crate::config::reload_scope(&settings) {
+                        Ok(scope) => {
+                            k.scope.send_if_modified(|current| {
+                                let changed = *current != scope;
+                                *current = scope;
+                                changed
+                            });
+                        }
+                        Err(error) => warn!(%error, "keeping the controller's namespaces and selector"),
+                    }
+                }
+                if settings.policies.is_empty() {
+                    continue;
+                }
                 if let Some((new, books)) =
                     reload(&settings.policies, &settings.load, cause, &state)
                 {
-                    slos = new;
-                    playbooks = books;
+                    file_slos = new;
+                    file_playbooks = books;
+                    if let Some(k) = &kubernetes {
+                        k.host.set_file_names(&file_slos, &file_playbooks);
+                    }
+                    (slos, playbooks) = cluster::merge((&file_slos, &file_playbooks), &cluster_policies);
+                    policies_changed(&state, &slos);
                     scheduler = Scheduler::new(&slos, settings.interval, Utc::now());
                 }
+            }
+            Some(policies) = cluster_changed(&mut kubernetes) => {
+                cluster_policies = policies;
+                (slos, playbooks) = cluster::merge((&file_slos, &file_playbooks), &cluster_policies);
+                policies_changed(&state, &slos);
+                info!(slos = slos.len(), cluster_slos = cluster_policies.slos.len(), "policies from the cluster applied");
+                scheduler = Scheduler::new(&slos, settings.interval, Utc::now());
             }
             _ = tokio::time::sleep(sleep_for) => {
                 let now = Utc::now();
                 let due: Vec<Slo> = scheduler.take_due(now).into_iter().map(|i| slos[i].clone()).collect();
                 if !due.is_empty() {
                     let evaluation = cycle(&evaluator, &store, &due, now.timestamp(), &state).await;
+                    if let Some(k) = &kubernetes {
+                        k.host.evaluated(&due, now.timestamp());
+                    }
                     remediator.after_cycle(&due, &playbooks, &evaluation).await;
                     refresh_store_counts(&store, &state).await;
                 }
@@ -266,6 +316,72 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         warn!("requests still open 5s after shutdown began; closing them");
     }
     Ok(())
+}
+
+/// The controller's handles the main loop keeps.
+struct Kubernetes {
+    host: Arc<cluster::ServiceHost>,
+    scope: tokio::sync::watch::Sender<crate::adapters::kube::controller::Scope>,
+    policies: tokio::sync::watch::Receiver<crate::ports::ClusterPolicies>,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn start_controller(
+    k: &crate::config::KubernetesSettings,
+    settings: &Settings,
+    state: &Arc<ServiceState>,
+    store: &Arc<SqlStore>,
+    remediator: &Arc<Remediator<SqlStore, Actuators, Prometheus>>,
+    instance: &crate::ports::Instance,
+    file_slos: &[Slo],
+    file_playbooks: &BTreeMap<String, crate::domain::playbook::Playbook>,
+    shutdown: &CancellationToken,
+) -> Result<Kubernetes, ServiceError> {
+    use crate::adapters::kube::controller;
+    let (host, policies) =
+        cluster::ServiceHost::new(state.clone(), store.clone(), remediator.clone());
+    host.set_file_names(file_slos, file_playbooks);
+    let host = Arc::new(host);
+    let (scope, scope_changes) = tokio::sync::watch::channel(k.scope.clone());
+    let controller_settings = controller::ControllerSettings {
+        status_interval: k.status_interval,
+        refresh: settings.interval.max(std::time::Duration::from_secs(5)),
+        prometheus_rules: k.prometheus_rules,
+        instance: instance.name.clone(),
+    };
+    controller::start(host.clone(), controller_settings, scope_changes, shutdown.clone())
+        .await
+        .map_err(ServiceError::Kubernetes)?;
+    Ok(Kubernetes {
+        host,
+        scope,
+        policies,
+    })
+}
+
+/// The next change of the cluster's policies, after a short settle (a start lists many
+/// objects at once); never, without the controller.
+async fn cluster_changed(
+    kubernetes: &mut Option<Kubernetes>,
+) -> Option<crate::ports::ClusterPolicies> {
+    let Some(k) = kubernetes else {
+        return std::future::pending().await;
+    };
+    if k.policies.changed().await.is_err() {
+        return std::future::pending().await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    Some(k.policies.borrow_and_update().clone())
+}
+
+/// What the HTTP side and /metrics know of the loaded SLOs, after the set changed.
+fn policies_changed(state: &ServiceState, slos: &[Slo]) {
+    let names: std::collections::BTreeSet<&str> = slos.iter().map(|s| s.name.as_str()).collect();
+    if let Ok(mut latest) = state.latest.write() {
+        latest.retain(|name, _| names.contains(name.as_str()));
+    }
+    state.metrics.slos_loaded.set(slos.len() as i64);
+    state.set_slo_names(slos.iter().map(|s| s.name.clone()));
 }
 
 /// Reads the store's counts for `/metrics` (after the cycle and its remediation, so they

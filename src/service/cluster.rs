@@ -1,0 +1,237 @@
+//! The service's side of `serve --kubernetes`: what the controller asks of the running
+//! service ([`ClusterHost`]), answered from the latest evaluations, the store and the
+//! remediator; and how the cluster's policies join the files' ([`merge`]).
+//!
+//! Owns: that glue. Must not touch: the watch and the API calls (`adapters::kube::controller`)
+//! or what a status says (`domain::cluster`).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use chrono::Utc;
+use tokio::sync::watch;
+use tracing::info;
+
+use crate::adapters::actuator::Actuators;
+use crate::adapters::prometheus::Prometheus;
+use crate::adapters::store::SqlStore;
+use crate::domain::cluster::{EvaluationFacts, HeldFreeze, LastAction};
+use crate::domain::incident::IncidentStatus;
+use crate::domain::playbook::Playbook;
+use crate::domain::policy::Slo;
+use crate::engine::remediate::Remediator;
+use crate::http::state::ServiceState;
+use crate::ports::{
+    ClusterHost, ClusterPolicies, FileNames, Freezes, IncidentFilter, Journal, Operations,
+    SloFacts, Store,
+};
+
+/// Who lifts and resolves when an SLO object is deleted, on timelines.
+const ACTOR: &str = "burnguard";
+
+pub struct ServiceHost {
+    pub state: Arc<ServiceState>,
+    pub store: Arc<SqlStore>,
+    pub remediator: Arc<Remediator<SqlStore, Actuators, Prometheus>>,
+    file_names: RwLock<FileNames>,
+    evaluated_at: RwLock<BTreeMap<String, i64>>,
+    cluster: watch::Sender<ClusterPolicies>,
+}
+
+impl ServiceHost {
+    pub fn new(
+        state: Arc<ServiceState>,
+        store: Arc<SqlStore>,
+        remediator: Arc<Remediator<SqlStore, Actuators, Prometheus>>,
+    ) -> (Self, watch::Receiver<ClusterPolicies>) {
+        let (cluster, changes) = watch::channel(ClusterPolicies::default());
+        let host = Self {
+            state,
+            store,
+            remediator,
+            file_names: RwLock::default(),
+            evaluated_at: RwLock::default(),
+            cluster,
+        };
+        (host, changes)
+    }
+
+    /// The files' policies changed (at start or on reload).
+    pub fn set_file_names(&self, slos: &[Slo], playbooks: &BTreeMap<String, Playbook>) {
+        if let Ok(mut names) = self.file_names.write() {
+            *names = FileNames {
+                slos: slos.iter().map(|s| s.name.clone()).collect(),
+                playbooks: playbooks.keys().cloned().collect(),
+            };
+        }
+    }
+
+    /// A cycle evaluated these SLOs at `at`.
+    pub fn evaluated(&self, slos: &[Slo], at: i64) {
+        if let Ok(mut times) = self.evaluated_at.write() {
+            for slo in slos {
+                times.insert(slo.name.clone(), at);
+            }
+        }
+    }
+}
+
+impl ClusterHost for ServiceHost {
+    fn file_names(&self) -> FileNames {
+        self.file_names
+            .read()
+            .map(|n| n.clone())
+            .unwrap_or_default()
+    }
+
+    fn set_cluster_policies(&self, policies: ClusterPolicies) {
+        self.cluster.send_replace(policies);
+    }
+
+    async fn slo_facts(&self, slo: &str) -> Result<SloFacts, String> {
+        let at = self
+            .evaluated_at
+            .read()
+            .ok()
+            .and_then(|t| t.get(slo).copied());
+        let evaluation = match (self.state.latest.read(), at) {
+            (Ok(latest), Some(at)) => latest.get(slo).map(|e| EvaluationFacts {
+                status: e.status.as_str().to_string(),
+                budget_remaining: e.error_budget_remaining,
+                burn_rates: e
+                    .burn_rate
+                    .0
+                    .iter()
+                    .filter_map(|(window, rate)| rate.map(|r| (window.to_string(), r)))
+                    .collect(),
+                at,
+            }),
+            _ => None,
+        };
+        let incident = self
+            .store
+            .unresolved_incident(slo)
+            .await
+            .map_err(|e| e.to_string())?;
+        let last_action = match &incident {
+            Some(incident) => self
+                .store
+                .incident(incident.id)
+                .await
+                .map_err(|e| e.to_string())?
+                .and_then(|detail| detail.actions.into_iter().max_by_key(|a| a.id))
+                .map(|a| LastAction {
+                    id: a.id,
+                    target: target_of(&a.intent),
+                    kind: a.kind,
+                    step: a.step,
+                    status: a.status,
+                }),
+            None => None,
+        };
+        let freezes = self
+            .store
+            .active_freezes()
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|f| f.slo.as_deref() == Some(slo))
+            .flat_map(|f| {
+                let namespace = f.namespace.clone().unwrap_or_default();
+                f.deployments
+                    .iter()
+                    .map(|d| HeldFreeze {
+                        namespace: namespace.clone(),
+                        deployment: d.clone(),
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        Ok(SloFacts {
+            evaluation,
+            open_incident: incident.map(|i| i.id),
+            freezes,
+            last_action,
+        })
+    }
+
+    async fn slo_deleted(&self, slo: &str) -> Result<(), String> {
+        let now = Utc::now().timestamp();
+        let freezes = self
+            .store
+            .active_freezes()
+            .await
+            .map_err(|e| e.to_string())?;
+        for freeze in freezes.iter().filter(|f| f.slo.as_deref() == Some(slo)) {
+            self.store
+                .lift_freeze(freeze.id, "burnguard (SLO deleted)", now)
+                .await
+                .map_err(|e| e.to_string())?;
+            info!(slo, freeze = freeze.id, "freeze lifted: its SLO was deleted");
+        }
+        // Takes the marks off the Deployments now rather than on the next cycle.
+        self.remediator.reconcile_freezes().await;
+        let open = self
+            .store
+            .list_incidents(&IncidentFilter {
+                status: None,
+                slo: Some(slo.to_string()),
+                limit: Some(100),
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        for incident in open
+            .iter()
+            .filter(|i| i.status != IncidentStatus::Resolved.as_str())
+        {
+            self.store
+                .resolve_by_hand(incident.id, ACTOR, Some("SLO deleted"), now)
+                .await
+                .map_err(|e| e.to_string())?;
+            info!(slo, incident = incident.id, "incident resolved: its SLO was deleted");
+        }
+        Ok(())
+    }
+
+    fn reconciled(&self, kind: &str, outcome: &str, seconds: f64) {
+        self.state.metrics.reconciled(kind, outcome, seconds);
+    }
+}
+
+/// `namespace/deployment` of a Kubernetes action's intent, when it has one.
+fn target_of(intent: &serde_json::Value) -> Option<String> {
+    let namespace = intent.get("namespace")?.as_str()?;
+    let deployment = intent.get("deployment")?.as_str()?;
+    Some(format!("{namespace}/{deployment}"))
+}
+
+/// The files' SLOs and playbooks, then the cluster's: a name a file holds stays the file's
+/// (the controller has already marked the object `NameConflict`).
+pub fn merge(
+    files: (&[Slo], &BTreeMap<String, Playbook>),
+    cluster: &ClusterPolicies,
+) -> (Vec<Slo>, BTreeMap<String, Playbook>) {
+    let mut slos = files.0.to_vec();
+    for (name, slo) in &cluster.slos {
+        if !files.0.iter().any(|s| &s.name == name) {
+            slos.push(slo.clone());
+        }
+    }
+    let mut playbooks = files.1.clone();
+    for (name, book) in &cluster.playbooks {
+        playbooks.entry(name.clone()).or_insert_with(|| book.clone());
+    }
+    (slos, playbooks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kubernetes_action_names_its_target() {
+        let intent = serde_json::json!({"namespace": "shop", "deployment": "checkout"});
+        assert_eq!(target_of(&intent).as_deref(), Some("shop/checkout"));
+        assert_eq!(target_of(&serde_json::json!({"url": "http://x"})), None);
+    }
+}
