@@ -100,6 +100,12 @@ pub fn api_server(script: Vec<Expect>) -> (KubeActuator, tokio::task::JoinHandle
 /// [`api_server`], and after the script every further request is kept in
 /// [`ApiServer::unexpected`] (and answered 500), so that "nothing more" can be shown.
 pub fn watched_api_server(script: Vec<Expect>) -> (KubeActuator, ApiServer) {
+    let (client, server) = scripted_client(script);
+    (KubeActuator::new(client), server)
+}
+
+/// [`watched_api_server`] for callers that need the client itself (the controller).
+pub fn scripted_client(script: Vec<Expect>) -> (::kube::Client, ApiServer) {
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let unexpected = Arc::new(Mutex::new(Vec::new()));
     let after_script = unexpected.clone();
@@ -180,12 +186,17 @@ pub fn watched_api_server(script: Vec<Expect>) -> (KubeActuator, ApiServer) {
         });
     });
     (
-        KubeActuator::new(::kube::Client::new(service, "default")),
+        ::kube::Client::new(service, "default"),
         ApiServer {
             script: Some(verifier),
             unexpected,
         },
     )
+}
+
+/// A path built at run time, for an [`Expect`].
+pub fn leak(path: String) -> &'static str {
+    Box::leak(path.into_boxed_str())
 }
 
 /// A plain Deployment in `shop`.

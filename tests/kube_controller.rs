@@ -1,0 +1,486 @@
+//! The Kubernetes controller, one reconcile at a time, against the API server stand-in of
+//! `common::kube` (no API server can run on our test machines): every request is checked in
+//! order (method, path, fieldManager and force, content type, body) and answered as the API
+//! server would. The service side is a recording [`ClusterHost`] whose facts each test sets.
+//!
+//! - A new object gets the finalizer first; the next reconcile applies its PrometheusRule
+//!   (owned by the SLO) and its status (only burnguard's fields), then publishes the Events
+//!   the change tells.
+//! - An invalid object gets `Valid=False` with every problem's field path, and a Warning
+//!   Event; an invalid edit keeps the last valid version running; a valid one replaces it.
+//! - Deleting an SLO cleans up (freezes lifted, incident resolved) BEFORE the finalizer goes;
+//!   a failed clean-up keeps the finalizer.
+//! - Names: a file's name and an older object's name are never taken.
+//! - No PrometheusRule CRD: a condition says so, and the API is not asked again for minutes.
+//! - Unchanged status: no write. Numbers alone: at most once per status interval.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::api::DynamicObject;
+use kube::runtime::controller::Action;
+use serde_json::{Value, json};
+
+use burnguard::adapters::kube::controller::{
+    self, Context, ControllerSettings, reconcile_playbook, reconcile_slo,
+};
+use burnguard::domain::cluster::{EvaluationFacts, HeldFreeze, LastAction};
+use burnguard::ports::{ClusterHost, ClusterPolicies, FileNames, SloFacts};
+use common::kube::{ApiServer, Expect, expect, leak, scripted_client, status};
+
+/// The clock of these tests: 2026-01-04T00:00:00Z.
+const AT: i64 = 1_767_484_800;
+const AT_TEXT: &str = "2026-01-04T00:00:00Z";
+const SLO_PATH: &str = "/apis/burnguard.dev/v1/namespaces/shop/servicelevelobjectives/checkout";
+const SLO_STATUS_PATH: &str =
+    "/apis/burnguard.dev/v1/namespaces/shop/servicelevelobjectives/checkout/status";
+const RULE_PATH: &str =
+    "/apis/monitoring.coreos.com/v1/namespaces/shop/prometheusrules/checkout-slo-rules";
+const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/shop/events";
+
+fn fixed_clock() -> i64 {
+    AT
+}
+
+/// The service as the controller sees it, recording what it is told.
+#[derive(Default)]
+struct Host {
+    files: Mutex<FileNames>,
+    facts: Mutex<BTreeMap<String, SloFacts>>,
+    fail_cleanup: Mutex<bool>,
+    published: Mutex<Vec<ClusterPolicies>>,
+    deleted: Mutex<Vec<String>>,
+    reconciles: Mutex<Vec<(String, String)>>,
+}
+
+impl Host {
+    fn latest(&self) -> ClusterPolicies {
+        self.published.lock().unwrap().last().cloned().unwrap_or_default()
+    }
+}
+
+impl ClusterHost for Host {
+    fn file_names(&self) -> FileNames {
+        self.files.lock().unwrap().clone()
+    }
+
+    fn set_cluster_policies(&self, policies: ClusterPolicies) {
+        self.published.lock().unwrap().push(policies);
+    }
+
+    async fn slo_facts(&self, slo: &str) -> Result<SloFacts, String> {
+        Ok(self.facts.lock().unwrap().get(slo).cloned().unwrap_or_default())
+    }
+
+    async fn slo_deleted(&self, slo: &str) -> Result<(), String> {
+        if *self.fail_cleanup.lock().unwrap() {
+            return Err("the database is unreachable".into());
+        }
+        self.deleted.lock().unwrap().push(slo.to_string());
+        Ok(())
+    }
+
+    fn reconciled(&self, kind: &str, outcome: &str, _seconds: f64) {
+        self.reconciles
+            .lock()
+            .unwrap()
+            .push((kind.to_string(), outcome.to_string()));
+    }
+}
+
+fn settings() -> ControllerSettings {
+    ControllerSettings {
+        status_interval: Duration::from_secs(300),
+        refresh: Duration::from_secs(30),
+        prometheus_rules: true,
+        instance: "burnguard-0".into(),
+    }
+}
+
+fn context(
+    script: Vec<Expect>,
+    host: Arc<Host>,
+    clock: fn() -> i64,
+) -> (Arc<Context<Host>>, ApiServer) {
+    let (client, server) = scripted_client(script);
+    (
+        Arc::new(Context::new(client, host, settings()).with_clock(clock)),
+        server,
+    )
+}
+
+const ERRORS: &str = "sum(rate(http_requests_total{job=\"checkout\",code=~\"5..\"}[{{.window}}]))";
+const TOTAL: &str = "sum(rate(http_requests_total{job=\"checkout\"}[{{.window}}]))";
+
+fn checkout_spec(objective: f64) -> Value {
+    json!({
+        "service": "checkout",
+        "objective": objective,
+        "window": "30d",
+        "indicator": {"ratio": {"errors": ERRORS, "total": TOTAL}},
+    })
+}
+
+/// A ServiceLevelObjective as the API server returns it.
+fn slo_object(namespace: &str, name: &str, generation: i64, spec: Value) -> Value {
+    json!({
+        "apiVersion": "burnguard.dev/v1",
+        "kind": "ServiceLevelObjective",
+        "metadata": {
+            "name": name, "namespace": namespace, "uid": format!("uid-{namespace}-{name}"),
+            "generation": generation, "resourceVersion": "100",
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+            "labels": {"team": "payments", "app.kubernetes.io/part-of": "shop"},
+        },
+        "spec": spec,
+    })
+}
+
+fn finalized(mut object: Value) -> Value {
+    object["metadata"]["finalizers"] = json!(["burnguard.dev/cleanup"]);
+    object
+}
+
+fn deleting(mut object: Value) -> Value {
+    object["metadata"]["deletionTimestamp"] = json!(AT_TEXT);
+    object
+}
+
+fn with_status(mut object: Value, status: &Value) -> Value {
+    object["status"] = status.clone();
+    object
+}
+
+fn dynamic(object: &Value) -> Arc<DynamicObject> {
+    Arc::new(serde_json::from_value(object.clone()).expect("a valid object"))
+}
+
+fn event_reply() -> Value {
+    json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+           "metadata": {"name": "checkout.1", "namespace": "shop"},
+           "eventTime": "2026-01-04T00:00:00.000000Z", "reportingController": "burnguard",
+           "reportingInstance": "burnguard-0", "action": "Evaluate", "reason": "X", "type": "Normal"})
+}
+
+/// The JSON patch that adds the finalizer to an object that has none.
+fn add_finalizer(reply: Value) -> Expect {
+    Expect {
+        content_type: Some("application/json-patch+json"),
+        body: Some(Box::new(|body: &Value| {
+            assert_eq!(
+                body,
+                &json!([
+                    {"op": "test", "path": "/metadata/finalizers", "value": null},
+                    {"op": "add", "path": "/metadata/finalizers", "value": ["burnguard.dev/cleanup"]},
+                ])
+            )
+        })),
+        ..expect("PATCH", SLO_PATH, &[], reply)
+    }
+}
+
+/// The JSON patch that removes the finalizer, and only if it is still ours at index 0.
+fn remove_finalizer(reply: Value) -> Expect {
+    Expect {
+        content_type: Some("application/json-patch+json"),
+        body: Some(Box::new(|body: &Value| {
+            assert_eq!(
+                body,
+                &json!([
+                    {"op": "test", "path": "/metadata/finalizers/0", "value": "burnguard.dev/cleanup"},
+                    {"op": "remove", "path": "/metadata/finalizers/0"},
+                ])
+            )
+        })),
+        ..expect("PATCH", SLO_PATH, &[], reply)
+    }
+}
+
+/// A server-side apply of the status subresource; `check` sees the status sent.
+fn status_apply(path: &'static str, kind: &'static str, check: impl Fn(&Value) + Send + 'static, reply: Value) -> Expect {
+    Expect {
+        content_type: Some("application/apply-patch+yaml"),
+        body: Some(Box::new(move |body: &Value| {
+            assert_eq!(body["apiVersion"], "burnguard.dev/v1");
+            assert_eq!(body["kind"], kind);
+            // Only the status: no spec, no metadata that could take fields from their owners.
+            let keys: BTreeSet<&str> = body.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+            assert_eq!(keys, BTreeSet::from(["apiVersion", "kind", "status"]));
+            check(&body["status"]);
+        })),
+        ..expect("PATCH", path, &["fieldManager=burnguard", "force=true"], reply)
+    }
+}
+
+fn event(reason: &'static str, type_: &'static str) -> Expect {
+    Expect {
+        body: Some(Box::new(move |body: &Value| {
+            assert_eq!(body["reason"], reason, "{body}");
+            assert_eq!(body["type"], type_, "{body}");
+            assert_eq!(body["regarding"]["kind"], "ServiceLevelObjective");
+            assert_eq!(body["regarding"]["name"], "checkout");
+            assert_eq!(body["reportingController"], "burnguard");
+        })),
+        ..expect("POST", EVENTS_PATH, &[], event_reply())
+    }
+}
+
+fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition in {status}"))
+}
+
+/// The rule group `burnguard rules` writes for the same SLO given as a policy file: the
+/// PrometheusRule must carry exactly these.
+fn rules_from_file(objective: f64) -> Value {
+    let file = burnguard::domain::rules::rule_file(&[slo_from_file(objective)]);
+    serde_json::to_value(&file.groups[0]).unwrap()
+}
+
+/// The checkout SLO written as a policy file, read by the file loader.
+fn slo_from_file(objective: f64) -> burnguard::domain::policy::Slo {
+    let text = format!(
+        "apiVersion: burnguard.dev/v1\nkind: SLO\nmetadata:\n  name: checkout\n  labels: {{team: payments}}\nspec:\n  service: checkout\n  objective: {objective}\n  window: 30d\n  indicator:\n    ratio:\n      errors: '{ERRORS}'\n      total: '{TOTAL}'\n"
+    );
+    let (slos, _, problems) = burnguard::policies::parse_policies("checkout.yaml", &text);
+    assert!(problems.is_empty(), "{problems:?}");
+    slos[0].slo.clone()
+}
+
+fn burning_facts(incident: i64) -> SloFacts {
+    SloFacts {
+        evaluation: Some(EvaluationFacts {
+            status: "page".into(),
+            budget_remaining: Some(0.25),
+            burn_rates: vec![("5m".into(), 16.2), ("1h".into(), 14.9)],
+            at: AT - 10,
+        }),
+        open_incident: Some(incident),
+        freezes: vec![HeldFreeze {
+            namespace: "shop".into(),
+            deployment: "checkout".into(),
+        }],
+        last_action: Some(LastAction {
+            id: 3,
+            kind: "rollback".into(),
+            step: "roll back checkout".into(),
+            status: "done".into(),
+            target: Some("shop/checkout".into()),
+        }),
+    }
+}
+
+#[tokio::test]
+async fn a_new_slo_object_gets_the_finalizer_before_anything_else() {
+    let host = Arc::new(Host::default());
+    let object = slo_object("shop", "checkout", 1, checkout_spec(99.9));
+    let (ctx, mut server) = context(
+        vec![add_finalizer(finalized(object.clone()))],
+        host.clone(),
+        fixed_clock,
+    );
+    let action = reconcile_slo(dynamic(&object), ctx).await.unwrap();
+    assert_eq!(action, Action::await_change(), "the next event applies it");
+    server.script_done().await;
+    assert_eq!(server.unexpected(), Vec::<String>::new());
+    assert!(host.published.lock().unwrap().is_empty(), "nothing is evaluated before the finalizer is on");
+}
+
+#[tokio::test]
+async fn a_valid_slo_gets_its_prometheus_rule_then_its_status_then_the_events_of_the_change() {
+    let host = Arc::new(Host::default());
+    host.facts
+        .lock()
+        .unwrap()
+        .insert("checkout".into(), burning_facts(7));
+    let object = finalized(slo_object("shop", "checkout", 2, checkout_spec(99.9)));
+    let wanted_group = rules_from_file(99.9);
+    let rule = Expect {
+        content_type: Some("application/apply-patch+yaml"),
+        body: Some(Box::new(move |body: &Value| {
+            assert_eq!(body["apiVersion"], "monitoring.coreos.com/v1");
+            assert_eq!(body["kind"], "PrometheusRule");
+            assert_eq!(body["metadata"]["name"], "checkout-slo-rules");
+            assert_eq!(body["metadata"]["namespace"], "shop");
+            assert_eq!(
+                body["metadata"]["ownerReferences"],
+                json!([{"apiVersion": "burnguard.dev/v1", "kind": "ServiceLevelObjective",
+                        "name": "checkout", "uid": "uid-shop-checkout",
+                        "controller": true, "blockOwnerDeletion": true}])
+            );
+            assert_eq!(body["spec"]["groups"], json!([wanted_group]));
+        })),
+        ..expect(
+            "PATCH",
+            RULE_PATH,
+            &["fieldManager=burnguard", "force=true"],
+            json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+                   "metadata": {"name": "checkout-slo-rules", "namespace": "shop"}}),
+        )
+    };
+    let status_check = |status: &Value| {
+        assert_eq!(status["observedGeneration"], 2);
+        assert_eq!(status["status"], "page");
+        assert_eq!(status["budgetRemainingPercent"], 25.0);
+        assert_eq!(
+            status["burnRates"],
+            json!([{"window": "5m", "burnRate": 16.2}, {"window": "1h", "burnRate": 14.9}])
+        );
+        assert_eq!(status["lastEvaluationTime"], "2026-01-03T23:59:50Z");
+        assert_eq!(status["openIncident"], 7);
+        assert_eq!(status["activeFreezes"], json!([{"namespace": "shop", "deployment": "checkout"}]));
+        for (type_, value, reason) in [
+            ("Valid", "True", "Valid"),
+            ("RulesApplied", "True", "Applied"),
+            ("Burning", "True", "FastBurn"),
+            ("Frozen", "True", "BudgetPolicy"),
+        ] {
+            let c = condition(status, type_);
+            assert_eq!((c["status"].as_str(), c["reason"].as_str()), (Some(value), Some(reason)), "{c}");
+            assert_eq!(c["lastTransitionTime"], AT_TEXT);
+            assert_eq!(c["observedGeneration"], 2);
+        }
+    };
+    let (ctx, mut server) = context(
+        vec![
+            rule,
+            status_apply(SLO_STATUS_PATH, "ServiceLevelObjective", status_check, object.clone()),
+            event("IncidentOpened", "Warning"),
+            event("DeploymentFrozen", "Warning"),
+            event("RolledBack", "Normal"),
+        ],
+        host.clone(),
+        fixed_clock,
+    );
+    let action = reconcile_slo(dynamic(&object), ctx).await.unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(30)));
+    server.script_done().await;
+    assert_eq!(server.unexpected(), Vec::<String>::new());
+    let published = host.latest();
+    // The object and the file say the same thing: the same SLO, to the last field (the
+    // file has the object's Prometheus-named label; `app.kubernetes.io/part-of` stays a
+    // Kubernetes label).
+    assert_eq!(published.slos["checkout"], slo_from_file(99.9));
+    assert_eq!(
+        host.reconciles.lock().unwrap().as_slice(),
+        &[("ServiceLevelObjective".to_string(), "ok".to_string())]
+    );
+}
+
+#[tokio::test]
+async fn an_unchanged_status_is_not_written_and_an_unchanged_rule_is_not_applied_again() {
+    let host = Arc::new(Host::default());
+    host.facts
+        .lock()
+        .unwrap()
+        .insert("checkout".into(), burning_facts(7));
+    let object = finalized(slo_object("shop", "checkout", 2, checkout_spec(99.9)));
+    let written = Arc::new(Mutex::new(Value::Null));
+    let keep = written.clone();
+    let (ctx, mut server) = context(
+        vec![
+            expect("PATCH", RULE_PATH, &["fieldManager=burnguard"], json!({})),
+            status_apply(
+                SLO_STATUS_PATH,
+                "ServiceLevelObjective",
+                move |status| *keep.lock().unwrap() = status.clone(),
+                object.clone(),
+            ),
+            event("IncidentOpened", "Warning"),
+            event("DeploymentFrozen", "Warning"),
+            event("RolledBack", "Normal"),
+        ],
+        host.clone(),
+        fixed_clock,
+    );
+    reconcile_slo(dynamic(&object), ctx.clone()).await.unwrap();
+    server.script_done().await;
+    // The watch brings the object back with the status just written: nothing to do.
+    let again = with_status(object.clone(), &written.lock().unwrap());
+    reconcile_slo(dynamic(&again), ctx).await.unwrap();
+    assert_eq!(server.unexpected(), Vec::<String>::new(), "a second pass asks nothing");
+}
+
+#[tokio::test]
+async fn numbers_alone_are_written_at_most_once_per_status_interval_but_an_incident_at_once() {
+    static NOW: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(AT);
+    fn clock() -> i64 {
+        NOW.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    let set_now = |at: i64| NOW.store(at, std::sync::atomic::Ordering::SeqCst);
+    let host = Arc::new(Host::default());
+    let mut facts = burning_facts(7);
+    host.facts.lock().unwrap().insert("checkout".into(), facts.clone());
+    let object = finalized(slo_object("shop", "checkout", 2, checkout_spec(99.9)));
+    let written = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let (keep1, keep2, keep3) = (written.clone(), written.clone(), written.clone());
+    let (ctx, mut server) = context(
+        vec![
+            expect("PATCH", RULE_PATH, &["fieldManager=burnguard"], json!({})),
+            status_apply(
+                SLO_STATUS_PATH,
+                "ServiceLevelObjective",
+                move |status| keep1.lock().unwrap().push(status.clone()),
+                object.clone(),
+            ),
+            event("IncidentOpened", "Warning"),
+            event("DeploymentFrozen", "Warning"),
+            event("RolledBack", "Normal"),
+            // The incident resolved: written at once, 2 minutes after the last write.
+            status_apply(
+                SLO_STATUS_PATH,
+                "ServiceLevelObjective",
+                move |status| {
+                    assert_eq!(status.get("openIncident"), None, "{status}");
+                    keep2.lock().unwrap().push(status.clone());
+                },
+                object.clone(),
+            ),
+            event("IncidentResolved", "Normal"),
+            // Numbers only, and the interval has passed since the last write.
+            status_apply(
+                SLO_STATUS_PATH,
+                "ServiceLevelObjective",
+                move |status| {
+                    assert_eq!(status["budgetRemainingPercent"], 20.0, "{status}");
+                    keep3.lock().unwrap().push(status.clone());
+                },
+                object.clone(),
+            ),
+        ],
+        host.clone(),
+        clock,
+    );
+    reconcile_slo(dynamic(&object), ctx.clone()).await.unwrap();
+    let status_on_object = |n: usize| with_status(object.clone(), &written.lock().unwrap()[n]);
+
+    // A minute later only the budget moved: nothing is written.
+    set_now(AT + 60);
+    facts.evaluation.as_mut().unwrap().budget_remaining = Some(0.24);
+    host.facts.lock().unwrap().insert("checkout".into(), facts.clone());
+    let action = reconcile_slo(dynamic(&status_on_object(0)), ctx.clone()).await.unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(30)));
+    assert_eq!(written.lock().unwrap().len(), 1, "numbers alone wait for the interval");
+
+    // Two minutes after the write the incident resolves: written at once.
+    set_now(AT + 120);
+    facts.open_incident = None;
+    host.facts.lock().unwrap().insert("checkout".into(), facts.clone());
+    reconcile_slo(dynamic(&status_on_object(0)), ctx.clone()).await.unwrap();
+    assert_eq!(written.lock().unwrap().len(), 2);
+
+    // Numbers again, a whole interval after that write: written.
+    set_now(AT + 120 + 300);
+    facts.evaluation.as_mut().unwrap().budget_remaining = Some(0.2);
+    host.facts.lock().unwrap().insert("checkout".into(), facts);
+    reconcile_slo(dynamic(&status_on_object(1)), ctx.clone()).await.unwrap();
+    server.script_done().await;
+    assert_eq!(server.unexpected(), Vec::<String>::new());
+}
