@@ -484,3 +484,359 @@ async fn numbers_alone_are_written_at_most_once_per_status_interval_but_an_incid
     server.script_done().await;
     assert_eq!(server.unexpected(), Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn an_invalid_object_gets_every_problem_with_its_path_in_status_and_a_warning_event() {
+    let host = Arc::new(Host::default());
+    let mut spec = checkout_spec(100.5);
+    spec["window"] = json!("30 days");
+    spec["indicator"] = json!({"ratio": {"errors": ERRORS, "good": TOTAL, "total": TOTAL}});
+    spec["budgetPolicy"] = json!([{"when": {"alert": "sometimes"}, "run": "degrade"}]);
+    let object = finalized(slo_object("shop", "checkout", 4, spec));
+    let check = |status: &Value| {
+        let paths: BTreeSet<&str> = status["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["path"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            paths,
+            BTreeSet::from([
+                "spec.objective",
+                "spec.window",
+                "spec.indicator.ratio",
+                "spec.budgetPolicy[0].when.alert",
+            ]),
+            "{status}"
+        );
+        let valid = condition(status, "Valid");
+        assert_eq!(valid["status"], "False");
+        assert_eq!(valid["reason"], "InvalidSpec");
+        assert!(valid["message"].as_str().unwrap().contains("spec.objective: 100.5 is out of range"), "{valid}");
+        assert_eq!(condition(status, "RulesApplied")["status"], "Unknown");
+        assert_eq!(condition(status, "Burning")["reason"], "NotEvaluated");
+        assert_eq!(status["status"], "invalid");
+        assert_eq!(status["observedGeneration"], 4);
+    };
+    let warning = Expect {
+        body: Some(Box::new(|body: &Value| {
+            assert_eq!(body["type"], "Warning");
+            assert_eq!(body["reason"], "InvalidSpec");
+            let note = body["note"].as_str().unwrap();
+            assert!(note.contains("spec.window") && note.contains("spec.budgetPolicy[0].when.alert"), "{note}");
+        })),
+        ..expect("POST", EVENTS_PATH, &[], event_reply())
+    };
+    let (ctx, mut server) = context(
+        vec![
+            status_apply(SLO_STATUS_PATH, "ServiceLevelObjective", check, object.clone()),
+            warning,
+        ],
+        host.clone(),
+        fixed_clock,
+    );
+    reconcile_slo(dynamic(&object), ctx).await.unwrap();
+    server.script_done().await;
+    assert_eq!(server.unexpected(), Vec::<String>::new(), "no PrometheusRule for an invalid spec");
+    assert!(host.latest().slos.is_empty(), "an invalid SLO is never evaluated");
+}
+
+#[tokio::test]
+async fn an_invalid_edit_keeps_the_last_valid_version_running_and_a_valid_one_replaces_it() {
+    let host = Arc::new(Host::default());
+    host.facts
+        .lock()
+        .unwrap()
+        .insert("checkout".into(), burning_facts(7));
+    let valid = finalized(slo_object("shop", "checkout", 2, checkout_spec(99.9)));
+    let mut broken_spec = checkout_spec(99.9);
+    broken_spec["indicator"] = json!({});
+    let broken = finalized(slo_object("shop", "checkout", 3, broken_spec));
+    let fixed = finalized(slo_object("shop", "checkout", 4, checkout_spec(99.5)));
+    let (ctx, mut server) = context(
+        vec![
+            expect("PATCH", RULE_PATH, &["fieldManager=burnguard"], json!({})),
+            status_apply(SLO_STATUS_PATH, "ServiceLevelObjective", |_| {}, valid.clone()),
+            event("IncidentOpened", "Warning"),
+            event("DeploymentFrozen", "Warning"),
+            event("RolledBack", "Normal"),
+            // Generation 3 is invalid: the rules of generation 2 stay (no apply), the status
+            // says what is wrong and still shows the numbers of the version that runs.
+            status_apply(
+                SLO_STATUS_PATH,
+                "ServiceLevelObjective",
+                |status| {
+                    assert_eq!(condition(status, "Valid")["status"], "False");
+                    assert_eq!(condition(status, "RulesApplied")["status"], "True");
+                    assert_eq!(status["openIncident"], 7, "the open incident is kept");
+                    assert_eq!(status["status"], "page");
+                    assert_eq!(status["observedGeneration"], 3);
+                },
+                broken.clone(),
+            ),
+            event("InvalidSpec", "Warning"),
+            // Generation 4 is valid: new rules, and the status says so.
+            expect("PATCH", RULE_PATH, &["fieldManager=burnguard"], json!({})),
+            status_apply(
+                SLO_STATUS_PATH,
+                "ServiceLevelObjective",
+                |status| {
+                    assert_eq!(condition(status, "Valid")["status"], "True");
+                    assert_eq!(status["observedGeneration"], 4);
+                },
+                fixed.clone(),
+            ),
+            event("Valid", "Normal"),
+        ],
+        host.clone(),
+        fixed_clock,
+    );
+    reconcile_slo(dynamic(&valid), ctx.clone()).await.unwrap();
+    assert_eq!(host.latest().slos["checkout"], slo_from_file(99.9));
+    // Each pass sees the status the previous one wrote (the watch brings it back).
+    let status_of = |object: &Value| -> Value {
+        let facts = burning_facts(7);
+        let status = burnguard::domain::cluster::desired_slo_status(
+            &burnguard::domain::cluster::StatusFacts {
+                generation: object["metadata"]["generation"].as_i64(),
+                validity: burnguard::domain::cluster::Validity::Valid,
+                rules: burnguard::domain::cluster::RulesOutcome::Applied,
+                evaluation: facts.evaluation,
+                open_incident: facts.open_incident,
+                freezes: facts.freezes,
+                last_action: facts.last_action,
+            },
+            None,
+            AT,
+        );
+        serde_json::to_value(status).unwrap()
+    };
+    reconcile_slo(dynamic(&with_status(broken.clone(), &status_of(&valid))), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        host.latest().slos["checkout"],
+        slo_from_file(99.9),
+        "the last valid version keeps running"
+    );
+    let mut invalid_status = status_of(&broken);
+    invalid_status["conditions"][0] =
+        json!({"type": "Valid", "status": "False", "reason": "InvalidSpec", "message": "x", "lastTransitionTime": AT_TEXT});
+    reconcile_slo(dynamic(&with_status(fixed.clone(), &invalid_status)), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(host.latest().slos["checkout"], slo_from_file(99.5), "replaced in place");
+    server.script_done().await;
+    assert_eq!(server.unexpected(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn deleting_an_slo_cleans_up_before_the_finalizer_goes() {
+    let host = Arc::new(Host::default());
+    let object = finalized(slo_object("shop", "checkout", 2, checkout_spec(99.9)));
+    let seen = host.clone();
+    let removal = Expect {
+        before_reply: None,
+        ..remove_finalizer(object.clone())
+    };
+    let (ctx, mut server) = context(
+        vec![
+            expect("PATCH", RULE_PATH, &["fieldManager=burnguard"], json!({})),
+            status_apply(SLO_STATUS_PATH, "ServiceLevelObjective", |_| {}, object.clone()),
+            Expect {
+                // By the time the finalizer is removed, the clean-up has happened.
+                body: Some(Box::new(move |_| {
+                    assert_eq!(seen.deleted.lock().unwrap().as_slice(), &["checkout".to_string()]);
+                })),
+                ..removal
+            },
+        ],
+        host.clone(),
+        fixed_clock,
+    );
+    reconcile_slo(dynamic(&object), ctx.clone()).await.unwrap();
+    assert!(host.latest().slos.contains_key("checkout"));
+    let action = reconcile_slo(dynamic(&deleting(object)), ctx).await.unwrap();
+    assert_eq!(action, Action::await_change());
+    server.script_done().await;
+    assert_eq!(server.unexpected(), Vec::<String>::new());
+    assert!(host.latest().slos.is_empty(), "no longer evaluated");
+}
+
+#[tokio::test]
+async fn an_slo_deleted_while_burnguard_was_down_is_still_cleaned_up() {
+    // A fresh controller (a restart) whose first sight of the object is its deletion.
+    let host = Arc::new(Host::default());
+    let object = deleting(finalized(slo_object("shop", "checkout", 2, checkout_spec(99.9))));
+    let (ctx, mut server) = context(vec![remove_finalizer(object.clone())], host.clone(), fixed_clock);
+    reconcile_slo(dynamic(&object), ctx).await.unwrap();
+    server.script_done().await;
+    assert_eq!(host.deleted.lock().unwrap().as_slice(), &["checkout".to_string()]);
+}
+
+#[tokio::test]
+async fn deleting_a_duplicate_or_a_files_namesake_leaves_the_holders_incident_alone() {
+    let host = Arc::new(Host::default());
+    host.files.lock().unwrap().slos.insert("checkout".into());
+    let object = deleting(finalized(slo_object("shop", "checkout", 2, checkout_spec(99.9))));
+    let (ctx, mut server) = context(vec![remove_finalizer(object.clone())], host.clone(), fixed_clock);
+    reconcile_slo(dynamic(&object), ctx).await.unwrap();
+    server.script_done().await;
+    assert!(host.deleted.lock().unwrap().is_empty(), "the file's SLO keeps its incident");
+}
+
+#[tokio::test]
+async fn a_failed_clean_up_keeps_the_finalizer_and_is_retried_with_backoff() {
+    let host = Arc::new(Host::default());
+    *host.fail_cleanup.lock().unwrap() = true;
+    let object = deleting(finalized(slo_object("shop", "checkout", 2, checkout_spec(99.9))));
+    let (ctx, mut server) = context(vec![], host.clone(), fixed_clock);
+    let error = reconcile_slo(dynamic(&object), ctx.clone()).await.unwrap_err();
+    assert!(error.to_string().contains("database is unreachable"), "{error}");
+    assert_eq!(error.label(), "cleanup");
+    let retry = controller::error_policy(dynamic(&object), &error, ctx.clone());
+    assert_eq!(retry, Action::requeue(Duration::from_secs(5)));
+    let again = controller::error_policy(dynamic(&object), &error, ctx.clone());
+    assert_eq!(again, Action::requeue(Duration::from_secs(10)), "per-object backoff doubles");
+    server.script_done().await;
+    // reconcile returned: every request it made was made; none removed the finalizer.
+    assert_eq!(server.unexpected(), Vec::<String>::new());
+    assert_eq!(
+        host.reconciles.lock().unwrap().last(),
+        Some(&("ServiceLevelObjective".to_string(), "cleanup".to_string()))
+    );
+}
+
+#[tokio::test]
+async fn the_older_object_keeps_a_name_and_the_newer_one_says_who_holds_it() {
+    let host = Arc::new(Host::default());
+    let older = finalized(slo_object("shop", "checkout", 1, checkout_spec(99.9)));
+    let mut newer = finalized(slo_object("payments", "checkout", 1, checkout_spec(99.0)));
+    newer["metadata"]["creationTimestamp"] = json!("2026-01-02T00:00:00Z");
+    let newer_status_path = "/apis/burnguard.dev/v1/namespaces/payments/servicelevelobjectives/checkout/status";
+    let (ctx, mut server) = context(
+        vec![
+            expect("PATCH", RULE_PATH, &["fieldManager=burnguard"], json!({})),
+            status_apply(SLO_STATUS_PATH, "ServiceLevelObjective", |_| {}, older.clone()),
+            status_apply(
+                newer_status_path,
+                "ServiceLevelObjective",
+                |status| {
+                    let valid = condition(status, "Valid");
+                    assert_eq!(valid["reason"], "NameConflict");
+                    assert!(valid["message"].as_str().unwrap().contains("object shop/checkout"), "{valid}");
+                    assert_eq!(status["status"], "conflict");
+                },
+                newer.clone(),
+            ),
+            Expect {
+                body: Some(Box::new(|body: &Value| {
+                    assert_eq!(body["reason"], "NameConflict");
+                    assert_eq!(body["regarding"]["namespace"], "payments");
+                })),
+                ..expect("POST", "/apis/events.k8s.io/v1/namespaces/payments/events", &[], event_reply())
+            },
+        ],
+        host.clone(),
+        fixed_clock,
+    );
+    // Which one holds the name depends on age, not on the order the watch delivers them
+    // (domain::cluster's table tests take both orders).
+    reconcile_slo(dynamic(&older), ctx.clone()).await.unwrap();
+    reconcile_slo(dynamic(&newer), ctx.clone()).await.unwrap();
+    assert_eq!(host.latest().slos["checkout"], slo_from_file(99.9), "the older object's SLO runs");
+    server.script_done().await;
+    assert_eq!(server.unexpected(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn without_the_prometheus_operator_the_condition_says_so_and_the_api_is_not_asked_again_soon() {
+    let host = Arc::new(Host::default());
+    let object = finalized(slo_object("shop", "checkout", 1, checkout_spec(99.9)));
+    let written = Arc::new(Mutex::new(Value::Null));
+    let keep = written.clone();
+    let (ctx, mut server) = context(
+        vec![
+            Expect {
+                status: 404,
+                ..expect(
+                    "PATCH",
+                    RULE_PATH,
+                    &["fieldManager=burnguard"],
+                    status(404, "NotFound", "the server could not find the requested resource"),
+                )
+            },
+            status_apply(
+                SLO_STATUS_PATH,
+                "ServiceLevelObjective",
+                move |status| {
+                    let rules = condition(status, "RulesApplied");
+                    assert_eq!(rules["status"], "False");
+                    assert_eq!(rules["reason"], "PrometheusRuleCRDMissing");
+                    assert_eq!(condition(status, "Valid")["status"], "True", "the SLO is still evaluated");
+                    *keep.lock().unwrap() = status.clone();
+                },
+                object.clone(),
+            ),
+        ],
+        host.clone(),
+        fixed_clock,
+    );
+    reconcile_slo(dynamic(&object), ctx.clone()).await.unwrap();
+    assert!(host.latest().slos.contains_key("checkout"));
+    let again = with_status(object, &written.lock().unwrap());
+    reconcile_slo(dynamic(&again), ctx).await.unwrap();
+    server.script_done().await;
+    assert_eq!(server.unexpected(), Vec::<String>::new(), "no second apply within 5 minutes");
+}
+
+#[tokio::test]
+async fn a_playbook_object_is_read_like_a_file_and_its_status_says_whether_it_is_valid() {
+    let host = Arc::new(Host::default());
+    let book = |generation: i64, steps: Value| {
+        json!({
+            "apiVersion": "burnguard.dev/v1", "kind": "Playbook",
+            "metadata": {"name": "degrade", "namespace": "shop", "uid": "uid-degrade",
+                         "generation": generation, "resourceVersion": "7",
+                         "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"mode": "auto", "steps": steps},
+        })
+    };
+    let good = book(1, json!([{"name": "roll back", "rollback": {"namespace": "shop", "deployment": "checkout"}}]));
+    let bad = book(2, json!([{"name": "two actions", "rollback": {"namespace": "shop", "deployment": "checkout"},
+                              "scale": {"namespace": "shop", "deployment": "checkout", "replicas": 3}}]));
+    let path = "/apis/burnguard.dev/v1/namespaces/shop/playbooks/degrade/status";
+    let (ctx, mut server) = context(
+        vec![
+            status_apply(path, "Playbook", |status| {
+                assert_eq!(condition(status, "Valid")["status"], "True");
+                assert_eq!(status["observedGeneration"], 1);
+            }, good.clone()),
+            status_apply(path, "Playbook", |status| {
+                assert_eq!(condition(status, "Valid")["status"], "False");
+                assert_eq!(status["problems"][0]["path"], "spec.steps[0]", "{status}");
+            }, bad.clone()),
+            Expect {
+                body: Some(Box::new(|body: &Value| {
+                    assert_eq!(body["reason"], "InvalidSpec");
+                    assert_eq!(body["regarding"]["kind"], "Playbook");
+                })),
+                ..expect("POST", EVENTS_PATH, &[], event_reply())
+            },
+        ],
+        host.clone(),
+        fixed_clock,
+    );
+    reconcile_playbook(dynamic(&good), ctx.clone()).await.unwrap();
+    let (_, books, problems) = burnguard::policies::parse_policies(
+        "degrade.yaml",
+        "apiVersion: burnguard.dev/v1\nkind: Playbook\nmetadata: {name: degrade}\nspec:\n  mode: auto\n  steps:\n    - name: roll back\n      rollback: {namespace: shop, deployment: checkout}\n",
+    );
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(host.latest().playbooks["degrade"], books[0].playbook, "the object says what the file says");
+    reconcile_playbook(dynamic(&bad), ctx).await.unwrap();
+    assert!(host.latest().playbooks.contains_key("degrade"), "the valid version stays");
+    server.script_done().await;
+    assert_eq!(server.unexpected(), Vec::<String>::new());
+}

@@ -518,15 +518,23 @@ async fn cleanup_slo<H: ClusterHost>(
     object: &DynamicObject,
     ctx: &Context<H>,
 ) -> Result<Action, ControllerError> {
-    let (key, _, _) = key_of(object)?;
-    let holder = ctx.holder(true, &key);
-    let held = lock(&ctx.slos).get(&key).and_then(|e| match &e.last_valid {
-        Some(ObjectPolicy::Slo(slo)) => Some(slo.name.clone()),
-        _ => None,
-    });
-    // Only the object that holds the name speaks for the SLO: a duplicate's deletion must
-    // not resolve the holder's incident.
-    if let (None, Some(name)) = (holder, held) {
+    let (key, _, name) = key_of(object)?;
+    // The SLO's name is the object's name, valid spec or not; after a restart the object may
+    // not have been read yet, so the claim is worked out from the object itself. Only the
+    // object that holds the name speaks for the SLO: a duplicate's deletion must not resolve
+    // the holder's incident, nor a file SLO's.
+    let files = ctx.host.file_names();
+    let mut claims: Vec<Claim> = lock(&ctx.slos)
+        .iter()
+        .filter(|(k, e)| **k != key && e.last_valid.is_some())
+        .map(|(_, e)| e.claim.clone())
+        .collect();
+    claims.push(claim_of(object, &key, &name));
+    let holds = matches!(
+        cluster::name_holders(&files.slos, &claims).get(&key),
+        Some(None)
+    );
+    if holds {
         info!(object = %key, slo = %name, "SLO object deleted: lifting its freezes and resolving its incident");
         ctx.host
             .slo_deleted(&name)
