@@ -840,3 +840,287 @@ async fn a_playbook_object_is_read_like_a_file_and_its_status_says_whether_it_is
     server.script_done().await;
     assert_eq!(server.unexpected(), Vec::<String>::new());
 }
+
+// ---------------------------------------------------------------------------------------------
+// The watch: the controllers run as `serve --kubernetes` runs them, against an API server
+// stand-in that answers lists and watches from a script per resource path (a watch answer is
+// one batch of events, after which the watcher watches again from the last resourceVersion,
+// as it does when a real watch times out) and answers writes with the object.
+
+struct Cluster {
+    /// Answers to the lists of each path, in order; the last one repeats.
+    lists: Mutex<BTreeMap<String, std::collections::VecDeque<Value>>>,
+    /// Batches of watch events for each path; with none left, a watch is held open.
+    watches: Mutex<BTreeMap<String, std::collections::VecDeque<Vec<Value>>>>,
+    /// Every request seen: `METHOD path?query`.
+    log: Mutex<Vec<String>>,
+    /// Watches waiting for their next batch.
+    held: Mutex<BTreeMap<String, Vec<tower_test::mock::SendResponse<http::Response<kube::client::Body>>>>>,
+}
+
+fn watch_body(events: Vec<Value>) -> http::Response<kube::client::Body> {
+    let mut body = Vec::new();
+    for e in events {
+        body.extend(serde_json::to_vec(&e).unwrap());
+        body.push(b'\n');
+    }
+    http::Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .body(kube::client::Body::from(body))
+        .unwrap()
+}
+
+impl Cluster {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            lists: Mutex::default(),
+            watches: Mutex::default(),
+            log: Mutex::default(),
+            held: Mutex::default(),
+        })
+    }
+
+    /// From now on every list of `path` gets `answer`.
+    fn relist(&self, path: &str, answer: Value) {
+        let mut lists = self.lists.lock().unwrap();
+        let queue = lists.entry(path.into()).or_default();
+        queue.clear();
+        queue.push_back(answer);
+    }
+
+    fn list(&self, path: &str, answer: Value) {
+        self.lists.lock().unwrap().entry(path.into()).or_default().push_back(answer);
+    }
+
+    /// The next batch of events on `path`: to a watch already waiting, or to the next one.
+    fn watch(&self, path: &str, events: Vec<Value>) {
+        let waiting = self.held.lock().unwrap().get_mut(path).and_then(|w| w.pop());
+        match waiting {
+            Some(respond) => respond.send_response(watch_body(events)),
+            None => self.watches.lock().unwrap().entry(path.into()).or_default().push_back(events),
+        }
+    }
+
+    fn requests(&self, prefix: &str) -> Vec<String> {
+        self.log.lock().unwrap().iter().filter(|r| r.starts_with(prefix)).cloned().collect()
+    }
+
+    /// A client whose every request this cluster answers.
+    fn client(self: &Arc<Self>) -> kube::Client {
+        use http::{Request, Response};
+        use kube::client::Body;
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let cluster = self.clone();
+        tokio::spawn(async move {
+            while let Some((request, respond)) = handle.next_request().await {
+                let path = request.uri().path().to_string();
+                let query = request.uri().query().unwrap_or_default().to_string();
+                let method = request.method().to_string();
+                cluster.log.lock().unwrap().push(format!("{method} {path}?{query}"));
+                let reply = |code: u16, body: Vec<u8>| {
+                    Response::builder()
+                        .status(code)
+                        .header("content-type", "application/json")
+                        .body(Body::from(body))
+                        .unwrap()
+                };
+                if method == "GET" && query.contains("watch=true") {
+                    let batch = cluster.watches.lock().unwrap().get_mut(&path).and_then(|q| q.pop_front());
+                    match batch {
+                        Some(events) => respond.send_response(watch_body(events)),
+                        // Nothing to say yet: the watch stays open until the test speaks.
+                        None => cluster.held.lock().unwrap().entry(path).or_default().push(respond),
+                    }
+                } else if method == "GET" {
+                    let answer = {
+                        let mut lists = cluster.lists.lock().unwrap();
+                        let queue = lists.entry(path.clone()).or_default();
+                        if queue.len() > 1 { queue.pop_front() } else { queue.front().cloned() }
+                    };
+                    let answer = answer.unwrap_or_else(|| {
+                        json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": []})
+                    });
+                    respond.send_response(reply(200, serde_json::to_vec(&answer).unwrap()));
+                } else if path.starts_with("/apis/events.k8s.io") {
+                    respond.send_response(reply(201, serde_json::to_vec(&event_reply()).unwrap()));
+                } else {
+                    // Writes: answer with a minimal object of the path's kind.
+                    let name = path.trim_end_matches("/status").rsplit('/').next().unwrap_or_default().to_string();
+                    let namespace = path.split("/namespaces/").nth(1).and_then(|r| r.split('/').next()).unwrap_or_default().to_string();
+                    let object = json!({"apiVersion": "burnguard.dev/v1", "kind": "ServiceLevelObjective",
+                                        "metadata": {"name": name, "namespace": namespace}});
+                    respond.send_response(reply(200, serde_json::to_vec(&object).unwrap()));
+                }
+            }
+        });
+        kube::Client::new(service, "default")
+    }
+}
+
+fn slo_list(items: Vec<Value>, resource_version: &str, continue_token: Option<&str>) -> Value {
+    let mut metadata = json!({"resourceVersion": resource_version});
+    if let Some(token) = continue_token {
+        metadata["continue"] = json!(token);
+    }
+    json!({"apiVersion": "burnguard.dev/v1", "kind": "ServiceLevelObjectiveList", "metadata": metadata, "items": items})
+}
+
+fn watch_event(type_: &str, object: Value) -> Value {
+    json!({"type": type_, "object": object})
+}
+
+fn quick_settings() -> ControllerSettings {
+    ControllerSettings {
+        refresh: Duration::from_millis(200),
+        ..settings()
+    }
+}
+
+/// Waits until the service was handed SLOs with exactly these names and objectives.
+async fn until_published(host: &Host, wanted: &[(&str, f64)]) {
+    let wanted: BTreeMap<String, f64> = wanted.iter().map(|(n, o)| (n.to_string(), *o)).collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let now: BTreeMap<String, f64> = host
+            .latest()
+            .slos
+            .iter()
+            .map(|(n, s)| (n.clone(), (s.objective.ratio() * 1000.0).round() / 10.0))
+            .collect();
+        if now == wanted {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "published {now:?}, waited for {wanted:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until a watch on `path` is open and waiting.
+async fn until_watching(cluster: &Cluster, path: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while cluster.held.lock().unwrap().get(path).is_none_or(|w| w.is_empty()) {
+        assert!(tokio::time::Instant::now() < deadline, "no watch on {path}: {:?}", cluster.requests("GET"));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn named_slo(namespace: &str, name: &str, generation: i64, objective: f64, rv: &str) -> Value {
+    let mut object = finalized(slo_object(namespace, name, generation, checkout_spec(objective)));
+    object["metadata"]["resourceVersion"] = json!(rv);
+    object
+}
+
+const ALL_SLOS: &str = "/apis/burnguard.dev/v1/servicelevelobjectives";
+
+#[tokio::test]
+async fn the_controller_lists_in_pages_follows_the_watch_and_lists_again_after_410_gone() {
+    let cluster = Cluster::new();
+    cluster.list(ALL_SLOS, slo_list(vec![named_slo("shop", "alpha", 1, 99.9, "90")], "100", Some("page-2")));
+    cluster.list(ALL_SLOS, slo_list(vec![named_slo("shop", "beta", 1, 99.0, "95")], "100", None));
+    let host = Arc::new(Host::default());
+    let ctx = Arc::new(Context::new(cluster.client(), host.clone(), quick_settings()).with_clock(fixed_clock));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(controller::run_scope(ctx, controller::Scope::default(), stop.clone()));
+
+    until_published(&host, &[("alpha", 99.9), ("beta", 99.0)]).await;
+    let lists = cluster.requests(&format!("GET {ALL_SLOS}?"));
+    assert!(lists[0].contains("limit=500"), "{lists:?}");
+    assert!(lists[1].contains("continue=page-2"), "the second page is asked for: {lists:?}");
+
+    // The watch's changes: alpha edited, gamma added, beta deleted (without burnguard's
+    // finalizer: it disappears from the cache and is forgotten).
+    until_watching(&cluster, ALL_SLOS).await;
+    cluster.watch(
+        ALL_SLOS,
+        vec![
+            watch_event("BOOKMARK", json!({"apiVersion": "burnguard.dev/v1", "kind": "ServiceLevelObjective",
+                                            "metadata": {"resourceVersion": "101"}})),
+            watch_event("MODIFIED", named_slo("shop", "alpha", 2, 99.5, "102")),
+            watch_event("ADDED", named_slo("shop", "gamma", 1, 95.0, "103")),
+            watch_event("DELETED", named_slo("shop", "beta", 1, 99.0, "104")),
+        ],
+    );
+    until_published(&host, &[("alpha", 99.5), ("gamma", 95.0)]).await;
+
+    // The watch's history expired: 410 Gone, and the controller lists again.
+    cluster.relist(ALL_SLOS, slo_list(vec![
+        named_slo("shop", "alpha", 2, 99.5, "200"),
+        named_slo("shop", "gamma", 1, 95.0, "200"),
+        named_slo("shop", "delta", 1, 90.0, "200"),
+    ], "200", None));
+    until_watching(&cluster, ALL_SLOS).await;
+    cluster.watch(ALL_SLOS, vec![watch_event("ERROR", json!({"kind": "Status", "apiVersion": "v1",
+        "metadata": {}, "status": "Failure", "message": "too old resource version: 100 (150)",
+        "reason": "Expired", "code": 410}))]);
+    until_published(&host, &[("alpha", 99.5), ("gamma", 95.0), ("delta", 90.0)]).await;
+    let lists_after = cluster
+        .requests(&format!("GET {ALL_SLOS}?"))
+        .into_iter()
+        .filter(|r| !r.contains("watch=true"))
+        .count();
+    assert!(lists_after >= 3, "listed again after 410: {:?}", cluster.requests("GET"));
+    stop.cancel();
+    running.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_new_namespace_list_and_selector_take_effect_without_a_restart() {
+    let shop = "/apis/burnguard.dev/v1/namespaces/shop/servicelevelobjectives";
+    let payments = "/apis/burnguard.dev/v1/namespaces/payments/servicelevelobjectives";
+    let cluster = Cluster::new();
+    cluster.list(shop, slo_list(vec![named_slo("shop", "alpha", 1, 99.9, "10")], "10", None));
+    cluster.list(payments, slo_list(vec![named_slo("payments", "pay", 1, 99.0, "20")], "20", None));
+    let host = Arc::new(Host::default());
+    let ctx = Arc::new(Context::new(cluster.client(), host.clone(), quick_settings()).with_clock(fixed_clock));
+    let (scope, changes) = tokio::sync::watch::channel(controller::Scope {
+        namespaces: vec!["shop".into()],
+        selector: None,
+    });
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(controller::run(ctx, changes, stop.clone()));
+    until_published(&host, &[("alpha", 99.9)]).await;
+    assert!(cluster.requests(&format!("GET {payments}")).is_empty(), "payments is not watched yet");
+
+    scope.send_replace(controller::Scope {
+        namespaces: vec!["payments".into()],
+        selector: Some("team=payments".into()),
+    });
+    // shop's SLO is forgotten (out of scope), payments' is taken.
+    until_published(&host, &[("pay", 99.0)]).await;
+    let lists = cluster.requests(&format!("GET {payments}?"));
+    assert!(
+        lists.iter().all(|r| r.contains("labelSelector=team%3Dpayments")),
+        "the selector goes to the API server: {lists:?}"
+    );
+    stop.cancel();
+    running.await.unwrap();
+}
+
+#[tokio::test]
+async fn one_object_that_does_not_decode_never_stops_the_others() {
+    let cluster = Cluster::new();
+    let mut broken = named_slo("shop", "broken", 1, 99.9, "11");
+    // Stored under an older, looser schema: a string where a number belongs, a map where a
+    // catalogue name or a list belongs.
+    broken["spec"]["objective"] = json!("ninety-nine");
+    broken["spec"]["alerting"] = json!({"windows": {"fast": "5m"}});
+    cluster.list(ALL_SLOS, slo_list(vec![broken, named_slo("shop", "alpha", 1, 99.9, "12")], "12", None));
+    let host = Arc::new(Host::default());
+    let ctx = Arc::new(Context::new(cluster.client(), host.clone(), quick_settings()).with_clock(fixed_clock));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(controller::run_scope(ctx, controller::Scope::default(), stop.clone()));
+    until_published(&host, &[("alpha", 99.9)]).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while cluster.requests("PATCH /apis/burnguard.dev/v1/namespaces/shop/servicelevelobjectives/broken/status").is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no status for the broken object");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        host.reconciles.lock().unwrap().iter().all(|(_, outcome)| outcome == "ok"),
+        "an invalid object is a status, not an error: {:?}",
+        host.reconciles.lock().unwrap()
+    );
+    stop.cancel();
+    running.await.unwrap();
+}
