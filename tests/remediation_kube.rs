@@ -831,3 +831,74 @@ async fn the_engine_refuses_to_roll_back_a_paused_deployment_and_says_why() {
         );
     }
 }
+
+/// `serve --kubernetes` as built: the controller's clean-up goes through the service's
+/// [`ServiceHost`] to this store and this cluster.
+#[tokio::test]
+async fn deleting_an_slo_object_lifts_its_freeze_and_resolves_its_incident_before_the_finalizer_goes() {
+    use burnguard::adapters::kube::controller::{Context, ControllerSettings, reconcile_slo};
+    use burnguard::service::cluster::ServiceHost;
+    for db in TestDb::both().await {
+        let store = Arc::new(SqlStore::open(db.url()).await.unwrap());
+        let incident = open_page_incident(&store, AT).await;
+        let budget = "checkout: error budget below 15%";
+        let freeze_id = store
+            .create_freeze(&new_freeze("burnguard", Some(incident), &["checkout"], None, budget))
+            .await
+            .unwrap()
+            .unwrap();
+        let checked = store.clone();
+        let slo_path = "/apis/burnguard.dev/v1/namespaces/shop/servicelevelobjectives/checkout";
+        let object = json!({
+            "apiVersion": "burnguard.dev/v1", "kind": "ServiceLevelObjective",
+            "metadata": {"name": "checkout", "namespace": "shop", "uid": "uid-1", "generation": 1,
+                         "resourceVersion": "9", "creationTimestamp": "2026-01-01T00:00:00Z",
+                         "deletionTimestamp": "2026-01-04T00:00:00Z",
+                         "finalizers": ["burnguard.dev/cleanup"]},
+            "spec": {"service": "checkout", "objective": 99.9,
+                     "indicator": {"raw": {"errorRatio": "vector(0)"}}},
+        });
+        let script = vec![
+            // The freeze reached Kubernetes while the SLO was burning.
+            apply_marks("checkout", budget, Some(incident)),
+            // The SLO object is deleted: the marks come off first...
+            remove_marks("checkout"),
+            // ...and only then does the finalizer go, with the incident already resolved.
+            Expect {
+                content_type: Some("application/json-patch+json"),
+                body: Some(Box::new(|body: &Value| {
+                    assert_eq!(body[1], json!({"op": "remove", "path": "/metadata/finalizers/0"}))
+                })),
+                before_reply: Some(Box::new(move || {
+                    Box::pin(async move {
+                        let d = checked.incident(incident).await.unwrap().unwrap();
+                        assert_eq!(d.incident.status, "resolved", "resolved before the finalizer goes");
+                        assert!(checked.active_freezes().await.unwrap().is_empty());
+                    })
+                })),
+                ..expect("PATCH", slo_path, &[], object.clone())
+            },
+        ];
+        let (client, mut server) = common::kube::scripted_client(script);
+        let engine = new_engine(store.clone(), KubeActuator::new(client.clone()));
+        engine.reconcile_freezes().await;
+        let state = Arc::new(ServiceState::new(store.clone(), "system:serviceaccount:burnguard:burnguard".into()));
+        let (host, _policies) = ServiceHost::new(state, store.clone(), engine.clone());
+        let ctx = Arc::new(Context::new(client, Arc::new(host), ControllerSettings::default()));
+        let deleted: kube::api::DynamicObject = serde_json::from_value(object).unwrap();
+        reconcile_slo(Arc::new(deleted), ctx).await.unwrap();
+        nothing_but_the_script(&mut server, &db).await;
+        let d = detail(&store, incident).await;
+        assert!(
+            events(&d, "resolved").iter().any(|m| m.contains("SLO deleted")),
+            "the timeline says why: {:?} on {}",
+            d.timeline,
+            db.url()
+        );
+        assert!(
+            removed_at(&db, freeze_id).await.is_some(),
+            "the freeze's marks are recorded as removed on {}",
+            db.url()
+        );
+    }
+}

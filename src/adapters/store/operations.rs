@@ -58,7 +58,12 @@ impl SqlStore {
         if done.rows_affected() == 0 {
             return Ok(CommandOutcome::Conflict(conflict(&incident)));
         }
-        self.note(id, at, kind, format!("{kind} by {by}"), by, note)
+        // The note is the reason ("SLO deleted"): the timeline line says it, not only its detail.
+        let message = match note.map(str::trim).filter(|n| !n.is_empty()) {
+            Some(note) => format!("{kind} by {by}: {note}"),
+            None => format!("{kind} by {by}"),
+        };
+        self.note(id, at, kind, message, by, note)
             .await?;
         Ok(CommandOutcome::Done(incident))
     }
