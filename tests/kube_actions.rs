@@ -407,3 +407,39 @@ async fn a_forbidden_answer_is_a_refusal_that_names_rbac() {
         "{error:?}"
     );
 }
+
+#[tokio::test]
+async fn with_events_on_the_deployment_tells_what_burnguard_did_after_it_did_it() {
+    let scale = expect(
+        "PATCH",
+        "/apis/apps/v1/namespaces/shop/deployments/checkout/scale",
+        &["fieldManager=burnguard"],
+        json!({"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": "checkout"}, "spec": {"replicas": 6}}),
+    );
+    let event = Expect {
+        body: Some(Box::new(|b: &Value| {
+            assert_eq!(b["reason"], "Scaled");
+            assert_eq!(b["action"], "Scale");
+            assert_eq!(b["type"], "Normal");
+            assert_eq!(
+                b["regarding"],
+                json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "checkout", "namespace": "shop"})
+            );
+            assert!(b["note"].as_str().unwrap().contains("6 replicas"));
+            assert_eq!(b["reportingController"], "burnguard");
+            assert_eq!(b["reportingInstance"], "burnguard-0");
+        })),
+        ..expect(
+            "POST",
+            "/apis/events.k8s.io/v1/namespaces/shop/events",
+            &[],
+            json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e", "namespace": "shop"},
+                   "eventTime": "2026-01-04T00:00:00.000000Z"}),
+        )
+    };
+    let (client, mut server) = common::kube::scripted_client(vec![scale, event]);
+    let kube = burnguard::adapters::kube::KubeActuator::new(client).with_events("burnguard-0");
+    kube.scale("shop", "checkout", 6).await.unwrap();
+    server.script_done().await;
+    assert_eq!(server.unexpected(), Vec::<String>::new());
+}

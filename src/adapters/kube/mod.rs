@@ -42,6 +42,8 @@ const POD_TEMPLATE_HASH: &str = "pod-template-hash";
 #[derive(Clone)]
 pub struct KubeActuator {
     client: kube::Client,
+    /// Tells each Deployment what burnguard did to it (`kubectl describe deployment`).
+    events: Option<kube::runtime::events::Recorder>,
 }
 
 fn kube_error(what: &str, error: kube::Error) -> ActionError {
@@ -59,13 +61,53 @@ fn kube_error(what: &str, error: kube::Error) -> ActionError {
 
 impl KubeActuator {
     pub fn new(client: kube::Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            events: None,
+        }
+    }
+
+    /// Also publish a Kubernetes Event on each Deployment acted on, as `instance`.
+    pub fn with_events(mut self, instance: &str) -> Self {
+        self.events = Some(kube::runtime::events::Recorder::new(
+            self.client.clone(),
+            kube::runtime::events::Reporter {
+                controller: "burnguard".into(),
+                instance: Some(instance.to_string()),
+            },
+        ));
+        self
+    }
+
+    /// An Event on `namespace/name`: a courtesy, so a failure is only logged.
+    async fn tell(&self, namespace: &str, name: &str, reason: &str, action: &str, note: String) {
+        use kube::runtime::events::{Event, EventType};
+        let Some(recorder) = &self.events else {
+            return;
+        };
+        let reference = k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some("apps/v1".into()),
+            kind: Some("Deployment".into()),
+            name: Some(name.to_string()),
+            namespace: Some(namespace.to_string()),
+            ..Default::default()
+        };
+        let event = Event {
+            type_: EventType::Normal,
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(error) = recorder.publish(&event, &reference).await {
+            tracing::warn!(%error, deployment = %format!("{namespace}/{name}"), reason, "publishing a Kubernetes Event failed");
+        }
     }
 
     /// In-cluster config or KUBECONFIG, the usual kube-rs way; `None` when neither is there.
     pub async fn from_environment() -> Option<Self> {
         match kube::Client::try_default().await {
-            Ok(client) => Some(Self::new(client)),
+            Ok(client) => Some(Self::new(client).with_events(&instance_name())),
             Err(error) => {
                 tracing::info!(%error, "no Kubernetes cluster configured; Kubernetes steps will fail as not configured");
                 None
@@ -125,7 +167,11 @@ impl KubeActuator {
                 "kind": "Deployment",
                 "metadata": {"name": name, "annotations": annotations},
             });
-            if let Err(e) = api.patch(name, &params, &Patch::Apply(&body)).await {
+            let applied = api.patch(name, &params, &Patch::Apply(&body)).await;
+            if applied.is_ok() {
+                self.tell(&namespace, name, "Frozen", "Freeze", format!("burnguard froze this deployment: {}", marks.reason)).await;
+            }
+            if let Err(e) = applied {
                 // The failed one too: an error does not prove the API server did not apply it,
                 // and removing marks that are not there is harmless.
                 return Err(PartialFreeze {
@@ -160,6 +206,7 @@ impl KubeActuator {
             api.patch(name, &params, &Patch::Apply(&body))
                 .await
                 .map_err(|e| kube_error(&format!("unfreezing deployment {namespace}/{name}"), e))?;
+            self.tell(namespace, name, "Unfrozen", "Unfreeze", "burnguard lifted its freeze on this deployment".into()).await;
         }
         Ok(format!(
             "removed burnguard's freeze annotations from {} deployment(s) in {namespace}",
@@ -182,6 +229,7 @@ impl KubeActuator {
             .patch_scale(name, &params, &Patch::Merge(&body))
             .await
             .map_err(|e| kube_error(&format!("scaling deployment {namespace}/{name}"), e))?;
+        self.tell(namespace, name, "Scaled", "Scale", format!("burnguard scaled this deployment to {replicas} replicas")).await;
         Ok(format!("scaled {namespace}/{name} to {replicas} replicas"))
     }
 
@@ -296,6 +344,17 @@ impl KubeActuator {
                 )),
                 _ => kube_error(&what, e),
             })?;
+        self.tell(
+            namespace,
+            name,
+            "RolledBack",
+            "Rollback",
+            format!(
+                "burnguard rolled this deployment back from revision {} ({}) to the template of revision {} ({})",
+                from.revision, from.template_hash, to.revision, to.template_hash
+            ),
+        )
+        .await;
         Ok(format!(
             "rolled {namespace}/{name} back from revision {} ({}) to the template of revision {} ({})",
             from.revision, from.template_hash, to.revision, to.template_hash
@@ -364,4 +423,9 @@ fn without_hash(template: &PodTemplateSpec) -> PodTemplateSpec {
         labels.remove(POD_TEMPLATE_HASH);
     }
     template
+}
+
+/// This replica's name for Events: the pod name Kubernetes sets as `HOSTNAME`.
+fn instance_name() -> String {
+    std::env::var("HOSTNAME").unwrap_or_else(|_| "burnguard".into())
 }
