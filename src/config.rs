@@ -227,8 +227,9 @@ pub fn reload_scope(settings: &Settings) -> Result<Scope, ConfigError> {
 
 fn check_scope(scope: &Scope) -> Result<(), ConfigError> {
     if let Some(selector) = &scope.selector {
-        crate::domain::validate::check_label_selector(selector)
-            .map_err(|why| ConfigError::Invalid(format!("kubernetes selector `{selector}`: {why}")))?;
+        crate::domain::validate::check_label_selector(selector).map_err(|why| {
+            ConfigError::Invalid(format!("kubernetes selector `{selector}`: {why}"))
+        })?;
     }
     Ok(())
 }
@@ -248,8 +249,9 @@ fn resolve_kubernetes(
         file.and_then(|f| f.status_interval.clone()),
     ) {
         (Some(d), _) => d,
-        (None, Some(text)) => humantime::parse_duration(&text)
-            .map_err(|e| ConfigError::Invalid(format!("kubernetes statusInterval `{text}`: {e}")))?,
+        (None, Some(text)) => humantime::parse_duration(&text).map_err(|e| {
+            ConfigError::Invalid(format!("kubernetes statusInterval `{text}`: {e}"))
+        })?,
         (None, None) => Duration::from_secs(300),
     };
     if status_interval.is_zero() {

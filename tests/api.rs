@@ -9,10 +9,10 @@ mod common;
 use std::sync::Arc;
 
 use burnguard::adapters::store::SqlStore;
-use burnguard::http::auth::ApiToken;
 use burnguard::domain::incident::Decision;
 use burnguard::domain::policy::Severity;
 use burnguard::http::api::ApiAuth;
+use burnguard::http::auth::ApiToken;
 use burnguard::http::state::ServiceState;
 use burnguard::ports::{
     ActionIntent, ActionStatus, EvaluationRecord, Instance, Journal, Started, Store,

@@ -58,6 +58,8 @@ fn all_documents() -> Vec<Value> {
     let kustomization = &documents("kustomization.yaml")[0];
     strings(&kustomization["resources"])
         .iter()
+        // `../crds` is a kustomization of its own, checked by the CRD tests.
+        .filter(|file| file.ends_with(".yaml"))
         .flat_map(|file| documents(file))
         .collect()
 }
@@ -264,40 +266,282 @@ fn serve_help() -> String {
 // ---------------------------------------------------------------------------------------------
 // RBAC and the admission webhook (the source files, no tool needed).
 
+/// Every grant of the ClusterRole, and why burnguard needs it. The kube tests check each
+/// request burnguard makes against the shipped rules (`common::kube::assert_rbac_allows`), so a
+/// call the rules lack fails there; this table makes a grant nobody needs fail here.
+const GRANTS: [(&str, &str, &str, &str); 16] = [
+    (
+        "apps",
+        "deployments",
+        "get",
+        "rollback reads the Deployment",
+    ),
+    ("apps", "deployments", "list", "a freeze's label selector"),
+    (
+        "apps",
+        "deployments",
+        "patch",
+        "freeze marks (apply) and the rollback's template (JSON patch)",
+    ),
+    ("apps", "deployments/scale", "patch", "scale steps"),
+    (
+        "apps",
+        "replicasets",
+        "list",
+        "rollback finds the Deployment's earlier templates",
+    ),
+    (
+        "events.k8s.io",
+        "events",
+        "create",
+        "Events on Deployments and on burnguard's objects",
+    ),
+    (
+        "events.k8s.io",
+        "events",
+        "patch",
+        "a repeated Event is counted on the first (a series)",
+    ),
+    (
+        "burnguard.dev",
+        "servicelevelobjectives",
+        "list",
+        "the controller's initial list",
+    ),
+    (
+        "burnguard.dev",
+        "servicelevelobjectives",
+        "watch",
+        "the controller's watch",
+    ),
+    (
+        "burnguard.dev",
+        "servicelevelobjectives",
+        "patch",
+        "adding and removing the finalizer",
+    ),
+    (
+        "burnguard.dev",
+        "playbooks",
+        "list",
+        "the controller's initial list",
+    ),
+    (
+        "burnguard.dev",
+        "playbooks",
+        "watch",
+        "the controller's watch",
+    ),
+    (
+        "burnguard.dev",
+        "servicelevelobjectives/status",
+        "patch",
+        "status by server-side apply",
+    ),
+    (
+        "burnguard.dev",
+        "playbooks/status",
+        "patch",
+        "status by server-side apply",
+    ),
+    (
+        "monitoring.coreos.com",
+        "prometheusrules",
+        "create",
+        "an apply that creates an SLO's PrometheusRule",
+    ),
+    (
+        "monitoring.coreos.com",
+        "prometheusrules",
+        "patch",
+        "applying an SLO's PrometheusRule",
+    ),
+];
+
 #[test]
 fn rbac_grants_exactly_the_verbs_burnguard_uses() {
     let docs = documents("rbac.yaml");
     let role = find(&docs, "ClusterRole");
-    let mut grants: Vec<(String, String)> = Vec::new();
+    let mut grants: BTreeSet<(String, String, String)> = BTreeSet::new();
     for rule in role["rules"].as_array().unwrap() {
-        assert_eq!(rule["apiGroups"], serde_json::json!(["apps"]));
-        for resource in rule["resources"].as_array().unwrap() {
-            for verb in rule["verbs"].as_array().unwrap() {
-                grants.push((
-                    resource.as_str().unwrap().into(),
-                    verb.as_str().unwrap().into(),
-                ));
+        for group in rule["apiGroups"].as_array().unwrap() {
+            for resource in rule["resources"].as_array().unwrap() {
+                for verb in rule["verbs"].as_array().unwrap() {
+                    grants.insert((
+                        group.as_str().unwrap().into(),
+                        resource.as_str().unwrap().into(),
+                        verb.as_str().unwrap().into(),
+                    ));
+                }
             }
         }
     }
-    grants.sort();
-    // freeze/unfreeze: patch deployments (+ list for selectors); rollback: get deployment,
-    // list replicasets, patch deployment; scale: patch deployments/scale.
-    let expected = [
-        ("deployments", "get"),
-        ("deployments", "list"),
-        ("deployments", "patch"),
-        ("deployments/scale", "patch"),
-        ("replicasets", "list"),
-    ];
-    let expected: Vec<(String, String)> = expected
+    let expected: BTreeSet<(String, String, String)> = GRANTS
         .iter()
-        .map(|(r, v)| (r.to_string(), v.to_string()))
+        .map(|(g, r, v, _why)| (g.to_string(), r.to_string(), v.to_string()))
         .collect();
     assert_eq!(grants, expected);
     let binding = find(&docs, "ClusterRoleBinding");
     assert_eq!(binding["subjects"][0]["name"], "burnguard");
     assert_eq!(binding["subjects"][0]["namespace"], "burnguard");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The CRDs and the example objects.
+
+#[test]
+fn the_committed_crds_are_what_burnguard_crds_prints() {
+    let (ok, printed) = common::run(Command::new(env!("CARGO_BIN_EXE_burnguard")).arg("crds"));
+    assert!(ok, "{printed}");
+    let committed = std::fs::read_to_string(
+        common::repo_root().join("deploy/kubernetes/crds/burnguard.dev.yaml"),
+    )
+    .unwrap();
+    assert!(
+        printed == committed,
+        "deploy/kubernetes/crds/burnguard.dev.yaml is stale: run `burnguard crds -o deploy/kubernetes/crds/burnguard.dev.yaml`"
+    );
+}
+
+/// `scripts/manifest-tools/validate-crd-objects.py`: the errors for each object of `file`.
+fn crd_errors(file: &Path) -> Vec<(String, Vec<String>)> {
+    let (ok, out) = common::run(
+        Command::new(manifest_tool("venv/bin/python"))
+            .arg(common::repo_root().join("scripts/manifest-tools/validate-crd-objects.py"))
+            .arg(common::repo_root().join("deploy/kubernetes/crds/burnguard.dev.yaml"))
+            .arg(file),
+    );
+    assert!(ok, "{out}");
+    out.lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (
+                format!(
+                    "{} {}",
+                    v["kind"].as_str().unwrap(),
+                    v["name"].as_str().unwrap()
+                ),
+                v["errors"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e.as_str().unwrap().to_string())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_example_objects_pass_the_crd_schemas_and_burnguards_own_validation() {
+    let examples = common::repo_root().join("deploy/kubernetes/examples/checkout.yaml");
+    let found = crd_errors(&examples);
+    assert_eq!(
+        found,
+        vec![
+            (
+                "ServiceLevelObjective checkout-availability".to_string(),
+                vec![]
+            ),
+            ("Playbook checkout-degrade".to_string(), vec![]),
+        ]
+    );
+    // The same file is a policy file: `burnguard validate` reads it as it is.
+    let (ok, out) = common::run(
+        Command::new(env!("CARGO_BIN_EXE_burnguard"))
+            .arg("validate")
+            .arg(&examples),
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("1 SLO(s) and 1 playbook(s) valid"), "{out}");
+}
+
+#[test]
+fn the_crd_schemas_refuse_what_the_api_server_can_check_with_the_field_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = common::write(
+        dir.path(),
+        "bad.yaml",
+        r#"apiVersion: burnguard.dev/v1
+kind: ServiceLevelObjective
+metadata: {name: bad-slo}
+spec:
+  objective: 100
+  window: 30 days
+  indicator:
+    ratio: {errors: a, good: b, total: c}
+    raw: {errorRatio: x}
+  budgetPolicy:
+    - when: {alert: page, budgetRemainingBelow: 10}
+      run: x
+      freeze: {namespace: shop}
+---
+apiVersion: burnguard.dev/v1
+kind: Playbook
+metadata: {name: bad-book}
+spec:
+  mode: yolo
+  cooldown: half an hour
+  steps:
+    - name: two actions
+      rollback: {namespace: a, deployment: b}
+      scale: {namespace: a, deployment: b, replicas: 2}
+    - rollback: {namespace: a, deployment: b}
+"#,
+    );
+    let found = crd_errors(&bad);
+    let expect = |object: &str, wanted: &[&str]| {
+        let errors = &found.iter().find(|(o, _)| o == object).unwrap().1;
+        for w in wanted {
+            assert!(
+                errors.iter().any(|e| e.contains(w)),
+                "{object}: no error with {w:?} in {errors:#?}"
+            );
+        }
+        assert_eq!(errors.len(), wanted.len(), "{object}: {errors:#?}");
+    };
+    expect(
+        "ServiceLevelObjective bad-slo",
+        &[
+            "spec.objective: 100 is greater than or equal to the maximum of 100",
+            "spec.window: '30 days' does not match",
+            "'service' is a required property",
+            ".spec.indicator: give exactly one of ratio, latency or raw",
+            ".spec.indicator.ratio: give errors or good, not both",
+            ".spec.budgetPolicy[0]: give run or freeze, not both",
+            ".spec.budgetPolicy[0].when: give exactly one of alert, budgetRemainingBelow or burnRateAbove",
+        ],
+    );
+    expect(
+        "Playbook bad-book",
+        &[
+            "spec.mode: 'yolo' is not one of",
+            "spec.cooldown: 'half an hour' does not match",
+            "'name' is a required property",
+            ".spec.steps[0]: give exactly one of http, rollback, scale, freeze or verify",
+        ],
+    );
+}
+
+#[test]
+fn the_prometheus_rule_the_controller_applies_validates_against_the_operators_crd() {
+    let text = std::fs::read_to_string(
+        common::repo_root().join("deploy/kubernetes/examples/checkout.yaml"),
+    )
+    .unwrap();
+    let (slos, _, problems) = burnguard::policies::parse_policies("checkout.yaml", &text);
+    assert!(problems.is_empty(), "{problems:?}");
+    let rule = burnguard::domain::cluster::prometheus_rule(
+        &slos[0].slo,
+        "shop",
+        &burnguard::domain::cluster::Owner {
+            name: "checkout-availability".into(),
+            uid: "0b6f0c2e-6a55-4d1e-9d3e-2f5c9f7b1a10".into(),
+        },
+    );
+    let (ok, out) = validate_custom(&[&rule]);
+    assert!(ok, "{out}");
 }
 
 #[test]
@@ -530,6 +774,7 @@ fn the_admission_route_is_reachable_only_over_tls_with_a_certificate_cert_manage
 fn the_base_renders_and_every_object_validates_against_its_kubernetes_or_crd_schema() {
     let objects = render_and_validate(".");
     let expected: BTreeSet<String> = [
+        "CustomResourceDefinition",
         "Namespace",
         "ServiceAccount",
         "ClusterRole",
@@ -551,6 +796,7 @@ fn the_base_renders_and_every_object_validates_against_its_kubernetes_or_crd_sch
     // Everything but the cluster-scoped objects lives in burnguard's namespace.
     for object in &objects {
         let cluster_scoped = [
+            "CustomResourceDefinition",
             "Namespace",
             "ClusterRole",
             "ClusterRoleBinding",

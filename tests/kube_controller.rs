@@ -29,7 +29,7 @@ use burnguard::adapters::kube::controller::{
 };
 use burnguard::domain::cluster::{EvaluationFacts, HeldFreeze, LastAction};
 use burnguard::ports::{ClusterHost, ClusterPolicies, FileNames, SloFacts};
-use common::kube::{ApiServer, Expect, expect, leak, scripted_client, status};
+use common::kube::{ApiServer, Expect, expect, scripted_client, status};
 
 /// The clock of these tests: 2026-01-04T00:00:00Z.
 const AT: i64 = 1_767_484_800;
@@ -58,7 +58,12 @@ struct Host {
 
 impl Host {
     fn latest(&self) -> ClusterPolicies {
-        self.published.lock().unwrap().last().cloned().unwrap_or_default()
+        self.published
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -72,7 +77,13 @@ impl ClusterHost for Host {
     }
 
     async fn slo_facts(&self, slo: &str) -> Result<SloFacts, String> {
-        Ok(self.facts.lock().unwrap().get(slo).cloned().unwrap_or_default())
+        Ok(self
+            .facts
+            .lock()
+            .unwrap()
+            .get(slo)
+            .cloned()
+            .unwrap_or_default())
     }
 
     async fn slo_deleted(&self, slo: &str) -> Result<(), String> {
@@ -200,18 +211,33 @@ fn remove_finalizer(reply: Value) -> Expect {
 }
 
 /// A server-side apply of the status subresource; `check` sees the status sent.
-fn status_apply(path: &'static str, kind: &'static str, check: impl Fn(&Value) + Send + 'static, reply: Value) -> Expect {
+fn status_apply(
+    path: &'static str,
+    kind: &'static str,
+    check: impl Fn(&Value) + Send + 'static,
+    reply: Value,
+) -> Expect {
     Expect {
         content_type: Some("application/apply-patch+yaml"),
         body: Some(Box::new(move |body: &Value| {
             assert_eq!(body["apiVersion"], "burnguard.dev/v1");
             assert_eq!(body["kind"], kind);
             // Only the status: no spec, no metadata that could take fields from their owners.
-            let keys: BTreeSet<&str> = body.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+            let keys: BTreeSet<&str> = body
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|k| k.as_str())
+                .collect();
             assert_eq!(keys, BTreeSet::from(["apiVersion", "kind", "status"]));
             check(&body["status"]);
         })),
-        ..expect("PATCH", path, &["fieldManager=burnguard", "force=true"], reply)
+        ..expect(
+            "PATCH",
+            path,
+            &["fieldManager=burnguard", "force=true"],
+            reply,
+        )
     }
 }
 
@@ -290,7 +316,10 @@ async fn a_new_slo_object_gets_the_finalizer_before_anything_else() {
     assert_eq!(action, Action::await_change(), "the next event applies it");
     server.script_done().await;
     assert_eq!(server.unexpected(), Vec::<String>::new());
-    assert!(host.published.lock().unwrap().is_empty(), "nothing is evaluated before the finalizer is on");
+    assert!(
+        host.published.lock().unwrap().is_empty(),
+        "nothing is evaluated before the finalizer is on"
+    );
 }
 
 #[tokio::test]
@@ -335,7 +364,10 @@ async fn a_valid_slo_gets_its_prometheus_rule_then_its_status_then_the_events_of
         );
         assert_eq!(status["lastEvaluationTime"], "2026-01-03T23:59:50Z");
         assert_eq!(status["openIncident"], 7);
-        assert_eq!(status["activeFreezes"], json!([{"namespace": "shop", "deployment": "checkout"}]));
+        assert_eq!(
+            status["activeFreezes"],
+            json!([{"namespace": "shop", "deployment": "checkout"}])
+        );
         for (type_, value, reason) in [
             ("Valid", "True", "Valid"),
             ("RulesApplied", "True", "Applied"),
@@ -343,7 +375,11 @@ async fn a_valid_slo_gets_its_prometheus_rule_then_its_status_then_the_events_of
             ("Frozen", "True", "BudgetPolicy"),
         ] {
             let c = condition(status, type_);
-            assert_eq!((c["status"].as_str(), c["reason"].as_str()), (Some(value), Some(reason)), "{c}");
+            assert_eq!(
+                (c["status"].as_str(), c["reason"].as_str()),
+                (Some(value), Some(reason)),
+                "{c}"
+            );
             assert_eq!(c["lastTransitionTime"], AT_TEXT);
             assert_eq!(c["observedGeneration"], 2);
         }
@@ -351,7 +387,12 @@ async fn a_valid_slo_gets_its_prometheus_rule_then_its_status_then_the_events_of
     let (ctx, mut server) = context(
         vec![
             rule,
-            status_apply(SLO_STATUS_PATH, "ServiceLevelObjective", status_check, object.clone()),
+            status_apply(
+                SLO_STATUS_PATH,
+                "ServiceLevelObjective",
+                status_check,
+                object.clone(),
+            ),
             event("IncidentOpened", "Warning"),
             event("DeploymentFrozen", "Warning"),
             event("RolledBack", "Normal"),
@@ -405,7 +446,11 @@ async fn an_unchanged_status_is_not_written_and_an_unchanged_rule_is_not_applied
     // The watch brings the object back with the status just written: nothing to do.
     let again = with_status(object.clone(), &written.lock().unwrap());
     reconcile_slo(dynamic(&again), ctx).await.unwrap();
-    assert_eq!(server.unexpected(), Vec::<String>::new(), "a second pass asks nothing");
+    assert_eq!(
+        server.unexpected(),
+        Vec::<String>::new(),
+        "a second pass asks nothing"
+    );
 }
 
 #[tokio::test]
@@ -417,7 +462,10 @@ async fn numbers_alone_are_written_at_most_once_per_status_interval_but_an_incid
     let set_now = |at: i64| NOW.store(at, std::sync::atomic::Ordering::SeqCst);
     let host = Arc::new(Host::default());
     let mut facts = burning_facts(7);
-    host.facts.lock().unwrap().insert("checkout".into(), facts.clone());
+    host.facts
+        .lock()
+        .unwrap()
+        .insert("checkout".into(), facts.clone());
     let object = finalized(slo_object("shop", "checkout", 2, checkout_spec(99.9)));
     let written = Arc::new(Mutex::new(Vec::<Value>::new()));
     let (keep1, keep2, keep3) = (written.clone(), written.clone(), written.clone());
@@ -464,23 +512,39 @@ async fn numbers_alone_are_written_at_most_once_per_status_interval_but_an_incid
     // A minute later only the budget moved: nothing is written.
     set_now(AT + 60);
     facts.evaluation.as_mut().unwrap().budget_remaining = Some(0.24);
-    host.facts.lock().unwrap().insert("checkout".into(), facts.clone());
-    let action = reconcile_slo(dynamic(&status_on_object(0)), ctx.clone()).await.unwrap();
+    host.facts
+        .lock()
+        .unwrap()
+        .insert("checkout".into(), facts.clone());
+    let action = reconcile_slo(dynamic(&status_on_object(0)), ctx.clone())
+        .await
+        .unwrap();
     assert_eq!(action, Action::requeue(Duration::from_secs(30)));
-    assert_eq!(written.lock().unwrap().len(), 1, "numbers alone wait for the interval");
+    assert_eq!(
+        written.lock().unwrap().len(),
+        1,
+        "numbers alone wait for the interval"
+    );
 
     // Two minutes after the write the incident resolves: written at once.
     set_now(AT + 120);
     facts.open_incident = None;
-    host.facts.lock().unwrap().insert("checkout".into(), facts.clone());
-    reconcile_slo(dynamic(&status_on_object(0)), ctx.clone()).await.unwrap();
+    host.facts
+        .lock()
+        .unwrap()
+        .insert("checkout".into(), facts.clone());
+    reconcile_slo(dynamic(&status_on_object(0)), ctx.clone())
+        .await
+        .unwrap();
     assert_eq!(written.lock().unwrap().len(), 2);
 
     // Numbers again, a whole interval after that write: written.
     set_now(AT + 120 + 300);
     facts.evaluation.as_mut().unwrap().budget_remaining = Some(0.2);
     host.facts.lock().unwrap().insert("checkout".into(), facts);
-    reconcile_slo(dynamic(&status_on_object(1)), ctx.clone()).await.unwrap();
+    reconcile_slo(dynamic(&status_on_object(1)), ctx.clone())
+        .await
+        .unwrap();
     server.script_done().await;
     assert_eq!(server.unexpected(), Vec::<String>::new());
 }
@@ -513,7 +577,13 @@ async fn an_invalid_object_gets_every_problem_with_its_path_in_status_and_a_warn
         let valid = condition(status, "Valid");
         assert_eq!(valid["status"], "False");
         assert_eq!(valid["reason"], "InvalidSpec");
-        assert!(valid["message"].as_str().unwrap().contains("spec.objective: 100.5 is out of range"), "{valid}");
+        assert!(
+            valid["message"]
+                .as_str()
+                .unwrap()
+                .contains("spec.objective: 100.5 is out of range"),
+            "{valid}"
+        );
         assert_eq!(condition(status, "RulesApplied")["status"], "Unknown");
         assert_eq!(condition(status, "Burning")["reason"], "NotEvaluated");
         assert_eq!(status["status"], "invalid");
@@ -524,13 +594,21 @@ async fn an_invalid_object_gets_every_problem_with_its_path_in_status_and_a_warn
             assert_eq!(body["type"], "Warning");
             assert_eq!(body["reason"], "InvalidSpec");
             let note = body["note"].as_str().unwrap();
-            assert!(note.contains("spec.window") && note.contains("spec.budgetPolicy[0].when.alert"), "{note}");
+            assert!(
+                note.contains("spec.window") && note.contains("spec.budgetPolicy[0].when.alert"),
+                "{note}"
+            );
         })),
         ..expect("POST", EVENTS_PATH, &[], event_reply())
     };
     let (ctx, mut server) = context(
         vec![
-            status_apply(SLO_STATUS_PATH, "ServiceLevelObjective", check, object.clone()),
+            status_apply(
+                SLO_STATUS_PATH,
+                "ServiceLevelObjective",
+                check,
+                object.clone(),
+            ),
             warning,
         ],
         host.clone(),
@@ -538,8 +616,15 @@ async fn an_invalid_object_gets_every_problem_with_its_path_in_status_and_a_warn
     );
     reconcile_slo(dynamic(&object), ctx).await.unwrap();
     server.script_done().await;
-    assert_eq!(server.unexpected(), Vec::<String>::new(), "no PrometheusRule for an invalid spec");
-    assert!(host.latest().slos.is_empty(), "an invalid SLO is never evaluated");
+    assert_eq!(
+        server.unexpected(),
+        Vec::<String>::new(),
+        "no PrometheusRule for an invalid spec"
+    );
+    assert!(
+        host.latest().slos.is_empty(),
+        "an invalid SLO is never evaluated"
+    );
 }
 
 #[tokio::test]
@@ -557,7 +642,12 @@ async fn an_invalid_edit_keeps_the_last_valid_version_running_and_a_valid_one_re
     let (ctx, mut server) = context(
         vec![
             expect("PATCH", RULE_PATH, &["fieldManager=burnguard"], json!({})),
-            status_apply(SLO_STATUS_PATH, "ServiceLevelObjective", |_| {}, valid.clone()),
+            status_apply(
+                SLO_STATUS_PATH,
+                "ServiceLevelObjective",
+                |_| {},
+                valid.clone(),
+            ),
             event("IncidentOpened", "Warning"),
             event("DeploymentFrozen", "Warning"),
             event("RolledBack", "Normal"),
@@ -612,21 +702,30 @@ async fn an_invalid_edit_keeps_the_last_valid_version_running_and_a_valid_one_re
         );
         serde_json::to_value(status).unwrap()
     };
-    reconcile_slo(dynamic(&with_status(broken.clone(), &status_of(&valid))), ctx.clone())
-        .await
-        .unwrap();
+    reconcile_slo(
+        dynamic(&with_status(broken.clone(), &status_of(&valid))),
+        ctx.clone(),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         host.latest().slos["checkout"],
         slo_from_file(99.9),
         "the last valid version keeps running"
     );
     let mut invalid_status = status_of(&broken);
-    invalid_status["conditions"][0] =
-        json!({"type": "Valid", "status": "False", "reason": "InvalidSpec", "message": "x", "lastTransitionTime": AT_TEXT});
-    reconcile_slo(dynamic(&with_status(fixed.clone(), &invalid_status)), ctx.clone())
-        .await
-        .unwrap();
-    assert_eq!(host.latest().slos["checkout"], slo_from_file(99.5), "replaced in place");
+    invalid_status["conditions"][0] = json!({"type": "Valid", "status": "False", "reason": "InvalidSpec", "message": "x", "lastTransitionTime": AT_TEXT});
+    reconcile_slo(
+        dynamic(&with_status(fixed.clone(), &invalid_status)),
+        ctx.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        host.latest().slos["checkout"],
+        slo_from_file(99.5),
+        "replaced in place"
+    );
     server.script_done().await;
     assert_eq!(server.unexpected(), Vec::<String>::new());
 }
@@ -643,11 +742,19 @@ async fn deleting_an_slo_cleans_up_before_the_finalizer_goes() {
     let (ctx, mut server) = context(
         vec![
             expect("PATCH", RULE_PATH, &["fieldManager=burnguard"], json!({})),
-            status_apply(SLO_STATUS_PATH, "ServiceLevelObjective", |_| {}, object.clone()),
+            status_apply(
+                SLO_STATUS_PATH,
+                "ServiceLevelObjective",
+                |_| {},
+                object.clone(),
+            ),
             Expect {
                 // By the time the finalizer is removed, the clean-up has happened.
                 body: Some(Box::new(move |_| {
-                    assert_eq!(seen.deleted.lock().unwrap().as_slice(), &["checkout".to_string()]);
+                    assert_eq!(
+                        seen.deleted.lock().unwrap().as_slice(),
+                        &["checkout".to_string()]
+                    );
                 })),
                 ..removal
             },
@@ -657,7 +764,9 @@ async fn deleting_an_slo_cleans_up_before_the_finalizer_goes() {
     );
     reconcile_slo(dynamic(&object), ctx.clone()).await.unwrap();
     assert!(host.latest().slos.contains_key("checkout"));
-    let action = reconcile_slo(dynamic(&deleting(object)), ctx).await.unwrap();
+    let action = reconcile_slo(dynamic(&deleting(object)), ctx)
+        .await
+        .unwrap();
     assert_eq!(action, Action::await_change());
     server.script_done().await;
     assert_eq!(server.unexpected(), Vec::<String>::new());
@@ -668,37 +777,75 @@ async fn deleting_an_slo_cleans_up_before_the_finalizer_goes() {
 async fn an_slo_deleted_while_burnguard_was_down_is_still_cleaned_up() {
     // A fresh controller (a restart) whose first sight of the object is its deletion.
     let host = Arc::new(Host::default());
-    let object = deleting(finalized(slo_object("shop", "checkout", 2, checkout_spec(99.9))));
-    let (ctx, mut server) = context(vec![remove_finalizer(object.clone())], host.clone(), fixed_clock);
+    let object = deleting(finalized(slo_object(
+        "shop",
+        "checkout",
+        2,
+        checkout_spec(99.9),
+    )));
+    let (ctx, mut server) = context(
+        vec![remove_finalizer(object.clone())],
+        host.clone(),
+        fixed_clock,
+    );
     reconcile_slo(dynamic(&object), ctx).await.unwrap();
     server.script_done().await;
-    assert_eq!(host.deleted.lock().unwrap().as_slice(), &["checkout".to_string()]);
+    assert_eq!(
+        host.deleted.lock().unwrap().as_slice(),
+        &["checkout".to_string()]
+    );
 }
 
 #[tokio::test]
 async fn deleting_a_duplicate_or_a_files_namesake_leaves_the_holders_incident_alone() {
     let host = Arc::new(Host::default());
     host.files.lock().unwrap().slos.insert("checkout".into());
-    let object = deleting(finalized(slo_object("shop", "checkout", 2, checkout_spec(99.9))));
-    let (ctx, mut server) = context(vec![remove_finalizer(object.clone())], host.clone(), fixed_clock);
+    let object = deleting(finalized(slo_object(
+        "shop",
+        "checkout",
+        2,
+        checkout_spec(99.9),
+    )));
+    let (ctx, mut server) = context(
+        vec![remove_finalizer(object.clone())],
+        host.clone(),
+        fixed_clock,
+    );
     reconcile_slo(dynamic(&object), ctx).await.unwrap();
     server.script_done().await;
-    assert!(host.deleted.lock().unwrap().is_empty(), "the file's SLO keeps its incident");
+    assert!(
+        host.deleted.lock().unwrap().is_empty(),
+        "the file's SLO keeps its incident"
+    );
 }
 
 #[tokio::test]
 async fn a_failed_clean_up_keeps_the_finalizer_and_is_retried_with_backoff() {
     let host = Arc::new(Host::default());
     *host.fail_cleanup.lock().unwrap() = true;
-    let object = deleting(finalized(slo_object("shop", "checkout", 2, checkout_spec(99.9))));
+    let object = deleting(finalized(slo_object(
+        "shop",
+        "checkout",
+        2,
+        checkout_spec(99.9),
+    )));
     let (ctx, mut server) = context(vec![], host.clone(), fixed_clock);
-    let error = reconcile_slo(dynamic(&object), ctx.clone()).await.unwrap_err();
-    assert!(error.to_string().contains("database is unreachable"), "{error}");
+    let error = reconcile_slo(dynamic(&object), ctx.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("database is unreachable"),
+        "{error}"
+    );
     assert_eq!(error.label(), "cleanup");
     let retry = controller::error_policy(dynamic(&object), &error, ctx.clone());
     assert_eq!(retry, Action::requeue(Duration::from_secs(5)));
     let again = controller::error_policy(dynamic(&object), &error, ctx.clone());
-    assert_eq!(again, Action::requeue(Duration::from_secs(10)), "per-object backoff doubles");
+    assert_eq!(
+        again,
+        Action::requeue(Duration::from_secs(10)),
+        "per-object backoff doubles"
+    );
     server.script_done().await;
     // reconcile returned: every request it made was made; none removed the finalizer.
     assert_eq!(server.unexpected(), Vec::<String>::new());
@@ -714,18 +861,30 @@ async fn the_older_object_keeps_a_name_and_the_newer_one_says_who_holds_it() {
     let older = finalized(slo_object("shop", "checkout", 1, checkout_spec(99.9)));
     let mut newer = finalized(slo_object("payments", "checkout", 1, checkout_spec(99.0)));
     newer["metadata"]["creationTimestamp"] = json!("2026-01-02T00:00:00Z");
-    let newer_status_path = "/apis/burnguard.dev/v1/namespaces/payments/servicelevelobjectives/checkout/status";
+    let newer_status_path =
+        "/apis/burnguard.dev/v1/namespaces/payments/servicelevelobjectives/checkout/status";
     let (ctx, mut server) = context(
         vec![
             expect("PATCH", RULE_PATH, &["fieldManager=burnguard"], json!({})),
-            status_apply(SLO_STATUS_PATH, "ServiceLevelObjective", |_| {}, older.clone()),
+            status_apply(
+                SLO_STATUS_PATH,
+                "ServiceLevelObjective",
+                |_| {},
+                older.clone(),
+            ),
             status_apply(
                 newer_status_path,
                 "ServiceLevelObjective",
                 |status| {
                     let valid = condition(status, "Valid");
                     assert_eq!(valid["reason"], "NameConflict");
-                    assert!(valid["message"].as_str().unwrap().contains("object shop/checkout"), "{valid}");
+                    assert!(
+                        valid["message"]
+                            .as_str()
+                            .unwrap()
+                            .contains("object shop/checkout"),
+                        "{valid}"
+                    );
                     assert_eq!(status["status"], "conflict");
                 },
                 newer.clone(),
@@ -735,7 +894,12 @@ async fn the_older_object_keeps_a_name_and_the_newer_one_says_who_holds_it() {
                     assert_eq!(body["reason"], "NameConflict");
                     assert_eq!(body["regarding"]["namespace"], "payments");
                 })),
-                ..expect("POST", "/apis/events.k8s.io/v1/namespaces/payments/events", &[], event_reply())
+                ..expect(
+                    "POST",
+                    "/apis/events.k8s.io/v1/namespaces/payments/events",
+                    &[],
+                    event_reply(),
+                )
             },
         ],
         host.clone(),
@@ -745,13 +909,18 @@ async fn the_older_object_keeps_a_name_and_the_newer_one_says_who_holds_it() {
     // (domain::cluster's table tests take both orders).
     reconcile_slo(dynamic(&older), ctx.clone()).await.unwrap();
     reconcile_slo(dynamic(&newer), ctx.clone()).await.unwrap();
-    assert_eq!(host.latest().slos["checkout"], slo_from_file(99.9), "the older object's SLO runs");
+    assert_eq!(
+        host.latest().slos["checkout"],
+        slo_from_file(99.9),
+        "the older object's SLO runs"
+    );
     server.script_done().await;
     assert_eq!(server.unexpected(), Vec::<String>::new());
 }
 
 #[tokio::test]
-async fn without_the_prometheus_operator_the_condition_says_so_and_the_api_is_not_asked_again_soon() {
+async fn without_the_prometheus_operator_the_condition_says_so_and_the_api_is_not_asked_again_soon()
+{
     let host = Arc::new(Host::default());
     let object = finalized(slo_object("shop", "checkout", 1, checkout_spec(99.9)));
     let written = Arc::new(Mutex::new(Value::Null));
@@ -764,7 +933,11 @@ async fn without_the_prometheus_operator_the_condition_says_so_and_the_api_is_no
                     "PATCH",
                     RULE_PATH,
                     &["fieldManager=burnguard"],
-                    status(404, "NotFound", "the server could not find the requested resource"),
+                    status(
+                        404,
+                        "NotFound",
+                        "the server could not find the requested resource",
+                    ),
                 )
             },
             status_apply(
@@ -774,7 +947,11 @@ async fn without_the_prometheus_operator_the_condition_says_so_and_the_api_is_no
                     let rules = condition(status, "RulesApplied");
                     assert_eq!(rules["status"], "False");
                     assert_eq!(rules["reason"], "PrometheusRuleCRDMissing");
-                    assert_eq!(condition(status, "Valid")["status"], "True", "the SLO is still evaluated");
+                    assert_eq!(
+                        condition(status, "Valid")["status"],
+                        "True",
+                        "the SLO is still evaluated"
+                    );
                     *keep.lock().unwrap() = status.clone();
                 },
                 object.clone(),
@@ -788,7 +965,11 @@ async fn without_the_prometheus_operator_the_condition_says_so_and_the_api_is_no
     let again = with_status(object, &written.lock().unwrap());
     reconcile_slo(dynamic(&again), ctx).await.unwrap();
     server.script_done().await;
-    assert_eq!(server.unexpected(), Vec::<String>::new(), "no second apply within 5 minutes");
+    assert_eq!(
+        server.unexpected(),
+        Vec::<String>::new(),
+        "no second apply within 5 minutes"
+    );
 }
 
 #[tokio::test]
@@ -803,20 +984,36 @@ async fn a_playbook_object_is_read_like_a_file_and_its_status_says_whether_it_is
             "spec": {"mode": "auto", "steps": steps},
         })
     };
-    let good = book(1, json!([{"name": "roll back", "rollback": {"namespace": "shop", "deployment": "checkout"}}]));
-    let bad = book(2, json!([{"name": "two actions", "rollback": {"namespace": "shop", "deployment": "checkout"},
-                              "scale": {"namespace": "shop", "deployment": "checkout", "replicas": 3}}]));
+    let good = book(
+        1,
+        json!([{"name": "roll back", "rollback": {"namespace": "shop", "deployment": "checkout"}}]),
+    );
+    let bad = book(
+        2,
+        json!([{"name": "two actions", "rollback": {"namespace": "shop", "deployment": "checkout"},
+                              "scale": {"namespace": "shop", "deployment": "checkout", "replicas": 3}}]),
+    );
     let path = "/apis/burnguard.dev/v1/namespaces/shop/playbooks/degrade/status";
     let (ctx, mut server) = context(
         vec![
-            status_apply(path, "Playbook", |status| {
-                assert_eq!(condition(status, "Valid")["status"], "True");
-                assert_eq!(status["observedGeneration"], 1);
-            }, good.clone()),
-            status_apply(path, "Playbook", |status| {
-                assert_eq!(condition(status, "Valid")["status"], "False");
-                assert_eq!(status["problems"][0]["path"], "spec.steps[0]", "{status}");
-            }, bad.clone()),
+            status_apply(
+                path,
+                "Playbook",
+                |status| {
+                    assert_eq!(condition(status, "Valid")["status"], "True");
+                    assert_eq!(status["observedGeneration"], 1);
+                },
+                good.clone(),
+            ),
+            status_apply(
+                path,
+                "Playbook",
+                |status| {
+                    assert_eq!(condition(status, "Valid")["status"], "False");
+                    assert_eq!(status["problems"][0]["path"], "spec.steps[0]", "{status}");
+                },
+                bad.clone(),
+            ),
             Expect {
                 body: Some(Box::new(|body: &Value| {
                     assert_eq!(body["reason"], "InvalidSpec");
@@ -828,15 +1025,24 @@ async fn a_playbook_object_is_read_like_a_file_and_its_status_says_whether_it_is
         host.clone(),
         fixed_clock,
     );
-    reconcile_playbook(dynamic(&good), ctx.clone()).await.unwrap();
+    reconcile_playbook(dynamic(&good), ctx.clone())
+        .await
+        .unwrap();
     let (_, books, problems) = burnguard::policies::parse_policies(
         "degrade.yaml",
         "apiVersion: burnguard.dev/v1\nkind: Playbook\nmetadata: {name: degrade}\nspec:\n  mode: auto\n  steps:\n    - name: roll back\n      rollback: {namespace: shop, deployment: checkout}\n",
     );
     assert!(problems.is_empty(), "{problems:?}");
-    assert_eq!(host.latest().playbooks["degrade"], books[0].playbook, "the object says what the file says");
+    assert_eq!(
+        host.latest().playbooks["degrade"],
+        books[0].playbook,
+        "the object says what the file says"
+    );
     reconcile_playbook(dynamic(&bad), ctx).await.unwrap();
-    assert!(host.latest().playbooks.contains_key("degrade"), "the valid version stays");
+    assert!(
+        host.latest().playbooks.contains_key("degrade"),
+        "the valid version stays"
+    );
     server.script_done().await;
     assert_eq!(server.unexpected(), Vec::<String>::new());
 }
@@ -855,7 +1061,9 @@ struct Cluster {
     /// Every request seen: `METHOD path?query`.
     log: Mutex<Vec<String>>,
     /// Watches waiting for their next batch.
-    held: Mutex<BTreeMap<String, Vec<tower_test::mock::SendResponse<http::Response<kube::client::Body>>>>>,
+    held: Mutex<
+        BTreeMap<String, Vec<tower_test::mock::SendResponse<http::Response<kube::client::Body>>>>,
+    >,
 }
 
 fn watch_body(events: Vec<Value>) -> http::Response<kube::client::Body> {
@@ -890,20 +1098,42 @@ impl Cluster {
     }
 
     fn list(&self, path: &str, answer: Value) {
-        self.lists.lock().unwrap().entry(path.into()).or_default().push_back(answer);
+        self.lists
+            .lock()
+            .unwrap()
+            .entry(path.into())
+            .or_default()
+            .push_back(answer);
     }
 
     /// The next batch of events on `path`: to a watch already waiting, or to the next one.
     fn watch(&self, path: &str, events: Vec<Value>) {
-        let waiting = self.held.lock().unwrap().get_mut(path).and_then(|w| w.pop());
+        let waiting = self
+            .held
+            .lock()
+            .unwrap()
+            .get_mut(path)
+            .and_then(|w| w.pop());
         match waiting {
             Some(respond) => respond.send_response(watch_body(events)),
-            None => self.watches.lock().unwrap().entry(path.into()).or_default().push_back(events),
+            None => self
+                .watches
+                .lock()
+                .unwrap()
+                .entry(path.into())
+                .or_default()
+                .push_back(events),
         }
     }
 
     fn requests(&self, prefix: &str) -> Vec<String> {
-        self.log.lock().unwrap().iter().filter(|r| r.starts_with(prefix)).cloned().collect()
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.starts_with(prefix))
+            .cloned()
+            .collect()
     }
 
     /// A client whose every request this cluster answers.
@@ -917,7 +1147,18 @@ impl Cluster {
                 let path = request.uri().path().to_string();
                 let query = request.uri().query().unwrap_or_default().to_string();
                 let method = request.method().to_string();
-                cluster.log.lock().unwrap().push(format!("{method} {path}?{query}"));
+                let content_type = request
+                    .headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                common::kube::assert_rbac_allows(&method, &path, &query, &content_type);
+                cluster
+                    .log
+                    .lock()
+                    .unwrap()
+                    .push(format!("{method} {path}?{query}"));
                 let reply = |code: u16, body: Vec<u8>| {
                     Response::builder()
                         .status(code)
@@ -926,17 +1167,32 @@ impl Cluster {
                         .unwrap()
                 };
                 if method == "GET" && query.contains("watch=true") {
-                    let batch = cluster.watches.lock().unwrap().get_mut(&path).and_then(|q| q.pop_front());
+                    let batch = cluster
+                        .watches
+                        .lock()
+                        .unwrap()
+                        .get_mut(&path)
+                        .and_then(|q| q.pop_front());
                     match batch {
                         Some(events) => respond.send_response(watch_body(events)),
                         // Nothing to say yet: the watch stays open until the test speaks.
-                        None => cluster.held.lock().unwrap().entry(path).or_default().push(respond),
+                        None => cluster
+                            .held
+                            .lock()
+                            .unwrap()
+                            .entry(path)
+                            .or_default()
+                            .push(respond),
                     }
                 } else if method == "GET" {
                     let answer = {
                         let mut lists = cluster.lists.lock().unwrap();
                         let queue = lists.entry(path.clone()).or_default();
-                        if queue.len() > 1 { queue.pop_front() } else { queue.front().cloned() }
+                        if queue.len() > 1 {
+                            queue.pop_front()
+                        } else {
+                            queue.front().cloned()
+                        }
                     };
                     let answer = answer.unwrap_or_else(|| {
                         json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": []})
@@ -946,8 +1202,18 @@ impl Cluster {
                     respond.send_response(reply(201, serde_json::to_vec(&event_reply()).unwrap()));
                 } else {
                     // Writes: answer with a minimal object of the path's kind.
-                    let name = path.trim_end_matches("/status").rsplit('/').next().unwrap_or_default().to_string();
-                    let namespace = path.split("/namespaces/").nth(1).and_then(|r| r.split('/').next()).unwrap_or_default().to_string();
+                    let name = path
+                        .trim_end_matches("/status")
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
+                    let namespace = path
+                        .split("/namespaces/")
+                        .nth(1)
+                        .and_then(|r| r.split('/').next())
+                        .unwrap_or_default()
+                        .to_string();
                     let object = json!({"apiVersion": "burnguard.dev/v1", "kind": "ServiceLevelObjective",
                                         "metadata": {"name": name, "namespace": namespace}});
                     respond.send_response(reply(200, serde_json::to_vec(&object).unwrap()));
@@ -991,7 +1257,10 @@ async fn until_published(host: &Host, wanted: &[(&str, f64)]) {
         if now == wanted {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "published {now:?}, waited for {wanted:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "published {now:?}, waited for {wanted:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -999,14 +1268,29 @@ async fn until_published(host: &Host, wanted: &[(&str, f64)]) {
 /// Waits until a watch on `path` is open and waiting.
 async fn until_watching(cluster: &Cluster, path: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while cluster.held.lock().unwrap().get(path).is_none_or(|w| w.is_empty()) {
-        assert!(tokio::time::Instant::now() < deadline, "no watch on {path}: {:?}", cluster.requests("GET"));
+    while cluster
+        .held
+        .lock()
+        .unwrap()
+        .get(path)
+        .is_none_or(|w| w.is_empty())
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no watch on {path}: {:?}",
+            cluster.requests("GET")
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
 fn named_slo(namespace: &str, name: &str, generation: i64, objective: f64, rv: &str) -> Value {
-    let mut object = finalized(slo_object(namespace, name, generation, checkout_spec(objective)));
+    let mut object = finalized(slo_object(
+        namespace,
+        name,
+        generation,
+        checkout_spec(objective),
+    ));
     object["metadata"]["resourceVersion"] = json!(rv);
     object
 }
@@ -1016,17 +1300,36 @@ const ALL_SLOS: &str = "/apis/burnguard.dev/v1/servicelevelobjectives";
 #[tokio::test]
 async fn the_controller_lists_in_pages_follows_the_watch_and_lists_again_after_410_gone() {
     let cluster = Cluster::new();
-    cluster.list(ALL_SLOS, slo_list(vec![named_slo("shop", "alpha", 1, 99.9, "90")], "100", Some("page-2")));
-    cluster.list(ALL_SLOS, slo_list(vec![named_slo("shop", "beta", 1, 99.0, "95")], "100", None));
+    cluster.list(
+        ALL_SLOS,
+        slo_list(
+            vec![named_slo("shop", "alpha", 1, 99.9, "90")],
+            "100",
+            Some("page-2"),
+        ),
+    );
+    cluster.list(
+        ALL_SLOS,
+        slo_list(vec![named_slo("shop", "beta", 1, 99.0, "95")], "100", None),
+    );
     let host = Arc::new(Host::default());
-    let ctx = Arc::new(Context::new(cluster.client(), host.clone(), quick_settings()).with_clock(fixed_clock));
+    let ctx = Arc::new(
+        Context::new(cluster.client(), host.clone(), quick_settings()).with_clock(fixed_clock),
+    );
     let stop = tokio_util::sync::CancellationToken::new();
-    let running = tokio::spawn(controller::run_scope(ctx, controller::Scope::default(), stop.clone()));
+    let running = tokio::spawn(controller::run_scope(
+        ctx,
+        controller::Scope::default(),
+        stop.clone(),
+    ));
 
     until_published(&host, &[("alpha", 99.9), ("beta", 99.0)]).await;
     let lists = cluster.requests(&format!("GET {ALL_SLOS}?"));
     assert!(lists[0].contains("limit=500"), "{lists:?}");
-    assert!(lists[1].contains("continue=page-2"), "the second page is asked for: {lists:?}");
+    assert!(
+        lists[1].contains("continue=page-2"),
+        "the second page is asked for: {lists:?}"
+    );
 
     // The watch's changes: alpha edited, gamma added, beta deleted (without burnguard's
     // finalizer: it disappears from the cache and is forgotten).
@@ -1034,8 +1337,11 @@ async fn the_controller_lists_in_pages_follows_the_watch_and_lists_again_after_4
     cluster.watch(
         ALL_SLOS,
         vec![
-            watch_event("BOOKMARK", json!({"apiVersion": "burnguard.dev/v1", "kind": "ServiceLevelObjective",
-                                            "metadata": {"resourceVersion": "101"}})),
+            watch_event(
+                "BOOKMARK",
+                json!({"apiVersion": "burnguard.dev/v1", "kind": "ServiceLevelObjective",
+                                            "metadata": {"resourceVersion": "101"}}),
+            ),
             watch_event("MODIFIED", named_slo("shop", "alpha", 2, 99.5, "102")),
             watch_event("ADDED", named_slo("shop", "gamma", 1, 95.0, "103")),
             watch_event("DELETED", named_slo("shop", "beta", 1, 99.0, "104")),
@@ -1044,22 +1350,39 @@ async fn the_controller_lists_in_pages_follows_the_watch_and_lists_again_after_4
     until_published(&host, &[("alpha", 99.5), ("gamma", 95.0)]).await;
 
     // The watch's history expired: 410 Gone, and the controller lists again.
-    cluster.relist(ALL_SLOS, slo_list(vec![
-        named_slo("shop", "alpha", 2, 99.5, "200"),
-        named_slo("shop", "gamma", 1, 95.0, "200"),
-        named_slo("shop", "delta", 1, 90.0, "200"),
-    ], "200", None));
+    cluster.relist(
+        ALL_SLOS,
+        slo_list(
+            vec![
+                named_slo("shop", "alpha", 2, 99.5, "200"),
+                named_slo("shop", "gamma", 1, 95.0, "200"),
+                named_slo("shop", "delta", 1, 90.0, "200"),
+            ],
+            "200",
+            None,
+        ),
+    );
     until_watching(&cluster, ALL_SLOS).await;
-    cluster.watch(ALL_SLOS, vec![watch_event("ERROR", json!({"kind": "Status", "apiVersion": "v1",
+    cluster.watch(
+        ALL_SLOS,
+        vec![watch_event(
+            "ERROR",
+            json!({"kind": "Status", "apiVersion": "v1",
         "metadata": {}, "status": "Failure", "message": "too old resource version: 100 (150)",
-        "reason": "Expired", "code": 410}))]);
+        "reason": "Expired", "code": 410}),
+        )],
+    );
     until_published(&host, &[("alpha", 99.5), ("gamma", 95.0), ("delta", 90.0)]).await;
     let lists_after = cluster
         .requests(&format!("GET {ALL_SLOS}?"))
         .into_iter()
         .filter(|r| !r.contains("watch=true"))
         .count();
-    assert!(lists_after >= 3, "listed again after 410: {:?}", cluster.requests("GET"));
+    assert!(
+        lists_after >= 3,
+        "listed again after 410: {:?}",
+        cluster.requests("GET")
+    );
     stop.cancel();
     running.await.unwrap();
 }
@@ -1069,10 +1392,22 @@ async fn a_new_namespace_list_and_selector_take_effect_without_a_restart() {
     let shop = "/apis/burnguard.dev/v1/namespaces/shop/servicelevelobjectives";
     let payments = "/apis/burnguard.dev/v1/namespaces/payments/servicelevelobjectives";
     let cluster = Cluster::new();
-    cluster.list(shop, slo_list(vec![named_slo("shop", "alpha", 1, 99.9, "10")], "10", None));
-    cluster.list(payments, slo_list(vec![named_slo("payments", "pay", 1, 99.0, "20")], "20", None));
+    cluster.list(
+        shop,
+        slo_list(vec![named_slo("shop", "alpha", 1, 99.9, "10")], "10", None),
+    );
+    cluster.list(
+        payments,
+        slo_list(
+            vec![named_slo("payments", "pay", 1, 99.0, "20")],
+            "20",
+            None,
+        ),
+    );
     let host = Arc::new(Host::default());
-    let ctx = Arc::new(Context::new(cluster.client(), host.clone(), quick_settings()).with_clock(fixed_clock));
+    let ctx = Arc::new(
+        Context::new(cluster.client(), host.clone(), quick_settings()).with_clock(fixed_clock),
+    );
     let (scope, changes) = tokio::sync::watch::channel(controller::Scope {
         namespaces: vec!["shop".into()],
         selector: None,
@@ -1080,7 +1415,10 @@ async fn a_new_namespace_list_and_selector_take_effect_without_a_restart() {
     let stop = tokio_util::sync::CancellationToken::new();
     let running = tokio::spawn(controller::run(ctx, changes, stop.clone()));
     until_published(&host, &[("alpha", 99.9)]).await;
-    assert!(cluster.requests(&format!("GET {payments}")).is_empty(), "payments is not watched yet");
+    assert!(
+        cluster.requests(&format!("GET {payments}")).is_empty(),
+        "payments is not watched yet"
+    );
 
     scope.send_replace(controller::Scope {
         namespaces: vec!["payments".into()],
@@ -1090,7 +1428,9 @@ async fn a_new_namespace_list_and_selector_take_effect_without_a_restart() {
     until_published(&host, &[("pay", 99.0)]).await;
     let lists = cluster.requests(&format!("GET {payments}?"));
     assert!(
-        lists.iter().all(|r| r.contains("labelSelector=team%3Dpayments")),
+        lists
+            .iter()
+            .all(|r| r.contains("labelSelector=team%3Dpayments")),
         "the selector goes to the API server: {lists:?}"
     );
     stop.cancel();
@@ -1105,19 +1445,44 @@ async fn one_object_that_does_not_decode_never_stops_the_others() {
     // catalogue name or a list belongs.
     broken["spec"]["objective"] = json!("ninety-nine");
     broken["spec"]["alerting"] = json!({"windows": {"fast": "5m"}});
-    cluster.list(ALL_SLOS, slo_list(vec![broken, named_slo("shop", "alpha", 1, 99.9, "12")], "12", None));
+    cluster.list(
+        ALL_SLOS,
+        slo_list(
+            vec![broken, named_slo("shop", "alpha", 1, 99.9, "12")],
+            "12",
+            None,
+        ),
+    );
     let host = Arc::new(Host::default());
-    let ctx = Arc::new(Context::new(cluster.client(), host.clone(), quick_settings()).with_clock(fixed_clock));
+    let ctx = Arc::new(
+        Context::new(cluster.client(), host.clone(), quick_settings()).with_clock(fixed_clock),
+    );
     let stop = tokio_util::sync::CancellationToken::new();
-    let running = tokio::spawn(controller::run_scope(ctx, controller::Scope::default(), stop.clone()));
+    let running = tokio::spawn(controller::run_scope(
+        ctx,
+        controller::Scope::default(),
+        stop.clone(),
+    ));
     until_published(&host, &[("alpha", 99.9)]).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while cluster.requests("PATCH /apis/burnguard.dev/v1/namespaces/shop/servicelevelobjectives/broken/status").is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "no status for the broken object");
+    while cluster
+        .requests(
+            "PATCH /apis/burnguard.dev/v1/namespaces/shop/servicelevelobjectives/broken/status",
+        )
+        .is_empty()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no status for the broken object"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(
-        host.reconciles.lock().unwrap().iter().all(|(_, outcome)| outcome == "ok"),
+        host.reconciles
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|(_, outcome)| outcome == "ok"),
         "an invalid object is a status, not an error: {:?}",
         host.reconciles.lock().unwrap()
     );

@@ -835,7 +835,8 @@ async fn the_engine_refuses_to_roll_back_a_paused_deployment_and_says_why() {
 /// `serve --kubernetes` as built: the controller's clean-up goes through the service's
 /// [`ServiceHost`] to this store and this cluster.
 #[tokio::test]
-async fn deleting_an_slo_object_lifts_its_freeze_and_resolves_its_incident_before_the_finalizer_goes() {
+async fn deleting_an_slo_object_lifts_its_freeze_and_resolves_its_incident_before_the_finalizer_goes()
+ {
     use burnguard::adapters::kube::controller::{Context, ControllerSettings, reconcile_slo};
     use burnguard::service::cluster::ServiceHost;
     for db in TestDb::both().await {
@@ -843,7 +844,13 @@ async fn deleting_an_slo_object_lifts_its_freeze_and_resolves_its_incident_befor
         let incident = open_page_incident(&store, AT).await;
         let budget = "checkout: error budget below 15%";
         let freeze_id = store
-            .create_freeze(&new_freeze("burnguard", Some(incident), &["checkout"], None, budget))
+            .create_freeze(&new_freeze(
+                "burnguard",
+                Some(incident),
+                &["checkout"],
+                None,
+                budget,
+            ))
             .await
             .unwrap()
             .unwrap();
@@ -867,12 +874,18 @@ async fn deleting_an_slo_object_lifts_its_freeze_and_resolves_its_incident_befor
             Expect {
                 content_type: Some("application/json-patch+json"),
                 body: Some(Box::new(|body: &Value| {
-                    assert_eq!(body[1], json!({"op": "remove", "path": "/metadata/finalizers/0"}))
+                    assert_eq!(
+                        body[1],
+                        json!({"op": "remove", "path": "/metadata/finalizers/0"})
+                    )
                 })),
                 before_reply: Some(Box::new(move || {
                     Box::pin(async move {
                         let d = checked.incident(incident).await.unwrap().unwrap();
-                        assert_eq!(d.incident.status, "resolved", "resolved before the finalizer goes");
+                        assert_eq!(
+                            d.incident.status, "resolved",
+                            "resolved before the finalizer goes"
+                        );
                         assert!(checked.active_freezes().await.unwrap().is_empty());
                     })
                 })),
@@ -882,15 +895,24 @@ async fn deleting_an_slo_object_lifts_its_freeze_and_resolves_its_incident_befor
         let (client, mut server) = common::kube::scripted_client(script);
         let engine = new_engine(store.clone(), KubeActuator::new(client.clone()));
         engine.reconcile_freezes().await;
-        let state = Arc::new(ServiceState::new(store.clone(), "system:serviceaccount:burnguard:burnguard".into()));
+        let state = Arc::new(ServiceState::new(
+            store.clone(),
+            "system:serviceaccount:burnguard:burnguard".into(),
+        ));
         let (host, _policies) = ServiceHost::new(state, store.clone(), engine.clone());
-        let ctx = Arc::new(Context::new(client, Arc::new(host), ControllerSettings::default()));
+        let ctx = Arc::new(Context::new(
+            client,
+            Arc::new(host),
+            ControllerSettings::default(),
+        ));
         let deleted: kube::api::DynamicObject = serde_json::from_value(object).unwrap();
         reconcile_slo(Arc::new(deleted), ctx).await.unwrap();
         nothing_but_the_script(&mut server, &db).await;
         let d = detail(&store, incident).await;
         assert!(
-            events(&d, "resolved").iter().any(|m| m.contains("SLO deleted")),
+            events(&d, "resolved")
+                .iter()
+                .any(|m| m.contains("SLO deleted")),
             "the timeline says why: {:?} on {}",
             d.timeline,
             db.url()

@@ -63,7 +63,9 @@ pub struct WindowBurnRate {
 }
 
 /// A Deployment burnguard holds frozen for this SLO.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub struct HeldFreeze {
     pub namespace: String,
     pub deployment: String,
@@ -136,7 +138,9 @@ pub enum Validity {
     /// The spec has problems; each with its field path.
     Invalid(Vec<Problem>),
     /// The spec is fine but another object (or a policy file) already holds its name.
-    NameTaken { holder: String },
+    NameTaken {
+        holder: String,
+    },
 }
 
 /// What happened to the SLO's `PrometheusRule`.
@@ -545,7 +549,8 @@ pub fn status_events(before: Option<&SloStatus>, after: &SloStatus) -> Vec<Objec
     let mut events = Vec::new();
     let valid_before = condition_of(before, VALID);
     if let Some(valid) = condition_of(Some(after), VALID) {
-        let changed = valid_before.is_none_or(|b| b.status != valid.status || b.message != valid.message);
+        let changed =
+            valid_before.is_none_or(|b| b.status != valid.status || b.message != valid.message);
         if changed && valid.status == "False" {
             events.push(event(
                 EventType::Warning,
@@ -580,7 +585,10 @@ pub fn status_events(before: Option<&SloStatus>, after: &SloStatus) -> Vec<Objec
             EventType::Warning,
             "IncidentOpened",
             "Evaluate",
-            format!("incident {id} opened: {}", after.status.as_deref().unwrap_or("burning")),
+            format!(
+                "incident {id} opened: {}",
+                after.status.as_deref().unwrap_or("burning")
+            ),
         )),
         (Some(old), Some(new)) if old != new => {
             events.push(event(
@@ -644,7 +652,11 @@ pub fn status_events(before: Option<&SloStatus>, after: &SloStatus) -> Vec<Objec
         };
         let failed = !matches!(action.status.as_str(), "done" | "running" | "started");
         events.push(event(
-            if failed { EventType::Warning } else { EventType::Normal },
+            if failed {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
             if failed { "RemediationFailed" } else { reason },
             action_name,
             format!(
@@ -828,13 +840,16 @@ pub fn read_object(
     };
     let parsed = super::spec::parse_document(&source).map_err(without_lines)?;
     let read = match parsed.document {
-        super::spec::Document::Slo(slo) => super::validate::validate_slo(&source, *slo)
-            .map(|s| ObjectPolicy::Slo(Box::new(s))),
-        super::spec::Document::Playbook(book) => {
-            super::validate::validate_playbook(&source, *book)
-                .map(|b| ObjectPolicy::Playbook(Box::new(b)))
+        super::spec::Document::Slo(slo) => {
+            super::validate::validate_slo(&source, *slo).map(|s| ObjectPolicy::Slo(Box::new(s)))
         }
-        _ => Err(vec![Problem::new("kind", None, "is not an SLO or a Playbook")]),
+        super::spec::Document::Playbook(book) => super::validate::validate_playbook(&source, *book)
+            .map(|b| ObjectPolicy::Playbook(Box::new(b))),
+        _ => Err(vec![Problem::new(
+            "kind",
+            None,
+            "is not an SLO or a Playbook",
+        )]),
     };
     match (read, parsed.unknown_fields) {
         (Ok(policy), unknown) if unknown.is_empty() => Ok(policy),
@@ -843,5 +858,329 @@ pub fn read_object(
             problems.extend(unknown);
             Err(without_lines(problems))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_767_484_800; // 2026-01-04T00:00:00Z
+
+    fn facts(status: Option<&str>) -> StatusFacts {
+        StatusFacts {
+            generation: Some(3),
+            validity: Validity::Valid,
+            rules: RulesOutcome::Applied,
+            evaluation: status.map(|s| EvaluationFacts {
+                status: s.into(),
+                budget_remaining: Some(0.4567),
+                burn_rates: vec![("5m".into(), 2.00049), ("1h".into(), f64::NAN)],
+                at: NOW - 30,
+            }),
+            open_incident: None,
+            freezes: vec![],
+            last_action: None,
+        }
+    }
+
+    fn condition_of<'a>(s: &'a SloStatus, type_: &str) -> &'a Condition {
+        s.conditions.iter().find(|c| c.type_ == type_).unwrap()
+    }
+
+    #[test]
+    fn burning_follows_the_evaluation_and_never_says_false_on_missing_data() {
+        let cases = [
+            (None, "Unknown", "NotEvaluated"),
+            (Some("page"), "True", "FastBurn"),
+            (Some("ticket"), "True", "SlowBurn"),
+            (Some("ok"), "False", "WithinBudget"),
+            (Some("warning"), "False", "Warning"),
+            (Some("no_data"), "Unknown", "NoData"),
+            (Some("partial"), "Unknown", "PartialData"),
+            (Some("error"), "Unknown", "EvaluationFailed"),
+        ];
+        for (status, want, reason) in cases {
+            let s = desired_slo_status(&facts(status), None, NOW);
+            let c = condition_of(&s, BURNING);
+            assert_eq!(
+                (c.status.as_str(), c.reason.as_str()),
+                (want, reason),
+                "{status:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn numbers_are_rounded_and_impossible_ones_left_out() {
+        let s = desired_slo_status(&facts(Some("ok")), None, NOW);
+        assert_eq!(s.budget_remaining_percent, Some(45.67));
+        assert_eq!(
+            s.burn_rates,
+            vec![WindowBurnRate {
+                window: "5m".into(),
+                burn_rate: 2.0
+            }],
+            "NaN is not a burn rate"
+        );
+        assert_eq!(
+            s.last_evaluation_time.as_deref(),
+            Some("2026-01-03T23:59:30Z")
+        );
+        assert_eq!(s.status.as_deref(), Some("ok"));
+    }
+
+    #[test]
+    fn a_transition_time_moves_only_when_the_condition_flips() {
+        let first = desired_slo_status(&facts(Some("ok")), None, NOW);
+        // Same status an hour later, a new message: the time stays.
+        let mut later = facts(Some("warning"));
+        later.generation = Some(4);
+        let second = desired_slo_status(&later, Some(&first), NOW + 3600);
+        let c = condition_of(&second, BURNING);
+        assert_eq!(c.reason, "Warning");
+        assert_eq!(c.last_transition_time, "2026-01-04T00:00:00Z");
+        assert_eq!(c.observed_generation, Some(4));
+        // It flips: the time moves.
+        let third = desired_slo_status(&facts(Some("page")), Some(&second), NOW + 7200);
+        assert_eq!(
+            condition_of(&third, BURNING).last_transition_time,
+            "2026-01-04T02:00:00Z"
+        );
+        assert_eq!(
+            condition_of(&third, VALID).last_transition_time,
+            "2026-01-04T00:00:00Z"
+        );
+    }
+
+    #[test]
+    fn an_invalid_spec_names_every_problem_and_a_taken_name_says_who_holds_it() {
+        let mut f = facts(None);
+        f.validity = Validity::Invalid(vec![
+            Problem::new("spec.objective", None, "is out of range"),
+            Problem::new("spec.window", None, "is not a duration"),
+        ]);
+        f.rules = RulesOutcome::NotAttempted;
+        let s = desired_slo_status(&f, None, NOW);
+        let v = condition_of(&s, VALID);
+        assert_eq!(
+            (v.status.as_str(), v.reason.as_str()),
+            ("False", "InvalidSpec")
+        );
+        assert_eq!(
+            v.message,
+            "spec.objective: is out of range; spec.window: is not a duration"
+        );
+        assert_eq!(s.problems.len(), 2);
+        assert_eq!(s.status.as_deref(), Some("invalid"));
+        assert_eq!(condition_of(&s, RULES_APPLIED).status, "Unknown");
+        f.validity = Validity::NameTaken {
+            holder: "object shop/checkout".into(),
+        };
+        let s = desired_slo_status(&f, None, NOW);
+        assert_eq!(condition_of(&s, VALID).reason, "NameConflict");
+        assert!(
+            condition_of(&s, VALID)
+                .message
+                .contains("object shop/checkout")
+        );
+        assert_eq!(s.status.as_deref(), Some("conflict"));
+    }
+
+    #[test]
+    fn writes_happen_for_material_changes_at_once_and_for_numbers_once_per_interval() {
+        let base = desired_slo_status(&facts(Some("ok")), None, NOW);
+        assert_eq!(status_write(None, &base, None, NOW, 300), StatusWrite::Now);
+        assert_eq!(
+            status_write(Some(&base), &base, Some(NOW), NOW, 300),
+            StatusWrite::Unchanged
+        );
+        let mut numbers = base.clone();
+        numbers.budget_remaining_percent = Some(40.0);
+        numbers.last_evaluation_time = Some("2026-01-04T00:01:00Z".into());
+        assert_eq!(
+            status_write(Some(&base), &numbers, Some(NOW), NOW + 60, 300),
+            StatusWrite::At(NOW + 300)
+        );
+        assert_eq!(
+            status_write(Some(&base), &numbers, Some(NOW), NOW + 300, 300),
+            StatusWrite::Now
+        );
+        assert_eq!(
+            status_write(Some(&base), &numbers, None, NOW + 60, 300),
+            StatusWrite::Now,
+            "a restart knows no last write"
+        );
+        for change in [
+            |s: &mut SloStatus| s.open_incident = Some(9),
+            |s: &mut SloStatus| s.observed_generation = Some(99),
+            |s: &mut SloStatus| s.conditions[2].status = "True".into(),
+            |s: &mut SloStatus| {
+                s.active_freezes.push(HeldFreeze {
+                    namespace: "a".into(),
+                    deployment: "b".into(),
+                })
+            },
+            |s: &mut SloStatus| s.status = Some("page".into()),
+        ] {
+            let mut material = numbers.clone();
+            change(&mut material);
+            assert_eq!(
+                status_write(Some(&base), &material, Some(NOW), NOW + 1, 300),
+                StatusWrite::Now
+            );
+        }
+    }
+
+    fn status_with(incident: Option<i64>, freezes: &[(&str, &str)]) -> SloStatus {
+        let mut f = facts(Some("page"));
+        f.open_incident = incident;
+        f.freezes = freezes
+            .iter()
+            .map(|(n, d)| HeldFreeze {
+                namespace: n.to_string(),
+                deployment: d.to_string(),
+            })
+            .collect();
+        desired_slo_status(&f, None, NOW)
+    }
+
+    fn reasons(events: &[ObjectEvent]) -> Vec<&str> {
+        events.iter().map(|e| e.reason.as_str()).collect()
+    }
+
+    #[test]
+    fn events_tell_the_story_of_a_change_once() {
+        let quiet = status_with(None, &[]);
+        let burning = status_with(Some(7), &[("shop", "checkout")]);
+        assert_eq!(
+            reasons(&status_events(Some(&quiet), &burning)),
+            ["IncidentOpened", "DeploymentFrozen"]
+        );
+        assert_eq!(
+            reasons(&status_events(Some(&burning), &burning)),
+            Vec::<&str>::new(),
+            "no change, no event"
+        );
+        assert_eq!(
+            reasons(&status_events(Some(&burning), &quiet)),
+            ["IncidentResolved", "DeploymentUnfrozen"]
+        );
+        let next = status_with(Some(8), &[("shop", "checkout")]);
+        assert_eq!(
+            reasons(&status_events(Some(&burning), &next)),
+            ["IncidentResolved", "IncidentOpened"]
+        );
+        let mut acted = burning.clone();
+        acted.last_action = Some(LastAction {
+            id: 3,
+            kind: "rollback".into(),
+            step: "roll back".into(),
+            status: "done".into(),
+            target: Some("shop/checkout".into()),
+        });
+        let e = status_events(Some(&burning), &acted);
+        assert_eq!(reasons(&e), ["RolledBack"]);
+        assert_eq!(
+            e[0].note,
+            "step `roll back` (rollback on shop/checkout) is done"
+        );
+        let mut failed = acted.clone();
+        failed.last_action.as_mut().unwrap().status = "failed".into();
+        let e = status_events(Some(&acted), &failed);
+        assert_eq!(
+            (reasons(&e), e[0].type_),
+            (vec!["RemediationFailed"], EventType::Warning)
+        );
+    }
+
+    #[test]
+    fn the_older_object_holds_a_name_whatever_the_order_and_files_always_win() {
+        let claim = |created, key: &str, name: &str| Claim {
+            created,
+            key: key.into(),
+            name: name.into(),
+        };
+        let older = claim(100, "shop/checkout", "checkout");
+        let newer = claim(200, "pay/checkout", "checkout");
+        let other = claim(300, "pay/api", "api");
+        for claims in [
+            vec![older.clone(), newer.clone(), other.clone()],
+            vec![other.clone(), newer.clone(), older.clone()],
+        ] {
+            let holders = name_holders(&BTreeSet::new(), &claims);
+            assert_eq!(holders["shop/checkout"], None);
+            assert_eq!(
+                holders["pay/checkout"].as_deref(),
+                Some("object shop/checkout")
+            );
+            assert_eq!(holders["pay/api"], None);
+        }
+        // Same age: the key decides, the same on every replica.
+        let twin = claim(100, "a/checkout", "checkout");
+        assert_eq!(
+            name_holders(&BTreeSet::new(), &[older.clone(), twin])["shop/checkout"].as_deref(),
+            Some("object a/checkout")
+        );
+        let files = BTreeSet::from(["checkout".to_string()]);
+        let holders = name_holders(&files, &[older]);
+        assert!(
+            holders["shop/checkout"]
+                .as_deref()
+                .unwrap()
+                .contains("policy file")
+        );
+    }
+
+    #[test]
+    fn only_prometheus_named_labels_become_slo_labels() {
+        let labels = BTreeMap::from([
+            ("team".to_string(), "payments".to_string()),
+            ("app.kubernetes.io/name".to_string(), "checkout".to_string()),
+            ("tier".to_string(), "1".to_string()),
+        ]);
+        assert_eq!(
+            slo_labels(&labels).keys().collect::<Vec<_>>(),
+            ["team", "tier"]
+        );
+    }
+
+    #[test]
+    fn an_object_reads_like_a_file_with_paths_and_no_lines() {
+        let spec = serde_json::json!({"service": "checkout", "objective": 150, "indicator": {"raw": {"errorRatio": "sum(rate(errors_total[{{.window}}])) / sum(rate(requests_total[{{.window}}]))"}}, "typo": 1});
+        let problems = read_object(true, "checkout", &BTreeMap::new(), Some(&spec)).unwrap_err();
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["spec.objective", "spec.typo"]);
+        assert!(problems.iter().all(|p| p.line.is_none()));
+        assert!(read_object(true, "Bad_Name", &BTreeMap::new(), None).is_err());
+        let spec = serde_json::json!({"service": "checkout", "objective": 99.5, "indicator": {"raw": {"errorRatio": "sum(rate(errors_total[{{.window}}])) / sum(rate(requests_total[{{.window}}]))"}}});
+        let Ok(ObjectPolicy::Slo(slo)) =
+            read_object(true, "checkout", &BTreeMap::new(), Some(&spec))
+        else {
+            panic!("valid");
+        };
+        assert_eq!(slo.name, "checkout");
+    }
+
+    #[test]
+    fn the_prometheus_rule_is_owned_by_its_slo() {
+        let spec = serde_json::json!({"service": "checkout", "objective": 99.5, "indicator": {"raw": {"errorRatio": "sum(rate(errors_total[{{.window}}])) / sum(rate(requests_total[{{.window}}]))"}}});
+        let Ok(ObjectPolicy::Slo(slo)) =
+            read_object(true, "checkout", &BTreeMap::new(), Some(&spec))
+        else {
+            panic!("valid");
+        };
+        let rule = prometheus_rule(
+            &slo,
+            "shop",
+            &Owner {
+                name: "checkout".into(),
+                uid: "u-1".into(),
+            },
+        );
+        assert_eq!(rule["metadata"]["ownerReferences"][0]["uid"], "u-1");
+        assert_eq!(rule["metadata"]["ownerReferences"][0]["controller"], true);
+        assert_eq!(rule["metadata"]["name"], "checkout-slo-rules");
+        assert_eq!(rule["spec"]["groups"].as_array().unwrap().len(), 1);
     }
 }

@@ -198,7 +198,9 @@ impl Metrics {
         );
         let reconcile_duration =
             Family::<Vec<(String, String)>, Histogram>::new_with_constructor(|| {
-                Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+                Histogram::new([
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ])
             });
         registry.register(
             "controller_reconcile_duration_seconds",

@@ -167,7 +167,11 @@ impl ClusterHost for ServiceHost {
                 .lift_freeze(freeze.id, "burnguard (SLO deleted)", now)
                 .await
                 .map_err(|e| e.to_string())?;
-            info!(slo, freeze = freeze.id, "freeze lifted: its SLO was deleted");
+            info!(
+                slo,
+                freeze = freeze.id,
+                "freeze lifted: its SLO was deleted"
+            );
         }
         // Takes the marks off the Deployments now rather than on the next cycle.
         self.remediator.reconcile_freezes().await;
@@ -188,7 +192,11 @@ impl ClusterHost for ServiceHost {
                 .resolve_by_hand(incident.id, ACTOR, Some("SLO deleted"), now)
                 .await
                 .map_err(|e| e.to_string())?;
-            info!(slo, incident = incident.id, "incident resolved: its SLO was deleted");
+            info!(
+                slo,
+                incident = incident.id,
+                "incident resolved: its SLO was deleted"
+            );
         }
         Ok(())
     }
@@ -219,7 +227,9 @@ pub fn merge(
     }
     let mut playbooks = files.1.clone();
     for (name, book) in &cluster.playbooks {
-        playbooks.entry(name.clone()).or_insert_with(|| book.clone());
+        playbooks
+            .entry(name.clone())
+            .or_insert_with(|| book.clone());
     }
     (slos, playbooks)
 }

@@ -233,8 +233,18 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
 
     let mut kubernetes = match &settings.kubernetes {
         Some(k) => Some(
-            start_controller(k, &settings, &state, &store, &remediator, &instance, &file_slos, &file_playbooks, &shutdown)
-                .await?,
+            start_controller(
+                k,
+                &settings,
+                &state,
+                &store,
+                &remediator,
+                &instance,
+                &file_slos,
+                &file_playbooks,
+                &shutdown,
+            )
+            .await?,
         ),
         None => None,
     };
@@ -349,9 +359,14 @@ async fn start_controller(
         prometheus_rules: k.prometheus_rules,
         instance: instance.name.clone(),
     };
-    controller::start(host.clone(), controller_settings, scope_changes, shutdown.clone())
-        .await
-        .map_err(ServiceError::Kubernetes)?;
+    controller::start(
+        host.clone(),
+        controller_settings,
+        scope_changes,
+        shutdown.clone(),
+    )
+    .await
+    .map_err(ServiceError::Kubernetes)?;
     Ok(Kubernetes {
         host,
         scope,

@@ -134,6 +134,18 @@ pub fn scripted_client(script: Vec<Expect>) -> (::kube::Client, ApiServer) {
                 step.method
             );
             let query = request.uri().query().unwrap_or_default().to_string();
+            let content_type = request
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            assert_rbac_allows(
+                request.method().as_str(),
+                request.uri().path(),
+                &query,
+                &content_type,
+            );
             for part in step.query {
                 assert!(query.contains(part), "query {query:?} lacks {part:?}");
             }
@@ -364,5 +376,98 @@ pub fn rollback_patch(from: u64, to: Release, reply: Value) -> Expect {
             &["fieldManager=burnguard"],
             reply,
         )
+    }
+}
+
+/// The verbs a request needs, as RBAC names them: `(apiGroup, resource[/subresource], verb)`.
+/// A server-side apply may create the object, so it needs `create` too, except on the kinds
+/// burnguard only ever changes (a Deployment that is gone is never created by an apply: the
+/// API server refuses it without `create`, which is what burnguard wants).
+pub fn permissions_of(
+    method: &str,
+    path: &str,
+    query: &str,
+    content_type: &str,
+) -> Vec<(String, String, String)> {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    // /api/v1/... or /apis/{group}/{version}/...
+    let (group, rest) = match parts.first() {
+        Some(&"api") => ("", &parts[2..]),
+        Some(&"apis") => (parts[1], &parts[3..]),
+        _ => panic!("not an API path: {path}"),
+    };
+    let rest: Vec<&str> = match rest {
+        ["namespaces", _namespace, tail @ ..] if !tail.is_empty() => tail.to_vec(),
+        other => other.to_vec(),
+    };
+    let (resource, named) = match rest.as_slice() {
+        [resource] => (resource.to_string(), false),
+        [resource, _name] => (resource.to_string(), true),
+        [resource, _name, sub] => (format!("{resource}/{sub}"), true),
+        _ => panic!("unexpected API path {path}"),
+    };
+    let verbs: Vec<&str> = match (method, named) {
+        ("GET", true) => vec!["get"],
+        ("GET", false) if query.contains("watch=true") => vec!["watch"],
+        ("GET", false) => vec!["list"],
+        ("POST", _) => vec!["create"],
+        ("PUT", _) => vec!["update"],
+        ("DELETE", _) => vec!["delete"],
+        ("PATCH", _)
+            if content_type.starts_with("application/apply-patch")
+                && !resource.starts_with("deployments")
+                && !resource.ends_with("/status") =>
+        {
+            vec!["patch", "create"]
+        }
+        ("PATCH", _) => vec!["patch"],
+        _ => panic!("unexpected method {method} on {path}"),
+    };
+    verbs
+        .into_iter()
+        .map(|v| (group.to_string(), resource.clone(), v.to_string()))
+        .collect()
+}
+
+/// The `(apiGroup, resource, verb)` triples the shipped ClusterRole grants.
+pub fn granted() -> &'static std::collections::BTreeSet<(String, String, String)> {
+    static GRANTED: std::sync::OnceLock<std::collections::BTreeSet<(String, String, String)>> =
+        std::sync::OnceLock::new();
+    GRANTED.get_or_init(|| {
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("deploy/kubernetes/base/rbac.yaml"),
+        )
+        .unwrap();
+        let docs: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+        let role = docs
+            .iter()
+            .find(|d| d["kind"] == "ClusterRole")
+            .expect("a ClusterRole");
+        let mut out = std::collections::BTreeSet::new();
+        for rule in role["rules"].as_array().unwrap() {
+            for group in rule["apiGroups"].as_array().unwrap() {
+                for resource in rule["resources"].as_array().unwrap() {
+                    for verb in rule["verbs"].as_array().unwrap() {
+                        out.insert((
+                            group.as_str().unwrap().to_string(),
+                            resource.as_str().unwrap().to_string(),
+                            verb.as_str().unwrap().to_string(),
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    })
+}
+
+/// Fails the test when burnguard's shipped RBAC would refuse this request.
+pub fn assert_rbac_allows(method: &str, path: &str, query: &str, content_type: &str) {
+    for needed in permissions_of(method, path, query, content_type) {
+        assert!(
+            granted().contains(&needed),
+            "deploy/kubernetes/base/rbac.yaml does not grant {needed:?}, which `{method} {path}` needs"
+        );
     }
 }

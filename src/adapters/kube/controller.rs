@@ -247,7 +247,12 @@ impl<H: ClusterHost> Context<H> {
         self.publish();
     }
 
-    async fn publish_events(&self, object: &DynamicObject, resource: &ApiResource, events: Vec<ObjectEvent>) {
+    async fn publish_events(
+        &self,
+        object: &DynamicObject,
+        resource: &ApiResource,
+        events: Vec<ObjectEvent>,
+    ) {
         let reference = object.object_ref(resource);
         for e in events {
             let event = KubeEvent {
@@ -268,7 +273,10 @@ impl<H: ClusterHost> Context<H> {
     }
 }
 
-fn holders(entries: &BTreeMap<String, Entry>, file_names: &std::collections::BTreeSet<String>) -> BTreeMap<String, Option<String>> {
+fn holders(
+    entries: &BTreeMap<String, Entry>,
+    file_names: &std::collections::BTreeSet<String>,
+) -> BTreeMap<String, Option<String>> {
     let claims: Vec<Claim> = entries
         .values()
         .filter(|e| e.last_valid.is_some())
@@ -292,7 +300,11 @@ fn accepted<T>(
 
 fn key_of(object: &DynamicObject) -> Result<(String, String, String), ControllerError> {
     let namespace = object.namespace().ok_or(ControllerError::Unnamed)?;
-    let name = object.metadata.name.clone().ok_or(ControllerError::Unnamed)?;
+    let name = object
+        .metadata
+        .name
+        .clone()
+        .ok_or(ControllerError::Unnamed)?;
     Ok((format!("{namespace}/{name}"), namespace, name))
 }
 
@@ -379,9 +391,7 @@ async fn apply_slo<H: ClusterHost>(
     let (_, namespace, object_name) = key_of(object)?;
     ctx.publish();
     let holder = ctx.holder(true, &key);
-    let last_valid = lock(&ctx.slos)
-        .get(&key)
-        .and_then(|e| e.last_valid.clone());
+    let last_valid = lock(&ctx.slos).get(&key).and_then(|e| e.last_valid.clone());
     let slo = match (&holder, last_valid) {
         (None, Some(ObjectPolicy::Slo(slo))) => Some(*slo),
         _ => None,
@@ -482,7 +492,11 @@ async fn apply_rules<H: ClusterHost>(
         return RulesOutcome::OperatorMissing;
     }
     let body = cluster::prometheus_rule(slo, namespace, owner);
-    let fingerprint = format!("{}/{}", owner.uid, crate::domain::rules::rules_fingerprint(slo));
+    let fingerprint = format!(
+        "{}/{}",
+        owner.uid,
+        crate::domain::rules::rules_fingerprint(slo)
+    );
     if lock(&ctx.applied_rules).get(key) == Some(&fingerprint) {
         return RulesOutcome::Applied;
     }
@@ -509,7 +523,9 @@ async fn apply_rules<H: ClusterHost>(
         }
         Err(error) => {
             warn!(object = key, %error, "applying the PrometheusRule failed");
-            RulesOutcome::Failed(format!("applying PrometheusRule {namespace}/{name} failed: {error}"))
+            RulesOutcome::Failed(format!(
+                "applying PrometheusRule {namespace}/{name} failed: {error}"
+            ))
         }
     }
 }
@@ -589,7 +605,10 @@ async fn apply_playbook<H: ClusterHost>(
             .as_ref()
             .and_then(|s| s.conditions.iter().find(|c| c.type_ == cluster::VALID))
             .map(|c| (c.status.clone(), c.message.clone()));
-        if let Some(valid) = desired.conditions.iter().find(|c| c.type_ == cluster::VALID)
+        if let Some(valid) = desired
+            .conditions
+            .iter()
+            .find(|c| c.type_ == cluster::VALID)
             && valid.status == "False"
             && was_valid != Some((valid.status.clone(), valid.message.clone()))
         {
@@ -599,7 +618,8 @@ async fn apply_playbook<H: ClusterHost>(
                 action: "Validate".into(),
                 note: valid.message.clone(),
             };
-            ctx.publish_events(object, &playbook_resource(), vec![event]).await;
+            ctx.publish_events(object, &playbook_resource(), vec![event])
+                .await;
         }
     }
     lock(&ctx.failures).remove(&key);
@@ -653,7 +673,11 @@ fn apis(client: &Client, scope: &Scope, resource: &ApiResource) -> Vec<Api<Dynam
 }
 
 /// Runs the controllers for `scope` until `stop` is cancelled.
-pub async fn run_scope<H: ClusterHost>(ctx: Arc<Context<H>>, scope: Scope, stop: CancellationToken) {
+pub async fn run_scope<H: ClusterHost>(
+    ctx: Arc<Context<H>>,
+    scope: Scope,
+    stop: CancellationToken,
+) {
     info!(namespaces = ?scope.namespaces, selector = ?scope.selector, "watching ServiceLevelObjective and Playbook objects");
     let wc = watcher_config(&scope);
     let mut runs = Vec::new();

@@ -169,7 +169,14 @@ impl KubeActuator {
             });
             let applied = api.patch(name, &params, &Patch::Apply(&body)).await;
             if applied.is_ok() {
-                self.tell(&namespace, name, "Frozen", "Freeze", format!("burnguard froze this deployment: {}", marks.reason)).await;
+                self.tell(
+                    &namespace,
+                    name,
+                    "Frozen",
+                    "Freeze",
+                    format!("burnguard froze this deployment: {}", marks.reason),
+                )
+                .await;
             }
             if let Err(e) = applied {
                 // The failed one too: an error does not prove the API server did not apply it,
@@ -206,7 +213,14 @@ impl KubeActuator {
             api.patch(name, &params, &Patch::Apply(&body))
                 .await
                 .map_err(|e| kube_error(&format!("unfreezing deployment {namespace}/{name}"), e))?;
-            self.tell(namespace, name, "Unfrozen", "Unfreeze", "burnguard lifted its freeze on this deployment".into()).await;
+            self.tell(
+                namespace,
+                name,
+                "Unfrozen",
+                "Unfreeze",
+                "burnguard lifted its freeze on this deployment".into(),
+            )
+            .await;
         }
         Ok(format!(
             "removed burnguard's freeze annotations from {} deployment(s) in {namespace}",
@@ -229,7 +243,14 @@ impl KubeActuator {
             .patch_scale(name, &params, &Patch::Merge(&body))
             .await
             .map_err(|e| kube_error(&format!("scaling deployment {namespace}/{name}"), e))?;
-        self.tell(namespace, name, "Scaled", "Scale", format!("burnguard scaled this deployment to {replicas} replicas")).await;
+        self.tell(
+            namespace,
+            name,
+            "Scaled",
+            "Scale",
+            format!("burnguard scaled this deployment to {replicas} replicas"),
+        )
+        .await;
         Ok(format!("scaled {namespace}/{name} to {replicas} replicas"))
     }
 

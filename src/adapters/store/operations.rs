@@ -63,8 +63,7 @@ impl SqlStore {
             Some(note) => format!("{kind} by {by}: {note}"),
             None => format!("{kind} by {by}"),
         };
-        self.note(id, at, kind, message, by, note)
-            .await?;
+        self.note(id, at, kind, message, by, note).await?;
         Ok(CommandOutcome::Done(incident))
     }
 }

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
 /// The only apiVersion this build reads natively.
@@ -53,6 +53,9 @@ pub struct SloDocument {
 pub struct Metadata {
     #[schemars(with = "Option<String>")]
     pub name: Option<Spanned<String>>,
+    /// A Kubernetes object's namespace: allowed so one file serves `kubectl apply` and
+    /// `burnguard validate`; burnguard's own loader does not use it.
+    pub namespace: Option<String>,
     pub labels: Option<BTreeMap<String, String>>,
     pub annotations: Option<BTreeMap<String, String>>,
 }
@@ -122,7 +125,10 @@ pub struct RawSpec {
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 pub struct AlertingSpec {
-    #[schemars(with = "Option<String>", regex(pattern = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"))]
+    #[schemars(
+        with = "Option<String>",
+        regex(pattern = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+    )]
     pub name: Option<Spanned<String>>,
     pub windows: Option<WindowsSpec>,
     pub labels: Option<BTreeMap<String, String>>,
@@ -164,8 +170,10 @@ impl JsonSchema for WindowsSpec {
     }
 }
 
+/// One alert-window row. Its cross-field rules (short < long, budgetPercent or burnRate) are
+/// burnguard's to check: `windows` takes a name or a list, which a structural schema cannot
+/// type, so the API server keeps it as written and the object's status reports problems.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
-#[schemars(extend("x-kubernetes-validations" = [{"rule": "!(has(self.budgetPercent) && has(self.burnRate))", "message": "give budgetPercent or burnRate, not both"}, {"rule": "!has(self.short) || !has(self.long) || !self.short.matches('^[0-9hms]+$') || !self.long.matches('^[0-9hms]+$') || duration(self.short) < duration(self.long)", "message": "short must be shorter than long"}]))]
 #[serde(rename_all = "camelCase")]
 pub struct AlertWindowSpec {
     #[schemars(with = "Option<String>", extend("enum" = ["page", "ticket"]))]
