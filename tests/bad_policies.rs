@@ -362,14 +362,14 @@ fn each_broken_policy_names_the_field_that_is_wrong() {
             with("kind: SLO", "kind: Runbook"),
             "kind",
             Some(2),
-            "expected `SLO` or `Playbook`",
+            "expected `SLO` (or `ServiceLevelObjective`) or `Playbook`",
         ),
         case(
             "unknown kind",
             with("kind: SLO", "kind: Slo"),
             "kind",
             Some(2),
-            "expected `SLO` or `Playbook`",
+            "expected `SLO` (or `ServiceLevelObjective`) or `Playbook`",
         ),
         case(
             "not YAML",
