@@ -935,6 +935,51 @@ mod tests {
     }
 
     #[test]
+    fn the_controller_is_off_unless_asked_and_its_scope_comes_from_flags_over_the_file() {
+        let base = "prometheus: {url: http://x}\n";
+        // Without policies and without the controller there is nothing to serve.
+        let e = Settings::resolve(Overrides::default(), file(base)).unwrap_err();
+        assert!(e.to_string().contains("--kubernetes"), "{e}");
+        let text = format!(
+            "{base}kubernetes:\n  enabled: true\n  namespaces: [shop, all]\n  selector: team=payments\n  statusInterval: 2m\n"
+        );
+        let s = Settings::resolve(Overrides::default(), file(&text)).unwrap();
+        let k = s.kubernetes.unwrap();
+        assert_eq!(
+            k.scope.namespaces,
+            ["shop"],
+            "`all` means every namespace, not one named all"
+        );
+        assert_eq!(k.scope.selector.as_deref(), Some("team=payments"));
+        assert_eq!(k.status_interval, Duration::from_secs(120));
+        assert!(k.prometheus_rules);
+        let flags = Overrides {
+            scope: ScopeOverrides {
+                namespaces: Some(vec!["payments".into()]),
+                selector: None,
+            },
+            no_prometheus_rules: true,
+            ..Overrides::default()
+        };
+        let k = Settings::resolve(flags, file(&text))
+            .unwrap()
+            .kubernetes
+            .unwrap();
+        assert_eq!(k.scope.namespaces, ["payments"]);
+        assert_eq!(
+            k.scope.selector.as_deref(),
+            Some("team=payments"),
+            "the file fills what flags leave"
+        );
+        assert!(!k.prometheus_rules);
+        let bad = format!("{base}kubernetes: {{enabled: true, selector: 'team in (a'}}\n");
+        let e = Settings::resolve(Overrides::default(), file(&bad)).unwrap_err();
+        assert!(e.to_string().contains("kubernetes selector"), "{e}");
+        let zero = format!("{base}kubernetes: {{enabled: true, statusInterval: 0s}}\n");
+        assert!(Settings::resolve(Overrides::default(), file(&zero)).is_err());
+    }
+
+    #[test]
     fn unknown_config_keys_are_refused() {
         assert!(serde_saphyr::from_str::<FileSettings>("polices: [a]\n").is_err());
     }

@@ -1489,3 +1489,36 @@ async fn one_object_that_does_not_decode_never_stops_the_others() {
     stop.cancel();
     running.await.unwrap();
 }
+
+#[tokio::test]
+async fn ten_thousand_slo_objects_are_all_taken_and_handed_over_in_batches() {
+    const N: usize = 10_000;
+    let cluster = Cluster::new();
+    let items: Vec<Value> = (0..N)
+        .map(|i| named_slo("shop", &format!("slo-{i:05}"), 1, 99.9, "5"))
+        .collect();
+    cluster.list(ALL_SLOS, slo_list(items, "10", None));
+    let host = Arc::new(Host::default());
+    let ctx =
+        Arc::new(Context::new(cluster.client(), host.clone(), settings()).with_clock(fixed_clock));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(controller::run_scope(
+        ctx,
+        controller::Scope::default(),
+        stop.clone(),
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+    while host.latest().slos.len() < N {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {N} taken",
+            host.latest().slos.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let handovers = host.published.lock().unwrap().len();
+    // Without batching this would be one hand-over (a copy of the whole set) per object.
+    assert!(handovers < N / 10, "{handovers} hand-overs for {N} objects");
+    stop.cancel();
+    running.await.unwrap();
+}

@@ -135,8 +135,71 @@ fn prometheus_rule_resource() -> ApiResource {
 #[derive(Clone, Debug)]
 struct Entry {
     claim: Claim,
+    /// What the reading was made from: the object's uid, generation (which moves with its
+    /// spec) and labels. The same again is not read again (a refresh costs no parsing).
+    read_from: (Option<String>, Option<i64>, BTreeMap<String, String>),
+    /// What that reading found.
+    current: Result<(), Vec<Problem>>,
     /// The latest valid version: what is evaluated while a later edit is invalid.
     last_valid: Option<ObjectPolicy>,
+}
+
+/// The objects read so far, by `namespace/name`, with an index by the policy name they claim
+/// (so who holds a name is found among its few claimants, not among thousands of objects).
+#[derive(Default)]
+struct Registry {
+    entries: BTreeMap<String, Entry>,
+    by_name: HashMap<String, std::collections::BTreeSet<String>>,
+}
+
+impl Registry {
+    fn insert(&mut self, key: String, entry: Entry) {
+        self.remove(&key);
+        self.by_name
+            .entry(entry.claim.name.clone())
+            .or_default()
+            .insert(key.clone());
+        self.entries.insert(key, entry);
+    }
+
+    fn remove(&mut self, key: &str) -> Option<Entry> {
+        let entry = self.entries.remove(key)?;
+        if let Some(keys) = self.by_name.get_mut(&entry.claim.name) {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.by_name.remove(&entry.claim.name);
+            }
+        }
+        Some(entry)
+    }
+
+    fn get(&self, key: &str) -> Option<&Entry> {
+        self.entries.get(key)
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Keeps only the objects whose key `keep` accepts.
+    fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        let gone: Vec<String> = self.entries.keys().filter(|k| !keep(k)).cloned().collect();
+        for key in gone {
+            self.remove(&key);
+        }
+    }
+
+    /// The valid claims on `name`.
+    fn claims_on(&self, name: &str) -> Vec<Claim> {
+        self.by_name
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.entries.get(k))
+            .filter(|e| e.last_valid.is_some())
+            .map(|e| e.claim.clone())
+            .collect()
+    }
 }
 
 /// Shared by every reconcile of one controller run.
@@ -146,18 +209,22 @@ pub struct Context<H> {
     settings: ControllerSettings,
     recorder: Recorder,
     now: fn() -> i64,
-    slos: Mutex<BTreeMap<String, Entry>>,
-    playbooks: Mutex<BTreeMap<String, Entry>>,
+    slos: Mutex<Registry>,
+    playbooks: Mutex<Registry>,
     published: Mutex<Option<ClusterPolicies>>,
     /// When each object's status was last written (unix seconds).
     last_write: Mutex<HashMap<String, i64>>,
-    /// The rules last applied for each SLO object (its fingerprint), so an unchanged SLO
-    /// costs the API server nothing on each refresh.
-    applied_rules: Mutex<HashMap<String, String>>,
+    /// The SLO whose rules were last applied for each object (with the object's uid), so an
+    /// unchanged SLO costs neither the API server nor rule generation on each refresh.
+    applied_rules: Mutex<HashMap<String, (String, crate::domain::policy::Slo)>>,
     /// Until when the Prometheus Operator's CRD is taken to be missing.
     operator_missing_until: Mutex<Option<i64>>,
     /// Consecutive failures per object, for its backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// While the controllers run, hand-overs to the service are batched (a start lists
+    /// thousands of objects; one hand-over each would copy the whole set thousands of times).
+    batching: std::sync::atomic::AtomicBool,
+    publish_wanted: tokio::sync::Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -190,6 +257,18 @@ impl<H: ClusterHost> Context<H> {
             applied_rules: Mutex::default(),
             operator_missing_until: Mutex::default(),
             failures: Mutex::default(),
+            batching: std::sync::atomic::AtomicBool::new(false),
+            publish_wanted: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Hands the accepted policies to the service: now, or within the batching delay while
+    /// the controllers run.
+    fn request_publish(&self) {
+        if self.batching.load(std::sync::atomic::Ordering::SeqCst) {
+            self.publish_wanted.notify_one();
+        } else {
+            self.publish();
         }
     }
 
@@ -224,7 +303,8 @@ impl<H: ClusterHost> Context<H> {
         }
     }
 
-    /// Who holds `key`'s name: `None` when the object itself does.
+    /// Who holds `key`'s name: `None` when the object itself does. Only the claims on that
+    /// name are weighed, so this stays cheap with thousands of objects.
     fn holder(&self, is_slo: bool, key: &str) -> Option<String> {
         let files = self.host.file_names();
         let (entries, names) = if is_slo {
@@ -232,19 +312,25 @@ impl<H: ClusterHost> Context<H> {
         } else {
             (lock(&self.playbooks), files.playbooks)
         };
-        holders(&entries, &names).remove(key).flatten()
+        let name = entries.get(key)?.claim.name.clone();
+        let claims = entries.claims_on(&name);
+        cluster::name_holders(&names, &claims).remove(key).flatten()
     }
 
     /// Forgets objects that are gone from every watched cache (deleted without the
     /// finalizer, or out of scope after a namespace or selector change).
-    fn sweep(&self, present_slos: &[String], present_playbooks: &[String]) {
+    fn sweep(
+        &self,
+        present_slos: &std::collections::HashSet<String>,
+        present_playbooks: &std::collections::HashSet<String>,
+    ) {
         let before = (lock(&self.slos).len(), lock(&self.playbooks).len());
-        lock(&self.slos).retain(|key, _| present_slos.contains(key));
-        lock(&self.playbooks).retain(|key, _| present_playbooks.contains(key));
+        lock(&self.slos).retain(|key| present_slos.contains(key));
+        lock(&self.playbooks).retain(|key| present_playbooks.contains(key));
         if before != (lock(&self.slos).len(), lock(&self.playbooks).len()) {
             debug!("forgot objects no longer watched");
+            self.publish();
         }
-        self.publish();
     }
 
     async fn publish_events(
@@ -274,10 +360,11 @@ impl<H: ClusterHost> Context<H> {
 }
 
 fn holders(
-    entries: &BTreeMap<String, Entry>,
+    entries: &Registry,
     file_names: &std::collections::BTreeSet<String>,
 ) -> BTreeMap<String, Option<String>> {
     let claims: Vec<Claim> = entries
+        .entries
         .values()
         .filter(|e| e.last_valid.is_some())
         .map(|e| e.claim.clone())
@@ -286,12 +373,13 @@ fn holders(
 }
 
 fn accepted<T>(
-    entries: &BTreeMap<String, Entry>,
+    entries: &Registry,
     file_names: &std::collections::BTreeSet<String>,
     pick: impl Fn(&ObjectPolicy) -> Option<(String, T)>,
 ) -> BTreeMap<String, T> {
     let holders = holders(entries, file_names);
     entries
+        .entries
         .iter()
         .filter(|(key, _)| matches!(holders.get(*key), Some(None)))
         .filter_map(|(_, e)| e.last_valid.as_ref().and_then(&pick))
@@ -323,15 +411,25 @@ fn claim_of(object: &DynamicObject, key: &str, name: &str) -> Claim {
 
 /// Reads the object's spec and records it; returns what the current generation says.
 fn read_into(
-    entries: &Mutex<BTreeMap<String, Entry>>,
+    entries: &Mutex<Registry>,
     object: &DynamicObject,
     is_slo: bool,
 ) -> Result<(String, Result<(), Vec<Problem>>), ControllerError> {
     let (key, _, name) = key_of(object)?;
-    let labels = object.labels().clone();
-    let labels: BTreeMap<String, String> = labels.into_iter().collect();
-    let read = cluster::read_object(is_slo, &name, &labels, object.data.get("spec"));
+    let labels: BTreeMap<String, String> = object.labels().clone().into_iter().collect();
+    let read_from = (
+        object.metadata.uid.clone(),
+        object.metadata.generation,
+        labels.clone(),
+    );
     let mut entries = lock(entries);
+    if let Some(known) = entries.get(&key)
+        && known.read_from == read_from
+        && read_from.1.is_some()
+    {
+        return Ok((key, known.current.clone()));
+    }
+    let read = cluster::read_object(is_slo, &name, &labels, object.data.get("spec"));
     let previous = entries.remove(&key);
     let (current, last_valid) = match read {
         Ok(policy) => (Ok(()), Some(policy)),
@@ -341,6 +439,8 @@ fn read_into(
         key.clone(),
         Entry {
             claim: claim_of(object, &key, &name),
+            read_from,
+            current: current.clone(),
             last_valid,
         },
     );
@@ -389,7 +489,7 @@ async fn apply_slo<H: ClusterHost>(
 ) -> Result<Action, ControllerError> {
     let (key, current) = read_into(&ctx.slos, object, true)?;
     let (_, namespace, object_name) = key_of(object)?;
-    ctx.publish();
+    ctx.request_publish();
     let holder = ctx.holder(true, &key);
     let last_valid = lock(&ctx.slos).get(&key).and_then(|e| e.last_valid.clone());
     let slo = match (&holder, last_valid) {
@@ -491,15 +591,11 @@ async fn apply_rules<H: ClusterHost>(
     if lock(&ctx.operator_missing_until).is_some_and(|until| now < until) {
         return RulesOutcome::OperatorMissing;
     }
-    let body = cluster::prometheus_rule(slo, namespace, owner);
-    let fingerprint = format!(
-        "{}/{}",
-        owner.uid,
-        crate::domain::rules::rules_fingerprint(slo)
-    );
-    if lock(&ctx.applied_rules).get(key) == Some(&fingerprint) {
+    let applied = (owner.uid.clone(), slo.clone());
+    if lock(&ctx.applied_rules).get(key) == Some(&applied) {
         return RulesOutcome::Applied;
     }
+    let body = cluster::prometheus_rule(slo, namespace, owner);
     let api: Api<DynamicObject> =
         Api::namespaced_with(ctx.client.clone(), namespace, &prometheus_rule_resource());
     let name = cluster::prometheus_rule_name(&owner.name);
@@ -512,7 +608,7 @@ async fn apply_rules<H: ClusterHost>(
         .await
     {
         Ok(_) => {
-            lock(&ctx.applied_rules).insert(key.to_string(), fingerprint);
+            lock(&ctx.applied_rules).insert(key.to_string(), applied);
             RulesOutcome::Applied
         }
         Err(kube::Error::Api(status)) if status.code == 404 => {
@@ -541,9 +637,9 @@ async fn cleanup_slo<H: ClusterHost>(
     // the holder's incident, nor a file SLO's.
     let files = ctx.host.file_names();
     let mut claims: Vec<Claim> = lock(&ctx.slos)
-        .iter()
-        .filter(|(k, e)| **k != key && e.last_valid.is_some())
-        .map(|(_, e)| e.claim.clone())
+        .claims_on(&name)
+        .into_iter()
+        .filter(|c| c.key != key)
         .collect();
     claims.push(claim_of(object, &key, &name));
     let holds = matches!(
@@ -560,7 +656,7 @@ async fn cleanup_slo<H: ClusterHost>(
     lock(&ctx.slos).remove(&key);
     lock(&ctx.last_write).remove(&key);
     lock(&ctx.applied_rules).remove(&key);
-    ctx.publish();
+    ctx.request_publish();
     Ok(Action::await_change())
 }
 
@@ -580,7 +676,7 @@ async fn apply_playbook<H: ClusterHost>(
 ) -> Result<Action, ControllerError> {
     let (key, current) = read_into(&ctx.playbooks, object, false)?;
     let (_, namespace, name) = key_of(object)?;
-    ctx.publish();
+    ctx.request_publish();
     let holder = ctx.holder(false, &key);
     let validity = match (&current, holder) {
         (Err(problems), _) => Validity::Invalid(problems.clone()),
@@ -715,6 +811,22 @@ pub async fn run_scope<H: ClusterHost>(
         );
         runs.push(run);
     }
+    ctx.batching
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let publisher = {
+        let (ctx, stop) = (ctx.clone(), stop.clone());
+        async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = ctx.publish_wanted.notified() => {}
+                }
+                // Gather what else arrives meanwhile into the same hand-over.
+                tokio::time::sleep(PUBLISH_BATCH).await;
+                ctx.publish();
+            }
+        }
+    };
     let sweeper = {
         let (ctx, stop) = (ctx.clone(), stop.clone());
         async move {
@@ -725,7 +837,7 @@ pub async fn run_scope<H: ClusterHost>(
                 }
             }
             loop {
-                let keys = |stores: &[Store<DynamicObject>]| -> Vec<String> {
+                let keys = |stores: &[Store<DynamicObject>]| -> std::collections::HashSet<String> {
                     stores
                         .iter()
                         .flat_map(|s| s.state())
@@ -740,8 +852,15 @@ pub async fn run_scope<H: ClusterHost>(
             }
         }
     };
-    tokio::join!(futures_util::future::join_all(runs), sweeper);
+    tokio::join!(futures_util::future::join_all(runs), sweeper, publisher);
+    ctx.batching
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    // What the last batch held is handed over before the controllers go.
+    ctx.publish();
 }
+
+/// How long hand-overs to the service are gathered while the controllers run.
+const PUBLISH_BATCH: Duration = Duration::from_millis(100);
 
 /// Runs the controllers until `shutdown`, starting them again for a new scope whenever
 /// `scope` changes (a namespace list or selector changed on reload).
