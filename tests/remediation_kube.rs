@@ -900,6 +900,21 @@ async fn deleting_an_slo_object_lifts_its_freeze_and_resolves_its_incident_befor
             "system:serviceaccount:burnguard:burnguard".into(),
         ));
         let (host, _policies) = ServiceHost::new(state, store.clone(), engine.clone());
+        // What the object's status is made from, read from this store.
+        use burnguard::ports::ClusterHost as _;
+        let facts = host.slo_facts("checkout").await.unwrap();
+        assert_eq!(facts.open_incident, Some(incident), "on {}", db.url());
+        assert_eq!(
+            facts.freezes,
+            vec![burnguard::domain::cluster::HeldFreeze {
+                namespace: "shop".into(),
+                deployment: "checkout".into()
+            }]
+        );
+        assert_eq!(
+            facts.evaluation, None,
+            "not evaluated yet: no numbers made up"
+        );
         let ctx = Arc::new(Context::new(
             client,
             Arc::new(host),

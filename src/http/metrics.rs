@@ -477,6 +477,24 @@ mod tests {
     use crate::domain::policy::Window;
     use crate::engine::evaluate::{AlertReport, WindowValues};
 
+    #[test]
+    fn controller_reconciles_are_counted_by_kind_and_outcome_and_timed_by_kind() {
+        let metrics = Metrics::new(Arc::new(RwLock::new(std::collections::BTreeMap::new())));
+        metrics.reconciled("ServiceLevelObjective", "ok", 0.02);
+        metrics.reconciled("ServiceLevelObjective", "kube_api", 0.3);
+        metrics.reconciled("Playbook", "ok", 0.001);
+        let text = metrics.encode().unwrap();
+        for line in [
+            "burnguard_controller_reconciles_total{kind=\"ServiceLevelObjective\",outcome=\"ok\"} 1",
+            "burnguard_controller_reconciles_total{kind=\"ServiceLevelObjective\",outcome=\"kube_api\"} 1",
+            "burnguard_controller_reconciles_total{kind=\"Playbook\",outcome=\"ok\"} 1",
+            "burnguard_controller_reconcile_duration_seconds_count{kind=\"ServiceLevelObjective\"} 2",
+            "burnguard_controller_reconcile_duration_seconds_bucket{le=\"0.025\",kind=\"ServiceLevelObjective\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing in\n{text}");
+        }
+    }
+
     fn evaluation(name: &str, exhaustion: Option<f64>) -> SloEvaluation {
         SloEvaluation {
             name: name.into(),
