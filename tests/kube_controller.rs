@@ -280,6 +280,23 @@ fn slo_from_file(objective: f64) -> burnguard::domain::policy::Slo {
     slos[0].slo.clone()
 }
 
+/// The first pass over a burning SLO ([`burning_facts`]): its rules, its status (seen by
+/// `check`), and the three Events of the change.
+fn first_pass(object: &Value, check: impl Fn(&Value) + Send + 'static) -> Vec<Expect> {
+    vec![
+        expect("PATCH", RULE_PATH, &["fieldManager=burnguard"], json!({})),
+        status_apply(
+            SLO_STATUS_PATH,
+            "ServiceLevelObjective",
+            check,
+            object.clone(),
+        ),
+        event("IncidentOpened", "Warning"),
+        event("DeploymentFrozen", "Warning"),
+        event("RolledBack", "Normal"),
+    ]
+}
+
 fn burning_facts(incident: i64) -> SloFacts {
     SloFacts {
         evaluation: Some(EvaluationFacts {
@@ -426,18 +443,9 @@ async fn an_unchanged_status_is_not_written_and_an_unchanged_rule_is_not_applied
     let written = Arc::new(Mutex::new(Value::Null));
     let keep = written.clone();
     let (ctx, mut server) = context(
-        vec![
-            expect("PATCH", RULE_PATH, &["fieldManager=burnguard"], json!({})),
-            status_apply(
-                SLO_STATUS_PATH,
-                "ServiceLevelObjective",
-                move |status| *keep.lock().unwrap() = status.clone(),
-                object.clone(),
-            ),
-            event("IncidentOpened", "Warning"),
-            event("DeploymentFrozen", "Warning"),
-            event("RolledBack", "Normal"),
-        ],
+        first_pass(&object, move |status| {
+            *keep.lock().unwrap() = status.clone()
+        }),
         host.clone(),
         fixed_clock,
     );
@@ -470,17 +478,11 @@ async fn numbers_alone_are_written_at_most_once_per_status_interval_but_an_incid
     let written = Arc::new(Mutex::new(Vec::<Value>::new()));
     let (keep1, keep2, keep3) = (written.clone(), written.clone(), written.clone());
     let (ctx, mut server) = context(
-        vec![
-            expect("PATCH", RULE_PATH, &["fieldManager=burnguard"], json!({})),
-            status_apply(
-                SLO_STATUS_PATH,
-                "ServiceLevelObjective",
-                move |status| keep1.lock().unwrap().push(status.clone()),
-                object.clone(),
-            ),
-            event("IncidentOpened", "Warning"),
-            event("DeploymentFrozen", "Warning"),
-            event("RolledBack", "Normal"),
+        first_pass(&object, move |status| {
+            keep1.lock().unwrap().push(status.clone())
+        })
+        .into_iter()
+        .chain([
             // The incident resolved: written at once, 2 minutes after the last write.
             status_apply(
                 SLO_STATUS_PATH,
@@ -502,7 +504,8 @@ async fn numbers_alone_are_written_at_most_once_per_status_interval_but_an_incid
                 },
                 object.clone(),
             ),
-        ],
+        ])
+        .collect(),
         host.clone(),
         clock,
     );
@@ -640,45 +643,38 @@ async fn an_invalid_edit_keeps_the_last_valid_version_running_and_a_valid_one_re
     let broken = finalized(slo_object("shop", "checkout", 3, broken_spec));
     let fixed = finalized(slo_object("shop", "checkout", 4, checkout_spec(99.5)));
     let (ctx, mut server) = context(
-        vec![
-            expect("PATCH", RULE_PATH, &["fieldManager=burnguard"], json!({})),
-            status_apply(
-                SLO_STATUS_PATH,
-                "ServiceLevelObjective",
-                |_| {},
-                valid.clone(),
-            ),
-            event("IncidentOpened", "Warning"),
-            event("DeploymentFrozen", "Warning"),
-            event("RolledBack", "Normal"),
-            // Generation 3 is invalid: the rules of generation 2 stay (no apply), the status
-            // says what is wrong and still shows the numbers of the version that runs.
-            status_apply(
-                SLO_STATUS_PATH,
-                "ServiceLevelObjective",
-                |status| {
-                    assert_eq!(condition(status, "Valid")["status"], "False");
-                    assert_eq!(condition(status, "RulesApplied")["status"], "True");
-                    assert_eq!(status["openIncident"], 7, "the open incident is kept");
-                    assert_eq!(status["status"], "page");
-                    assert_eq!(status["observedGeneration"], 3);
-                },
-                broken.clone(),
-            ),
-            event("InvalidSpec", "Warning"),
-            // Generation 4 is valid: new rules, and the status says so.
-            expect("PATCH", RULE_PATH, &["fieldManager=burnguard"], json!({})),
-            status_apply(
-                SLO_STATUS_PATH,
-                "ServiceLevelObjective",
-                |status| {
-                    assert_eq!(condition(status, "Valid")["status"], "True");
-                    assert_eq!(status["observedGeneration"], 4);
-                },
-                fixed.clone(),
-            ),
-            event("Valid", "Normal"),
-        ],
+        first_pass(&valid, |_| {})
+            .into_iter()
+            .chain([
+                // Generation 3 is invalid: the rules of generation 2 stay (no apply), the status
+                // says what is wrong and still shows the numbers of the version that runs.
+                status_apply(
+                    SLO_STATUS_PATH,
+                    "ServiceLevelObjective",
+                    |status| {
+                        assert_eq!(condition(status, "Valid")["status"], "False");
+                        assert_eq!(condition(status, "RulesApplied")["status"], "True");
+                        assert_eq!(status["openIncident"], 7, "the open incident is kept");
+                        assert_eq!(status["status"], "page");
+                        assert_eq!(status["observedGeneration"], 3);
+                    },
+                    broken.clone(),
+                ),
+                event("InvalidSpec", "Warning"),
+                // Generation 4 is valid: new rules, and the status says so.
+                expect("PATCH", RULE_PATH, &["fieldManager=burnguard"], json!({})),
+                status_apply(
+                    SLO_STATUS_PATH,
+                    "ServiceLevelObjective",
+                    |status| {
+                        assert_eq!(condition(status, "Valid")["status"], "True");
+                        assert_eq!(status["observedGeneration"], 4);
+                    },
+                    fixed.clone(),
+                ),
+                event("Valid", "Normal"),
+            ])
+            .collect(),
         host.clone(),
         fixed_clock,
     );
@@ -773,10 +769,9 @@ async fn deleting_an_slo_cleans_up_before_the_finalizer_goes() {
     assert!(host.latest().slos.is_empty(), "no longer evaluated");
 }
 
-#[tokio::test]
-async fn an_slo_deleted_while_burnguard_was_down_is_still_cleaned_up() {
-    // A fresh controller (a restart) whose first sight of the object is its deletion.
-    let host = Arc::new(Host::default());
+/// Reconciles the deletion of `shop/checkout` on a fresh controller (a restart: its first
+/// sight of the object is its deletion) and returns the SLOs the service was asked to clean up.
+async fn delete_on_a_fresh_controller(host: Arc<Host>) -> Vec<String> {
     let object = deleting(finalized(slo_object(
         "shop",
         "checkout",
@@ -790,33 +785,21 @@ async fn an_slo_deleted_while_burnguard_was_down_is_still_cleaned_up() {
     );
     reconcile_slo(dynamic(&object), ctx).await.unwrap();
     server.script_done().await;
-    assert_eq!(
-        host.deleted.lock().unwrap().as_slice(),
-        &["checkout".to_string()]
-    );
+    host.deleted.lock().unwrap().clone()
 }
 
 #[tokio::test]
-async fn deleting_a_duplicate_or_a_files_namesake_leaves_the_holders_incident_alone() {
+async fn an_slo_deleted_while_burnguard_was_down_is_still_cleaned_up() {
+    let deleted = delete_on_a_fresh_controller(Arc::new(Host::default())).await;
+    assert_eq!(deleted, ["checkout".to_string()]);
+}
+
+#[tokio::test]
+async fn deleting_a_files_namesake_leaves_the_files_incident_alone() {
     let host = Arc::new(Host::default());
     host.files.lock().unwrap().slos.insert("checkout".into());
-    let object = deleting(finalized(slo_object(
-        "shop",
-        "checkout",
-        2,
-        checkout_spec(99.9),
-    )));
-    let (ctx, mut server) = context(
-        vec![remove_finalizer(object.clone())],
-        host.clone(),
-        fixed_clock,
-    );
-    reconcile_slo(dynamic(&object), ctx).await.unwrap();
-    server.script_done().await;
-    assert!(
-        host.deleted.lock().unwrap().is_empty(),
-        "the file's SLO keeps its incident"
-    );
+    let deleted = delete_on_a_fresh_controller(host).await;
+    assert!(deleted.is_empty(), "the file's SLO keeps its incident");
 }
 
 #[tokio::test]
@@ -1147,12 +1130,7 @@ impl Cluster {
                 let path = request.uri().path().to_string();
                 let query = request.uri().query().unwrap_or_default().to_string();
                 let method = request.method().to_string();
-                let content_type = request
-                    .headers()
-                    .get("content-type")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_string();
+                let content_type = common::kube::content_type_of(&request);
                 common::kube::assert_rbac_allows(&method, &path, &query, &content_type);
                 cluster
                     .log

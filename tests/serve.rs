@@ -302,51 +302,12 @@ fn serve_keeps_running_when_the_pipe_its_log_goes_to_closes() {
     let _ = child.wait();
 }
 
-/// `--kubernetes` where no cluster is: serve says why and stops, instead of running without
-/// the SLOs the operator expects from the cluster.
-#[test]
-fn serve_with_kubernetes_and_no_cluster_says_why_and_exits() {
-    let home = tempfile::tempdir().unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", data.path().join("burnguard.db").display());
-    let down = format!("http://127.0.0.1:{}", common::prometheus::free_port());
-    // No kubeconfig and no in-cluster service account.
-    let missing = home.path().join("no-such-kubeconfig");
-    let home_dir = home.path().display().to_string();
-    let kubeconfig = missing.display().to_string();
-    let mut serve = Serve::start(
-        &[
-            "--kubernetes",
-            "--listen",
-            "127.0.0.1:0",
-            "--db",
-            &db,
-            "--prometheus",
-            &down,
-        ],
-        &[
-            ("HOME", home_dir.as_str()),
-            ("KUBECONFIG", kubeconfig.as_str()),
-            ("KUBERNETES_SERVICE_HOST", ""),
-        ],
-    );
-    let line = serve.wait_log(
-        "cannot start the Kubernetes controller",
-        Duration::from_secs(30),
-    );
-    assert!(line.contains("no Kubernetes configuration"), "{line}");
-    assert!(!serve.wait_exit(Duration::from_secs(30)).success());
-
-    // A kubeconfig whose API server does not answer: the same, naming what to check.
-    let api = format!("http://127.0.0.1:{}", common::prometheus::free_port());
-    let config = common::write(
-        home.path(),
-        "kubeconfig",
-        &format!(
-            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: '{api}'}}}}]\nusers: [{{name: u, user: {{}}}}]\ncontexts: [{{name: x, context: {{cluster: c, user: u, namespace: shop}}}}]\ncurrent-context: x\n"
-        ),
-    );
-    let kubeconfig = config.display().to_string();
+/// `serve --kubernetes --namespaces shop` with `KUBECONFIG` at `kubeconfig` and no
+/// in-cluster account: it must stop, and the line saying why is returned.
+fn serve_kubernetes_fails(home: &std::path::Path, kubeconfig: &std::path::Path) -> String {
+    let db = format!("sqlite://{}", home.join("burnguard.db").display());
+    let down = format!("http://127.0.0.1:{}", free_port());
+    let (home, kubeconfig) = (home.display().to_string(), kubeconfig.display().to_string());
     let mut serve = Serve::start(
         &[
             "--kubernetes",
@@ -360,7 +321,7 @@ fn serve_with_kubernetes_and_no_cluster_says_why_and_exits() {
             &down,
         ],
         &[
-            ("HOME", home_dir.as_str()),
+            ("HOME", home.as_str()),
             ("KUBECONFIG", kubeconfig.as_str()),
             ("KUBERNETES_SERVICE_HOST", ""),
         ],
@@ -369,10 +330,31 @@ fn serve_with_kubernetes_and_no_cluster_says_why_and_exits() {
         "cannot start the Kubernetes controller",
         Duration::from_secs(60),
     );
+    assert!(!serve.wait_exit(Duration::from_secs(30)).success());
+    line
+}
+
+/// `--kubernetes` where no cluster is: serve says why and stops, instead of running without
+/// the SLOs the operator expects from the cluster.
+#[test]
+fn serve_with_kubernetes_and_no_cluster_says_why_and_exits() {
+    let home = tempfile::tempdir().unwrap();
+    let line = serve_kubernetes_fails(home.path(), &home.path().join("no-such-kubeconfig"));
+    assert!(line.contains("no Kubernetes configuration"), "{line}");
+
+    // A kubeconfig whose API server does not answer: the same, naming what to check.
+    let api = format!("http://127.0.0.1:{}", free_port());
+    let config = common::write(
+        home.path(),
+        "kubeconfig",
+        &format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: '{api}'}}}}]\nusers: [{{name: u, user: {{}}}}]\ncontexts: [{{name: x, context: {{cluster: c, user: u, namespace: shop}}}}]\ncurrent-context: x\n"
+        ),
+    );
+    let line = serve_kubernetes_fails(home.path(), &config);
     assert!(
         line.contains("cannot list ServiceLevelObjective objects"),
         "{line}"
     );
     assert!(line.contains("burnguard crds"), "the hint: {line}");
-    assert!(!serve.wait_exit(Duration::from_secs(30)).success());
 }

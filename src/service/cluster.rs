@@ -36,7 +36,12 @@ pub struct ServiceHost {
     file_names: RwLock<FileNames>,
     evaluated_at: RwLock<BTreeMap<String, i64>>,
     cluster: watch::Sender<ClusterPolicies>,
+    /// The active freezes, read at most once per [`FREEZES_TTL`]: every SLO object's refresh
+    /// asks for its own, and thousands of objects must not mean thousands of reads.
+    freezes: tokio::sync::Mutex<Option<(std::time::Instant, Vec<crate::ports::FreezeRecord>)>>,
 }
+
+const FREEZES_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl ServiceHost {
     pub fn new(
@@ -52,6 +57,7 @@ impl ServiceHost {
             file_names: RwLock::default(),
             evaluated_at: RwLock::default(),
             cluster,
+            freezes: tokio::sync::Mutex::new(None),
         };
         (host, changes)
     }
@@ -64,6 +70,22 @@ impl ServiceHost {
                 playbooks: playbooks.keys().cloned().collect(),
             };
         }
+    }
+
+    async fn active_freezes(&self) -> Result<Vec<crate::ports::FreezeRecord>, String> {
+        let mut cached = self.freezes.lock().await;
+        if let Some((at, freezes)) = cached.as_ref()
+            && at.elapsed() < FREEZES_TTL
+        {
+            return Ok(freezes.clone());
+        }
+        let freezes = self
+            .store
+            .active_freezes()
+            .await
+            .map_err(|e| e.to_string())?;
+        *cached = Some((std::time::Instant::now(), freezes.clone()));
+        Ok(freezes)
     }
 
     /// A cycle evaluated these SLOs at `at`.
@@ -130,10 +152,8 @@ impl ClusterHost for ServiceHost {
             None => None,
         };
         let freezes = self
-            .store
             .active_freezes()
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
             .into_iter()
             .filter(|f| f.slo.as_deref() == Some(slo))
             .flat_map(|f| {
@@ -173,6 +193,7 @@ impl ClusterHost for ServiceHost {
                 "freeze lifted: its SLO was deleted"
             );
         }
+        *self.freezes.lock().await = None;
         // Takes the marks off the Deployments now rather than on the next cycle.
         self.remediator.reconcile_freezes().await;
         let open = self

@@ -134,12 +134,7 @@ pub fn scripted_client(script: Vec<Expect>) -> (::kube::Client, ApiServer) {
                 step.method
             );
             let query = request.uri().query().unwrap_or_default().to_string();
-            let content_type = request
-                .headers()
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_string();
+            let content_type = content_type_of(&request);
             assert_rbac_allows(
                 request.method().as_str(),
                 request.uri().path(),
@@ -470,4 +465,14 @@ pub fn assert_rbac_allows(method: &str, path: &str, query: &str, content_type: &
             "deploy/kubernetes/base/rbac.yaml does not grant {needed:?}, which `{method} {path}` needs"
         );
     }
+}
+
+/// A request's content type, or "".
+pub fn content_type_of<B>(request: &Request<B>) -> String {
+    request
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
 }

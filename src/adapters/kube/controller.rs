@@ -768,6 +768,42 @@ fn apis(client: &Client, scope: &Scope, resource: &ApiResource) -> Vec<Api<Dynam
     }
 }
 
+type Running = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// One kind's controller on one `Api`: its cache, and the run to poll until `stop`.
+fn watch_kind<H, F, Fut>(
+    ctx: &Arc<Context<H>>,
+    api: Api<DynamicObject>,
+    wc: &watcher::Config,
+    resource: ApiResource,
+    reconcile: F,
+    stop: &CancellationToken,
+) -> (Store<DynamicObject>, Running)
+where
+    H: ClusterHost,
+    F: FnMut(Arc<DynamicObject>, Arc<Context<H>>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<Action, ControllerError>> + Send + 'static,
+{
+    let kind = resource.kind.clone();
+    let controller = Controller::new_with(api, wc.clone(), resource);
+    let store = controller.store();
+    let stop = stop.clone();
+    let run = controller
+        .graceful_shutdown_on(async move { stop.cancelled().await })
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(move |result| {
+            let kind = kind.clone();
+            async move {
+                // Per-object failures are counted and retried by error_policy; this is the
+                // runtime's own report of them (and of watch errors, which it retries).
+                if let Err(error) = result {
+                    debug!(%error, kind, "controller");
+                }
+            }
+        });
+    (store, Box::pin(run))
+}
+
 /// Runs the controllers for `scope` until `stop` is cancelled.
 pub async fn run_scope<H: ClusterHost>(
     ctx: Arc<Context<H>>,
@@ -780,35 +816,20 @@ pub async fn run_scope<H: ClusterHost>(
     let mut slo_stores: Vec<Store<DynamicObject>> = Vec::new();
     let mut playbook_stores: Vec<Store<DynamicObject>> = Vec::new();
     for api in apis(&ctx.client, &scope, &slo_resource()) {
-        let controller = Controller::new_with(api, wc.clone(), slo_resource());
-        slo_stores.push(controller.store());
-        let stop = stop.clone();
-        let run: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = Box::pin(
-            controller
-                .graceful_shutdown_on(async move { stop.cancelled().await })
-                .run(reconcile_slo, error_policy, ctx.clone())
-                .for_each(|result| async move {
-                    if let Err(error) = result {
-                        debug!(%error, "SLO controller");
-                    }
-                }),
-        );
+        let (store, run) = watch_kind(&ctx, api, &wc, slo_resource(), reconcile_slo, &stop);
+        slo_stores.push(store);
         runs.push(run);
     }
     for api in apis(&ctx.client, &scope, &playbook_resource()) {
-        let controller = Controller::new_with(api, wc.clone(), playbook_resource());
-        playbook_stores.push(controller.store());
-        let stop = stop.clone();
-        let run: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = Box::pin(
-            controller
-                .graceful_shutdown_on(async move { stop.cancelled().await })
-                .run(reconcile_playbook, error_policy, ctx.clone())
-                .for_each(|result| async move {
-                    if let Err(error) = result {
-                        debug!(%error, "Playbook controller");
-                    }
-                }),
+        let (store, run) = watch_kind(
+            &ctx,
+            api,
+            &wc,
+            playbook_resource(),
+            reconcile_playbook,
+            &stop,
         );
+        playbook_stores.push(store);
         runs.push(run);
     }
     ctx.batching
