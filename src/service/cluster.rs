@@ -22,9 +22,12 @@ use crate::domain::policy::Slo;
 use crate::engine::remediate::Remediator;
 use crate::http::state::ServiceState;
 use crate::ports::{
-    ClusterHost, ClusterPolicies, FileNames, Freezes, IncidentFilter, Journal, Operations,
-    SloFacts, Store,
+    ClusterHost, ClusterPolicies, FileNames, Freezes, IncidentFilter, Operations, SloFacts, Store,
 };
+
+/// How long the freezes and incidents read for statuses are reused: every SLO object's refresh
+/// asks for its own, and thousands of objects must not mean thousands of reads.
+const FACTS_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Who lifts and resolves when an SLO object is deleted, on timelines.
 const ACTOR: &str = "burnguard";
@@ -36,12 +39,13 @@ pub struct ServiceHost {
     file_names: RwLock<FileNames>,
     evaluated_at: RwLock<BTreeMap<String, i64>>,
     cluster: watch::Sender<ClusterPolicies>,
-    /// The active freezes, read at most once per [`FREEZES_TTL`]: every SLO object's refresh
-    /// asks for its own, and thousands of objects must not mean thousands of reads.
+    /// The active freezes, read at most once per [`FACTS_TTL`].
     freezes: tokio::sync::Mutex<Option<(std::time::Instant, Vec<crate::ports::FreezeRecord>)>>,
+    /// The unresolved incidents by SLO, read the same way.
+    unresolved: tokio::sync::Mutex<Option<(std::time::Instant, Unresolved)>>,
 }
 
-const FREEZES_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+type Unresolved = BTreeMap<String, crate::ports::IncidentRecord>;
 
 impl ServiceHost {
     pub fn new(
@@ -58,6 +62,7 @@ impl ServiceHost {
             evaluated_at: RwLock::default(),
             cluster,
             freezes: tokio::sync::Mutex::new(None),
+            unresolved: tokio::sync::Mutex::new(None),
         };
         (host, changes)
     }
@@ -75,7 +80,7 @@ impl ServiceHost {
     async fn active_freezes(&self) -> Result<Vec<crate::ports::FreezeRecord>, String> {
         let mut cached = self.freezes.lock().await;
         if let Some((at, freezes)) = cached.as_ref()
-            && at.elapsed() < FREEZES_TTL
+            && at.elapsed() < FACTS_TTL
         {
             return Ok(freezes.clone());
         }
@@ -86,6 +91,34 @@ impl ServiceHost {
             .map_err(|e| e.to_string())?;
         *cached = Some((std::time::Instant::now(), freezes.clone()));
         Ok(freezes)
+    }
+
+    /// Every unresolved incident (open or acknowledged), by SLO: two reads per
+    /// [`FACTS_TTL`] whatever the number of objects asking.
+    async fn unresolved(&self) -> Result<Unresolved, String> {
+        let mut cached = self.unresolved.lock().await;
+        if let Some((at, incidents)) = cached.as_ref()
+            && at.elapsed() < FACTS_TTL
+        {
+            return Ok(incidents.clone());
+        }
+        let mut incidents = Unresolved::new();
+        for status in [IncidentStatus::Open, IncidentStatus::Acknowledged] {
+            let found = self
+                .store
+                .list_incidents(&IncidentFilter {
+                    status: Some(status),
+                    slo: None,
+                    limit: None,
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            for incident in found {
+                incidents.insert(incident.slo.clone(), incident);
+            }
+        }
+        *cached = Some((std::time::Instant::now(), incidents.clone()));
+        Ok(incidents)
     }
 
     /// A cycle evaluated these SLOs at `at`.
@@ -130,11 +163,7 @@ impl ClusterHost for ServiceHost {
             }),
             _ => None,
         };
-        let incident = self
-            .store
-            .unresolved_incident(slo)
-            .await
-            .map_err(|e| e.to_string())?;
+        let incident = self.unresolved().await?.remove(slo);
         let last_action = match &incident {
             Some(incident) => self
                 .store
@@ -194,6 +223,7 @@ impl ClusterHost for ServiceHost {
             );
         }
         *self.freezes.lock().await = None;
+        *self.unresolved.lock().await = None;
         // Takes the marks off the Deployments now rather than on the next cycle.
         self.remediator.reconcile_freezes().await;
         let open = self
