@@ -435,3 +435,86 @@ fn serve_evaluates_foreign_files_with_the_sloth_window_and_reloads_their_edits()
         !m.contains(r#"slo="shop-openslo""#) && m.contains(r#"slo="shop-pyrra""#)
     });
 }
+
+/// Sloth records the SLO period's ratio "optimized" by default: the time average of its 5m
+/// ratio, `sum_over_time(slo:sli_error:ratio_rate5m[30d]) / count_over_time(...)`, where
+/// burnguard (and the workbook) take the ratio of the period's sums. Both are worked out here
+/// from the samples: Prometheus gives Sloth's rule exactly its definition, burnguard gives its
+/// own, and the two differ by how the period is weighed (here by about 1%: the paging spike in
+/// the last 20 minutes falls in fewer 5m windows than the rest). Sloth's non-optimized rules
+/// (`--disable-optimizations`) are the ones burnguard matches exactly (the test above).
+#[tokio::test]
+async fn sloths_optimized_period_ratio_is_the_time_average_of_its_5m_ratio() {
+    let history = history();
+    let mut prometheus = PrometheusServer::start(&history);
+    // Sloth's 5m recording rule for this SLO, backfilled over the history by promtool.
+    let rules = format!(
+        "groups:\n  - name: sloth-slo-sli-recordings-shop-sloth\n    rules:\n      - record: slo:sli_error:ratio_rate5m\n        expr: |\n          ({})\n          /\n          ({})\n        labels:\n          sloth_id: shop-sloth\n          sloth_service: shop\n          sloth_slo: sloth\n          sloth_window: 5m\n",
+        ERRORS.replace("{{.window}}", "5m"),
+        TOTAL.replace("{{.window}}", "5m")
+    );
+    prometheus.backfill_rules(&rules, START, END, STEP as u64);
+    let recorded = r#"slo:sli_error:ratio_rate5m{sloth_id="shop-sloth"}"#;
+    let optimized = format!(
+        "sum_over_time({recorded}[30d]) / ignoring (sloth_window) count_over_time({recorded}[30d])"
+    );
+    let client = prometheus_client(&prometheus.url);
+    let answer = client.instant(&optimized, AT).await.unwrap();
+    assert_eq!(answer.len(), 1, "{answer:?}");
+    let theirs = answer[0].value;
+
+    // Every recorded 5m ratio, read back with its time, against the samples' own.
+    let encoded: String = format!("{recorded}[30d]")
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' | b'.' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect();
+    let addr = prometheus.url.trim_start_matches("http://");
+    let (status, body) =
+        common::prometheus::http_get(addr, &format!("/api/v1/query?query={encoded}&time={AT}"))
+            .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let points = body["data"]["result"][0]["values"].as_array().unwrap();
+    assert!(points.len() > 5_000, "{} recorded points", points.len());
+    let mut from_samples = Vec::new();
+    for point in points {
+        let t = point[0].as_f64().unwrap() as i64;
+        let value: f64 = point[1].as_str().unwrap().parse().unwrap();
+        let errors = history[0].increase_in(t, 300).unwrap();
+        let ok = history[1].increase_in(t, 300).unwrap();
+        let want = errors / (errors + ok);
+        assert!(
+            close(value, want, 1e-9),
+            "at {t}: recorded {value}, samples {want}"
+        );
+        from_samples.push(want);
+    }
+    let sloth_from_samples = from_samples.iter().sum::<f64>() / from_samples.len() as f64;
+    assert!(
+        close(theirs, sloth_from_samples, 1e-9),
+        "Sloth's optimized ratio {theirs}, its definition on the samples {sloth_from_samples}"
+    );
+
+    let sloth = &four_formats()[1];
+    let options = LoadOptions {
+        sloth_window: window("30d"),
+    };
+    let (loaded, _, problems) = policies::parse_sources(std::slice::from_ref(sloth), &options);
+    assert!(problems.is_empty(), "{problems:?}");
+    let evaluation = Evaluator::new(prometheus_client(&prometheus.url), ReadMode::Raw, 8)
+        .evaluate(std::slice::from_ref(&loaded[0].slo), AT)
+        .await;
+    let ours = evaluation.slos[0].error_ratio.get(window("30d")).unwrap();
+    let period = expected_ratio(&history, 30 * 86_400);
+    assert!(
+        close(ours, period, 1e-9),
+        "burnguard {ours}, the period's sums {period}"
+    );
+    assert!(
+        (ours - theirs).abs() / ours < 0.05,
+        "the two definitions should be near on steady traffic: {ours} vs {theirs}"
+    );
+}
