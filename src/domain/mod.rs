@@ -6,6 +6,7 @@
 
 pub mod admission;
 pub mod burn;
+pub mod calendar;
 pub mod cluster;
 pub mod dashboards;
 pub mod delivery;
