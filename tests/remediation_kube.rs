@@ -915,15 +915,26 @@ async fn deleting_an_slo_object_lifts_its_freeze_and_resolves_its_incident_befor
             facts.evaluation, None,
             "not evaluated yet: no numbers made up"
         );
+        let host = Arc::new(host);
         let ctx = Arc::new(Context::new(
             client,
-            Arc::new(host),
+            host.clone(),
             ControllerSettings::default(),
         ));
         let deleted: kube::api::DynamicObject = serde_json::from_value(object).unwrap();
         reconcile_slo(Arc::new(deleted), ctx).await.unwrap();
+        // A second replica cleans up after the same deletion (both saw it): nothing is lifted,
+        // resolved or unmarked twice.
+        host.slo_deleted("checkout").await.unwrap();
         nothing_but_the_script(&mut server, &db).await;
         let d = detail(&store, incident).await;
+        assert_eq!(
+            events(&d, "resolved").len(),
+            1,
+            "one resolution on {}: {:?}",
+            db.url(),
+            d.timeline
+        );
         assert!(
             events(&d, "resolved")
                 .iter()

@@ -716,13 +716,7 @@ pub fn name_holders(
 pub fn slo_labels(object_labels: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     object_labels
         .iter()
-        .filter(|(k, _)| {
-            let mut chars = k.chars();
-            chars
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        })
+        .filter(|(k, _)| super::validate::is_label_name(k))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }

@@ -22,7 +22,8 @@ use crate::domain::policy::Slo;
 use crate::engine::remediate::Remediator;
 use crate::http::state::ServiceState;
 use crate::ports::{
-    ClusterHost, ClusterPolicies, FileNames, Freezes, IncidentFilter, Operations, SloFacts, Store,
+    ClusterHost, ClusterPolicies, FileNames, Freezes, IncidentFilter, Journal, Operations,
+    SloFacts, Store,
 };
 
 /// How long the freezes and incidents read for statuses are reused: every SLO object's refresh
@@ -226,18 +227,12 @@ impl ClusterHost for ServiceHost {
         *self.unresolved.lock().await = None;
         // Takes the marks off the Deployments now rather than on the next cycle.
         self.remediator.reconcile_freezes().await;
-        let open = self
+        // One SLO has at most one unresolved incident (open or acknowledged).
+        if let Some(incident) = self
             .store
-            .list_incidents(&IncidentFilter {
-                status: None,
-                slo: Some(slo.to_string()),
-                limit: Some(100),
-            })
+            .unresolved_incident(slo)
             .await
-            .map_err(|e| e.to_string())?;
-        for incident in open
-            .iter()
-            .filter(|i| i.status != IncidentStatus::Resolved.as_str())
+            .map_err(|e| e.to_string())?
         {
             self.store
                 .resolve_by_hand(incident.id, ACTOR, Some("SLO deleted"), now)

@@ -529,7 +529,8 @@ async fn cycle(
     .await
 }
 
-/// Loads the policies again. `Some` with the new set when valid; `None` (old set kept) when not.
+/// Loads the policy files again. `Some` with the new set when valid; `None` (old set kept)
+/// when not.
 fn reload(
     paths: &[PathBuf],
     options: &policies::LoadOptions,
@@ -542,14 +543,10 @@ fn reload(
     let reloads = &state.metrics.policy_reloads;
     match policies::load_with(paths, options) {
         Ok(set) => {
+            // The caller merges these with the cluster's and then updates what the HTTP side
+            // and /metrics know (`policies_changed`): updating it here with the files alone
+            // would drop the cluster SLOs' latest evaluations.
             let slos = set.slos();
-            let names: std::collections::BTreeSet<&str> =
-                slos.iter().map(|s| s.name.as_str()).collect();
-            if let Ok(mut latest) = state.latest.write() {
-                latest.retain(|name, _| names.contains(name.as_str()));
-            }
-            state.metrics.slos_loaded.set(slos.len() as i64);
-            state.set_slo_names(slos.iter().map(|s| s.name.clone()));
             reloads
                 .get_or_create(&vec![("result".into(), "applied".into())])
                 .inc();
