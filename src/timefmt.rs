@@ -20,9 +20,7 @@ pub fn parse_time(text: &str) -> Result<UnixSeconds, String> {
 
 /// `2026-01-04T00:00:00Z` for unix seconds.
 pub fn rfc3339(at: UnixSeconds) -> String {
-    chrono::DateTime::from_timestamp(at, 0)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_else(|| at.to_string())
+    crate::domain::cluster::rfc3339(at)
 }
 
 #[cfg(test)]

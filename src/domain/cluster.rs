@@ -179,7 +179,8 @@ pub struct StatusFacts {
     pub last_action: Option<LastAction>,
 }
 
-fn rfc3339(at: i64) -> String {
+/// `2026-01-04T00:00:00Z` for unix seconds (what `metav1.Time` and `timefmt` write).
+pub fn rfc3339(at: i64) -> String {
     chrono::DateTime::from_timestamp(at, 0)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_else(|| at.to_string())

@@ -41,9 +41,39 @@ pub struct ServiceHost {
     evaluated_at: RwLock<BTreeMap<String, i64>>,
     cluster: watch::Sender<ClusterPolicies>,
     /// The active freezes, read at most once per [`FACTS_TTL`].
-    freezes: tokio::sync::Mutex<Option<(std::time::Instant, Vec<crate::ports::FreezeRecord>)>>,
+    freezes: Recent<Vec<crate::ports::FreezeRecord>>,
     /// The unresolved incidents by SLO, read the same way.
-    unresolved: tokio::sync::Mutex<Option<(std::time::Instant, Unresolved)>>,
+    unresolved: Recent<Unresolved>,
+}
+
+/// A value read from the store, reused for [`FACTS_TTL`].
+struct Recent<T>(tokio::sync::Mutex<Option<(std::time::Instant, T)>>);
+
+impl<T: Clone> Recent<T> {
+    fn new() -> Self {
+        Self(tokio::sync::Mutex::new(None))
+    }
+
+    /// The value read less than [`FACTS_TTL`] ago, or `load`'s.
+    async fn get<Fut>(&self, load: impl FnOnce() -> Fut) -> Result<T, String>
+    where
+        Fut: std::future::Future<Output = Result<T, String>>,
+    {
+        let mut cached = self.0.lock().await;
+        if let Some((at, value)) = cached.as_ref()
+            && at.elapsed() < FACTS_TTL
+        {
+            return Ok(value.clone());
+        }
+        let value = load().await?;
+        *cached = Some((std::time::Instant::now(), value.clone()));
+        Ok(value)
+    }
+
+    /// The next `get` reads again.
+    async fn forget(&self) {
+        *self.0.lock().await = None;
+    }
 }
 
 type Unresolved = BTreeMap<String, crate::ports::IncidentRecord>;
@@ -62,8 +92,8 @@ impl ServiceHost {
             file_names: RwLock::default(),
             evaluated_at: RwLock::default(),
             cluster,
-            freezes: tokio::sync::Mutex::new(None),
-            unresolved: tokio::sync::Mutex::new(None),
+            freezes: Recent::new(),
+            unresolved: Recent::new(),
         };
         (host, changes)
     }
@@ -79,47 +109,35 @@ impl ServiceHost {
     }
 
     async fn active_freezes(&self) -> Result<Vec<crate::ports::FreezeRecord>, String> {
-        let mut cached = self.freezes.lock().await;
-        if let Some((at, freezes)) = cached.as_ref()
-            && at.elapsed() < FACTS_TTL
-        {
-            return Ok(freezes.clone());
-        }
-        let freezes = self
-            .store
-            .active_freezes()
+        self.freezes
+            .get(|| async { self.store.active_freezes().await.map_err(|e| e.to_string()) })
             .await
-            .map_err(|e| e.to_string())?;
-        *cached = Some((std::time::Instant::now(), freezes.clone()));
-        Ok(freezes)
     }
 
     /// Every unresolved incident (open or acknowledged), by SLO: two reads per
     /// [`FACTS_TTL`] whatever the number of objects asking.
     async fn unresolved(&self) -> Result<Unresolved, String> {
-        let mut cached = self.unresolved.lock().await;
-        if let Some((at, incidents)) = cached.as_ref()
-            && at.elapsed() < FACTS_TTL
-        {
-            return Ok(incidents.clone());
-        }
-        let mut incidents = Unresolved::new();
-        for status in [IncidentStatus::Open, IncidentStatus::Acknowledged] {
-            let found = self
-                .store
-                .list_incidents(&IncidentFilter {
-                    status: Some(status),
-                    slo: None,
-                    limit: None,
-                })
-                .await
-                .map_err(|e| e.to_string())?;
-            for incident in found {
-                incidents.insert(incident.slo.clone(), incident);
-            }
-        }
-        *cached = Some((std::time::Instant::now(), incidents.clone()));
-        Ok(incidents)
+        self.unresolved
+            .get(|| async {
+                let mut incidents = Unresolved::new();
+                for status in [IncidentStatus::Open, IncidentStatus::Acknowledged] {
+                    let filter = IncidentFilter {
+                        status: Some(status),
+                        slo: None,
+                        limit: None,
+                    };
+                    let found = self
+                        .store
+                        .list_incidents(&filter)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    for incident in found {
+                        incidents.insert(incident.slo.clone(), incident);
+                    }
+                }
+                Ok(incidents)
+            })
+            .await
     }
 
     /// A cycle evaluated these SLOs at `at`.
@@ -223,8 +241,8 @@ impl ClusterHost for ServiceHost {
                 "freeze lifted: its SLO was deleted"
             );
         }
-        *self.freezes.lock().await = None;
-        *self.unresolved.lock().await = None;
+        self.freezes.forget().await;
+        self.unresolved.forget().await;
         // Takes the marks off the Deployments now rather than on the next cycle.
         self.remediator.reconcile_freezes().await;
         // One SLO has at most one unresolved incident (open or acknowledged).
