@@ -431,6 +431,7 @@ fn the_example_objects_pass_the_crd_schemas_and_burnguards_own_validation() {
                 "ServiceLevelObjective checkout-availability".to_string(),
                 vec![]
             ),
+            ("ServiceLevelObjective checkout-monthly".to_string(), vec![]),
             ("Playbook checkout-degrade".to_string(), vec![]),
         ]
     );
@@ -441,7 +442,7 @@ fn the_example_objects_pass_the_crd_schemas_and_burnguards_own_validation() {
             .arg(&examples),
     );
     assert!(ok, "{out}");
-    assert!(out.contains("1 SLO(s) and 1 playbook(s) valid"), "{out}");
+    assert!(out.contains("2 SLO(s) and 1 playbook(s) valid"), "{out}");
 }
 
 #[test]
@@ -463,6 +464,15 @@ spec:
     - when: {alert: page, budgetRemainingBelow: 10}
       run: x
       freeze: {namespace: shop}
+---
+apiVersion: burnguard.dev/v1
+kind: ServiceLevelObjective
+metadata: {name: bad-calendar}
+spec:
+  service: shop
+  objective: 99.9
+  window: {calendar: fortnight, timeZone: Europe/Berlin}
+  indicator: {raw: {errorRatio: x}}
 ---
 apiVersion: burnguard.dev/v1
 kind: Playbook
@@ -492,13 +502,17 @@ spec:
         "ServiceLevelObjective bad-slo",
         &[
             "spec.objective: 100 is greater than or equal to the maximum of 100",
-            "spec.window: '30 days' does not match",
+            ".spec.window: give a duration such as 30d, or {calendar: week | month, timeZone: <IANA zone>}",
             "'service' is a required property",
             ".spec.indicator: give exactly one of ratio, latency or raw",
             ".spec.indicator.ratio: give errors or good, not both",
             ".spec.budgetPolicy[0]: give run or freeze, not both",
             ".spec.budgetPolicy[0].when: give exactly one of alert, budgetRemainingBelow or burnRateAbove",
         ],
+    );
+    expect(
+        "ServiceLevelObjective bad-calendar",
+        &[".spec.window: give a duration such as 30d, or {calendar: week | month"],
     );
     expect(
         "Playbook bad-book",
@@ -519,15 +533,22 @@ fn the_prometheus_rule_the_controller_applies_validates_against_the_operators_cr
     .unwrap();
     let (slos, _, problems) = burnguard::policies::parse_policies("checkout.yaml", &text);
     assert!(problems.is_empty(), "{problems:?}");
-    let rule = burnguard::domain::cluster::prometheus_rule(
-        &slos[0].slo,
-        "shop",
-        &burnguard::domain::cluster::Owner {
-            name: "checkout-availability".into(),
-            uid: "0b6f0c2e-6a55-4d1e-9d3e-2f5c9f7b1a10".into(),
-        },
-    );
-    let (ok, out) = validate_custom(&[&rule]);
+    // A rolling SLO's and a calendar SLO's.
+    assert_eq!(slos.len(), 2);
+    let rules: Vec<serde_json::Value> = slos
+        .iter()
+        .map(|loaded| {
+            burnguard::domain::cluster::prometheus_rule(
+                &loaded.slo,
+                "shop",
+                &burnguard::domain::cluster::Owner {
+                    name: loaded.slo.name.clone(),
+                    uid: "0b6f0c2e-6a55-4d1e-9d3e-2f5c9f7b1a10".into(),
+                },
+            )
+        })
+        .collect();
+    let (ok, out) = validate_custom(&rules.iter().collect::<Vec<_>>());
     assert!(ok, "{out}");
 }
 

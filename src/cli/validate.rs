@@ -73,7 +73,7 @@ pub fn summary(slo: &Slo) -> String {
         slo.name,
         slo.service,
         promql_number(slo.objective.percent()),
-        slo.window,
+        slo.window_name(),
         slo.indicator.kind(),
         alerts.join(", ")
     )

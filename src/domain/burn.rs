@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use super::policy::{AlertWindow, ErrorBudget, Severity, Slo, Window};
+use super::policy::{AlertWindow, BudgetSpan, ErrorBudget, Severity, Slo, Window};
 
 /// The error ratio of one window from per-second event rates, as Prometheus `rate()` gives them.
 ///
@@ -80,14 +80,48 @@ pub fn budget_remaining(slo_window_error_ratio: f64, budget: ErrorBudget) -> f64
     1.0 - slo_window_error_ratio / budget.ratio()
 }
 
+/// The fraction of a calendar period's budget left when `elapsed_share` of the period has
+/// passed with `error_ratio` over that part: `1 - BR * elapsed / length`. The events still to
+/// come are taken to arrive at the rate seen so far, so burning at exactly the sustainable rate
+/// spends the budget evenly and ends the period at 0 (the burn-down's ideal line), and a
+/// finished period gives the plain `1 - ratio / budget`. With `elapsed_share` 1 it is
+/// [`budget_remaining`].
+pub fn period_budget_remaining(error_ratio: f64, budget: ErrorBudget, elapsed_share: f64) -> f64 {
+    1.0 - burn_rate(error_ratio, budget) * elapsed_share
+}
+
 /// Seconds until the budget left is gone if the current burn rate holds: `remaining * P / BR`.
 /// `Some(0)` when already spent, `None` when it never runs out (burn rate 0 or less).
 pub fn time_to_exhaustion(remaining: f64, slo_window: Window, burn_rate: f64) -> Option<f64> {
+    time_to_exhaustion_secs(remaining, slo_window.as_secs_f64(), burn_rate)
+}
+
+fn time_to_exhaustion_secs(remaining: f64, length_seconds: f64, burn_rate: f64) -> Option<f64> {
     if remaining <= 0.0 {
         return Some(0.0);
     }
-    (burn_rate.is_finite() && burn_rate > 0.0)
-        .then(|| remaining * slo_window.as_secs_f64() / burn_rate)
+    (burn_rate.is_finite() && burn_rate > 0.0).then(|| remaining * length_seconds / burn_rate)
+}
+
+/// The error ratio over what an SLO's budget counts at one instant, with that span.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BudgetReading {
+    /// Over [`BudgetSpan::range`]; `None` without data (or before it can be read).
+    pub error_ratio: Option<f64>,
+    pub span: BudgetSpan,
+    /// When it was read (unix seconds).
+    pub at: i64,
+}
+
+impl BudgetReading {
+    /// For a rolling SLO, whose budget window is one of `ratios`' keys.
+    pub fn rolling(slo: &Slo, ratios: &BTreeMap<Window, Option<f64>>, at: i64) -> Self {
+        Self {
+            error_ratio: ratios.get(&slo.window).copied().flatten(),
+            span: slo.budget_span(at),
+            at,
+        }
+    }
 }
 
 /// The state of one alert row.
@@ -228,19 +262,33 @@ pub fn current_burn_window(slo: &Slo) -> Window {
         .unwrap_or(slo.window)
 }
 
-/// Assesses an SLO from its windows' error ratios (`None` = no data; missing keys likewise).
-pub fn assess(slo: &Slo, ratios: &BTreeMap<Window, Option<f64>>) -> Assessment {
+/// Assesses an SLO from its windows' error ratios (`None` = no data; missing keys likewise)
+/// and the reading of its budget.
+///
+/// Time to exhaustion of a calendar budget is `None` when the period ends first: the budget
+/// resets before the current burn rate could spend it.
+pub fn assess(
+    slo: &Slo,
+    ratios: &BTreeMap<Window, Option<f64>>,
+    reading: BudgetReading,
+) -> Assessment {
     let budget = slo.error_budget();
     let ratio_of = |w: Window| finite(ratios.get(&w).copied().flatten());
     let burn_rates = ratios
         .keys()
         .map(|w| (*w, ratio_of(*w).map(|r| burn_rate(r, budget))))
         .collect();
-    let budget_remaining = ratio_of(slo.window).map(|r| budget_remaining(r, budget));
+    let span = reading.span;
+    let budget_remaining = finite(reading.error_ratio)
+        .filter(|_| span.range.is_some())
+        .map(|r| period_budget_remaining(r, budget, span.elapsed_share));
     let current = ratio_of(current_burn_window(slo)).map(|r| burn_rate(r, budget));
     let time_to_exhaustion = match (budget_remaining, current) {
         (Some(remaining), _) if remaining <= 0.0 => Some(0.0),
-        (Some(remaining), Some(rate)) => time_to_exhaustion(remaining, slo.window, rate),
+        (Some(remaining), Some(rate)) => {
+            time_to_exhaustion_secs(remaining, span.length_seconds, rate)
+                .filter(|t| span.seconds_left(reading.at).is_none_or(|left| *t <= left))
+        }
         _ => None,
     };
     let alerts = alert_states(&slo.alerting.windows, budget, ratio_of);
@@ -537,6 +585,10 @@ mod tests {
         );
     }
 
+    fn assess_rolling(slo: &Slo, ratios: &BTreeMap<Window, Option<f64>>) -> Assessment {
+        assess(slo, ratios, BudgetReading::rolling(slo, ratios, 0))
+    }
+
     fn slo_99_9() -> Slo {
         let text = "apiVersion: burnguard.dev/v1\nkind: SLO\nmetadata: {name: s}\nspec:\n  service: s\n  objective: 99.9\n  indicator: {raw: {errorRatio: 'x[{{.window}}]'}}\n";
         let (loaded, problems) = crate::policies::parse_source("t.yaml", text);
@@ -566,7 +618,7 @@ mod tests {
             (259_200, Some(0.0015)),
             (2_592_000, Some(0.0005)),
         ]);
-        let a = assess(&slo, &r);
+        let a = assess_rolling(&slo, &r);
         assert_eq!(a.status, Status::Page);
         assert!(close(a.budget_remaining.unwrap(), 0.5));
         // 0.5 * 30d / 20 = 18h.
@@ -582,7 +634,7 @@ mod tests {
     #[test]
     fn assess_without_any_data_is_no_data_with_no_numbers() {
         let slo = slo_99_9();
-        let a = assess(
+        let a = assess_rolling(
             &slo,
             &ratios(&[(300, None), (3_600, None), (2_592_000, None)]),
         );
@@ -595,7 +647,7 @@ mod tests {
     #[test]
     fn an_overspent_budget_is_exhausted_even_when_the_current_window_has_no_data() {
         let slo = slo_99_9();
-        let a = assess(&slo, &ratios(&[(3_600, None), (2_592_000, Some(0.002))]));
+        let a = assess_rolling(&slo, &ratios(&[(3_600, None), (2_592_000, Some(0.002))]));
         assert_eq!(a.time_to_exhaustion, Some(0.0));
         assert!(close(a.budget_remaining.unwrap(), -1.0));
     }

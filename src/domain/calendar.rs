@@ -7,7 +7,8 @@
 //! nothing here reads a clock or a file. Owns: period boundaries across DST changes, month
 //! lengths, leap years and week starts. Must not touch: what is computed over a period.
 //!
-//! Not wired into SLO windows yet: the spec, the evaluation and the rules come next.
+//! Also the step table the generated rules carry to find a period's start and length in
+//! PromQL, which has no time zones (see [`CalendarWindow::step_table`]).
 
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
@@ -20,6 +21,68 @@ pub enum CalendarPeriod {
     Week,
     /// The 1st 00:00 to the next month's 1st 00:00.
     Month,
+}
+
+impl CalendarPeriod {
+    /// Its name in policies: `week` or `month`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Week => "week",
+            Self::Month => "month",
+        }
+    }
+
+    /// From its name in policies.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim() {
+            "week" => Some(Self::Week),
+            "month" => Some(Self::Month),
+            _ => None,
+        }
+    }
+
+    /// The rolling length the alert table is sized for: alert rows stay rolling, and their
+    /// burn-rate thresholds are those of a 7d or 30d window.
+    pub fn nominal_seconds(self) -> u64 {
+        match self {
+            Self::Week => 7 * 86_400,
+            Self::Month => 30 * 86_400,
+        }
+    }
+}
+
+/// Checks an OpenSLO calendar `startTime` (`2024-01-01 00:00:00`, local time): burnguard's
+/// periods start on the 1st at 00:00 (months) or on Monday at 00:00 (weeks), so a start
+/// elsewhere would move every period, which it cannot do; any such boundary is accepted.
+pub fn check_period_start(period: CalendarPeriod, text: &str) -> Result<(), String> {
+    let local: jiff::civil::DateTime = text.trim().parse().map_err(|_| {
+        format!("`{text}` is not a local date and time such as 2024-01-01 00:00:00")
+    })?;
+    let midnight = local.time() == jiff::civil::Time::midnight();
+    let on_boundary = match period {
+        CalendarPeriod::Month => local.day() == 1,
+        CalendarPeriod::Week => local.weekday() == jiff::civil::Weekday::Monday,
+    };
+    if midnight && on_boundary {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{text}` is not the start of a {}: burnguard's periods start {}",
+            period.as_str(),
+            match period {
+                CalendarPeriod::Month => "on the 1st at 00:00, such as 2024-01-01 00:00:00",
+                CalendarPeriod::Week => "on Monday at 00:00, such as 2024-01-01 00:00:00",
+            }
+        ))
+    }
+}
+
+/// A run of periods of one length, from `start`: the periods from `start` (until the next
+/// step's start) all last `length` seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeriodStep {
+    pub start: i64,
+    pub length: i64,
 }
 
 /// Why a calendar window cannot be used.
@@ -98,6 +161,34 @@ impl CalendarWindow {
                 .start_of_day(next)
                 .ok_or(CalendarError::OutOfRange(at))?,
         })
+    }
+
+    /// The periods from the one holding `from` to the one holding `until`, as runs of equal
+    /// length: a period's start is `step.start + n * step.length` for the last step at or
+    /// before it. Weeks in a zone without daylight saving are one step; each DST change adds
+    /// two (its odd-length week, then the run after it); months change length nearly every
+    /// time. This is what lets PromQL, which knows no time zones, find the period of `time()`
+    /// with a few comparisons per year.
+    pub fn step_table(&self, from: i64, until: i64) -> Result<Vec<PeriodStep>, CalendarError> {
+        let mut steps: Vec<PeriodStep> = Vec::new();
+        let mut period = self.period_at(from)?;
+        loop {
+            let length = period.length();
+            let continues_run = steps.last().is_some_and(|last| {
+                last.length == length && (period.start - last.start) % last.length == 0
+            });
+            if !continues_run {
+                steps.push(PeriodStep {
+                    start: period.start,
+                    length,
+                });
+            }
+            if period.end > until {
+                break;
+            }
+            period = self.period_at(period.end)?;
+        }
+        Ok(steps)
     }
 
     /// The first instant of `date` in the zone: midnight, or the end of the gap where a DST
@@ -235,7 +326,52 @@ mod tests {
         assert!(CalendarWindow::new(CalendarPeriod::Week, "UTC").is_ok());
     }
 
+    #[test]
+    fn openslo_start_times_must_fall_on_a_period_start() {
+        assert!(check_period_start(CalendarPeriod::Month, "2022-03-01 00:00:00").is_ok());
+        assert!(check_period_start(CalendarPeriod::Week, "2024-01-01 00:00:00").is_ok());
+        // 2024-01-02 is a Tuesday.
+        let e = check_period_start(CalendarPeriod::Week, "2024-01-02 00:00:00").unwrap_err();
+        assert!(e.contains("Monday"), "{e}");
+        assert!(check_period_start(CalendarPeriod::Month, "2022-01-01 12:00:00").is_err());
+        assert!(check_period_start(CalendarPeriod::Month, "2022-01-15 00:00:00").is_err());
+        assert!(check_period_start(CalendarPeriod::Month, "first of the month").is_err());
+    }
+
+    #[test]
+    fn a_zone_without_daylight_saving_has_one_step_for_weeks() {
+        let steps = window(CalendarPeriod::Week, "UTC")
+            .step_table(1_735_689_600, 2_051_222_400)
+            .unwrap();
+        assert_eq!(steps.len(), 1, "{steps:?}");
+        assert_eq!(steps[0].length, 7 * 86_400);
+        let berlin = window(CalendarPeriod::Week, "Europe/Berlin")
+            .step_table(1_735_689_600, 1_767_225_600)
+            .unwrap();
+        // 2025: the run from January, the short week of the spring change, the run after it,
+        // the long week of the autumn change and the run after that.
+        assert_eq!(berlin.len(), 5, "{berlin:?}");
+        assert_eq!(berlin[1].length, 7 * 86_400 - 3_600);
+        assert_eq!(berlin[3].length, 7 * 86_400 + 3_600);
+    }
+
     proptest! {
+        #[test]
+        fn the_step_table_gives_every_period_in_its_range(
+            at in 1_735_689_600i64..2_051_222_400,
+            zone in prop::sample::select(vec!["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "America/Santiago"]),
+            weekly in any::<bool>(),
+        ) {
+            let period = if weekly { CalendarPeriod::Week } else { CalendarPeriod::Month };
+            let w = window(period, zone);
+            let steps = w.step_table(1_735_689_600, 2_051_222_400).unwrap();
+            // As the rules compute it: the last step at or before `at`, then whole lengths.
+            let step = steps.iter().rev().find(|s| s.start <= at).unwrap();
+            let start = step.start + (at - step.start) / step.length * step.length;
+            let expected = w.period_at(at).unwrap();
+            prop_assert_eq!(Period { start, end: start + step.length }, expected);
+        }
+
         #[test]
         fn every_instant_lies_in_exactly_one_period_and_periods_tile_time(
             at in 0i64..4_102_444_800,

@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use super::calendar::{CalendarWindow, Period};
+
 /// Placeholder that SLI query templates carry where the window goes (Sloth's convention).
 pub const WINDOW_PLACEHOLDER: &str = "{{.window}}";
 
@@ -320,8 +322,12 @@ pub struct Slo {
     pub description: String,
     pub labels: BTreeMap<String, String>,
     pub objective: Objective,
-    /// The rolling period the objective and the error budget are measured over.
+    /// The rolling period the objective and the error budget are measured over; for a
+    /// calendar SLO, the period's nominal length (7d or 30d), which sizes the alert rows.
     pub window: Window,
+    /// When set, the budget is counted per calendar week or month in a time zone and resets
+    /// at each period's start; alert rows stay rolling.
+    pub calendar: Option<CalendarWindow>,
     pub indicator: Indicator,
     /// A window with fewer events than this has no data (never alerts); 0 means any traffic counts.
     pub min_events: u64,
@@ -340,19 +346,87 @@ impl Slo {
         self.objective.error_budget()
     }
 
-    /// Every window burnguard reads for this SLO, shortest first: both sides of each alert
-    /// row, the SLO window itself, and the 5m base that long windows are derived from.
+    /// Every rolling window burnguard reads for this SLO, shortest first: both sides of each
+    /// alert row, the SLO window itself (not for calendar SLOs, whose budget is read over the
+    /// period so far), and the 5m base that long windows are derived from.
     pub fn windows(&self) -> Vec<Window> {
+        let budget_window = self.calendar.is_none().then_some(self.window);
         let mut windows: Vec<Window> = self
             .alerting
             .windows
             .iter()
             .flat_map(|w| [w.long, w.short])
-            .chain([self.window, BASE_WINDOW])
+            .chain(budget_window)
+            .chain([BASE_WINDOW])
             .collect();
         windows.sort();
         windows.dedup();
         windows
+    }
+
+    /// The budget window as people read it: `30d`, or `month in Europe/Berlin`.
+    pub fn window_name(&self) -> String {
+        match &self.calendar {
+            None => self.window.to_string(),
+            Some(c) => format!("{} in {}", c.period.as_str(), c.zone_name),
+        }
+    }
+
+    /// What the error budget is counted over at `at`: the rolling window, or the part of the
+    /// calendar period that has passed.
+    pub fn budget_span(&self, at: i64) -> BudgetSpan {
+        match &self.calendar {
+            None => BudgetSpan {
+                range: Some(self.window),
+                elapsed_share: 1.0,
+                length_seconds: self.window.as_secs_f64(),
+                period: None,
+            },
+            Some(calendar) => match calendar.period_at(at) {
+                Ok(period) => {
+                    let elapsed = period.elapsed(at);
+                    // Under 5 minutes into a period there is too little to read: unknown,
+                    // not "untouched".
+                    let range = u64::try_from(elapsed)
+                        .ok()
+                        .filter(|e| *e >= BASE_WINDOW.as_secs())
+                        .map(Window::from_secs);
+                    BudgetSpan {
+                        range,
+                        elapsed_share: elapsed as f64 / period.length() as f64,
+                        length_seconds: period.length() as f64,
+                        period: Some(period),
+                    }
+                }
+                Err(_) => BudgetSpan {
+                    range: None,
+                    elapsed_share: 1.0,
+                    length_seconds: self.window.as_secs_f64(),
+                    period: None,
+                },
+            },
+        }
+    }
+}
+
+/// The stretch of time an SLO's error budget is counted over at one instant.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BudgetSpan {
+    /// The range to read the error ratio over; `None` when it cannot be read yet (the first
+    /// minutes of a calendar period).
+    pub range: Option<Window>,
+    /// How much of the budget's period has passed: 1 for rolling windows.
+    pub elapsed_share: f64,
+    /// The length of the whole window or period, in seconds.
+    pub length_seconds: f64,
+    /// The calendar period, for calendar SLOs.
+    pub period: Option<Period>,
+}
+
+impl BudgetSpan {
+    /// Seconds until the budget resets: `None` for rolling windows, which never do.
+    pub fn seconds_left(&self, at: i64) -> Option<f64> {
+        self.period.map(|p| (p.end - at).max(0) as f64)
     }
 }
 

@@ -183,7 +183,17 @@ pub fn replay(
             .iter()
             .map(|(w, points)| (*w, points.get(&at).copied()))
             .collect();
-        let assessment = burn::assess(slo, &ratios);
+        // A calendar SLO's budget is not replayed: its period ratio would take a query per
+        // step. Its alert rows, which decide pages and tickets, are.
+        let reading = match slo.calendar {
+            None => burn::BudgetReading::rolling(slo, &ratios, at),
+            Some(_) => burn::BudgetReading {
+                error_ratio: None,
+                span: slo.budget_span(at),
+                at,
+            },
+        };
+        let assessment = burn::assess(slo, &ratios, reading);
         for (k, state) in assessment.alerts.iter().enumerate() {
             if state.firing() != was_firing[k] {
                 transitions.push(Transition {

@@ -3,7 +3,8 @@
 //! Two ways to read:
 //! - `raw`: each SLO's own queries, one per window, at most `concurrency` in flight;
 //! - `rules`: the `burnguard:sli_error:ratio_rate<W>` series recorded by the generated rules,
-//!   one query per distinct window for all SLOs at once;
+//!   one query per distinct window for all SLOs at once (and `burnguard:sli_error:ratio_period`
+//!   for calendar SLOs);
 //! - `auto`: rules for SLOs whose recorded objective (`burnguard:slo_objective:ratio`) is
 //!   present, matches the policy and carries the fingerprint of the policy's rules as they are
 //!   now (`burnguard_rules_hash`); raw for the others (absent or stale rules).
@@ -18,10 +19,11 @@ use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
-use crate::domain::burn::{self, AlertState, Assessment, Status};
+use crate::domain::burn::{self, AlertState, Assessment, BudgetReading, Status};
+use crate::domain::cluster::rfc3339;
 use crate::domain::policy::{Slo, Window};
 use crate::domain::rules::{
-    OBJECTIVE_SERIES, RULES_HASH_LABEL, error_ratio_series, rules_fingerprint,
+    OBJECTIVE_SERIES, PERIOD_RATIO_SERIES, RULES_HASH_LABEL, error_ratio_series, rules_fingerprint,
 };
 use crate::domain::sli;
 use crate::engine::reading::{Reading, one_value};
@@ -126,42 +128,115 @@ pub struct SloEvaluation {
     pub name: String,
     pub service: String,
     pub objective: f64,
-    #[serde(serialize_with = "serialize_display")]
-    pub window: Window,
+    /// `30d`, or `month in Europe/Berlin` (see [`Slo::window_name`]).
+    pub window: String,
     pub status: EvalStatus,
     pub source: Option<SliSource>,
     pub error_ratio: WindowValues,
     pub burn_rate: WindowValues,
     pub error_budget_remaining: Option<f64>,
     pub time_to_exhaustion_seconds: Option<f64>,
+    /// For calendar SLOs: the period the budget counts and its error ratio so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_period: Option<PeriodReport>,
     pub alerts: Vec<AlertReport>,
     pub error: Option<String>,
 }
 
-fn serialize_display<S: Serializer>(value: &Window, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(value)
+/// The calendar period of a calendar SLO's budget, as one evaluation saw it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PeriodReport {
+    /// `week` or `month`.
+    pub calendar: &'static str,
+    pub time_zone: String,
+    /// RFC 3339, UTC.
+    pub start: String,
+    pub end: String,
+    /// How much of the period has passed, 0 to 1.
+    pub elapsed: f64,
+    /// Over the period so far; `None` without data or in its first five minutes.
+    pub error_ratio: Option<f64>,
+}
+
+impl PeriodReport {
+    fn of(slo: &Slo, reading: &BudgetReading) -> Option<Self> {
+        let calendar = slo.calendar.as_ref()?;
+        let period = reading.span.period?;
+        Some(Self {
+            calendar: calendar.period.as_str(),
+            time_zone: calendar.zone_name.clone(),
+            start: rfc3339(period.start),
+            end: rfc3339(period.end),
+            elapsed: reading.span.elapsed_share,
+            error_ratio: burn::finite(reading.error_ratio),
+        })
+    }
+}
+
+/// What one query reads for an SLO: the error ratio of a rolling window, or of a calendar
+/// SLO's period so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Span {
+    Window(Window),
+    Period,
+}
+
+impl Span {
+    /// The recorded series holding it (rules mode).
+    fn series(self) -> String {
+        match self {
+            Self::Window(w) => error_ratio_series(w),
+            Self::Period => PERIOD_RATIO_SERIES.to_string(),
+        }
+    }
+
+    /// What it is called in errors.
+    fn describe(self) -> String {
+        match self {
+            Self::Window(w) => format!("the {w} window"),
+            Self::Period => "the calendar period so far".to_string(),
+        }
+    }
+
+    /// Everything read for `slo`.
+    fn of(slo: &Slo) -> impl Iterator<Item = Span> {
+        slo.windows()
+            .into_iter()
+            .map(Span::Window)
+            .chain(slo.calendar.is_some().then_some(Span::Period))
+    }
 }
 
 impl SloEvaluation {
-    fn assessed(slo: &Slo, source: SliSource, ratios: &BTreeMap<Window, Option<f64>>) -> Self {
+    fn assessed(slo: &Slo, source: SliSource, read: &Ratios, at: UnixSeconds) -> Self {
+        let ratios = &read.windows;
+        let reading = match slo.calendar {
+            None => BudgetReading::rolling(slo, ratios, at),
+            Some(_) => BudgetReading {
+                error_ratio: read.period,
+                span: slo.budget_span(at),
+                at,
+            },
+        };
         let Assessment {
             burn_rates,
             budget_remaining,
             time_to_exhaustion,
             alerts,
             status,
-        } = burn::assess(slo, ratios);
+        } = burn::assess(slo, ratios, reading);
         Self {
             name: slo.name.clone(),
             service: slo.service.clone(),
             objective: slo.objective.ratio(),
-            window: slo.window,
+            window: slo.window_name(),
             status: EvalStatus::Assessed(status),
             source: Some(source),
             error_ratio: WindowValues(ratios.iter().map(|(w, r)| (*w, burn::finite(*r))).collect()),
             burn_rate: WindowValues(burn_rates.into_iter().collect()),
             error_budget_remaining: budget_remaining,
             time_to_exhaustion_seconds: time_to_exhaustion,
+            budget_period: PeriodReport::of(slo, &reading),
             alerts: alerts.iter().map(AlertReport::from).collect(),
             error: None,
         }
@@ -173,13 +248,14 @@ impl SloEvaluation {
             name: slo.name.clone(),
             service: slo.service.clone(),
             objective: slo.objective.ratio(),
-            window: slo.window,
+            window: slo.window_name(),
             status: EvalStatus::Error,
             source,
             error_ratio: empty.clone(),
             burn_rate: empty,
             error_budget_remaining: None,
             time_to_exhaustion_seconds: None,
+            budget_period: None,
             alerts: Vec::new(),
             error: Some(reason),
         }
@@ -283,14 +359,14 @@ impl<M: MetricsSource> Evaluator<M> {
         // Rules: one query per distinct window across the SLOs read that way.
         let rules_slos: Vec<usize> = (0..slos.len()).filter(|i| use_rules[*i]).collect();
         if !rules_slos.is_empty() {
-            let windows: Vec<Window> = rules_slos
+            let spans: Vec<Span> = rules_slos
                 .iter()
-                .flat_map(|i| slos[*i].windows())
+                .flat_map(|i| Span::of(&slos[*i]))
                 .collect::<std::collections::BTreeSet<_>>()
                 .into_iter()
                 .collect();
-            let answers: Vec<(Window, QueryResult)> = stream::iter(windows)
-                .map(|w| async move { (w, self.source.instant(&error_ratio_series(w), at).await) })
+            let answers: Vec<(Span, QueryResult)> = stream::iter(spans)
+                .map(|span| async move { (span, self.source.instant(&span.series(), at).await) })
                 .buffer_unordered(self.concurrency)
                 .collect()
                 .await;
@@ -298,41 +374,55 @@ impl<M: MetricsSource> Evaluator<M> {
             for (_, answer) in &answers {
                 errors.record(answer);
             }
-            let answers: HashMap<Window, QueryResult> = answers.into_iter().collect();
+            let answers: HashMap<Span, QueryResult> = answers.into_iter().collect();
             let wanted: HashSet<&str> = rules_slos.iter().map(|i| slos[*i].name.as_str()).collect();
             let by_slo = index_by_slo(&answers, &wanted);
             for i in rules_slos {
                 let slo = &slos[i];
-                results[i] = Some(from_rules(slo, &answers, &by_slo));
+                results[i] = Some(from_rules(slo, &answers, &by_slo, at));
             }
         }
 
-        // Raw: every (SLO, window) query, bounded concurrency across all of them.
-        let raw_jobs: Vec<(usize, Window, String)> = (0..slos.len())
+        // Raw: every (SLO, window) query, bounded concurrency across all of them. A calendar
+        // SLO's period is read over the part that has passed (none in its first minutes).
+        let raw_jobs: Vec<(usize, Span, Option<String>)> = (0..slos.len())
             .filter(|i| !use_rules[*i])
             .flat_map(|i| {
                 let slo = &slos[i];
-                slo.windows()
-                    .into_iter()
-                    .map(move |w| (i, w, sli::error_ratio(&slo.indicator, w, slo.min_events)))
+                Span::of(slo).map(move |span| {
+                    let range = match span {
+                        Span::Window(w) => Some(w),
+                        Span::Period => slo.budget_span(at).range,
+                    };
+                    let expr = range.map(|w| sli::error_ratio(&slo.indicator, w, slo.min_events));
+                    (i, span, expr)
+                })
             })
             .collect();
         if !raw_jobs.is_empty() {
-            let answers: Vec<(usize, Window, QueryResult)> = stream::iter(raw_jobs)
-                .map(|(i, w, expr)| async move { (i, w, self.source.instant(&expr, at).await) })
+            let answers: Vec<(usize, Span, Option<QueryResult>)> = stream::iter(raw_jobs)
+                .map(|(i, span, expr)| async move {
+                    let answer = match expr {
+                        Some(expr) => Some(self.source.instant(&expr, at).await),
+                        None => None,
+                    };
+                    (i, span, answer)
+                })
                 .buffer_unordered(self.concurrency)
                 .collect()
                 .await;
-            queries += answers.len();
             for (_, _, answer) in &answers {
-                errors.record(answer);
+                if let Some(answer) = answer {
+                    queries += 1;
+                    errors.record(answer);
+                }
             }
-            let mut per_slo: BTreeMap<usize, Vec<(Window, QueryResult)>> = BTreeMap::new();
-            for (i, w, r) in answers {
-                per_slo.entry(i).or_default().push((w, r));
+            let mut per_slo: BTreeMap<usize, Vec<(Span, Option<QueryResult>)>> = BTreeMap::new();
+            for (i, span, r) in answers {
+                per_slo.entry(i).or_default().push((span, r));
             }
             for (i, answers) in per_slo {
-                results[i] = Some(from_raw(&slos[i], answers));
+                results[i] = Some(from_raw(&slos[i], answers, at));
             }
         }
 
@@ -375,20 +465,39 @@ impl QueryErrors {
     }
 }
 
-/// `window -> slo -> values` from the rules-mode answers, for the SLOs we evaluate.
+/// What one SLO's queries read: each rolling window's error ratio, and a calendar SLO's
+/// error ratio over its period so far.
+#[derive(Default)]
+struct Ratios {
+    windows: BTreeMap<Window, Option<f64>>,
+    period: Option<f64>,
+}
+
+impl Ratios {
+    fn insert(&mut self, span: Span, ratio: Option<f64>) {
+        match span {
+            Span::Window(w) => {
+                self.windows.insert(w, ratio);
+            }
+            Span::Period => self.period = ratio,
+        }
+    }
+}
+
+/// `span -> slo -> values` from the rules-mode answers, for the SLOs we evaluate.
 fn index_by_slo<'a>(
-    answers: &'a HashMap<Window, QueryResult>,
+    answers: &'a HashMap<Span, QueryResult>,
     wanted: &HashSet<&str>,
-) -> HashMap<(Window, &'a str), Vec<f64>> {
-    let mut index: HashMap<(Window, &str), Vec<f64>> = HashMap::new();
-    for (window, result) in answers {
+) -> HashMap<(Span, &'a str), Vec<f64>> {
+    let mut index: HashMap<(Span, &str), Vec<f64>> = HashMap::new();
+    for (span, result) in answers {
         if let Ok(samples) = result {
             for sample in samples {
                 if let Some(slo) = sample.labels.get("slo")
                     && wanted.contains(slo.as_str())
                 {
                     index
-                        .entry((*window, slo.as_str()))
+                        .entry((*span, slo.as_str()))
                         .or_default()
                         .push(sample.value);
                 }
@@ -400,21 +509,22 @@ fn index_by_slo<'a>(
 
 fn from_rules(
     slo: &Slo,
-    answers: &HashMap<Window, QueryResult>,
-    by_slo: &HashMap<(Window, &str), Vec<f64>>,
+    answers: &HashMap<Span, QueryResult>,
+    by_slo: &HashMap<(Span, &str), Vec<f64>>,
+    at: UnixSeconds,
 ) -> SloEvaluation {
-    let mut ratios = BTreeMap::new();
-    for window in slo.windows() {
-        match answers.get(&window) {
+    let mut ratios = Ratios::default();
+    for span in Span::of(slo) {
+        match answers.get(&span) {
             Some(Err(MetricsError::PartialResponse(_))) => {
-                ratios.insert(window, None);
+                ratios.insert(span, None);
                 continue;
             }
             Some(Err(error)) => {
                 return SloEvaluation::failed(
                     slo,
                     Some(SliSource::Rules),
-                    format!("reading {}: {error}", error_ratio_series(window)),
+                    format!("reading {}: {error}", span.series()),
                 );
             }
             Some(Ok(_)) => {}
@@ -422,27 +532,21 @@ fn from_rules(
                 return SloEvaluation::failed(
                     slo,
                     Some(SliSource::Rules),
-                    format!("window {window} was not queried"),
+                    format!("{} was not queried", span.describe()),
                 );
             }
         }
-        let values = by_slo.get(&(window, slo.name.as_str()));
+        let values = by_slo.get(&(span, slo.name.as_str()));
         match values.map(Vec::as_slice) {
-            None | Some([]) => {
-                ratios.insert(window, None);
-            }
+            None | Some([]) => ratios.insert(span, None),
             Some([value]) => match burn::finite(Some(*value)).map(burn::checked_ratio) {
-                None => {
-                    ratios.insert(window, None);
-                }
-                Some(Ok(ratio)) => {
-                    ratios.insert(window, Some(ratio));
-                }
+                None => ratios.insert(span, None),
+                Some(Ok(ratio)) => ratios.insert(span, Some(ratio)),
                 Some(Err(impossible)) => {
                     return SloEvaluation::failed(
                         slo,
                         Some(SliSource::Rules),
-                        format!("{}: {impossible}", error_ratio_series(window)),
+                        format!("{}: {impossible}", span.series()),
                     );
                 }
             },
@@ -452,44 +556,48 @@ fn from_rules(
                     Some(SliSource::Rules),
                     format!(
                         "{} has {} series for this SLO; its queries must aggregate to one series (wrap them in sum())",
-                        error_ratio_series(window),
+                        span.series(),
                         many.len()
                     ),
                 );
             }
         }
     }
-    SloEvaluation::assessed(slo, SliSource::Rules, &ratios)
+    SloEvaluation::assessed(slo, SliSource::Rules, &ratios, at)
 }
 
-fn from_raw(slo: &Slo, mut answers: Vec<(Window, QueryResult)>) -> SloEvaluation {
-    answers.sort_by_key(|(w, _)| *w);
-    let mut ratios = BTreeMap::new();
-    for (window, result) in answers {
+fn from_raw(
+    slo: &Slo,
+    mut answers: Vec<(Span, Option<QueryResult>)>,
+    at: UnixSeconds,
+) -> SloEvaluation {
+    answers.sort_by_key(|(span, _)| *span);
+    let mut ratios = Ratios::default();
+    for (span, result) in answers {
+        let Some(result) = result else {
+            ratios.insert(span, None);
+            continue;
+        };
         match one_value(result) {
             Reading::Value(ratio) => match burn::checked_ratio(ratio) {
-                Ok(ratio) => {
-                    ratios.insert(window, Some(ratio));
-                }
+                Ok(ratio) => ratios.insert(span, Some(ratio)),
                 Err(impossible) => {
                     return SloEvaluation::failed(
                         slo,
                         Some(SliSource::Raw),
-                        format!("the {window} window: {impossible}"),
+                        format!("{}: {impossible}", span.describe()),
                     );
                 }
             },
-            Reading::NoData(_) => {
-                ratios.insert(window, None);
-            }
+            Reading::NoData(_) => ratios.insert(span, None),
             Reading::Failed(reason) => {
                 return SloEvaluation::failed(
                     slo,
                     Some(SliSource::Raw),
-                    format!("querying the {window} error ratio: {reason}"),
+                    format!("querying the error ratio of {}: {reason}", span.describe()),
                 );
             }
         }
     }
-    SloEvaluation::assessed(slo, SliSource::Raw, &ratios)
+    SloEvaluation::assessed(slo, SliSource::Raw, &ratios, at)
 }

@@ -335,10 +335,7 @@ impl Collector for SloCollector {
         let mut freezes = Vec::new();
         for e in latest.values() {
             let base = slo_labels(e);
-            objectives.push((
-                with(base.clone(), &[("window", &e.window.to_string())]),
-                e.objective,
-            ));
+            objectives.push((with(base.clone(), &[("window", &e.window)]), e.objective));
             if let Some(seconds) = e.time_to_exhaustion_seconds.filter(|s| s.is_finite()) {
                 exhaustion.push((base.clone(), seconds));
             }
@@ -500,7 +497,8 @@ mod tests {
             name: name.into(),
             service: "shop".into(),
             objective: 0.999,
-            window: Window::from_secs(30 * 86_400),
+            window: "30d".to_string(),
+            budget_period: None,
             status: EvalStatus::Assessed(Status::Page),
             source: None,
             error_ratio: WindowValues(Vec::new()),

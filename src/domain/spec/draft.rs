@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use crate::domain::calendar::CalendarWindow;
 use crate::domain::policy::{Alerting, Indicator, Objective, QueryTemplate, Slo, Window};
 use crate::domain::validate::{
     DEFAULT_ALERT_NAME, DEFAULT_RESOLVE_AFTER, Problems, check_query_template, check_slo_name,
@@ -22,6 +23,8 @@ pub(crate) struct Draft {
     pub labels: BTreeMap<String, String>,
     pub objective: Option<Objective>,
     pub window: Option<Window>,
+    /// A calendar window, when the format gave one (`window` is then its nominal length).
+    pub calendar: Option<CalendarWindow>,
     pub indicator: Option<Indicator>,
     pub alerting: Option<Alerting>,
 }
@@ -37,6 +40,7 @@ impl Draft {
             labels: self.labels,
             objective: self.objective?,
             window: self.window?,
+            calendar: self.calendar,
             indicator: self.indicator?,
             min_events: 0,
             schedule: None,

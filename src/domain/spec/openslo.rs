@@ -12,7 +12,8 @@
 //! - `timeWindow`: one rolling window (default 30d); `budgetingMethod: Occurrences`;
 //! - `objectives`: one, with `target` (a fraction) or `targetPercent`.
 //!
-//! Refused per field, with their paths: calendar windows, `Timeslices` and `RatioTimeslices`
+//! Refused per field, with their paths: calendar periods other than a month or a week and
+//! `startTime`s off burnguard's period starts, `Timeslices` and `RatioTimeslices`
 //! budgeting, threshold metrics and objectives, several or composite objectives (not supported
 //! yet); non-Prometheus metric sources, `alertPolicies`, and metric source fields other than
 //! `query` (no equivalent). `displayName` and `annotations` are descriptive and not carried;
@@ -34,6 +35,7 @@ use serde_saphyr::Spanned;
 
 use super::draft::{self, Anything, Draft};
 use super::{SourceDocument, deserialize, queries};
+use crate::domain::calendar::{CalendarPeriod, CalendarWindow};
 use crate::domain::policy::{BadEvents, Indicator, Objective, QueryTemplate, Slo, Window};
 use crate::domain::problem::Problem;
 use crate::domain::sli;
@@ -165,7 +167,14 @@ pub struct InlineSli {
 pub struct TimeWindow {
     pub duration: Option<Spanned<String>>,
     pub is_rolling: Option<Spanned<bool>>,
-    pub calendar: Option<Spanned<Anything>>,
+    pub calendar: Option<Spanned<CalendarSpec>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CalendarSpec {
+    pub start_time: Option<Spanned<String>>,
+    pub time_zone: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -492,6 +501,10 @@ fn import_slo(
         }
     };
     let window = time_window(p, spec.time_window.as_ref());
+    let (window, calendar) = match window {
+        Some((w, c)) => (Some(w), c),
+        None => (None, None),
+    };
     budgeting_method(p, spec.budgeting_method.as_ref());
     let objective = objective(p, spec.objectives.as_ref());
     if let Some(policies) = &spec.alert_policies
@@ -524,6 +537,7 @@ fn import_slo(
         labels,
         objective,
         window: Some(slo_window),
+        calendar,
         indicator,
         alerting: rows.map(draft::default_alerting),
     }
@@ -547,38 +561,46 @@ fn labels(p: &mut Problems<'_>, metadata: &Metadata) -> BTreeMap<String, String>
     labels
 }
 
-fn time_window(p: &mut Problems<'_>, windows: Option<&Spanned<Vec<TimeWindow>>>) -> Option<Window> {
+/// The SLO window: rolling (`duration` + `isRolling: true`), or calendar-aligned (`calendar`
+/// with `duration: 1M` or `1w`, its `startTime` on a period boundary of burnguard's, which are
+/// the 1st at 00:00 and Monday 00:00).
+fn time_window(
+    p: &mut Problems<'_>,
+    windows: Option<&Spanned<Vec<TimeWindow>>>,
+) -> Option<(Window, Option<CalendarWindow>)> {
     let Some(windows) = windows else {
-        return Some(DEFAULT_WINDOW);
+        return Some((DEFAULT_WINDOW, None));
     };
     let [window] = windows.value.as_slice() else {
         p.at(
             "spec.timeWindow",
             windows,
             format!(
-                "has {} items; give exactly one rolling window, such as [{{duration: 30d, isRolling: true}}]",
+                "has {} items; give exactly one window, such as [{{duration: 30d, isRolling: true}}]",
                 windows.value.len()
             ),
         );
         return None;
     };
-    if let Some(calendar) = &window.calendar {
-        p.at(
-            "spec.timeWindow[0].calendar",
-            calendar,
-            "calendar windows are not supported yet; use a rolling window (duration with isRolling: true)",
-        );
-        return None;
-    }
-    if let Some(rolling) = &window.is_rolling
-        && !rolling.value
-    {
-        p.at(
-            "spec.timeWindow[0].isRolling",
-            rolling,
-            "calendar windows are not supported yet; use a rolling window (isRolling: true)",
-        );
-        return None;
+    let rolling = window.is_rolling.as_ref().is_none_or(|r| r.value);
+    match (&window.calendar, rolling) {
+        (Some(calendar), true) => {
+            p.at(
+                "spec.timeWindow[0].calendar",
+                calendar,
+                "is set on a rolling window; give isRolling: false for a calendar window, or remove calendar",
+            );
+            return None;
+        }
+        (None, false) => {
+            p.missing(
+                "spec.timeWindow[0].calendar",
+                "a calendar window (isRolling: false) needs calendar: {startTime, timeZone}",
+            );
+            return None;
+        }
+        (Some(calendar), false) => return calendar_time_window(p, window, calendar),
+        (None, true) => {}
     }
     let Some(duration) = &window.duration else {
         p.missing(
@@ -593,12 +615,65 @@ fn time_window(p: &mut Problems<'_>, windows: Option<&Spanned<Vec<TimeWindow>>>)
             "spec.timeWindow[0].duration",
             duration,
             format!(
-                "`{text}` is in months, quarters or years, which are calendar units and not supported yet; give the rolling window in days or weeks, such as 30d or 4w"
+                "`{text}` is in months, quarters or years, which only calendar windows use; give the rolling window in days or weeks, such as 30d or 4w, or make it a calendar window (isRolling: false with calendar)"
             ),
         );
         return None;
     }
-    draft::window(p, "spec.timeWindow[0].duration", duration)
+    draft::window(p, "spec.timeWindow[0].duration", duration).map(|w| (w, None))
+}
+
+fn calendar_time_window(
+    p: &mut Problems<'_>,
+    window: &TimeWindow,
+    calendar: &Spanned<CalendarSpec>,
+) -> Option<(Window, Option<CalendarWindow>)> {
+    let period = match &window.duration {
+        None => {
+            p.missing(
+                "spec.timeWindow[0].duration",
+                "1M for a calendar month or 1w for a calendar week",
+            );
+            None
+        }
+        Some(d) => match d.value.trim() {
+            "1M" => Some(CalendarPeriod::Month),
+            "1w" | "7d" => Some(CalendarPeriod::Week),
+            other => {
+                p.at(
+                    "spec.timeWindow[0].duration",
+                    d,
+                    format!("`{other}` is not a calendar period burnguard supports; use 1M (a month) or 1w (a week)"),
+                );
+                None
+            }
+        },
+    };
+    let zone = calendar.value.time_zone.as_ref();
+    let checked_zone = match zone {
+        None => {
+            p.missing(
+                "spec.timeWindow[0].calendar.timeZone",
+                "an IANA time zone such as Europe/Berlin or UTC",
+            );
+            None
+        }
+        Some(z) => match CalendarWindow::new(period.unwrap_or(CalendarPeriod::Month), &z.value) {
+            Ok(_) => Some(z.value.trim()),
+            Err(e) => {
+                p.at("spec.timeWindow[0].calendar.timeZone", z, e.to_string());
+                None
+            }
+        },
+    };
+    if let (Some(period), Some(start)) = (period, &calendar.value.start_time)
+        && let Err(why) = crate::domain::calendar::check_period_start(period, &start.value)
+    {
+        p.at("spec.timeWindow[0].calendar.startTime", start, why);
+        return None;
+    }
+    let (period, zone) = (period?, checked_zone?);
+    crate::domain::validate::calendar_window(period.as_str(), Some(zone)).ok()
 }
 
 fn budgeting_method(p: &mut Problems<'_>, method: Option<&Spanned<String>>) {
@@ -1045,6 +1120,16 @@ struct OutQuery {
 struct OutTimeWindow {
     duration: String,
     is_rolling: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    calendar: Option<OutCalendar>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OutCalendar {
+    /// Any period start will do: OpenSLO counts periods from it. 2024-01-01 was a Monday.
+    start_time: &'static str,
+    time_zone: String,
 }
 
 #[derive(Serialize)]
@@ -1139,9 +1224,23 @@ pub fn export(slo: &Slo) -> Result<(String, Vec<Problem>), serde_saphyr::Seriali
                     ratio_metric: ratio,
                 },
             },
-            time_window: vec![OutTimeWindow {
-                duration: shorthand(slo.window),
-                is_rolling: true,
+            time_window: vec![match &slo.calendar {
+                None => OutTimeWindow {
+                    duration: shorthand(slo.window),
+                    is_rolling: true,
+                    calendar: None,
+                },
+                Some(c) => OutTimeWindow {
+                    duration: match c.period {
+                        CalendarPeriod::Week => "1w".to_string(),
+                        CalendarPeriod::Month => "1M".to_string(),
+                    },
+                    is_rolling: false,
+                    calendar: Some(OutCalendar {
+                        start_time: "2024-01-01 00:00:00",
+                        time_zone: c.zone_name.clone(),
+                    }),
+                },
             }],
             budgeting_method: "Occurrences",
             objectives: vec![OutObjective {

@@ -210,6 +210,7 @@ pub fn import(doc: &SourceDocument<'_>, document: PyrraDocument) -> Result<Slo, 
         labels,
         objective,
         window,
+        calendar: None,
         indicator,
         alerting,
     }

@@ -308,6 +308,7 @@ fn import_slo(
         labels,
         objective,
         window: Some(window),
+        calendar: None,
         indicator,
         alerting,
     }

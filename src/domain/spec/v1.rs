@@ -70,8 +70,9 @@ pub struct SloSpec {
     /// Percent, as people say it: 99.9.
     #[schemars(with = "Option<f64>", extend("minimum" = 0, "exclusiveMinimum" = true, "maximum" = 100, "exclusiveMaximum" = true))]
     pub objective: Option<Spanned<f64>>,
-    #[schemars(with = "Option<String>", regex(pattern = crate::domain::spec::v1::DURATION_PATTERN), length(min = 2, max = 32))]
-    pub window: Option<Spanned<String>>,
+    /// A rolling duration (`30d`), or a calendar period: `{calendar: month, timeZone: Europe/Berlin}`.
+    #[schemars(with = "Option<WindowSpec>")]
+    pub window: Option<Spanned<WindowSpec>>,
     pub indicator: Option<IndicatorSpec>,
     #[schemars(with = "Option<u64>")]
     pub min_events: Option<Spanned<u64>>,
@@ -167,6 +168,71 @@ impl JsonSchema for WindowsSpec {
             "description": "A catalogue name (`google`, or `none` for no alerts), or a list of rows {severity, long, short, budgetPercent | burnRate}.",
             "x-kubernetes-preserve-unknown-fields": true
         })
+    }
+}
+
+/// `window:` is a rolling duration (`28d`) or a calendar period in a time zone.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum WindowSpec {
+    Rolling(String),
+    Calendar(CalendarSpec),
+}
+
+/// `{calendar: week | month, timeZone: Europe/Berlin}`: the budget resets at each period's
+/// start in that zone (UTC when absent).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CalendarSpec {
+    pub calendar: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+}
+
+impl JsonSchema for WindowSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "WindowSpec".into()
+    }
+
+    /// A string or an object, so (as for `windows`) kept as written by the API server, with
+    /// a CEL rule for the shape; burnguard checks the rest (zone names, durations).
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let duration = DURATION_PATTERN;
+        schemars::json_schema!({
+            "description": "A rolling duration such as 30d or 4w, or a calendar period: {calendar: week | month, timeZone: Europe/Berlin}.",
+            "x-kubernetes-preserve-unknown-fields": true,
+            "x-kubernetes-validations": [{
+                "rule": format!("type(self) == string ? (size(self) >= 2 && self.matches('{duration}')) : (type(self) == map && has(self.calendar) && self.calendar in ['week', 'month'])"),
+                "message": "give a duration such as 30d, or {calendar: week | month, timeZone: <IANA zone>}"
+            }]
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for WindowSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct WindowVisitor;
+
+        impl<'de> Visitor<'de> for WindowVisitor {
+            type Value = WindowSpec;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(
+                    "a duration such as 30d, or {calendar: week | month, timeZone: Europe/Berlin}",
+                )
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(WindowSpec::Rolling(text.to_string()))
+            }
+
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                CalendarSpec::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(WindowSpec::Calendar)
+            }
+        }
+
+        deserializer.deserialize_any(WindowVisitor)
     }
 }
 
@@ -369,7 +435,7 @@ mod out {
         #[serde(skip_serializing_if = "str::is_empty")]
         pub description: &'a str,
         pub objective: f64,
-        pub window: String,
+        pub window: super::WindowSpec,
         #[serde(skip_serializing_if = "Option::is_none")]
         pub min_events: Option<u64>,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -558,7 +624,13 @@ pub fn write_slo(slo: &crate::domain::policy::Slo) -> Result<String, serde_saphy
                 .percent_text()
                 .parse()
                 .unwrap_or_else(|_| slo.objective.percent()),
-            window: slo.window.to_string(),
+            window: match &slo.calendar {
+                None => WindowSpec::Rolling(slo.window.to_string()),
+                Some(c) => WindowSpec::Calendar(CalendarSpec {
+                    calendar: c.period.as_str().to_string(),
+                    time_zone: Some(c.zone_name.clone()),
+                }),
+            },
             min_events: (slo.min_events > 0).then_some(slo.min_events),
             schedule: slo.schedule.as_deref(),
             resolve_after: (slo.resolve_after != DEFAULT_RESOLVE_AFTER)

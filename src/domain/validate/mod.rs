@@ -15,6 +15,7 @@ mod remediation;
 
 pub use remediation::{check_label_selector, check_playbook_references, validate_playbook};
 
+use super::calendar::{CalendarPeriod, CalendarWindow};
 use super::playbook::BudgetRule;
 use super::policy::{
     AlertRoute, AlertWindow, Alerting, BadEvents, Indicator, Objective, QueryTemplate, Severity,
@@ -24,7 +25,7 @@ use super::problem::Problem;
 use super::spec::SourceDocument;
 use super::spec::v1::{
     AlertRouteSpec, AlertWindowSpec, AlertingSpec, IndicatorSpec, LatencySpec, SloDocument,
-    SloSpec, WindowsSpec,
+    SloSpec, WindowSpec, WindowsSpec,
 };
 use super::windows;
 
@@ -133,6 +134,7 @@ pub fn validate_slo(doc: &SourceDocument<'_>, slo: SloDocument) -> Result<Slo, V
             labels,
             objective: parts.objective,
             window: parts.window,
+            calendar: parts.calendar,
             indicator: parts.indicator,
             min_events: parts.min_events,
             schedule: parts.schedule,
@@ -144,11 +146,40 @@ pub fn validate_slo(doc: &SourceDocument<'_>, slo: SloDocument) -> Result<Slo, V
     }
 }
 
+/// The SLO window: a rolling duration, or a calendar period (with its nominal length, which
+/// sizes the alert rows).
+pub(crate) fn budget_window(spec: &WindowSpec) -> Result<(Window, Option<CalendarWindow>), String> {
+    match spec {
+        WindowSpec::Rolling(text) => Window::parse(text).map(|w| (w, None)).map_err(|why| {
+            format!(
+                "{why}; or give a calendar period: {{calendar: month, timeZone: Europe/Berlin}}"
+            )
+        }),
+        WindowSpec::Calendar(c) => calendar_window(&c.calendar, c.time_zone.as_deref()),
+    }
+}
+
+/// A calendar window from its period name and zone (UTC when none).
+pub(crate) fn calendar_window(
+    period: &str,
+    zone: Option<&str>,
+) -> Result<(Window, Option<CalendarWindow>), String> {
+    let Some(period) = CalendarPeriod::parse(period) else {
+        return Err(format!(
+            "calendar `{period}` is not a period burnguard knows; expected week or month"
+        ));
+    };
+    let calendar =
+        CalendarWindow::new(period, zone.unwrap_or("UTC")).map_err(|e| format!("timeZone: {e}"))?;
+    Ok((Window::from_secs(period.nominal_seconds()), Some(calendar)))
+}
+
 struct SpecParts {
     service: String,
     description: String,
     objective: Objective,
     window: Window,
+    calendar: Option<CalendarWindow>,
     indicator: Indicator,
     min_events: u64,
     schedule: Option<String>,
@@ -199,17 +230,13 @@ fn validate_spec(p: &mut Problems<'_>, spec: SloSpec) -> Option<SpecParts> {
             None
         }
     };
-    let window = match &spec.window {
-        None => Some(DEFAULT_WINDOW),
-        Some(w) => match Window::parse(&w.value) {
-            Ok(window) => Some(window),
+    let (window, calendar) = match &spec.window {
+        None => (Some(DEFAULT_WINDOW), Some(None)),
+        Some(w) => match budget_window(&w.value) {
+            Ok((window, calendar)) => (Some(window), Some(calendar)),
             Err(why) => {
-                p.at(
-                    "spec.window",
-                    w,
-                    format!("{why}; calendar windows are not supported yet"),
-                );
-                None
+                p.at("spec.window", w, why);
+                (None, None)
             }
         },
     };
@@ -264,6 +291,7 @@ fn validate_spec(p: &mut Problems<'_>, spec: SloSpec) -> Option<SpecParts> {
         description: spec.description.unwrap_or_default(),
         objective: objective?,
         window: window?,
+        calendar: calendar?,
         indicator: indicator?,
         min_events,
         schedule: schedule?,
