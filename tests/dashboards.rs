@@ -854,7 +854,14 @@ fn every_panel_query_returns_data_from_a_prometheus_holding_burnguards_series() 
     burnguard::adapters::prometheus::install_crypto_provider();
     let root = common::repo_root();
     let set = policies::load(&[root.join("policies")]).expect("the example policies load");
-    let slos = set.slos();
+    // Calendar SLOs are left out: their period ratio reads the period start `@ end()`, which
+    // is the evaluation time for a rule but the end of each chunk when promtool backfills by
+    // range queries (tests/calendar_prometheus.rs evaluates those rules as Prometheus does).
+    let slos: Vec<_> = set
+        .slos()
+        .into_iter()
+        .filter(|slo| slo.calendar.is_none())
+        .collect();
 
     // Raw history, then the recording rules in passes.
     let mut server = common::prometheus::PrometheusServer::start(&raw_history());

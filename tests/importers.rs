@@ -631,29 +631,62 @@ fn each_field_that_cannot_be_mapped_is_refused_at_its_path() {
             "reads only `query`",
         ),
         case(
-            "a calendar window",
+            "a calendar on a rolling window",
             edit(
                 OPENSLO,
                 "      isRolling: true\n",
-                "      calendar: {startTime: '2024-01-01 00:00:00', timeZone: UTC}\n",
+                "      isRolling: true\n      calendar: {startTime: '2024-01-01 00:00:00', timeZone: UTC}\n",
             ),
             "spec.timeWindow[0].calendar",
-            Some(24),
-            "calendar windows are not supported yet",
+            Some(25),
+            "isRolling: false",
         ),
         case(
-            "a window that is not rolling",
+            "a window that is not rolling, without its calendar",
             edit(OPENSLO, "isRolling: true", "isRolling: false"),
-            "spec.timeWindow[0].isRolling",
-            Some(24),
-            "calendar windows are not supported yet",
+            "spec.timeWindow[0].calendar",
+            None,
+            "needs calendar",
         ),
         case(
-            "a window in months",
+            "a rolling window in months",
             edit(OPENSLO, "duration: 30d", "duration: 1M"),
             "spec.timeWindow[0].duration",
             Some(23),
-            "calendar units and not supported yet",
+            "only calendar windows use",
+        ),
+        case(
+            "a calendar quarter",
+            edit(
+                OPENSLO,
+                "    - duration: 30d\n      isRolling: true\n",
+                "    - duration: 1Q\n      isRolling: false\n      calendar: {startTime: '2024-01-01 00:00:00', timeZone: UTC}\n",
+            ),
+            "spec.timeWindow[0].duration",
+            Some(23),
+            "use 1M (a month) or 1w (a week)",
+        ),
+        case(
+            "calendar weeks from a Tuesday",
+            edit(
+                OPENSLO,
+                "    - duration: 30d\n      isRolling: true\n",
+                "    - duration: 1w\n      isRolling: false\n      calendar: {startTime: '2024-01-02 00:00:00', timeZone: UTC}\n",
+            ),
+            "spec.timeWindow[0].calendar.startTime",
+            Some(25),
+            "start on Monday at 00:00",
+        ),
+        case(
+            "a calendar in a zone that does not exist",
+            edit(
+                OPENSLO,
+                "    - duration: 30d\n      isRolling: true\n",
+                "    - duration: 1M\n      isRolling: false\n      calendar: {startTime: '2024-01-01 00:00:00', timeZone: Mars/Olympus_Mons}\n",
+            ),
+            "spec.timeWindow[0].calendar.timeZone",
+            Some(25),
+            "not a time zone of the IANA database",
         ),
         case(
             "timeslice budgeting",
@@ -951,6 +984,66 @@ fn a_yaml_list_of_documents_numbers_its_items_and_keeps_their_lines() {
         (p.document, p.path.as_str(), p.line),
         (2, "spec.target", Some(19))
     );
+}
+
+#[test]
+fn calendar_windows_read_the_same_from_openslo_and_burnguard() {
+    let openslo = edit(
+        OPENSLO,
+        "    - duration: 30d\n      isRolling: true\n",
+        "    - duration: 1M\n      isRolling: false\n      calendar: {startTime: '2022-03-01 00:00:00', timeZone: Europe/Berlin}\n",
+    );
+    let burnguard_text = r#"apiVersion: burnguard.dev/v1
+kind: SLO
+metadata: {name: api-availability}
+spec:
+  service: api
+  objective: 99.9
+  window: {calendar: month, timeZone: Europe/Berlin}
+  indicator:
+    ratio:
+      errors: sum(rate(http_requests_total{code=~"5.."}[{{.window}}]))
+      total: sum(rate(http_requests_total[{{.window}}]))
+"#;
+    let (a, problems) = policies::parse_source("openslo.yaml", &openslo);
+    assert!(problems.is_empty(), "{}", render(&problems));
+    let (b, problems) = policies::parse_source("burnguard.yaml", burnguard_text);
+    assert!(problems.is_empty(), "{}", render(&problems));
+    let (a, b) = (&a[0].slo, &b[0].slo);
+    assert_eq!(a.window_name(), "month in Europe/Berlin");
+    assert_eq!(a.calendar, b.calendar);
+    // The alert rows stay rolling, sized for 30 days.
+    assert_eq!(a.alerting.windows, b.alerting.windows);
+    assert_eq!(a.window.as_secs(), 30 * 86_400);
+    // Weeks, with the zone defaulting to UTC in burnguard's form.
+    let week = burnguard_text.replace(
+        "{calendar: month, timeZone: Europe/Berlin}",
+        "{calendar: week}",
+    );
+    let (w, problems) = policies::parse_source("week.yaml", &week);
+    assert!(problems.is_empty(), "{}", render(&problems));
+    assert_eq!(w[0].slo.window_name(), "week in UTC");
+    // burnguard's own refusals name the field.
+    for (window, says) in [
+        ("{calendar: fortnight}", "expected week or month"),
+        (
+            "{calendar: month, timeZone: Europe/Atlantis}",
+            "Europe/Atlantis",
+        ),
+        ("{calendar: month, zone: UTC}", "zone"),
+        ("30 days", "calendar period"),
+    ] {
+        let text = burnguard_text.replace("{calendar: month, timeZone: Europe/Berlin}", window);
+        let (_, problems) = policies::parse_source("bad.yaml", &text);
+        let shown = render(&problems);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.problem.path.starts_with("spec.window")),
+            "{window}: {shown}"
+        );
+        assert!(shown.contains(says), "{window}: {shown}");
+    }
 }
 
 #[test]

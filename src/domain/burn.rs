@@ -604,6 +604,47 @@ mod tests {
     }
 
     #[test]
+    fn a_calendar_budget_spends_evenly_at_the_sustainable_rate_and_resets_with_the_period() {
+        let b = budget(99.9);
+        // Burning at exactly 1x, a third of the way through: two thirds left (the ideal line).
+        assert!(close(
+            period_budget_remaining(0.001, b, 1.0 / 3.0),
+            2.0 / 3.0
+        ));
+        // 10x for the first tenth of the period: all of it gone, however quiet the rest.
+        assert!(close(period_budget_remaining(0.01, b, 0.1), 0.0));
+        // At the period's end it is the plain budget left.
+        assert!(close(
+            period_budget_remaining(0.0004, b, 1.0),
+            budget_remaining(0.0004, b)
+        ));
+    }
+
+    #[test]
+    fn a_calendar_budget_that_outlasts_its_period_has_no_time_to_exhaustion() {
+        let text = "apiVersion: burnguard.dev/v1\nkind: SLO\nmetadata: {name: s}\nspec:\n  service: s\n  objective: 99.9\n  window: {calendar: month, timeZone: UTC}\n  indicator: {raw: {errorRatio: 'x[{{.window}}]'}}\n";
+        let (loaded, problems) = crate::policies::parse_source("t.yaml", text);
+        assert!(problems.is_empty(), "{problems:?}");
+        let slo = &loaded[0].slo;
+        // 2026-04-11T00:00Z: ten days into a 30-day April.
+        let at = 1_775_865_600;
+        let reading = |period_ratio: f64| BudgetReading {
+            error_ratio: Some(period_ratio),
+            span: slo.budget_span(at),
+            at,
+        };
+        // 1x so far: two thirds left. At 2x from now it runs out in 2/3 * 30d / 2 = 10 days,
+        // before the period ends (20 days left).
+        let r = ratios(&[(3_600, Some(0.002))]);
+        let a = assess(slo, &r, reading(0.001));
+        assert!(close(a.budget_remaining.unwrap(), 2.0 / 3.0));
+        assert!(close(a.time_to_exhaustion.unwrap(), 10.0 * 86_400.0));
+        // At 0.5x it would take 40 days: the budget resets first.
+        let r = ratios(&[(3_600, Some(0.0005))]);
+        assert_eq!(assess(slo, &r, reading(0.001)).time_to_exhaustion, None);
+    }
+
+    #[test]
     fn assess_a_fast_burn_with_half_the_budget_left() {
         let slo = slo_99_9();
         // 2% over the short windows, 0.15% over the long ones, 0.05% over the 30 days: half

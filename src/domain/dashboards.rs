@@ -24,7 +24,10 @@
 use serde_json::{Value, json};
 
 use super::policy::BASE_WINDOW;
-use super::rules::{BUDGET_REMAINING_SERIES, OBJECTIVE_SERIES, error_ratio_series};
+use super::rules::{
+    BUDGET_REMAINING_SERIES, OBJECTIVE_SERIES, PERIOD_LENGTH_SERIES, PERIOD_START_SERIES,
+    error_ratio_series,
+};
 
 /// Names of the series burnguard exports at `/metrics` that the dashboards read.
 pub mod exported {
@@ -160,10 +163,15 @@ fn detail_budget() -> String {
 /// A line falling straight from 1 at the start of the panel's range to 0 at its end: the
 /// budget a steady burn rate of 1 would leave. `@ start()` and `@ end()` follow the panel's
 /// own range (Grafana's `$__from` does not follow a panel's relative time).
-fn ideal_burn_down() -> String {
+/// The ideal line: a calendar SLO's from full at each period start to none at its end (the
+/// rules record the period's bounds); a rolling SLO's from full at the start of the panel's
+/// range (the SLO window) to none at its end.
+fn ideal_burn_down(selector: &str) -> String {
     let at = |edge: &str| format!("max_over_time(vector(time())[1m:1m] @ {edge}())");
     let (start, end) = (at("start"), at("end"));
-    format!("clamp(1 - (time() - {start}) / ({end} - {start}), 0, 1)")
+    format!(
+        "max(1 - (time() - {PERIOD_START_SERIES}{{{selector}}}) / {PERIOD_LENGTH_SERIES}{{{selector}}}) or clamp(1 - (time() - {start}) / ({end} - {start}), 0, 1)"
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1052,7 +1060,7 @@ fn detail() -> Value {
     l.row("Error budget");
     let mut burn_down = timeseries(
         "Budget burn-down over the SLO window ($window)",
-        "Error budget remaining over the SLO window at every moment (recording rules), beside the ideal straight line: what a steady burn rate of 1 would leave, from a full budget at the start of the window to none at its end. Below the line the budget goes faster than it should.",
+        "Error budget remaining over the SLO window at every moment (recording rules), beside the ideal straight line: what a steady burn rate of 1 would leave, from a full budget at the start of the window to none at its end (for a calendar SLO, of each week or month: the budget resets at the period's start). Below the line the budget goes faster than it should.",
         "percentunit",
         vec![
             target(
@@ -1061,7 +1069,7 @@ fn detail() -> Value {
                 "budget remaining",
                 Query::Range,
             ),
-            target("B", ideal_burn_down(), "ideal", Query::Range),
+            target("B", ideal_burn_down(s), "ideal", Query::Range),
         ],
     );
     dashed(&mut burn_down, "B", "green");

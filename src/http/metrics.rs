@@ -335,7 +335,10 @@ impl Collector for SloCollector {
         let mut freezes = Vec::new();
         for e in latest.values() {
             let base = slo_labels(e);
-            objectives.push((with(base.clone(), &[("window", &e.window)]), e.objective));
+            objectives.push((
+                with(base.clone(), &[("window", &duration_label(e))]),
+                e.objective,
+            ));
             if let Some(seconds) = e.time_to_exhaustion_seconds.filter(|s| s.is_finite()) {
                 exhaustion.push((base.clone(), seconds));
             }
@@ -466,6 +469,16 @@ impl Collector for SloCollector {
         }
         Ok(())
     }
+}
+
+/// The SLO window as a Prometheus duration (dashboards use it as a time range): a calendar
+/// SLO's nominal length (30d for months, 7d for weeks).
+fn duration_label(e: &SloEvaluation) -> String {
+    e.budget_period
+        .as_ref()
+        .and_then(|p| crate::domain::calendar::CalendarPeriod::parse(p.calendar))
+        .map(|p| crate::domain::policy::Window::from_secs(p.nominal_seconds()).to_string())
+        .unwrap_or_else(|| e.window.clone())
 }
 
 #[cfg(test)]
