@@ -504,6 +504,7 @@ fn decisive_page(slo: &Slo, at: i64) -> Evaluation {
             objective: slo.objective.ratio(),
             window: slo.window_name(),
             budget_period: None,
+            group: Default::default(),
             status: EvalStatus::Assessed(Status::Page),
             source: None,
             error_ratio: WindowValues::default(),

@@ -54,6 +54,7 @@ fn evaluation(slo: &Slo, status: EvalStatus, budget: Option<f64>, at: i64) -> Ev
             objective: slo.objective.ratio(),
             window: slo.window_name(),
             budget_period: None,
+            group: Default::default(),
             status,
             source: None,
             error_ratio: WindowValues::default(),

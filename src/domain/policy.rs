@@ -339,6 +339,11 @@ pub struct Slo {
     /// When to run playbooks or freeze deployments for this SLO.
     pub budget_policy: Vec<crate::domain::playbook::BudgetRule>,
     pub alerting: Alerting,
+    /// Label names that split the SLO into one objective per value combination (a grouped
+    /// SLO); empty for one objective. Every query answers one series per group.
+    pub group_by: Vec<String>,
+    /// The most groups an evaluation accepts; more is an error for the whole SLO.
+    pub max_groups: usize,
 }
 
 impl Slo {
@@ -429,6 +434,9 @@ impl BudgetSpan {
         self.period.map(|p| (p.end - at).max(0) as f64)
     }
 }
+
+/// How many groups a grouped SLO may have unless it says otherwise.
+pub const DEFAULT_MAX_GROUPS: usize = 100;
 
 /// The short window every SLO records; longer windows are averaged from it (see `rules`).
 pub const BASE_WINDOW: Window = Window::from_secs(300);

@@ -74,6 +74,24 @@ pub fn latency_templates(
     )
 }
 
+/// [`latency_templates`] for a grouped SLO: each sum kept `by` the group labels.
+pub fn latency_templates_by(
+    histogram: &str,
+    matchers: &str,
+    threshold: f64,
+    by: &[String],
+) -> (QueryTemplate, QueryTemplate) {
+    let (good, total) = latency_templates(histogram, matchers, threshold);
+    let grouped = |t: QueryTemplate| {
+        QueryTemplate::new(t.template().replacen(
+            "sum(",
+            &format!("sum by ({}) (", by.join(", ")),
+            1,
+        ))
+    };
+    (grouped(good), grouped(total))
+}
+
 /// Per-second rate of bad events over `window`; `None` for a raw indicator.
 pub fn bad_rate(indicator: &Indicator, window: Window) -> Option<String> {
     match indicator {

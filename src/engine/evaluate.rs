@@ -26,7 +26,6 @@ use crate::domain::rules::{
     OBJECTIVE_SERIES, PERIOD_RATIO_SERIES, RULES_HASH_LABEL, error_ratio_series, rules_fingerprint,
 };
 use crate::domain::sli;
-use crate::engine::reading::{Reading, one_value};
 use crate::ports::{InstantSample, MetricsError, MetricsSource, UnixSeconds};
 
 /// How SLI numbers are read.
@@ -126,6 +125,9 @@ impl From<&AlertState> for AlertReport {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SloEvaluation {
     pub name: String,
+    /// A grouped SLO's label values for this group (`{"route": "/pay"}`); empty otherwise.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub group: BTreeMap<String, String>,
     pub service: String,
     pub objective: f64,
     /// `30d`, or `month in Europe/Berlin` (see [`Slo::window_name`]).
@@ -208,6 +210,16 @@ impl Span {
 }
 
 impl SloEvaluation {
+    /// What incidents, records and the latest state are kept under: the SLO's name, with the
+    /// group's labels for a grouped SLO (`checkout{route="/pay"}`).
+    pub fn key(&self) -> String {
+        if self.group.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{}{}", self.name, group_text(&self.group))
+        }
+    }
+
     fn assessed(slo: &Slo, source: SliSource, read: &Ratios, at: UnixSeconds) -> Self {
         let ratios = &read.windows;
         let reading = match slo.calendar {
@@ -227,6 +239,7 @@ impl SloEvaluation {
         } = burn::assess(slo, ratios, reading);
         Self {
             name: slo.name.clone(),
+            group: BTreeMap::new(),
             service: slo.service.clone(),
             objective: slo.objective.ratio(),
             window: slo.window_name(),
@@ -246,6 +259,7 @@ impl SloEvaluation {
         let empty = WindowValues(slo.windows().into_iter().map(|w| (w, None)).collect());
         Self {
             name: slo.name.clone(),
+            group: BTreeMap::new(),
             service: slo.service.clone(),
             objective: slo.objective.ratio(),
             window: slo.window_name(),
@@ -307,7 +321,7 @@ impl<M: MetricsSource> Evaluator<M> {
     pub async fn evaluate(&self, slos: &[Slo], at: UnixSeconds) -> Evaluation {
         let mut queries = 0usize;
         let mut errors = QueryErrors::default();
-        let mut results: Vec<Option<SloEvaluation>> = vec![None; slos.len()];
+        let mut results: Vec<Option<Vec<SloEvaluation>>> = vec![None; slos.len()];
 
         let use_rules: Vec<bool> = match self.mode {
             ReadMode::Raw => vec![false; slos.len()],
@@ -422,7 +436,7 @@ impl<M: MetricsSource> Evaluator<M> {
                 per_slo.entry(i).or_default().push((span, r));
             }
             for (i, answers) in per_slo {
-                results[i] = Some(from_raw(&slos[i], answers, at));
+                results[i] = Some(from_raw(&slos[i], &answers, at));
             }
         }
 
@@ -431,8 +445,10 @@ impl<M: MetricsSource> Evaluator<M> {
             slos: results
                 .into_iter()
                 .zip(slos)
-                .map(|(r, slo)| {
-                    r.unwrap_or_else(|| SloEvaluation::failed(slo, None, "not evaluated".into()))
+                .flat_map(|(r, slo)| {
+                    r.unwrap_or_else(|| {
+                        vec![SloEvaluation::failed(slo, None, "not evaluated".into())]
+                    })
                 })
                 .collect(),
             queries,
@@ -484,22 +500,19 @@ impl Ratios {
     }
 }
 
-/// `span -> slo -> values` from the rules-mode answers, for the SLOs we evaluate.
+/// `span -> slo -> samples` from the rules-mode answers, for the SLOs we evaluate.
 fn index_by_slo<'a>(
     answers: &'a HashMap<Span, QueryResult>,
     wanted: &HashSet<&str>,
-) -> HashMap<(Span, &'a str), Vec<f64>> {
-    let mut index: HashMap<(Span, &str), Vec<f64>> = HashMap::new();
+) -> HashMap<(Span, &'a str), Vec<&'a InstantSample>> {
+    let mut index: HashMap<(Span, &str), Vec<&InstantSample>> = HashMap::new();
     for (span, result) in answers {
         if let Ok(samples) = result {
             for sample in samples {
                 if let Some(slo) = sample.labels.get("slo")
                     && wanted.contains(slo.as_str())
                 {
-                    index
-                        .entry((*span, slo.as_str()))
-                        .or_default()
-                        .push(sample.value);
+                    index.entry((*span, slo.as_str())).or_default().push(sample);
                 }
             }
         }
@@ -507,97 +520,162 @@ fn index_by_slo<'a>(
     index
 }
 
+/// What one span's query said for one SLO, before it is split into groups.
+enum SpanAnswer<'a> {
+    Samples(Vec<&'a InstantSample>),
+    /// A partial answer, or no query (too early in a calendar period).
+    NoData,
+    Failed(String),
+}
+
 fn from_rules(
     slo: &Slo,
     answers: &HashMap<Span, QueryResult>,
-    by_slo: &HashMap<(Span, &str), Vec<f64>>,
+    by_slo: &HashMap<(Span, &str), Vec<&InstantSample>>,
     at: UnixSeconds,
-) -> SloEvaluation {
-    let mut ratios = Ratios::default();
-    for span in Span::of(slo) {
-        match answers.get(&span) {
-            Some(Err(MetricsError::PartialResponse(_))) => {
-                ratios.insert(span, None);
-                continue;
-            }
-            Some(Err(error)) => {
-                return SloEvaluation::failed(
-                    slo,
-                    Some(SliSource::Rules),
-                    format!("reading {}: {error}", span.series()),
-                );
-            }
-            Some(Ok(_)) => {}
-            None => {
-                return SloEvaluation::failed(
-                    slo,
-                    Some(SliSource::Rules),
-                    format!("{} was not queried", span.describe()),
-                );
-            }
-        }
-        let values = by_slo.get(&(span, slo.name.as_str()));
-        match values.map(Vec::as_slice) {
-            None | Some([]) => ratios.insert(span, None),
-            Some([value]) => match burn::finite(Some(*value)).map(burn::checked_ratio) {
-                None => ratios.insert(span, None),
-                Some(Ok(ratio)) => ratios.insert(span, Some(ratio)),
-                Some(Err(impossible)) => {
-                    return SloEvaluation::failed(
-                        slo,
-                        Some(SliSource::Rules),
-                        format!("{}: {impossible}", span.series()),
-                    );
+) -> Vec<SloEvaluation> {
+    let read: Vec<(Span, SpanAnswer)> = Span::of(slo)
+        .map(|span| {
+            let answer = match answers.get(&span) {
+                Some(Err(MetricsError::PartialResponse(_))) => SpanAnswer::NoData,
+                Some(Err(error)) => {
+                    SpanAnswer::Failed(format!("reading {}: {error}", span.series()))
                 }
-            },
-            Some(many) => {
-                return SloEvaluation::failed(
-                    slo,
-                    Some(SliSource::Rules),
-                    format!(
-                        "{} has {} series for this SLO; its queries must aggregate to one series (wrap them in sum())",
-                        span.series(),
-                        many.len()
-                    ),
-                );
-            }
-        }
-    }
-    SloEvaluation::assessed(slo, SliSource::Rules, &ratios, at)
+                Some(Ok(_)) => SpanAnswer::Samples(
+                    by_slo
+                        .get(&(span, slo.name.as_str()))
+                        .cloned()
+                        .unwrap_or_default(),
+                ),
+                None => SpanAnswer::Failed(format!("{} was not queried", span.describe())),
+            };
+            (span, answer)
+        })
+        .collect();
+    assemble(slo, SliSource::Rules, read, at)
 }
 
 fn from_raw(
     slo: &Slo,
-    mut answers: Vec<(Span, Option<QueryResult>)>,
+    answers: &[(Span, Option<QueryResult>)],
     at: UnixSeconds,
-) -> SloEvaluation {
-    answers.sort_by_key(|(span, _)| *span);
-    let mut ratios = Ratios::default();
-    for (span, result) in answers {
-        let Some(result) = result else {
-            ratios.insert(span, None);
-            continue;
+) -> Vec<SloEvaluation> {
+    let read: Vec<(Span, SpanAnswer)> = answers
+        .iter()
+        .map(|(span, result)| {
+            let answer = match result {
+                None | Some(Err(MetricsError::PartialResponse(_))) => SpanAnswer::NoData,
+                Some(Err(error)) => SpanAnswer::Failed(format!(
+                    "querying the error ratio of {}: {error}",
+                    span.describe()
+                )),
+                Some(Ok(samples)) => SpanAnswer::Samples(samples.iter().collect()),
+            };
+            (*span, answer)
+        })
+        .collect();
+    assemble(slo, SliSource::Raw, read, at)
+}
+
+/// The SLO's evaluations from what each span answered: one, or one per group of a grouped
+/// SLO. A failed span fails the SLO; so does a series without the SLO's group labels, two
+/// series for one group, or more groups than `maxGroups`. A group missing from a span has no
+/// data there.
+fn assemble(
+    slo: &Slo,
+    source: SliSource,
+    read: Vec<(Span, SpanAnswer)>,
+    at: UnixSeconds,
+) -> Vec<SloEvaluation> {
+    let fail = |reason: String| vec![SloEvaluation::failed(slo, Some(source), reason)];
+    let mut by_group: BTreeMap<Group, Ratios> = BTreeMap::new();
+    let mut spans = Vec::with_capacity(read.len());
+    for (span, answer) in read {
+        spans.push(span);
+        let samples = match answer {
+            SpanAnswer::Failed(reason) => return fail(reason),
+            SpanAnswer::NoData => continue,
+            SpanAnswer::Samples(samples) => samples,
         };
-        match one_value(result) {
-            Reading::Value(ratio) => match burn::checked_ratio(ratio) {
-                Ok(ratio) => ratios.insert(span, Some(ratio)),
-                Err(impossible) => {
-                    return SloEvaluation::failed(
-                        slo,
-                        Some(SliSource::Raw),
-                        format!("{}: {impossible}", span.describe()),
-                    );
+        if slo.group_by.is_empty() && samples.len() > 1 {
+            return fail(format!(
+                "{} has {} series for this SLO; its queries must aggregate to one series (wrap them in sum())",
+                span.describe(),
+                samples.len()
+            ));
+        }
+        let mut seen: HashSet<Group> = HashSet::new();
+        for sample in samples {
+            let group = match group_of(slo, sample) {
+                Ok(group) => group,
+                Err(reason) => return fail(format!("{}: {reason}", span.describe())),
+            };
+            if !seen.insert(group.clone()) {
+                return fail(format!(
+                    "{} has two series for the group {}; the queries must aggregate by exactly {}",
+                    span.describe(),
+                    group_text(&group),
+                    slo.group_by.join(", ")
+                ));
+            }
+            let entry = by_group.entry(group).or_default();
+            match burn::finite(Some(sample.value)).map(burn::checked_ratio) {
+                None => entry.insert(span, None),
+                Some(Ok(ratio)) => entry.insert(span, Some(ratio)),
+                Some(Err(impossible)) => {
+                    return fail(format!("{}: {impossible}", span.describe()));
                 }
-            },
-            Reading::NoData(_) => ratios.insert(span, None),
-            Reading::Failed(reason) => {
-                return SloEvaluation::failed(
-                    slo,
-                    Some(SliSource::Raw),
-                    format!("querying the error ratio of {}: {reason}", span.describe()),
-                );
             }
         }
     }
-    SloEvaluation::assessed(slo, SliSource::Raw, &ratios, at)
+    if by_group.len() > slo.max_groups {
+        return fail(format!(
+            "{} groups by {}, more than maxGroups ({}); raise maxGroups or group by fewer labels",
+            by_group.len(),
+            slo.group_by.join(", "),
+            slo.max_groups
+        ));
+    }
+    if by_group.is_empty() {
+        by_group.insert(Group::new(), Ratios::default());
+    }
+    by_group
+        .into_iter()
+        .map(|(group, mut ratios)| {
+            // Every span is present: missing ones have no data.
+            for span in &spans {
+                if let Span::Window(w) = span {
+                    ratios.windows.entry(*w).or_insert(None);
+                }
+            }
+            let mut evaluation = SloEvaluation::assessed(slo, source, &ratios, at);
+            evaluation.group = group;
+            evaluation
+        })
+        .collect()
+}
+
+/// Group label values of one series.
+type Group = BTreeMap<String, String>;
+
+/// The group a series belongs to: its values of the SLO's `groupBy` labels (none for an
+/// ungrouped SLO).
+fn group_of(slo: &Slo, sample: &InstantSample) -> Result<Group, String> {
+    slo.group_by
+        .iter()
+        .map(|label| match sample.labels.get(label) {
+            Some(value) if !value.is_empty() => Ok((label.clone(), value.clone())),
+            _ => Err(format!(
+                "a series has no `{label}` label; the queries must aggregate by {} (sum by ({}) (...))",
+                slo.group_by.join(", "),
+                slo.group_by.join(", ")
+            )),
+        })
+        .collect()
+}
+
+/// `{route="/pay"}`.
+pub fn group_text(group: &Group) -> String {
+    let pairs: Vec<String> = group.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    format!("{{{}}}", pairs.join(","))
 }

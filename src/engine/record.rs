@@ -45,7 +45,7 @@ pub fn observation(e: &SloEvaluation) -> Observation {
 /// The stored form of one evaluation.
 pub fn evaluation_record(e: &SloEvaluation, at: i64) -> EvaluationRecord {
     EvaluationRecord {
-        slo: e.name.clone(),
+        slo: e.key(),
         service: e.service.clone(),
         evaluated_at: at,
         status: e.status.as_str().to_string(),
@@ -84,21 +84,21 @@ pub async fn record_cycle<S: Store>(store: &S, slos: &[Slo], evaluation: &Evalua
             Ok(done) => match done.decision {
                 Decision::Open { severity, .. } => {
                     recorded.opened += 1;
-                    info!(slo = %e.name, incident = ?done.incident_id, %severity, "incident opened");
+                    info!(slo = %e.key(), incident = ?done.incident_id, %severity, "incident opened");
                 }
                 Decision::Escalate { to, .. } => {
                     recorded.escalated += 1;
-                    info!(slo = %e.name, incident = ?done.incident_id, severity = %to, "incident escalated");
+                    info!(slo = %e.key(), incident = ?done.incident_id, severity = %to, "incident escalated");
                 }
                 Decision::Resolve { .. } => {
                     recorded.resolved += 1;
-                    info!(slo = %e.name, incident = ?done.incident_id, "incident resolved");
+                    info!(slo = %e.key(), incident = ?done.incident_id, "incident resolved");
                 }
                 _ => {}
             },
             Err(error) => {
                 recorded.failed += 1;
-                warn!(slo = %e.name, %error, "recording the evaluation failed");
+                warn!(slo = %e.key(), %error, "recording the evaluation failed");
             }
         }
     }

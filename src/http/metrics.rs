@@ -275,11 +275,14 @@ struct SloCollector {
 
 type LabelPairs = Vec<(String, String)>;
 
+/// `slo`, `service` and a grouped SLO's group labels.
 fn slo_labels(e: &SloEvaluation) -> LabelPairs {
-    vec![
+    let mut labels = vec![
         ("slo".into(), e.name.clone()),
         ("service".into(), e.service.clone()),
-    ]
+    ];
+    labels.extend(e.group.iter().map(|(k, v)| (k.clone(), v.clone())));
+    labels
 }
 
 fn with(mut labels: LabelPairs, extra: &[(&str, &str)]) -> LabelPairs {
@@ -344,7 +347,7 @@ impl Collector for SloCollector {
             }
             if let Some(counts) = &counts {
                 let count = |by_slo: &std::collections::BTreeMap<String, u64>| {
-                    by_slo.get(&e.name).copied().unwrap_or(0) as f64
+                    by_slo.get(&e.key()).copied().unwrap_or(0) as f64
                 };
                 incidents.push((base.clone(), count(&counts.open_incidents)));
                 freezes.push((base.clone(), count(&counts.active_freezes)));
@@ -512,6 +515,7 @@ mod tests {
             objective: 0.999,
             window: "30d".to_string(),
             budget_period: None,
+            group: Default::default(),
             status: EvalStatus::Assessed(Status::Page),
             source: None,
             error_ratio: WindowValues(Vec::new()),

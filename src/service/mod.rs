@@ -393,7 +393,7 @@ async fn cluster_changed(
 fn policies_changed(state: &ServiceState, slos: &[Slo]) {
     let names: std::collections::BTreeSet<&str> = slos.iter().map(|s| s.name.as_str()).collect();
     if let Ok(mut latest) = state.latest.write() {
-        latest.retain(|name, _| names.contains(name.as_str()));
+        latest.retain(|_, e| names.contains(e.name.as_str()));
     }
     state.metrics.slos_loaded.set(slos.len() as i64);
     state.set_slo_names(slos.iter().map(|s| s.name.clone()));
@@ -500,18 +500,26 @@ async fn cycle(
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
+        // A grouped SLO's groups come and go with its series: a group not answered this
+        // cycle is dropped (its open incident, if any, stays in the store).
+        let evaluated: std::collections::HashSet<&str> =
+            evaluation.slos.iter().map(|e| e.name.as_str()).collect();
+        let keys: std::collections::HashSet<String> =
+            evaluation.slos.iter().map(crate::engine::SloEvaluation::key).collect();
+        latest.retain(|key, e| !evaluated.contains(e.name.as_str()) || keys.contains(key));
         for e in evaluation.slos.iter().cloned() {
-            let before = latest.get(&e.name).map(|p| p.status);
+            let key = e.key();
+            let before = latest.get(&key).map(|p| p.status);
             if before != Some(e.status) {
                 match (&e.error, e.status) {
-                    (Some(error), _) => warn!(slo = %e.name, service = %e.service, %error, "SLO could not be evaluated"),
+                    (Some(error), _) => warn!(slo = %key, service = %e.service, %error, "SLO could not be evaluated"),
                     (None, EvalStatus::Assessed(status)) => {
-                        info!(slo = %e.name, service = %e.service, status = status.as_str(), "SLO status changed")
+                        info!(slo = %key, service = %e.service, status = status.as_str(), "SLO status changed")
                     }
                     (None, EvalStatus::Error) => {}
                 }
             }
-            latest.insert(e.name.clone(), e);
+            latest.insert(key, e);
         }
         info!(
             queries = evaluation.queries,

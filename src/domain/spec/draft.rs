@@ -27,6 +27,8 @@ pub(crate) struct Draft {
     pub calendar: Option<CalendarWindow>,
     pub indicator: Option<Indicator>,
     pub alerting: Option<Alerting>,
+    /// Labels the format groups by (Pyrra's `grouping`); empty for one objective.
+    pub group_by: Vec<String>,
 }
 
 impl Draft {
@@ -47,6 +49,8 @@ impl Draft {
             resolve_after: DEFAULT_RESOLVE_AFTER,
             budget_policy: Vec::new(),
             alerting: self.alerting?,
+            group_by: self.group_by,
+            max_groups: crate::domain::policy::DEFAULT_MAX_GROUPS,
         })
     }
 }

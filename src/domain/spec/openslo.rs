@@ -539,6 +539,7 @@ fn import_slo(
         window: Some(slo_window),
         calendar,
         indicator,
+        group_by: Vec::new(),
         alerting: rows.map(draft::default_alerting),
     }
     .finish()
@@ -1266,6 +1267,12 @@ fn not_exported(slo: &Slo) -> Vec<Problem> {
     }
     if slo.schedule.is_some() {
         note("spec.schedule", "OpenSLO has no evaluation schedule");
+    }
+    if !slo.group_by.is_empty() {
+        note(
+            "spec.groupBy",
+            "OpenSLO has no grouping; read back, the queries' groups are one SLO's series (an error until they are summed)",
+        );
     }
     if slo.resolve_after != DEFAULT_RESOLVE_AFTER {
         note("spec.resolveAfter", "OpenSLO has no incident settings");

@@ -212,6 +212,7 @@ pub fn import(doc: &SourceDocument<'_>, document: PyrraDocument) -> Result<Slo, 
         window,
         calendar: None,
         indicator,
+        group_by: Vec::new(),
         alerting,
     }
     .finish();

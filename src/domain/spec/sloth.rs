@@ -310,6 +310,7 @@ fn import_slo(
         window: Some(window),
         calendar: None,
         indicator,
+        group_by: Vec::new(),
         alerting,
     }
     .finish()

@@ -85,6 +85,13 @@ pub struct SloSpec {
     pub alerting: Option<AlertingSpec>,
     /// When to run playbooks or freeze deployments.
     pub budget_policy: Option<Vec<BudgetRuleSpec>>,
+    /// Label names whose values split this SLO into one objective each (`[route]`): the
+    /// queries must aggregate `by` these labels.
+    #[schemars(with = "Option<Vec<String>>", length(max = 5))]
+    pub group_by: Option<Spanned<Vec<String>>>,
+    /// At most this many groups (default 100); past it the SLO is an error, never a guess.
+    #[schemars(with = "Option<u32>", range(min = 1, max = 10000))]
+    pub max_groups: Option<Spanned<u32>>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -436,6 +443,10 @@ mod out {
         pub description: &'a str,
         pub objective: f64,
         pub window: super::WindowSpec,
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        pub group_by: &'a [String],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub max_groups: Option<usize>,
         #[serde(skip_serializing_if = "Option::is_none")]
         pub min_events: Option<u64>,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -631,6 +642,9 @@ pub fn write_slo(slo: &crate::domain::policy::Slo) -> Result<String, serde_saphy
                     time_zone: Some(c.zone_name.clone()),
                 }),
             },
+            group_by: &slo.group_by,
+            max_groups: (slo.max_groups != crate::domain::policy::DEFAULT_MAX_GROUPS)
+                .then_some(slo.max_groups),
             min_events: (slo.min_events > 0).then_some(slo.min_events),
             schedule: slo.schedule.as_deref(),
             resolve_after: (slo.resolve_after != DEFAULT_RESOLVE_AFTER)

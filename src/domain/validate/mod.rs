@@ -18,8 +18,8 @@ pub use remediation::{check_label_selector, check_playbook_references, validate_
 use super::calendar::{CalendarPeriod, CalendarWindow};
 use super::playbook::BudgetRule;
 use super::policy::{
-    AlertRoute, AlertWindow, Alerting, BadEvents, Indicator, Objective, QueryTemplate, Severity,
-    Slo, WINDOW_PLACEHOLDER, Window,
+    AlertRoute, AlertWindow, Alerting, BadEvents, DEFAULT_MAX_GROUPS, Indicator, Objective,
+    QueryTemplate, Severity, Slo, WINDOW_PLACEHOLDER, Window,
 };
 use super::problem::Problem;
 use super::spec::SourceDocument;
@@ -141,6 +141,8 @@ pub fn validate_slo(doc: &SourceDocument<'_>, slo: SloDocument) -> Result<Slo, V
             resolve_after: parts.resolve_after,
             budget_policy: parts.budget_policy,
             alerting: parts.alerting,
+            group_by: parts.group_by,
+            max_groups: parts.max_groups,
         }),
         _ => Err(p.found),
     }
@@ -186,6 +188,8 @@ struct SpecParts {
     resolve_after: Window,
     budget_policy: Vec<BudgetRule>,
     alerting: Alerting,
+    group_by: Vec<String>,
+    max_groups: usize,
 }
 
 fn validate_spec(p: &mut Problems<'_>, spec: SloSpec) -> Option<SpecParts> {
@@ -286,6 +290,50 @@ fn validate_spec(p: &mut Problems<'_>, spec: SloSpec) -> Option<SpecParts> {
         },
     };
     let alerting = validate_alerting(p, spec.alerting, window);
+    let group_by = group_by(p, spec.group_by.as_ref());
+    if let (Some(groups), Some(rules)) = (&group_by, &budget_policy)
+        && !groups.is_empty()
+        && !rules.is_empty()
+        && let Some(groups_at) = &spec.group_by
+    {
+        p.at(
+            "spec.budgetPolicy",
+            groups_at,
+            "is not supported on a grouped SLO yet: playbooks and freezes act per SLO, not per group; drop groupBy, or the budget policy",
+        );
+    }
+    let max_groups = spec
+        .max_groups
+        .as_ref()
+        .map_or(DEFAULT_MAX_GROUPS, |m| m.value as usize);
+    if let Some(m) = &spec.max_groups
+        && (m.value == 0 || m.value > 10_000)
+    {
+        p.at(
+            "spec.maxGroups",
+            m,
+            format!("{} is out of range; expected 1 to 10000", m.value),
+        );
+    }
+    // A latency indicator is built by burnguard: it aggregates by the groups itself.
+    let indicator = match (indicator, &group_by) {
+        (
+            Some(Indicator::Latency {
+                histogram,
+                matchers,
+                threshold,
+            }),
+            Some(groups),
+        ) if !groups.is_empty() => {
+            let (good, total) =
+                super::sli::latency_templates_by(&histogram, &matchers, threshold, groups);
+            Some(Indicator::Ratio {
+                bad: BadEvents::Good(good),
+                total,
+            })
+        }
+        (other, _) => other,
+    };
     Some(SpecParts {
         service: service?,
         description: spec.description.unwrap_or_default(),
@@ -298,7 +346,39 @@ fn validate_spec(p: &mut Problems<'_>, spec: SloSpec) -> Option<SpecParts> {
         resolve_after: resolve_after?,
         budget_policy: budget_policy?,
         alerting: alerting?,
+        group_by: group_by?,
+        max_groups,
     })
+}
+
+/// `groupBy`: label names, none of burnguard's own, none twice.
+fn group_by(p: &mut Problems<'_>, spec: Option<&Spanned<Vec<String>>>) -> Option<Vec<String>> {
+    let Some(spec) = spec else {
+        return Some(Vec::new());
+    };
+    let mut seen = Vec::new();
+    let mut ok = true;
+    for (i, name) in spec.value.iter().enumerate() {
+        let path = format!("spec.groupBy[{i}]");
+        let why = if !is_label_name(name) || name.starts_with("__") {
+            Some(format!("`{name}` is not a Prometheus label name"))
+        } else if RESERVED_LABELS.contains(&name.as_str()) || name == "le" {
+            Some(format!(
+                "`{name}` is a label burnguard sets itself (reserved: {}, le)",
+                RESERVED_LABELS.join(", ")
+            ))
+        } else if seen.contains(name) {
+            Some(format!("`{name}` is listed twice"))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            p.at(&path, spec, why);
+            ok = false;
+        }
+        seen.push(name.clone());
+    }
+    ok.then_some(seen)
 }
 
 fn validate_indicator(p: &mut Problems<'_>, ind: IndicatorSpec) -> Option<Indicator> {
