@@ -133,6 +133,46 @@ fn each_broken_policy_names_the_field_that_is_wrong() {
             "not a duration",
         ),
         case(
+            "grouped by a label burnguard sets",
+            with(
+                "  objective: 99.9\n",
+                "  objective: 99.9\n  groupBy: [route, severity]\n",
+            ),
+            "spec.groupBy[1]",
+            Some(8),
+            "`severity` is a label burnguard sets itself",
+        ),
+        case(
+            "grouped by the same label twice",
+            with(
+                "  objective: 99.9\n",
+                "  objective: 99.9\n  groupBy: [route, route]\n",
+            ),
+            "spec.groupBy[1]",
+            Some(8),
+            "listed twice",
+        ),
+        case(
+            "grouped by something that is not a label name",
+            with(
+                "  objective: 99.9\n",
+                "  objective: 99.9\n  groupBy: [http.route]\n",
+            ),
+            "spec.groupBy[0]",
+            Some(8),
+            "not a Prometheus label name",
+        ),
+        case(
+            "a group limit of zero",
+            with(
+                "  objective: 99.9\n",
+                "  objective: 99.9\n  groupBy: [route]\n  maxGroups: 0\n",
+            ),
+            "spec.maxGroups",
+            Some(9),
+            "expected 1 to 10000",
+        ),
+        case(
             "window shorter than the catalogue",
             with("  objective: 99.9\n", "  objective: 99.9\n  window: 1d\n"),
             "spec.window",

@@ -31,7 +31,7 @@ use burnguard::adapters::store::SqlStore;
 use burnguard::domain::dashboards::{self, exported};
 use burnguard::domain::playbook::FreezeTarget;
 use burnguard::domain::policy::{Slo, Window};
-use burnguard::domain::rules::{self, Rule, RuleFile, RuleGroup};
+use burnguard::domain::rules;
 use burnguard::engine::{Evaluator, ReadMode, record};
 use burnguard::http::metrics::{Latest, Metrics};
 use burnguard::http::state::ServiceState;
@@ -399,64 +399,6 @@ fn raw_history() -> Vec<Series> {
                 .collect(),
         ),
     ]
-}
-
-/// The recording rules split into passes: each pass's rules read only raw series and series
-/// recorded by earlier passes (promtool evaluates every rule of a pass against the same data).
-fn rule_passes(file: &RuleFile) -> Vec<RuleFile> {
-    let recorded: BTreeSet<String> = file
-        .groups
-        .iter()
-        .flat_map(|g| &g.rules)
-        .filter_map(|r| match r {
-            Rule::Recording { record, .. } => Some(record.clone()),
-            Rule::Alerting { .. } => None,
-        })
-        .collect();
-    let mut done: BTreeSet<String> = BTreeSet::new();
-    let mut passes = Vec::new();
-    loop {
-        let mut pass = RuleFile { groups: Vec::new() };
-        let mut newly = BTreeSet::new();
-        for group in &file.groups {
-            let rules: Vec<Rule> = group
-                .rules
-                .iter()
-                .filter(|rule| match rule {
-                    Rule::Recording { record, expr, .. } => {
-                        !done.contains(record)
-                            && recorded
-                                .iter()
-                                .filter(|name| expr.contains(&format!("{name}{{")))
-                                .all(|name| done.contains(name))
-                    }
-                    Rule::Alerting { .. } => false,
-                })
-                .cloned()
-                .collect();
-            for rule in &rules {
-                if let Rule::Recording { record, .. } = rule {
-                    newly.insert(record.clone());
-                }
-            }
-            if !rules.is_empty() {
-                pass.groups.push(RuleGroup {
-                    name: group.name.clone(),
-                    rules,
-                });
-            }
-        }
-        if pass.groups.is_empty() {
-            break;
-        }
-        done.extend(newly);
-        passes.push(pass);
-    }
-    assert_eq!(
-        done, recorded,
-        "some recorded series could never be backfilled"
-    );
-    passes
 }
 
 /// Samples of burnguard's /metrics over time, written down from each scrape.
@@ -866,7 +808,7 @@ fn every_panel_query_returns_data_from_a_prometheus_holding_burnguards_series() 
     // Raw history, then the recording rules in passes.
     let mut server = common::prometheus::PrometheusServer::start(&raw_history());
     let file = rules::rule_file(&slos);
-    for pass in rule_passes(&file) {
+    for pass in common::prometheus::rule_passes(&file) {
         let yaml = rules::to_yaml(&pass, "policies").unwrap();
         server.backfill_rules(&yaml, END - HISTORY, END, STEP as u64);
     }

@@ -522,26 +522,15 @@ fn each_field_that_cannot_be_mapped_is_refused_at_its_path() {
             "native histograms are not supported yet",
         ),
         case(
-            "a grouped Pyrra ratio",
+            "a Pyrra grouping by a label burnguard sets",
             edit(
                 PYRRA,
                 "    ratio:\n",
-                "    ratio:\n      grouping: [route]\n",
+                "    ratio:\n      grouping: [route, slo]\n",
             ),
             "spec.indicator.ratio.grouping",
             Some(11),
-            "grouped SLOs",
-        ),
-        case(
-            "a grouped Pyrra latency",
-            edit(
-                PYRRA,
-                "    ratio:\n      errors:\n        metric: http_requests_total{job=\"api\",code=~\"5..\"}\n",
-                "    latency:\n      grouping: [route]\n      success:\n        metric: x_bucket{le=\"1\"}\n",
-            ),
-            "spec.indicator.latency.grouping",
-            Some(11),
-            "not supported yet",
+            "`slo` cannot group an SLO",
         ),
         case(
             "a Pyrra absent alert",
@@ -1125,7 +1114,7 @@ fn import_refuses_everything_when_one_field_cannot_be_mapped_and_writes_nothing(
         &edit(
             PYRRA,
             "    ratio:\n",
-            "    ratio:\n      grouping: [route]\n",
+            "    ratio:\n      grouping: [service]\n",
         ),
     );
     let out = dir.path().join("out");
@@ -1133,7 +1122,7 @@ fn import_refuses_everything_when_one_field_cannot_be_mapped_and_writes_nothing(
     assert!(!ok);
     assert!(
         output.contains(&format!(
-            "{}:11: document 1, spec.indicator.ratio.grouping: grouped SLOs",
+            "{}:11: document 1, spec.indicator.ratio.grouping: `service` cannot group an SLO",
             bad.display()
         )),
         "{output}"

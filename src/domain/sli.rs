@@ -82,14 +82,16 @@ pub fn latency_templates_by(
     by: &[String],
 ) -> (QueryTemplate, QueryTemplate) {
     let (good, total) = latency_templates(histogram, matchers, threshold);
-    let grouped = |t: QueryTemplate| {
-        QueryTemplate::new(t.template().replacen(
-            "sum(",
-            &format!("sum by ({}) (", by.join(", ")),
-            1,
-        ))
-    };
-    (grouped(good), grouped(total))
+    (sum_by(&good, by), sum_by(&total, by))
+}
+
+/// A template that starts with `sum(` summed `by` the labels instead (a grouped SLO's).
+pub fn sum_by(template: &QueryTemplate, by: &[String]) -> QueryTemplate {
+    QueryTemplate::new(template.template().replacen(
+        "sum(",
+        &format!("sum by ({}) (", by.join(", ")),
+        1,
+    ))
 }
 
 /// Per-second rate of bad events over `window`; `None` for a raw indicator.

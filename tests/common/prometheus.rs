@@ -319,3 +319,63 @@ pub fn recent_traffic(job: &str, errors_per_second: f64) -> Vec<Series> {
         ),
     ]
 }
+
+/// The recording rules split into passes: each pass's rules read only raw series and series
+/// recorded by earlier passes (promtool evaluates every rule of a pass against the same data).
+pub fn rule_passes(
+    file: &burnguard::domain::rules::RuleFile,
+) -> Vec<burnguard::domain::rules::RuleFile> {
+    let recorded: std::collections::BTreeSet<String> = file
+        .groups
+        .iter()
+        .flat_map(|g| &g.rules)
+        .filter_map(|r| match r {
+            burnguard::domain::rules::Rule::Recording { record, .. } => Some(record.clone()),
+            burnguard::domain::rules::Rule::Alerting { .. } => None,
+        })
+        .collect();
+    let mut done: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let mut passes = Vec::new();
+    loop {
+        let mut pass = burnguard::domain::rules::RuleFile { groups: Vec::new() };
+        let mut newly = std::collections::BTreeSet::new();
+        for group in &file.groups {
+            let rules: Vec<burnguard::domain::rules::Rule> = group
+                .rules
+                .iter()
+                .filter(|rule| match rule {
+                    burnguard::domain::rules::Rule::Recording { record, expr, .. } => {
+                        !done.contains(record)
+                            && recorded
+                                .iter()
+                                .filter(|name| expr.contains(&format!("{name}{{")))
+                                .all(|name| done.contains(name))
+                    }
+                    burnguard::domain::rules::Rule::Alerting { .. } => false,
+                })
+                .cloned()
+                .collect();
+            for rule in &rules {
+                if let burnguard::domain::rules::Rule::Recording { record, .. } = rule {
+                    newly.insert(record.clone());
+                }
+            }
+            if !rules.is_empty() {
+                pass.groups.push(burnguard::domain::rules::RuleGroup {
+                    name: group.name.clone(),
+                    rules,
+                });
+            }
+        }
+        if pass.groups.is_empty() {
+            break;
+        }
+        done.extend(newly);
+        passes.push(pass);
+    }
+    assert_eq!(
+        done, recorded,
+        "some recorded series could never be backfilled"
+    );
+    passes
+}

@@ -14,7 +14,8 @@
 //!   (for 28d: page 1h/5m x14 and 6h/30m x7, ticket 1d/2h x2 and 4d/6h x1); `alerting.name`
 //!   names them; `disabled` or `burnrates: false` switch them off.
 //!
-//! Refused per field: `latencyNative` (native histograms) and `grouping` (grouped SLOs), not
+//! `grouping` becomes `groupBy`, its queries summed by those labels as Pyrra does.
+//! Refused per field: `latencyNative` (native histograms), not
 //! supported yet; `absent: true`, `absentName` and `burnRateType: dynamic`, which have no
 //! equivalent.
 //!
@@ -34,6 +35,7 @@ use crate::domain::policy::{
     AlertWindow, Alerting, BadEvents, Indicator, QueryTemplate, Severity, Slo, Window,
 };
 use crate::domain::problem::Problem;
+use crate::domain::sli;
 use crate::domain::validate::{Problems, check_alert_name, check_labels};
 
 pub const API_VERSION: &str = "pyrra.dev/v1alpha1";
@@ -192,14 +194,15 @@ pub fn import(doc: &SourceDocument<'_>, document: PyrraDocument) -> Result<Slo, 
             None
         }
     };
-    let indicator = match spec.indicator {
-        Some(indicator) => import_indicator(&mut p, indicator),
+    let (indicator, group_by) = match spec.indicator.map(|i| import_indicator(&mut p, i)) {
+        Some(Some((indicator, by))) => (Some(indicator), by),
+        Some(None) => (None, Vec::new()),
         None => {
             p.missing(
                 "spec.indicator",
                 "exactly one of ratio, latency or bool_gauge",
             );
-            None
+            (None, Vec::new())
         }
     };
     let alerting = alerting(&mut p, spec.alerting.unwrap_or_default(), window);
@@ -212,7 +215,7 @@ pub fn import(doc: &SourceDocument<'_>, document: PyrraDocument) -> Result<Slo, 
         window,
         calendar: None,
         indicator,
-        group_by: Vec::new(),
+        group_by,
         alerting,
     }
     .finish();
@@ -258,15 +261,56 @@ fn labels(
     (service, labels)
 }
 
-fn grouping(p: &mut Problems<'_>, path: &str, grouping: &Option<Spanned<Vec<String>>>) {
-    if let Some(g) = grouping
-        && !g.value.is_empty()
-    {
-        p.at(
-            path,
-            g,
-            "grouped SLOs (one SLO per value of these labels) are not supported yet; remove grouping, or write one SLO per group with the group's value in its selectors",
-        );
+/// Pyrra's `grouping`: the labels of a grouped SLO, checked as burnguard checks `groupBy`.
+fn grouping(
+    p: &mut Problems<'_>,
+    path: &str,
+    grouping: &Option<Spanned<Vec<String>>>,
+) -> Vec<String> {
+    let Some(g) = grouping else {
+        return Vec::new();
+    };
+    for name in &g.value {
+        if !crate::domain::validate::is_label_name(name)
+            || name.starts_with("__")
+            || crate::domain::validate::RESERVED_LABELS.contains(&name.as_str())
+            || name == "le"
+        {
+            p.at(
+                path,
+                g,
+                format!("`{name}` cannot group an SLO: it is not a label name, or it is one burnguard sets itself"),
+            );
+        }
+    }
+    g.value.clone()
+}
+
+/// The indicator summed by the grouping labels (Pyrra's `sum by (grouping)`).
+fn grouped(indicator: Indicator, by: &[String]) -> Indicator {
+    if by.is_empty() {
+        return indicator;
+    }
+    match indicator {
+        Indicator::Ratio { bad, total } => Indicator::Ratio {
+            bad: match bad {
+                BadEvents::Errors(t) => BadEvents::Errors(sli::sum_by(&t, by)),
+                BadEvents::Good(t) => BadEvents::Good(sli::sum_by(&t, by)),
+            },
+            total: sli::sum_by(&total, by),
+        },
+        Indicator::Latency {
+            histogram,
+            matchers,
+            threshold,
+        } => {
+            let (good, total) = sli::latency_templates_by(&histogram, &matchers, threshold, by);
+            Indicator::Ratio {
+                bad: BadEvents::Good(good),
+                total,
+            }
+        }
+        raw => raw,
     }
 }
 
@@ -288,7 +332,10 @@ fn metric_rate(p: &mut Problems<'_>, path: &str, metric: Option<&Metric>) -> Opt
     }
 }
 
-fn import_indicator(p: &mut Problems<'_>, indicator: PyrraIndicator) -> Option<Indicator> {
+fn import_indicator(
+    p: &mut Problems<'_>,
+    indicator: PyrraIndicator,
+) -> Option<(Indicator, Vec<String>)> {
     draft::refuse(
         p,
         "spec.indicator.latencyNative",
@@ -312,16 +359,17 @@ fn import_indicator(p: &mut Problems<'_>, indicator: PyrraIndicator) -> Option<I
         return None;
     }
     if let Some(ratio) = indicator.ratio {
-        grouping(p, "spec.indicator.ratio.grouping", &ratio.grouping);
+        let by = grouping(p, "spec.indicator.ratio.grouping", &ratio.grouping);
         let errors = metric_rate(p, "spec.indicator.ratio.errors", ratio.errors.as_ref());
         let total = metric_rate(p, "spec.indicator.ratio.total", ratio.total.as_ref());
-        return Some(Indicator::Ratio {
+        let indicator = Indicator::Ratio {
             bad: BadEvents::Errors(QueryTemplate::new(errors?)),
             total: QueryTemplate::new(total?),
-        });
+        };
+        return Some((grouped(indicator, &by), by));
     }
     if let Some(latency) = indicator.latency {
-        grouping(p, "spec.indicator.latency.grouping", &latency.grouping);
+        let by = grouping(p, "spec.indicator.latency.grouping", &latency.grouping);
         let good = metric_rate(
             p,
             "spec.indicator.latency.success",
@@ -329,15 +377,14 @@ fn import_indicator(p: &mut Problems<'_>, indicator: PyrraIndicator) -> Option<I
         );
         let total = metric_rate(p, "spec.indicator.latency.total", latency.total.as_ref());
         let (good, total) = (good?, total?);
-        return Some(
-            queries::recognise_latency(&good, &total).unwrap_or(Indicator::Ratio {
-                bad: BadEvents::Good(QueryTemplate::new(good)),
-                total: QueryTemplate::new(total),
-            }),
-        );
+        let indicator = queries::recognise_latency(&good, &total).unwrap_or(Indicator::Ratio {
+            bad: BadEvents::Good(QueryTemplate::new(good)),
+            total: QueryTemplate::new(total),
+        });
+        return Some((grouped(indicator, &by), by));
     }
     if let Some(gauge) = indicator.bool_gauge {
-        grouping(p, "spec.indicator.bool_gauge.grouping", &gauge.grouping);
+        let by = grouping(p, "spec.indicator.bool_gauge.grouping", &gauge.grouping);
         let Some(metric) = &gauge.metric else {
             p.missing(
                 "spec.indicator.bool_gauge.metric",
@@ -346,10 +393,13 @@ fn import_indicator(p: &mut Problems<'_>, indicator: PyrraIndicator) -> Option<I
             return None;
         };
         return match queries::bool_gauge(&metric.value) {
-            Ok((good, total)) => Some(Indicator::Ratio {
-                bad: BadEvents::Good(good),
-                total,
-            }),
+            Ok((good, total)) => {
+                let indicator = Indicator::Ratio {
+                    bad: BadEvents::Good(good),
+                    total,
+                };
+                Some((grouped(indicator, &by), by))
+            }
             Err(why) => {
                 p.at("spec.indicator.bool_gauge.metric", metric, why);
                 None

@@ -1,0 +1,320 @@
+//! Grouped SLOs against a REAL Prometheus: one definition, one objective per `route`.
+//!
+//! Six hours of a shop's requests on three routes at 10 requests a second each: `/pay` fails
+//! 5% over the last 30 minutes (0.05% before), `/cart` and `/search` 0.05% throughout. Expected
+//! ratios come from the samples this file generates:
+//! - raw evaluation gives one evaluation per route with that route's numbers; `/pay` pages;
+//! - the same SLO written for Pyrra with `grouping: [route]` gives the same;
+//! - the generated rules pass promtool and, evaluated by Prometheus, record one series per
+//!   route that rules mode reads back to the same ratios;
+//! - incidents are one per route: `/pay` opens a page incident, the others none;
+//! - past `maxGroups`, or with queries that drop the group label, the SLO is an error that
+//!   says why, never a verdict.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use burnguard::adapters::prometheus::{Prometheus, PrometheusConfig};
+use burnguard::adapters::store::SqlStore;
+use burnguard::domain::policy::{Slo, Window};
+use burnguard::domain::rules;
+use burnguard::engine::evaluate::{Evaluator, ReadMode, SloEvaluation};
+use burnguard::engine::record::record_cycle;
+use burnguard::policies::{self, LoadOptions};
+use burnguard::ports::MetricsSource;
+use burnguard::ports::{IncidentFilter, Store};
+use common::db::TestDb;
+use common::prometheus::{PrometheusServer, Series, counter, labels};
+
+const STEP: i64 = 60;
+/// 2026-01-04T00:00:00Z: the last sample.
+const END: i64 = 1_767_484_800;
+const START: i64 = END - 6 * 3_600;
+const AT: i64 = END + 30;
+const ROUTES: [&str; 3] = ["/cart", "/pay", "/search"];
+
+fn errors_per_second(route: &str, t: i64) -> f64 {
+    if route == "/pay" && t >= END - 30 * 60 {
+        0.5
+    } else {
+        0.005
+    }
+}
+
+fn history() -> Vec<Series> {
+    let mut series = Vec::new();
+    for route in ROUTES {
+        series.push(counter(
+            "http_requests_total",
+            labels(&[("job", "shop"), ("route", route), ("code", "500")]),
+            START,
+            END,
+            STEP,
+            100.0,
+            move |t| errors_per_second(route, t),
+        ));
+        series.push(counter(
+            "http_requests_total",
+            labels(&[("job", "shop"), ("route", route), ("code", "200")]),
+            START,
+            END,
+            STEP,
+            100.0,
+            move |t| 10.0 - errors_per_second(route, t),
+        ));
+    }
+    series
+}
+
+/// The error ratio of `route` over `window` seconds before `AT`, from the samples.
+fn expected(history: &[Series], route: &str, window: i64) -> f64 {
+    let of = |code: &str| {
+        history
+            .iter()
+            .find(|s| s.labels["route"] == route && s.labels["code"] == code)
+            .unwrap()
+            .increase_in(AT, window)
+            .unwrap()
+    };
+    let (errors, ok) = (of("500"), of("200"));
+    errors / (errors + ok)
+}
+
+fn burnguard_slo(max_groups: Option<u32>, by: &str) -> String {
+    let max = max_groups.map_or(String::new(), |m| format!("  maxGroups: {m}\n"));
+    format!(
+        r#"apiVersion: burnguard.dev/v1
+kind: SLO
+metadata: {{name: shop-routes}}
+spec:
+  service: shop
+  objective: 99.9
+  window: 7d
+  groupBy: [route]
+{max}  indicator:
+    ratio:
+      errors: 'sum {by} (rate(http_requests_total{{job="shop",code="500"}}[{{{{.window}}}}]))'
+      total: 'sum {by} (rate(http_requests_total{{job="shop"}}[{{{{.window}}}}]))'
+  alerting:
+    windows:
+      - {{severity: page, long: 1h, short: 5m, burnRate: 14.4}}
+      - {{severity: ticket, long: 6h, short: 30m, burnRate: 6}}
+"#
+    )
+}
+
+const PYRRA: &str = r#"apiVersion: pyrra.dev/v1alpha1
+kind: ServiceLevelObjective
+metadata: {name: shop-routes-pyrra, namespace: shop, labels: {pyrra.dev/service: shop}}
+spec:
+  target: "99.9"
+  window: 7d
+  indicator:
+    ratio:
+      grouping: [route]
+      errors: {metric: 'http_requests_total{job="shop",code="500"}'}
+      total: {metric: 'http_requests_total{job="shop"}'}
+"#;
+
+fn load(text: &str) -> Slo {
+    let sources = vec![("slo.yaml".to_string(), text.to_string())];
+    let (loaded, _, problems) = policies::parse_sources(&sources, &LoadOptions::default());
+    assert!(problems.is_empty(), "{problems:?}");
+    loaded[0].slo.clone()
+}
+
+fn client(url: &str) -> Prometheus {
+    let mut config = PrometheusConfig::new(url);
+    config.timeout = std::time::Duration::from_secs(10);
+    Prometheus::new(&config).unwrap()
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1e-12)
+}
+
+fn by_route(evaluations: &[SloEvaluation]) -> BTreeMap<String, &SloEvaluation> {
+    evaluations
+        .iter()
+        .map(|e| (e.group.get("route").cloned().unwrap_or_default(), e))
+        .collect()
+}
+
+fn window(text: &str) -> Window {
+    Window::parse(text).unwrap()
+}
+
+#[tokio::test]
+async fn one_definition_evaluates_to_one_objective_per_route() {
+    let history = history();
+    let prometheus = PrometheusServer::start(&history);
+    let slos = vec![load(&burnguard_slo(None, "by (route)")), load(PYRRA)];
+    let evaluation = Evaluator::new(client(&prometheus.url), ReadMode::Raw, 4)
+        .evaluate(&slos, AT)
+        .await;
+    for name in ["shop-routes", "shop-routes-pyrra"] {
+        let ours: Vec<SloEvaluation> = evaluation
+            .slos
+            .iter()
+            .filter(|e| e.name == name)
+            .cloned()
+            .collect();
+        let routes = by_route(&ours);
+        assert_eq!(
+            routes.keys().map(String::as_str).collect::<Vec<_>>(),
+            ROUTES.to_vec(),
+            "{name}: {ours:#?}"
+        );
+        for route in ROUTES {
+            let e = routes[route];
+            assert_eq!(e.error, None, "{e:?}");
+            // Every window up to 6h (the 7d one reaches before the history).
+            let windows: Vec<Window> = e
+                .error_ratio
+                .0
+                .iter()
+                .map(|(w, _)| *w)
+                .filter(|w| (window("5m")..=window("6h")).contains(w))
+                .collect();
+            assert!(windows.len() >= 3, "{name}: {windows:?}");
+            for w in windows {
+                let got = e.error_ratio.get(w).unwrap();
+                let want = expected(&history, route, w.as_secs() as i64);
+                assert!(close(got, want), "{name} {route} {w}: {got} vs {want}");
+            }
+            // Pyrra's rows scaled to 7 days include a 1m short window, which a 60s scrape
+            // cannot fill: the quiet routes are `partial` there, not `ok`.
+            let status = match (route, name) {
+                ("/pay", _) => "page",
+                (_, "shop-routes") => "ok",
+                _ => "partial",
+            };
+            assert_eq!(e.status.as_str(), status, "{name} {route}");
+            assert_eq!(e.key(), format!("{name}{{route={route:?}}}"));
+        }
+    }
+    // The JSON carries the group.
+    let pay = evaluation
+        .slos
+        .iter()
+        .find(|e| e.group.get("route").map(String::as_str) == Some("/pay"))
+        .unwrap();
+    let json = serde_json::to_value(pay).unwrap();
+    assert_eq!(json["group"]["route"], "/pay");
+
+    // One incident per group: /pay pages, the others stay quiet.
+    let db = TestDb::sqlite();
+    let store = SqlStore::open(db.url()).await.unwrap();
+    let recorded = record_cycle(&store, &slos, &evaluation).await;
+    assert_eq!(recorded.opened, 2, "one for each definition's /pay");
+    let incidents = store
+        .list_incidents(&IncidentFilter {
+            status: None,
+            slo: None,
+            limit: None,
+        })
+        .await
+        .unwrap();
+    let mut keys: Vec<&str> = incidents.iter().map(|i| i.slo.as_str()).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        vec![
+            "shop-routes-pyrra{route=\"/pay\"}",
+            "shop-routes{route=\"/pay\"}"
+        ]
+    );
+    assert!(incidents.iter().all(|i| i.severity == "page"));
+}
+
+#[tokio::test]
+async fn too_many_groups_or_a_query_without_the_group_label_is_an_error_not_a_verdict() {
+    let prometheus = PrometheusServer::start(&history());
+    let evaluator = Evaluator::new(client(&prometheus.url), ReadMode::Raw, 4);
+    let limited = load(&burnguard_slo(Some(2), "by (route)"));
+    let evaluation = evaluator.evaluate(std::slice::from_ref(&limited), AT).await;
+    assert_eq!(evaluation.slos.len(), 1);
+    let e = &evaluation.slos[0];
+    assert_eq!(e.status.as_str(), "error");
+    let error = e.error.as_deref().unwrap();
+    assert!(
+        error.contains("3 groups by route, more than maxGroups (2)"),
+        "{error}"
+    );
+
+    // Summed without `by (route)`: one series with no route label.
+    let flat = load(&burnguard_slo(None, ""));
+    let evaluation = evaluator.evaluate(std::slice::from_ref(&flat), AT).await;
+    let e = &evaluation.slos[0];
+    assert_eq!(e.status.as_str(), "error");
+    let error = e.error.as_deref().unwrap();
+    assert!(error.contains("no `route` label"), "{error}");
+    assert!(error.contains("sum by (route)"), "{error}");
+    // An error opens nothing.
+    let db = TestDb::sqlite();
+    let store = SqlStore::open(db.url()).await.unwrap();
+    let recorded = record_cycle(&store, std::slice::from_ref(&flat), &evaluation).await;
+    assert_eq!(recorded.opened, 0);
+}
+
+#[tokio::test]
+async fn the_rules_record_one_series_per_route_that_rules_mode_reads_back() {
+    let history = history();
+    let mut prometheus = PrometheusServer::start(&history);
+    let slo = load(&burnguard_slo(None, "by (route)"));
+    let file = rules::rule_file(std::slice::from_ref(&slo));
+    let text = rules::to_yaml(&file, "a test").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = common::write(dir.path(), "rules.yaml", &text);
+    let (ok, output) = common::run(
+        Command::new(common::tool("promtool"))
+            .args(["check", "rules"])
+            .arg(&path),
+    );
+    assert!(ok && output.contains("SUCCESS"), "{output}\n{text}");
+    // The windows of this SLO (up to 6h, and the 7d window from the 5m base) come in two
+    // passes: what reads the raw series, then what reads recorded ones.
+    for pass in common::prometheus::rule_passes(&file) {
+        let yaml = rules::to_yaml(&pass, "a test").unwrap();
+        prometheus.backfill_rules(&yaml, START, END, STEP as u64);
+    }
+    // Ten minutes before the end: a time every pass recorded a sample at.
+    let at = END - 600;
+    let prometheus_client = client(&prometheus.url);
+    let evaluation = Evaluator::new(client(&prometheus.url), ReadMode::Rules, 4)
+        .evaluate(std::slice::from_ref(&slo), at)
+        .await;
+    let routes = by_route(&evaluation.slos);
+    assert_eq!(routes.len(), 3, "{:#?}", evaluation.slos);
+    for route in ROUTES {
+        let e = routes[route];
+        assert_eq!(e.error, None, "{e:?}");
+        let got = e.error_ratio.get(window("1h")).unwrap();
+        // Recorded at the last rule evaluation before `at` (promtool picks the instants),
+        // over the hour before that.
+        let recorded_at = prometheus_client
+            .instant(
+                &format!("timestamp(burnguard:sli_error:ratio_rate1h{{route=\"{route}\"}})"),
+                at,
+            )
+            .await
+            .unwrap()[0]
+            .value
+            .floor() as i64;
+        assert!(at - recorded_at < 60, "{recorded_at}");
+        let of = |code: &str| {
+            history
+                .iter()
+                .find(|s| s.labels["route"] == route && s.labels["code"] == code)
+                .unwrap()
+                .increase_in(recorded_at, 3_600)
+                .unwrap()
+        };
+        let want = of("500") / (of("500") + of("200"));
+        assert!(close(got, want), "{route}: recorded {got}, samples {want}");
+        let status = if route == "/pay" { "page" } else { "ok" };
+        assert_eq!(e.status.as_str(), status, "{route}");
+    }
+}
