@@ -952,3 +952,67 @@ async fn deleting_an_slo_object_lifts_its_freeze_and_resolves_its_incident_befor
         );
     }
 }
+
+#[tokio::test]
+async fn deleting_a_grouped_slo_resolves_the_incident_of_every_group_and_no_other_slos() {
+    use burnguard::ports::ClusterHost as _;
+    use burnguard::service::cluster::ServiceHost;
+    for db in TestDb::both().await {
+        let store = Arc::new(SqlStore::open(db.url()).await.unwrap());
+        // Incidents are kept by the evaluation's key: `name{group}` for a grouped SLO.
+        let open = |key: &'static str| {
+            let store = store.clone();
+            async move {
+                let mut r = record(AT, "page");
+                r.slo = key.into();
+                store
+                    .record(&r, |_| Decision::Open {
+                        severity: Severity::Page,
+                        peak_burn_rate: 20.0,
+                        budget_remaining: Some(0.5),
+                    })
+                    .await
+                    .unwrap()
+                    .incident_id
+                    .unwrap()
+            }
+        };
+        let pay = open("checkout{route=\"/pay\"}").await;
+        let cart = open("checkout{route=\"/cart\"}").await;
+        let other = open("checkout-api").await;
+        let other_group = open("checkout-api{route=\"/pay\"}").await;
+        let (client, mut server) = common::kube::scripted_client(vec![]);
+        let engine = new_engine(store.clone(), KubeActuator::new(client));
+        let state = Arc::new(ServiceState::new(
+            store.clone(),
+            "system:serviceaccount:burnguard:burnguard".into(),
+        ));
+        let (host, _policies) = ServiceHost::new(state, store.clone(), engine);
+        // The status shows a group's incident.
+        let facts = host.slo_facts("checkout").await.unwrap();
+        assert!(
+            [Some(pay), Some(cart)].contains(&facts.open_incident),
+            "{facts:?}"
+        );
+        host.slo_deleted("checkout").await.unwrap();
+        for (id, status) in [
+            (pay, "resolved"),
+            (cart, "resolved"),
+            (other, "open"),
+            (other_group, "open"),
+        ] {
+            assert_eq!(
+                detail(&store, id).await.incident.status,
+                status,
+                "incident {id} on {}",
+                db.url()
+            );
+        }
+        assert!(
+            events(&detail(&store, pay).await, "resolved")
+                .iter()
+                .any(|m| m.contains("SLO deleted"))
+        );
+        nothing_but_the_script(&mut server, &db).await;
+    }
+}

@@ -138,6 +138,8 @@ fn objective(selector: &str) -> String {
     format!("{OBJECTIVE_SERIES}{{{selector}}}")
 }
 
+/// The budget left of the SLOs `selector` picks; panels take the `min` per SLO, so a grouped
+/// SLO shows its worst group (and duplicate series from Prometheus replicas collapse).
 fn budget_remaining(selector: &str) -> String {
     format!("{BUDGET_REMAINING_SERIES}{{{selector}}}")
 }
@@ -562,7 +564,7 @@ fn overview() -> Value {
         stat(
             "Budget spent",
             "SLOs with no error budget left over their SLO window (recording rules).",
-            format!("count({} < 0)", budget_remaining(f)),
+            format!("count(min by (slo) ({}) < 0)", budget_remaining(f)),
             "none",
             thresholds(&[("green", None), ("red", Some(1.0))]),
         ),
@@ -607,7 +609,7 @@ fn overview() -> Value {
         "Budget left over each SLO's window (recording rules): 100% untouched, 0 spent, below 0 overspent.",
         vec![target(
             "A",
-            format!("sort(max by (slo) ({}))", budget_remaining(f)),
+            format!("sort(min by (slo) ({}))", budget_remaining(f)),
             "{{slo}}",
             Query::Instant,
         )],
@@ -635,7 +637,7 @@ fn overview() -> Value {
         "percentunit",
         vec![target(
             "A",
-            format!("max by (slo) ({})", budget_remaining(f)),
+            format!("min by (slo) ({})", budget_remaining(f)),
             "{{slo}}",
             Query::Range,
         )],
@@ -696,7 +698,7 @@ fn slo_table() -> Value {
     let targets = vec![
         target(
             "A",
-            format!("max by (slo, service, team) ({})", budget_remaining(f)),
+            format!("min by (slo, service, team) ({})", budget_remaining(f)),
             "",
             Query::Table,
         ),
@@ -734,7 +736,7 @@ fn slo_table() -> Value {
         ),
         target(
             "G",
-            filtered(&format!("max by (slo) ({SLO_TIME_TO_EXHAUSTION})")),
+            filtered(&format!("min by (slo) ({SLO_TIME_TO_EXHAUSTION})")),
             "",
             Query::Table,
         ),
@@ -921,7 +923,7 @@ fn detail() -> Value {
         stat(
             "Budget remaining",
             "Error budget left over the SLO window (recording rules): 100% untouched, 0 spent, below 0 overspent.",
-            format!("max({})", budget_remaining(s)),
+            format!("min({})", budget_remaining(s)),
             "percentunit",
             budget_thresholds(),
         ),
@@ -929,7 +931,7 @@ fn detail() -> Value {
     let mut exhaustion = stat(
         "Time to exhaustion",
         "How long the budget left lasts at the burn rate of the shortest long alert window, as burnguard computed it (/metrics); 0 once spent, empty when nothing burns.",
-        format!("max({SLO_TIME_TO_EXHAUSTION}{{{s}}})"),
+        format!("min({SLO_TIME_TO_EXHAUSTION}{{{s}}})"),
         "dtdurations",
         thresholds(&[
             ("red", None),
@@ -1065,7 +1067,7 @@ fn detail() -> Value {
         vec![
             target(
                 "A",
-                format!("max({})", budget_remaining(s)),
+                format!("min({})", budget_remaining(s)),
                 "budget remaining",
                 Query::Range,
             ),
@@ -1086,7 +1088,7 @@ fn detail() -> Value {
             "s",
             vec![target(
                 "A",
-                format!("max({SLO_TIME_TO_EXHAUSTION}{{{s}}})"),
+                format!("min({SLO_TIME_TO_EXHAUSTION}{{{s}}})"),
                 "time to exhaustion",
                 Query::Range,
             )],

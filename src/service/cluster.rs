@@ -22,8 +22,7 @@ use crate::domain::policy::Slo;
 use crate::engine::remediate::Remediator;
 use crate::http::state::ServiceState;
 use crate::ports::{
-    ClusterHost, ClusterPolicies, FileNames, Freezes, IncidentFilter, Journal, Operations,
-    SloFacts, Store,
+    ClusterHost, ClusterPolicies, FileNames, Freezes, IncidentFilter, Operations, SloFacts, Store,
 };
 
 /// How long the freezes and incidents read for statuses are reused: every SLO object's refresh
@@ -77,6 +76,49 @@ impl<T: Clone> Recent<T> {
 }
 
 type Unresolved = BTreeMap<String, crate::ports::IncidentRecord>;
+
+/// The keys of `slo`'s records: its name, then `name{...}` for each group of a grouped SLO
+/// (contiguous in a map ordered by key).
+fn keys_of<'a, V>(
+    map: &'a BTreeMap<String, V>,
+    slo: &'a str,
+) -> impl Iterator<Item = (&'a String, &'a V)> + 'a {
+    let group_prefix = format!("{slo}{{");
+    map.get_key_value(slo).into_iter().chain(
+        map.range(group_prefix.clone()..)
+            .take_while(move |(k, _)| k.starts_with(&group_prefix)),
+    )
+}
+
+/// The unresolved incidents of `slo` (one per group of a grouped SLO).
+fn of_slo(unresolved: Unresolved, slo: &str) -> impl Iterator<Item = crate::ports::IncidentRecord> {
+    let keys: Vec<String> = keys_of(&unresolved, slo).map(|(k, _)| k.clone()).collect();
+    let mut unresolved = unresolved;
+    keys.into_iter().filter_map(move |k| unresolved.remove(&k))
+}
+
+/// An SLO's latest evaluation; for a grouped SLO its worst group (a page before a ticket,
+/// then the least budget left), which is what its status shows.
+fn latest_of<'a>(
+    latest: &'a BTreeMap<String, crate::engine::SloEvaluation>,
+    slo: &'a str,
+) -> Option<&'a crate::engine::SloEvaluation> {
+    use crate::domain::burn::Status;
+    use crate::engine::evaluate::EvalStatus;
+    let rank = |e: &crate::engine::SloEvaluation| match e.status {
+        EvalStatus::Assessed(Status::Page) => 0,
+        EvalStatus::Assessed(Status::Ticket) => 1,
+        EvalStatus::Error => 2,
+        _ => 3,
+    };
+    keys_of(latest, slo).map(|(_, e)| e).min_by(|a, b| {
+        rank(a).cmp(&rank(b)).then(
+            a.error_budget_remaining
+                .unwrap_or(f64::INFINITY)
+                .total_cmp(&b.error_budget_remaining.unwrap_or(f64::INFINITY)),
+        )
+    })
+}
 
 impl ServiceHost {
     pub fn new(
@@ -169,7 +211,7 @@ impl ClusterHost for ServiceHost {
             .ok()
             .and_then(|t| t.get(slo).copied());
         let evaluation = match (self.state.latest.read(), at) {
-            (Ok(latest), Some(at)) => latest.get(slo).map(|e| EvaluationFacts {
+            (Ok(latest), Some(at)) => latest_of(&latest, slo).map(|e| EvaluationFacts {
                 status: e.status.as_str().to_string(),
                 budget_remaining: e.error_budget_remaining,
                 burn_rates: e
@@ -182,7 +224,7 @@ impl ClusterHost for ServiceHost {
             }),
             _ => None,
         };
-        let incident = self.unresolved().await?.remove(slo);
+        let incident = of_slo(self.unresolved().await?, slo).next();
         let last_action = match &incident {
             Some(incident) => self
                 .store
@@ -246,22 +288,19 @@ impl ClusterHost for ServiceHost {
         // Takes the marks off the Deployments now rather than on the next cycle.
         self.remediator.reconcile_freezes().await;
         // One SLO has at most one unresolved incident (open or acknowledged).
-        if let Some(incident) = self
-            .store
-            .unresolved_incident(slo)
-            .await
-            .map_err(|e| e.to_string())?
-        {
+        // Its incident, or every group's incident of a grouped SLO.
+        for incident in of_slo(self.unresolved().await?, slo) {
             self.store
                 .resolve_by_hand(incident.id, ACTOR, Some("SLO deleted"), now)
                 .await
                 .map_err(|e| e.to_string())?;
             info!(
-                slo,
+                slo = %incident.slo,
                 incident = incident.id,
                 "incident resolved: its SLO was deleted"
             );
         }
+        self.unresolved.forget().await;
         Ok(())
     }
 
