@@ -318,3 +318,93 @@ async fn the_rules_record_one_series_per_route_that_rules_mode_reads_back() {
         assert_eq!(e.status.as_str(), status, "{route}");
     }
 }
+
+/// Two hours of traffic on the three routes up to now; `/pay` fails 5% throughout.
+fn recent_routes() -> Vec<Series> {
+    let now = chrono::Utc::now().timestamp();
+    let end = now - now % 60;
+    let start = end - 2 * 3_600;
+    let mut series = Vec::new();
+    for route in ROUTES {
+        let errors = if route == "/pay" { 0.5 } else { 0.005 };
+        for (code, per_second) in [("500", errors), ("200", 10.0 - errors)] {
+            series.push(counter(
+                "http_requests_total",
+                labels(&[("job", "shop"), ("route", route), ("code", code)]),
+                start,
+                end,
+                STEP,
+                1e6,
+                move |_| per_second,
+            ));
+        }
+    }
+    series
+}
+
+#[test]
+fn serve_keeps_one_state_incident_and_metric_series_per_group() {
+    let prometheus = PrometheusServer::start(&recent_routes());
+    let dir = tempfile::tempdir().unwrap();
+    let policies = common::write(dir.path(), "slo.yaml", &burnguard_slo(None, "by (route)"));
+    let db = TestDb::sqlite();
+    let serve = common::serve::Serve::start(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--interval",
+            "1s",
+            "--prometheus",
+            &prometheus.url,
+            "--db",
+            db.url(),
+            "--policies",
+            policies.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let metrics = serve.metrics_until("a page status for /pay", |m| {
+        common::serve::value(
+            m,
+            r#"burnguard_slo_status{slo="shop-routes",service="shop",route="/pay",status="page"}"#,
+        ) == Some(1.0)
+    });
+    for route in ["/cart", "/search"] {
+        let series = format!(
+            r#"burnguard_slo_status{{slo="shop-routes",service="shop",route="{route}",status="ok"}}"#
+        );
+        assert_eq!(
+            common::serve::value(&metrics, &series),
+            Some(1.0),
+            "{series}"
+        );
+    }
+    // The API: one entry per group.
+    let (status, body) = serve.get("/api/v1/slos/shop-routes");
+    assert_eq!(status, 200, "{body}");
+    let slo: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut routes: Vec<&str> = slo["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["group"]["route"].as_str().unwrap())
+        .collect();
+    routes.sort();
+    assert_eq!(routes, ROUTES.to_vec(), "{body}");
+    // One incident, /pay's.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let incidents = loop {
+        let (status, body) = serve.get("/api/v1/incidents");
+        assert_eq!(status, 200, "{body}");
+        let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let items = list["incidents"].as_array().cloned().unwrap_or_default();
+        if !items.is_empty() {
+            break items;
+        }
+        assert!(std::time::Instant::now() < deadline, "no incident: {body}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    assert_eq!(incidents[0]["slo"], "shop-routes{route=\"/pay\"}");
+    assert_eq!(incidents[0]["severity"], "page");
+}

@@ -25,7 +25,12 @@ spec:
       total: sum(rate(http_requests_total{job="checkout"}[{{.window}}]))
 "#;
 
+/// Starts serve; its log goes to `serve-<n>.log` beside the policies, which
+/// [`wait_for_incidents`] prints when nothing appears.
 fn spawn_serve(policies: &std::path::Path, prometheus: &str, db: &str) -> Child {
+    let dir = policies.parent().unwrap();
+    let n = std::fs::read_dir(dir).unwrap().count();
+    let log = std::fs::File::create(dir.join(format!("serve-{n}.log"))).unwrap();
     Command::new(env!("CARGO_BIN_EXE_burnguard"))
         .args([
             "serve",
@@ -40,9 +45,9 @@ fn spawn_serve(policies: &std::path::Path, prometheus: &str, db: &str) -> Child 
             "--policies",
         ])
         .arg(policies)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(log))
         .spawn()
         .expect("serve starts")
 }
@@ -52,8 +57,9 @@ fn stop(mut child: Child) {
     let _ = child.wait();
 }
 
-/// Polls `incidents list` until it shows something, returning the parsed JSON array.
-fn wait_for_incidents(db: &str) -> Vec<serde_json::Value> {
+/// Polls `incidents list` until it shows something, returning the parsed JSON array; on
+/// timeout, fails with the logs of the serve processes started beside `policies`.
+fn wait_for_incidents(db: &str, policies: &std::path::Path) -> Vec<serde_json::Value> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (ok, output) = common::run(Command::new(env!("CARGO_BIN_EXE_burnguard")).args([
@@ -72,7 +78,20 @@ fn wait_for_incidents(db: &str) -> Vec<serde_json::Value> {
         {
             return items;
         }
-        assert!(Instant::now() < deadline, "no incident appeared: {output}");
+        if Instant::now() >= deadline {
+            let mut logs = String::new();
+            for entry in std::fs::read_dir(policies.parent().unwrap()).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "log") {
+                    logs += &format!(
+                        "--- {}\n{}\n",
+                        path.display(),
+                        std::fs::read_to_string(&path).unwrap_or_default()
+                    );
+                }
+            }
+            panic!("no incident appeared: {output}\n{logs}");
+        }
         std::thread::sleep(Duration::from_millis(300));
     }
 }
@@ -84,7 +103,7 @@ fn a_burning_slo_opens_a_page_incident_that_the_cli_lists_and_shows() {
     let policies = common::write(dir.path(), "slo.yaml", SPIKE);
     let db = TestDb::sqlite();
     let serve = spawn_serve(&policies, &prometheus.url, db.url());
-    let incidents = wait_for_incidents(db.url());
+    let incidents = wait_for_incidents(db.url(), &policies);
     stop(serve);
 
     assert_eq!(incidents.len(), 1, "{incidents:?}");
@@ -188,7 +207,7 @@ async fn kill_9_mid_cycle_leaves_a_consistent_database_and_the_same_incident_con
 
 fn wait_for_first_incident(policies: &std::path::Path, prometheus: &str, db: &str) -> i64 {
     let serve = spawn_serve(policies, prometheus, db);
-    let incidents = wait_for_incidents(db);
+    let incidents = wait_for_incidents(db, policies);
     stop(serve);
     incidents[0]["id"].as_i64().unwrap()
 }
@@ -203,7 +222,7 @@ async fn two_replicas_on_one_postgres_keep_exactly_one_open_incident() {
     SqlStore::open(db.url()).await.unwrap().close().await;
     let a = spawn_serve(&policies, &prometheus.url, db.url());
     let b = spawn_serve(&policies, &prometheus.url, db.url());
-    wait_for_incidents(db.url());
+    wait_for_incidents(db.url(), &policies);
     // Let both run several cycles against the open incident.
     std::thread::sleep(Duration::from_secs(4));
     stop(a);

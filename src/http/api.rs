@@ -140,11 +140,19 @@ pub async fn get_slo(
         .latest_evaluations()
         .await
         .map_err(ApiError::internal)?;
-    latest
+    // A grouped SLO has one evaluation per group: all of them, under `groups`.
+    let mut found: Vec<serde_json::Value> = latest
         .into_iter()
-        .find(|p| p.snapshot["name"] == name.as_str())
-        .map(|p| Json(p.snapshot).into_response())
-        .ok_or_else(|| not_found(format!("no SLO named `{name}` has been evaluated")))
+        .filter(|p| p.snapshot["name"] == name.as_str())
+        .map(|p| p.snapshot)
+        .collect();
+    match found.len() {
+        0 => Err(not_found(format!(
+            "no SLO named `{name}` has been evaluated"
+        ))),
+        1 if found[0].get("group").is_none() => Ok(Json(found.remove(0)).into_response()),
+        _ => Ok(Json(json!({"name": name, "groups": found})).into_response()),
+    }
 }
 
 pub async fn slo_history(

@@ -114,7 +114,7 @@ pub const OPERATIONS: &[Operation] = &[
     Operation {
         method: "get",
         path: "/slos/{name}",
-        summary: "One SLO's latest evaluation: status, ratios, burn rates, budget, alerts",
+        summary: "One SLO's latest evaluation: status, ratios, burn rates, budget, alerts; a grouped SLO's as {name, groups: [one per group]}",
         mutating: false,
         body: None,
         body_schema: None,
