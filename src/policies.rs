@@ -149,9 +149,11 @@ pub fn load_with(paths: &[PathBuf], options: &LoadOptions) -> Result<PolicySet, 
             });
         }
     }
-    let names: std::collections::HashSet<&str> =
-        playbooks.iter().map(|b| b.playbook.name.as_str()).collect();
-    for (i, mut problem) in validate::check_playbook_references(slos.iter().map(|l| &l.slo), &names)
+    let books: std::collections::BTreeMap<&str, &Playbook> = playbooks
+        .iter()
+        .map(|b| (b.playbook.name.as_str(), &b.playbook))
+        .collect();
+    for (i, mut problem) in validate::check_playbook_references(slos.iter().map(|l| &l.slo), &books)
     {
         problem.document = slos[i].origin.document;
         problems.push(FileProblem {

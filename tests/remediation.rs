@@ -959,3 +959,134 @@ async fn the_hourly_cap_is_checked_in_the_transaction_that_starts_a_step() {
         assert_eq!((ran, refused), (3, 9), "{}", db.url());
     }
 }
+
+/// A grouped `checkout` (by route) whose page rule runs `degrade`, and the playbook.
+fn grouped_policy(steps: &str) -> String {
+    policy("    - {when: {alert: page}, run: degrade}", steps, "").replace(
+        "  objective: 99.9\n",
+        "  objective: 99.9\n  groupBy: [route]\n",
+    )
+}
+
+/// One evaluation per route: `(route, status)`.
+fn grouped_evaluation(slo: &Slo, groups: &[(&str, Status)], at: i64) -> Evaluation {
+    let mut e = evaluation(slo, EvalStatus::Assessed(Status::Ok), Some(0.5), at);
+    let one = e.slos.remove(0);
+    e.slos = groups
+        .iter()
+        .map(|(route, status)| SloEvaluation {
+            group: BTreeMap::from([("route".to_string(), route.to_string())]),
+            status: EvalStatus::Assessed(*status),
+            ..one.clone()
+        })
+        .collect();
+    e
+}
+
+#[tokio::test]
+async fn a_grouped_slo_runs_its_playbook_once_for_the_burning_group_with_the_groups_labels() {
+    for db in TestDb::both().await {
+        let receiver = Receiver::start().await;
+        let step = format!(
+            "    - name: degrade the route\n      http: {{method: POST, url: \"{}/flags${{group.route}}\", body: '{{\"route\": \"${{group.route}}\"}}', timeout: 1s}}\n",
+            receiver.url
+        );
+        let (slos, books) = load(&grouped_policy(&step));
+        let slo = &slos[0];
+        let store = Arc::new(SqlStore::open(db.url()).await.unwrap());
+        // The incidents the cycle's records opened: one per burning group, by key.
+        let pay = open_page_incident(&store, "checkout{route=\"/pay\"}", 1_000).await;
+        let hostile = open_page_incident(&store, "checkout{route=\"/a?b=1\"}", 1_000).await;
+        let engine = new_engine(store.clone(), &nowhere(), RemediationSettings::default());
+        for at in [1_030, 1_060] {
+            engine
+                .after_cycle(
+                    &slos,
+                    &books,
+                    &grouped_evaluation(
+                        slo,
+                        &[
+                            ("/pay", Status::Page),
+                            ("/cart", Status::Ok),
+                            ("/a?b=1", Status::Page),
+                        ],
+                        at,
+                    ),
+                )
+                .await;
+            engine.wait_idle().await;
+        }
+        // /pay's call went out once, with its route in the URL and the body.
+        let calls = receiver.requests();
+        assert_eq!(
+            calls.len(),
+            1,
+            "{:?} on {}",
+            calls.iter().map(|c| &c.path).collect::<Vec<_>>(),
+            db.url()
+        );
+        assert_eq!(calls[0].path, "/flags/pay");
+        assert_eq!(calls[0].body, r#"{"route": "/pay"}"#);
+        let d = detail(&store, pay).await;
+        assert!(
+            kinds(&d).contains(&"action_succeeded".to_string()),
+            "{:?}",
+            kinds(&d)
+        );
+        // The route that is not safe to put in a URL: the step failed, nothing was sent, and
+        // the timeline says why.
+        let d = detail(&store, hostile).await;
+        let said: Vec<&str> = d.timeline.iter().map(|e| e.message.as_str()).collect();
+        assert!(
+            said.iter()
+                .any(|m| m.contains("not safe to put into a step")),
+            "{said:?} on {}",
+            db.url()
+        );
+    }
+}
+
+#[test]
+fn grouped_slos_refuse_what_cannot_act_per_group_and_templates_they_do_not_group_by() {
+    let steps = "    - name: call\n      http: {method: POST, url: \"http://flags/${group.team}\", timeout: 1s}\n";
+    let (_, _, problems) = burnguard::policies::parse_policies("t.yaml", &grouped_policy(steps));
+    // parse_policies checks documents one by one; references are checked across files.
+    assert!(problems.is_empty(), "{problems:?}");
+    let dir = tempfile::tempdir().unwrap();
+    common::write(dir.path(), "t.yaml", &grouped_policy(steps));
+    let error = burnguard::policies::load(&[dir.path().to_path_buf()]).unwrap_err();
+    let text: Vec<String> = error
+        .problems
+        .iter()
+        .map(|p| format!("{}: {}", p.problem.path, p.problem.message))
+        .collect();
+    let text = text.join("\n");
+    assert!(
+        text.contains("spec.budgetPolicy[0].run: playbook `degrade` uses `${group.team}`, and this SLO groups by route only"),
+        "{text}"
+    );
+    for (rule, path, says) in [
+        (
+            "    - {when: {burnRateAbove: 3, for: 1h, window: 1h}, run: degrade}",
+            "spec.budgetPolicy[0].when.burnRateAbove",
+            "not supported on a grouped SLO yet",
+        ),
+        (
+            "    - {when: {alert: page}, freeze: {service: checkout}}",
+            "spec.budgetPolicy[0].freeze",
+            "run a playbook with a freeze step instead",
+        ),
+    ] {
+        let text = policy(rule, &http_step("call", "http://flags/x", ""), "").replace(
+            "  objective: 99.9\n",
+            "  objective: 99.9\n  groupBy: [route]\n",
+        );
+        let (_, _, problems) = burnguard::policies::parse_policies("t.yaml", &text);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.problem.path == path && p.problem.message.contains(says)),
+            "{path}: {problems:?}"
+        );
+    }
+}

@@ -206,7 +206,8 @@ pub fn derived_rule_id(when: &Trigger, then: &Response) -> String {
     format!("when-{}", hex::encode(&digest[..6]))
 }
 
-/// Names `${VAR}` references in a template, or says what is malformed.
+/// Names `${VAR}` references in a template, or says what is malformed. `${group.<label>}`
+/// (a grouped SLO's label, see [`expand_group`]) is not an environment variable and is skipped.
 pub fn env_references(template: &str) -> Result<Vec<String>, String> {
     let mut names = Vec::new();
     let mut rest = template;
@@ -216,6 +217,20 @@ pub fn env_references(template: &str) -> Result<Vec<String>, String> {
             .find('}')
             .ok_or_else(|| "has `${` without a closing `}`".to_string())?;
         let name = &after[..end];
+        if let Some(label) = name.strip_prefix("group.") {
+            let label_like = label
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !label_like {
+                return Err(format!(
+                    "has `${{{name}}}`, whose `{label}` is not a label name"
+                ));
+            }
+            rest = &after[end + 1..];
+            continue;
+        }
         let valid = !name.is_empty()
             && name
                 .chars()
@@ -254,9 +269,185 @@ pub fn expand_env(
     Ok(out)
 }
 
+/// How a step names a grouped SLO's label: `${group.route}`. Environment variables keep the
+/// plain `${VAR}` form, so the two never meet.
+pub const GROUP_TEMPLATE_START: &str = "${group.";
+
+/// The group labels `text` refers to, in order.
+pub fn group_refs(text: &str) -> Vec<String> {
+    let mut refs = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(GROUP_TEMPLATE_START) {
+        let after = &rest[start + GROUP_TEMPLATE_START.len()..];
+        match after.find('}') {
+            Some(end) => {
+                refs.push(after[..end].to_string());
+                rest = &after[end + 1..];
+            }
+            None => break,
+        }
+    }
+    refs
+}
+
+/// The texts of a step that may hold group templates.
+fn template_texts(action: &StepAction) -> Vec<&str> {
+    match action {
+        StepAction::Http(h) => std::iter::once(h.url.as_str())
+            .chain(h.headers.values().map(String::as_str))
+            .chain(h.body.as_deref())
+            .collect(),
+        StepAction::Rollback {
+            namespace,
+            deployment,
+        }
+        | StepAction::Scale {
+            namespace,
+            deployment,
+            ..
+        } => vec![namespace, deployment],
+        StepAction::Freeze(t) => t
+            .service
+            .as_deref()
+            .into_iter()
+            .chain(t.namespace.as_deref())
+            .chain(t.deployments.iter().map(String::as_str))
+            .collect(),
+        StepAction::Verify { .. } => Vec::new(),
+    }
+}
+
+/// Every group label a playbook's steps refer to.
+pub fn playbook_group_refs(playbook: &Playbook) -> std::collections::BTreeSet<String> {
+    playbook
+        .steps
+        .iter()
+        .flat_map(|s| template_texts(&s.action))
+        .flat_map(group_refs)
+        .collect()
+}
+
+/// Whether a label value may be put into a step: letters, digits and `.-_~:/@`, at most 128
+/// characters. Label values come from the monitored service's series (a route is a request
+/// path): nothing that could close a quoted string, add a header line, a query parameter or
+/// a path segment like `..` gets through.
+pub fn safe_group_value(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 128
+        && !value.contains("..")
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-_~:/@".contains(c))
+}
+
+/// The step's action with each `${group.<label>}` replaced by the group's value. An error
+/// names the label when the group has none of that name or its value is not safe to put in
+/// (see [`safe_group_value`]): the step then fails, and nothing is sent.
+pub fn expand_group(
+    action: &StepAction,
+    group: &BTreeMap<String, String>,
+) -> Result<StepAction, String> {
+    for label in template_texts(action).into_iter().flat_map(group_refs) {
+        match group.get(&label) {
+            None => {
+                return Err(format!(
+                    "`${{group.{label}}}` names no label of this SLO's group ({})",
+                    if group.is_empty() {
+                        "the SLO is not grouped".to_string()
+                    } else {
+                        group.keys().cloned().collect::<Vec<_>>().join(", ")
+                    }
+                ));
+            }
+            Some(value) if !safe_group_value(value) => {
+                return Err(format!(
+                    "the group's {label} value {value:?} is not safe to put into a step (letters, digits and .-_~:/@ only, no `..`)"
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    let fill = |text: &str| {
+        group.iter().fold(text.to_string(), |t, (k, v)| {
+            t.replace(&format!("{GROUP_TEMPLATE_START}{k}}}"), v)
+        })
+    };
+    Ok(match action {
+        StepAction::Http(h) => StepAction::Http(HttpStep {
+            url: fill(&h.url),
+            headers: h
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), fill(v)))
+                .collect(),
+            body: h.body.as_deref().map(fill),
+            ..h.clone()
+        }),
+        StepAction::Rollback {
+            namespace,
+            deployment,
+        } => StepAction::Rollback {
+            namespace: fill(namespace),
+            deployment: fill(deployment),
+        },
+        StepAction::Scale {
+            namespace,
+            deployment,
+            replicas,
+        } => StepAction::Scale {
+            namespace: fill(namespace),
+            deployment: fill(deployment),
+            replicas: *replicas,
+        },
+        StepAction::Freeze(t) => StepAction::Freeze(FreezeTarget {
+            service: t.service.as_deref().map(fill),
+            namespace: t.namespace.as_deref().map(fill),
+            deployments: t.deployments.iter().map(|d| fill(d)).collect(),
+            selector: t.selector.clone(),
+        }),
+        verify @ StepAction::Verify { .. } => verify.clone(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_templates_fill_in_safe_values_and_refuse_the_rest() {
+        let action = StepAction::Http(HttpStep {
+            method: "POST".into(),
+            url: "http://flags/api/${group.route}?token=${TOKEN}".into(),
+            headers: BTreeMap::from([("X-Route".to_string(), "${group.route}".to_string())]),
+            body: Some(r#"{"route": "${group.route}", "off": true}"#.into()),
+            expect_status: vec![200],
+            timeout: std::time::Duration::from_secs(1),
+        });
+        let group = |v: &str| BTreeMap::from([("route".to_string(), v.to_string())]);
+        let StepAction::Http(h) = expand_group(&action, &group("/pay")).unwrap() else {
+            unreachable!()
+        };
+        // Environment templates stay for the actuator to fill.
+        assert_eq!(h.url, "http://flags/api//pay?token=${TOKEN}");
+        assert_eq!(h.headers["X-Route"], "/pay");
+        assert_eq!(h.body.unwrap(), r#"{"route": "/pay", "off": true}"#);
+        for hostile in [
+            r#"/pay", "off": false, "x": ""#,
+            "/pay?all=1",
+            "/../admin",
+            "a\r\nX-Evil: 1",
+            "",
+        ] {
+            let e = expand_group(&action, &group(hostile)).unwrap_err();
+            assert!(e.contains("not safe"), "{hostile:?}: {e}");
+        }
+        let e = expand_group(&action, &BTreeMap::new()).unwrap_err();
+        assert!(e.contains("not grouped"), "{e}");
+        assert_eq!(
+            group_refs("a ${group.x} b ${group.y} ${ENV}"),
+            vec!["x", "y"]
+        );
+    }
 
     #[test]
     fn a_derived_rule_id_depends_on_the_trigger_and_the_playbook_only() {

@@ -291,16 +291,25 @@ fn validate_spec(p: &mut Problems<'_>, spec: SloSpec) -> Option<SpecParts> {
     };
     let alerting = validate_alerting(p, spec.alerting, window);
     let group_by = group_by(p, spec.group_by.as_ref());
+    // A grouped SLO's rules act per group, through its group's incident; what cannot yet be
+    // told apart per group is refused.
     if let (Some(groups), Some(rules)) = (&group_by, &budget_policy)
         && !groups.is_empty()
-        && !rules.is_empty()
-        && let Some(groups_at) = &spec.group_by
     {
-        p.at(
-            "spec.budgetPolicy",
-            groups_at,
-            "is not supported on a grouped SLO yet: playbooks and freezes act per SLO, not per group; drop groupBy, or the budget policy",
-        );
+        for (i, rule) in rules.iter().enumerate() {
+            if matches!(rule.when, super::playbook::Trigger::BurnRateAbove { .. }) {
+                p.push(
+                    &format!("spec.budgetPolicy[{i}].when.burnRateAbove"),
+                    "is not supported on a grouped SLO yet (its check reads the SLO as one series); use alert or budgetRemainingBelow",
+                );
+            }
+            if matches!(rule.then, super::playbook::Response::Freeze(_)) {
+                p.push(
+                    &format!("spec.budgetPolicy[{i}].freeze"),
+                    "is not supported on a grouped SLO yet (a rule holds one freeze, not one per group); run a playbook with a freeze step instead",
+                );
+            }
+        }
     }
     let max_groups = spec
         .max_groups

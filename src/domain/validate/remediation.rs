@@ -570,34 +570,60 @@ fn http_step(p: &mut Problems<'_>, path: &str, h: HttpSpec) -> Option<HttpStep> 
     })
 }
 
-/// Problems for `run:` names with no Playbook of that name among those loaded, as
+/// Problems for `run:` names with no Playbook of that name among those loaded, and for
+/// playbooks whose steps name a group label (`${group.route}`) the SLO does not group by, as
 /// `(index of the SLO, problem)`.
 pub fn check_playbook_references<'a>(
     slos: impl IntoIterator<Item = &'a crate::domain::policy::Slo>,
-    playbooks: &HashSet<&str>,
+    playbooks: &std::collections::BTreeMap<&str, &Playbook>,
 ) -> Vec<(usize, Problem)> {
     let mut problems = Vec::new();
     for (i, slo) in slos.into_iter().enumerate() {
         for (r, rule) in slo.budget_policy.iter().enumerate() {
-            if let Response::Run(name) = &rule.then
-                && !playbooks.contains(name.as_str())
-            {
-                let known: Vec<&str> = playbooks.iter().copied().collect();
-                problems.push((
-                    i,
-                    Problem::new(
-                        format!("spec.budgetPolicy[{r}].run"),
-                        None,
-                        format!(
-                            "no Playbook named `{name}` is loaded{}",
-                            if known.is_empty() {
-                                String::new()
-                            } else {
-                                format!(" (known: {})", known.join(", "))
-                            }
+            let Response::Run(name) = &rule.then else {
+                continue;
+            };
+            let path = format!("spec.budgetPolicy[{r}].run");
+            match playbooks.get(name.as_str()) {
+                None => {
+                    let known: Vec<&str> = playbooks.keys().copied().collect();
+                    problems.push((
+                        i,
+                        Problem::new(
+                            path,
+                            None,
+                            format!(
+                                "no Playbook named `{name}` is loaded{}",
+                                if known.is_empty() {
+                                    String::new()
+                                } else {
+                                    format!(" (known: {})", known.join(", "))
+                                }
+                            ),
                         ),
-                    ),
-                ));
+                    ));
+                }
+                Some(playbook) => {
+                    for label in crate::domain::playbook::playbook_group_refs(playbook) {
+                        if !slo.group_by.contains(&label) {
+                            problems.push((
+                                i,
+                                Problem::new(
+                                    path.clone(),
+                                    None,
+                                    format!(
+                                        "playbook `{name}` uses `${{group.{label}}}`, and this SLO {}",
+                                        if slo.group_by.is_empty() {
+                                            "is not grouped".to_string()
+                                        } else {
+                                            format!("groups by {} only", slo.group_by.join(", "))
+                                        }
+                                    ),
+                                ),
+                            ));
+                        }
+                    }
+                }
             }
         }
     }

@@ -79,9 +79,10 @@ where
         playbooks: &std::collections::BTreeMap<String, Playbook>,
         at: UnixSeconds,
     ) -> Result<(), String> {
+        // A grouped SLO's groups each have their own incident.
         let incident = self
             .store
-            .unresolved_incident(&slo.name)
+            .unresolved_incident(&e.key())
             .await
             .map_err(|e| e.to_string())?;
         let holds = match &rule.when {
@@ -96,6 +97,9 @@ where
             Trigger::BudgetRemainingBelow(threshold) => {
                 e.error_budget_remaining.is_some_and(|b| b < *threshold)
             }
+            // Validation refuses sustained-burn rules on grouped SLOs (their subquery reads
+            // the SLO as one series); never act on a guess if one gets here.
+            Trigger::BurnRateAbove { .. } if !e.group.is_empty() => false,
             Trigger::BurnRateAbove { .. } => matches!(
                 self.sustained_burn(slo, rule, at).await,
                 Sustained::Held { .. }
@@ -118,9 +122,17 @@ where
                     );
                     return Ok(());
                 };
-                self.start_playbook(slo.clone(), incident_id, rule.id.clone(), playbook.clone());
+                self.start_playbook(
+                    slo.clone(),
+                    e.group.clone(),
+                    incident_id,
+                    rule.id.clone(),
+                    playbook.clone(),
+                );
                 Ok(())
             }
+            // Refused by validation on grouped SLOs: one freeze per rule, not per group.
+            Response::Freeze(_) if !e.group.is_empty() => Ok(()),
             Response::Freeze(target) => {
                 let reason = format!("{}: {}", slo.name, describe_trigger(&rule.when));
                 self.freeze(

@@ -245,29 +245,36 @@ where
     ) {
         self.heartbeat().await;
         self.recover().await;
-        let by_name: BTreeMap<&str, &SloEvaluation> = evaluation
-            .slos
-            .iter()
-            .map(|e| (e.name.as_str(), e))
-            .collect();
+        // One evaluation per SLO, or one per group of a grouped SLO: each acts on its own.
+        let mut of_slo: BTreeMap<&str, Vec<&SloEvaluation>> = BTreeMap::new();
+        for e in &evaluation.slos {
+            of_slo.entry(e.name.as_str()).or_default().push(e);
+        }
         for slo in slos {
-            let Some(e) = by_name.get(slo.name.as_str()) else {
-                continue;
-            };
-            if !decisive(e) {
-                // Never act on missing, partial or failed data; the incident's timeline
-                // already says the data is missing.
-                continue;
-            }
-            for rule in &slo.budget_policy {
-                if let Err(error) = self
-                    .apply_rule(slo, e, rule, playbooks, evaluation.at)
-                    .await
-                {
-                    warn!(slo = %slo.name, rule = %rule.id, %error, "applying a budget rule failed");
+            for e in of_slo.get(slo.name.as_str()).into_iter().flatten() {
+                if !decisive(e) {
+                    // Never act on missing, partial or failed data; the incident's timeline
+                    // already says the data is missing.
+                    continue;
+                }
+                for rule in &slo.budget_policy {
+                    if let Err(error) = self
+                        .apply_rule(slo, e, rule, playbooks, evaluation.at)
+                        .await
+                    {
+                        warn!(slo = %e.key(), rule = %rule.id, %error, "applying a budget rule failed");
+                    }
                 }
             }
         }
+        // Budget-rule freezes belong to ungrouped SLOs (validation refuses them on grouped
+        // ones), so lifting reads the one evaluation of each.
+        let by_name: BTreeMap<&str, &SloEvaluation> = evaluation
+            .slos
+            .iter()
+            .filter(|e| e.group.is_empty())
+            .map(|e| (e.name.as_str(), e))
+            .collect();
         self.lift_freezes(slos, &by_name, evaluation.at).await;
         self.reconcile_freezes().await;
         // Sustained-burn checks of rules that are gone.

@@ -16,12 +16,26 @@ use super::{Remediator, now};
 use crate::domain::journal::{
     self, Move, PastStep, StepNature, StopReason, WaitReason, renamed_from,
 };
-use crate::domain::playbook::{Playbook, PlaybookMode, Step, StepAction};
+use crate::domain::playbook::{Playbook, PlaybookMode, Step, StepAction, expand_group};
 use crate::domain::policy::Slo;
 use crate::ports::{
     ActionIntent, ActionStatus, Actuator, Cooldown, Freezes, Guards, Journal, Journaled,
     MetricsSource, RollbackWrite, RunStatus, Started,
 };
+
+/// A grouped SLO's group: its `groupBy` labels' values (empty for an ungrouped SLO).
+pub(super) type Group = std::collections::BTreeMap<String, String>;
+
+/// What a grouped SLO's group is known by in the store: `slo{label="value"}`, as its
+/// evaluations and incidents are kept; the SLO's name for an ungrouped one.
+pub(super) fn group_key(slo: &str, group: &Group) -> String {
+    if group.is_empty() {
+        slo.to_string()
+    } else {
+        let pairs: Vec<String> = group.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+        format!("{slo}{{{}}}", pairs.join(","))
+    }
+}
 
 /// The common beginning of the journal keys of one run's steps.
 fn run_prefix(incident_id: i64, rule_id: &str, playbook: &str) -> String {
@@ -67,6 +81,7 @@ where
     pub(super) fn start_playbook(
         self: &Arc<Self>,
         slo: Slo,
+        group: Group,
         incident_id: i64,
         rule_id: String,
         playbook: Playbook,
@@ -85,7 +100,7 @@ where
         }
         let this = self.clone();
         self.tasks.spawn(async move {
-            this.run_playbook(&slo, incident_id, &rule_id, &playbook)
+            this.run_playbook(&slo, &group, incident_id, &rule_id, &playbook)
                 .await;
             if let Ok(mut running) = this.running.lock() {
                 running.remove(&key);
@@ -93,12 +108,13 @@ where
         });
     }
 
-    fn guards(&self, slo: &Slo, playbook: &Playbook, incident_id: i64) -> Guards {
+    fn guards(&self, slo: &Slo, group: &Group, playbook: &Playbook, incident_id: i64) -> Guards {
         let at = now();
         Guards {
             hourly_cap: Some((at - 3_600, self.settings.max_actions_per_hour)),
+            // A grouped SLO's groups cool down on their own.
             cooldown: playbook.cooldown.map(|cooldown| Cooldown {
-                slo: slo.name.clone(),
+                slo: group_key(&slo.name, group),
                 playbook: playbook.name.clone(),
                 incident_id,
                 since: at - cooldown.as_secs() as i64,
@@ -108,7 +124,14 @@ where
     }
 
     /// Takes the run's steps in order as far as they may go now.
-    async fn run_playbook(&self, slo: &Slo, incident_id: i64, rule_id: &str, playbook: &Playbook) {
+    async fn run_playbook(
+        &self,
+        slo: &Slo,
+        group: &Group,
+        incident_id: i64,
+        rule_id: &str,
+        playbook: &Playbook,
+    ) {
         let dry_run = self.settings.dry_run || playbook.mode == PlaybookMode::DryRun;
         if !dry_run {
             match self
@@ -125,7 +148,7 @@ where
             }
         }
         let end = self
-            .take_steps(slo, incident_id, rule_id, playbook, dry_run)
+            .take_steps(slo, group, incident_id, rule_id, playbook, dry_run)
             .await;
         let status = match end {
             RunEnd::Finished => RunStatus::Finished,
@@ -158,6 +181,7 @@ where
     async fn take_steps(
         &self,
         slo: &Slo,
+        group: &Group,
         incident_id: i64,
         rule_id: &str,
         playbook: &Playbook,
@@ -311,14 +335,14 @@ where
                         )
                         .await;
                     }
-                    let guards = self.guards(slo, playbook, incident_id);
+                    let guards = self.guards(slo, group, playbook, incident_id);
                     super::crash_point("step-before-journal");
                     self.store
                         .start(&intent(ActionStatus::Started), &self.instance, &guards)
                         .await
                 }
                 Move::Claim { from, guarded } => {
-                    let guards = guarded.then(|| self.guards(slo, playbook, incident_id));
+                    let guards = guarded.then(|| self.guards(slo, group, playbook, incident_id));
                     let id = existing.map(|(id, _)| id).unwrap_or_default();
                     let claimed = self
                         .store
@@ -376,7 +400,7 @@ where
                 _ => {}
             }
             let outcome = tokio::select! {
-                outcome = self.run_step(slo, incident_id, rule_id, playbook, step) => outcome,
+                outcome = self.run_step(slo, group, incident_id, rule_id, playbook, step) => outcome,
                 // The shutdown grace is over: the call is abandoned, the row stays `started`
                 // and the shutdown journals it as interrupted. Nothing more is written here.
                 () = self.interrupted.cancelled() => return RunEnd::Paused,
@@ -487,12 +511,16 @@ where
     async fn run_step(
         &self,
         slo: &Slo,
+        group: &Group,
         incident_id: i64,
         rule_id: &str,
         playbook: &Playbook,
         step: &Step,
     ) -> Result<String, String> {
-        match &step.action {
+        // `${group.<label>}` filled in for a grouped SLO's group; a label it lacks or a value
+        // unsafe to send fails the step before anything goes out.
+        let action = expand_group(&step.action, group)?;
+        match &action {
             StepAction::Http(http) => self
                 .actuator
                 .call_http(http)
@@ -529,7 +557,10 @@ where
                 window,
                 burn_rate_below,
                 within,
-            } => self.verify(slo, *window, *burn_rate_below, *within).await,
+            } => {
+                self.verify(slo, group, *window, *burn_rate_below, *within)
+                    .await
+            }
         }
     }
 

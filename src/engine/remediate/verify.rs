@@ -8,7 +8,7 @@ use super::{Remediator, now};
 use crate::domain::burn;
 use crate::domain::policy::{Slo, Window};
 use crate::domain::sli;
-use crate::engine::reading::{Reading, read_one};
+use crate::engine::reading::{Reading, one_value};
 use crate::ports::{Actuator, Freezes, Journal, MetricsSource};
 
 impl<S, A, M> Remediator<S, A, M>
@@ -20,6 +20,7 @@ where
     pub(super) async fn verify(
         &self,
         slo: &Slo,
+        group: &super::playbook::Group,
         window: Window,
         below: f64,
         within: Window,
@@ -35,7 +36,14 @@ where
         let budget = slo.error_budget().ratio();
         loop {
             let at = now();
-            let reading = match read_one(self.metrics.as_ref(), &expr, at).await {
+            // A grouped SLO's query answers every group: this group's series is the reading.
+            let answer = self.metrics.instant(&expr, at).await.map(|samples| {
+                samples
+                    .into_iter()
+                    .filter(|s| group.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
+                    .collect()
+            });
+            let reading = match one_value(answer) {
                 Reading::Value(ratio) => match burn::checked_ratio(ratio) {
                     Ok(ratio) => Reading::Value(ratio),
                     Err(impossible) => Reading::Failed(impossible.to_string()),
