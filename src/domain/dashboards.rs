@@ -1095,6 +1095,24 @@ fn detail() -> Value {
         ),
     );
 
+    // A grouped SLO's groups, each with its labels as columns; one row for an ungrouped SLO.
+    let mut groups = panel(
+        "table",
+        "Budget per group, worst first",
+        "Error budget remaining of each group of a grouped SLO (groupBy), with the group's labels as columns, worst first (recording rules). An ungrouped SLO has one row.",
+        vec![target(
+            "A",
+            format!("sort(min without (__name__) ({}))", budget_remaining(s)),
+            "",
+            Query::Table,
+        )],
+    );
+    groups["fieldConfig"]["defaults"]["unit"] = json!("percentunit");
+    groups["transformations"] = json!([
+        {"id": "organize", "options": {"excludeByName": {"Time": true}, "renameByName": {"Value": "Budget remaining"}}}
+    ]);
+    l.add(24, 6, groups);
+
     l.row("burnguard's view (/metrics)");
     l.add(
         12,
