@@ -408,3 +408,59 @@ fn serve_keeps_one_state_incident_and_metric_series_per_group() {
     assert_eq!(incidents[0]["slo"], "shop-routes{route=\"/pay\"}");
     assert_eq!(incidents[0]["severity"], "page");
 }
+
+#[tokio::test]
+async fn a_backtest_replays_each_group_on_its_own() {
+    let prometheus = PrometheusServer::start(&history());
+    let slo = load(&burnguard_slo(None, "by (route)"));
+    let replays = burnguard::engine::backtest::backtest(
+        &client(&prometheus.url),
+        std::slice::from_ref(&slo),
+        START + 3_600,
+        END,
+        60,
+        4,
+    )
+    .await;
+    let mut by_route: BTreeMap<String, &burnguard::engine::backtest::SloBacktest> = BTreeMap::new();
+    for r in &replays {
+        assert_eq!(r.error, None, "{r:?}");
+        by_route.insert(r.group["route"].clone(), r);
+    }
+    assert_eq!(
+        by_route.keys().map(String::as_str).collect::<Vec<_>>(),
+        ROUTES.to_vec()
+    );
+    // /pay pages once, from when its 5% began (the 1h and 5m rows both past 14.4x).
+    assert_eq!(by_route["/pay"].summary.pages, 1);
+    let fired = by_route["/pay"].transitions[0].at;
+    assert!(
+        (END - 30 * 60..END).contains(&fired),
+        "fired at {fired}, the burn began at {}",
+        END - 30 * 60
+    );
+    for route in ["/cart", "/search"] {
+        assert_eq!(by_route[route].summary.pages, 0, "{route}");
+        assert!(by_route[route].transitions.is_empty(), "{route}");
+    }
+    // Past maxGroups, the SLO is one error.
+    let limited = load(&burnguard_slo(Some(2), "by (route)"));
+    let replays = burnguard::engine::backtest::backtest(
+        &client(&prometheus.url),
+        std::slice::from_ref(&limited),
+        START + 3_600,
+        END,
+        60,
+        4,
+    )
+    .await;
+    assert_eq!(replays.len(), 1);
+    assert!(
+        replays[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("more than maxGroups (2)")),
+        "{:?}",
+        replays[0].error
+    );
+}

@@ -51,7 +51,7 @@ async fn service() -> Service {
         // Generated bodies carry any time; the replay check is not what is attacked here.
         replay_tolerance: std::time::Duration::from_secs(100 * 365 * 86_400),
     };
-    state.set_slo_names(["checkout".to_string()]);
+    state.set_slo_names([("checkout".to_string(), Vec::new())]);
     Service {
         router: burnguard::http::router(Arc::new(state)),
         _db: db,

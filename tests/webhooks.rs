@@ -51,7 +51,10 @@ async fn burnguard_on(db: TestDb, auth: WebhookAuth) -> Burnguard {
         "system:serviceaccount:burnguard:burnguard".into(),
     );
     state.webhook_auth = auth;
-    state.set_slo_names(["checkout-availability".to_string()]);
+    state.set_slo_names([
+        ("checkout-availability".to_string(), Vec::new()),
+        ("checkout-routes".to_string(), vec!["route".to_string()]),
+    ]);
     let router = burnguard::http::router(Arc::new(state));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -1072,4 +1075,47 @@ fn serve_warns_when_alertmanager_is_opened_and_refuses_it_otherwise() {
     serve.wait_log("WITHOUT authentication", Duration::from_secs(30));
     let (status, answer) = post(&serve.addr);
     assert_eq!(status, 200, "{answer}");
+}
+
+#[tokio::test]
+async fn a_grouped_slos_alert_joins_its_groups_incident() {
+    for db in TestDb::both().await {
+        let bg = burnguard_on(db, open_alertmanager()).await;
+        let pay = open_incident(&bg.store, "checkout-routes{route=\"/pay\"}").await;
+        let cart = open_incident(&bg.store, "checkout-routes{route=\"/cart\"}").await;
+        let mut ours = common::alerts::alert(8, 9);
+        ours["labels"]["slo"] = json!("checkout-routes");
+        ours["labels"]["route"] = json!("/pay");
+        // Without its group label the alert is not the grouped SLO's: it stands on its own.
+        let mut bare = common::alerts::alert(9, 9);
+        bare["labels"]["slo"] = json!("checkout-routes");
+        let body = common::alerts::delivery(vec![ours, bare]);
+        let (status, answer) = post_alertmanager(&bg, None, body).await;
+        assert_eq!(status, 200, "{answer}");
+        let received = |id: i64| {
+            let store = bg.store.clone();
+            async move {
+                store
+                    .incident(id)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .timeline
+                    .iter()
+                    .filter(|e| e.kind == "alert_received")
+                    .count()
+            }
+        };
+        assert_eq!(received(pay).await, 1);
+        assert_eq!(received(cart).await, 0);
+        let incidents = bg
+            .store
+            .list_incidents(&IncidentFilter::default())
+            .await
+            .unwrap();
+        assert!(
+            incidents.iter().any(|i| i.slo.starts_with("external/")),
+            "{incidents:?}"
+        );
+    }
 }

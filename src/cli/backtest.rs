@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::args::{Output, PrometheusArgs, rfc3339};
 use crate::adapters::prometheus::Prometheus;
+use crate::domain::policy::group_key;
 use crate::engine::backtest::{self, SloBacktest};
 use crate::policies;
 
@@ -90,7 +91,11 @@ pub fn table(results: &[SloBacktest], from: i64, to: i64) -> String {
     for r in results {
         out.push('\n');
         if let Some(error) = &r.error {
-            out.push_str(&format!("{} ({}): error: {error}\n", r.name, r.service));
+            out.push_str(&format!(
+                "{} ({}): error: {error}\n",
+                group_key(&r.name, &r.group),
+                r.service
+            ));
             continue;
         }
         let s = &r.summary;
@@ -100,7 +105,7 @@ pub fn table(results: &[SloBacktest], from: i64, to: i64) -> String {
         };
         out.push_str(&format!(
             "{} ({}): {} page(s), paging for {}; {} ticket(s), open for {}; lowest budget {}; without data {}\n",
-            r.name,
+            group_key(&r.name, &r.group),
             r.service,
             s.pages,
             duration(s.time_paging_seconds),

@@ -92,7 +92,7 @@ pub fn table(evaluation: &Evaluation) -> String {
         };
         rows.push(vec![
             slo.status.as_str().to_string(),
-            slo.name.clone(),
+            slo.key(),
             slo.service.clone(),
             format!("{}%", promql_number(slo.objective * 100.0)),
             slo.error_budget_remaining

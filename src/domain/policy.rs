@@ -435,6 +435,16 @@ impl BudgetSpan {
     }
 }
 
+/// What an SLO's group is known by in records, incidents and the latest state:
+/// `checkout{route="/pay"}`; the SLO's name when it is not grouped.
+pub fn group_key(slo: &str, group: &BTreeMap<String, String>) -> String {
+    if group.is_empty() {
+        return slo.to_string();
+    }
+    let pairs: Vec<String> = group.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    format!("{slo}{{{}}}", pairs.join(","))
+}
+
 /// How many groups a grouped SLO may have unless it says otherwise.
 pub const DEFAULT_MAX_GROUPS: usize = 100;
 

@@ -60,6 +60,9 @@ pub struct Summary {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SloBacktest {
     pub name: String,
+    /// A grouped SLO's group (one replay per group); empty otherwise.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub group: Group,
     pub service: String,
     pub transitions: Vec<Transition>,
     pub budget: Vec<BudgetPoint>,
@@ -69,6 +72,12 @@ pub struct SloBacktest {
 
 /// Points of one window's error ratio, by time.
 pub type WindowPoints = BTreeMap<UnixSeconds, f64>;
+
+/// A grouped SLO's group: its `groupBy` labels' values (empty for an ungrouped SLO).
+pub type Group = BTreeMap<String, String>;
+
+/// One window's points, per group.
+type GroupPoints = BTreeMap<Group, WindowPoints>;
 
 /// The steps of a replay: `from`, `from + step`, ... up to and including `to`.
 pub fn steps(from: UnixSeconds, to: UnixSeconds, step: u64) -> Vec<UnixSeconds> {
@@ -97,9 +106,9 @@ pub async fn backtest<M: MetricsSource>(
                 .map(move |w| (i, w, sli::error_ratio(&slo.indicator, w, slo.min_events)))
         })
         .collect();
-    let answers: Vec<(usize, Window, Result<WindowPoints, String>)> = stream::iter(jobs)
+    let answers: Vec<(usize, Window, Result<GroupPoints, String>)> = stream::iter(jobs)
         .map(|(i, w, expr)| async move {
-            let result = range_chunked(source, &expr, from, to, step).await;
+            let result = range_chunked(source, &expr, &slos[i].group_by, from, to, step).await;
             (
                 i,
                 w,
@@ -110,12 +119,15 @@ pub async fn backtest<M: MetricsSource>(
         .collect()
         .await;
 
-    let mut per_slo: Vec<Result<BTreeMap<Window, WindowPoints>, String>> =
-        vec![Ok(BTreeMap::new()); slos.len()];
+    // Per SLO: per group, per window.
+    type PerGroup = BTreeMap<Group, BTreeMap<Window, WindowPoints>>;
+    let mut per_slo: Vec<Result<PerGroup, String>> = vec![Ok(BTreeMap::new()); slos.len()];
     for (i, window, result) in answers {
         match (&mut per_slo[i], result) {
-            (Ok(windows), Ok(points)) => {
-                windows.insert(window, points);
+            (Ok(groups), Ok(points)) => {
+                for (group, points) in points {
+                    groups.entry(group).or_default().insert(window, points);
+                }
             }
             (slot @ Ok(_), Err(e)) => *slot = Err(e),
             (Err(_), _) => {}
@@ -124,42 +136,92 @@ pub async fn backtest<M: MetricsSource>(
     let timeline = steps(from, to, step);
     slos.iter()
         .zip(per_slo)
-        .map(|(slo, data)| match data {
-            Ok(windows) => replay(slo, &windows, &timeline, step),
-            Err(error) => SloBacktest {
-                name: slo.name.clone(),
-                service: slo.service.clone(),
-                transitions: Vec::new(),
-                budget: Vec::new(),
-                summary: Summary::default(),
-                error: Some(error),
-            },
+        .flat_map(|(slo, data)| match data {
+            Ok(groups) if groups.len() > slo.max_groups => vec![failed(
+                slo,
+                format!(
+                    "{} groups by {}, more than maxGroups ({})",
+                    groups.len(),
+                    slo.group_by.join(", "),
+                    slo.max_groups
+                ),
+            )],
+            Ok(groups) if groups.is_empty() => {
+                vec![replay(slo, &BTreeMap::new(), &timeline, step)]
+            }
+            Ok(groups) => groups
+                .into_iter()
+                .map(|(group, windows)| {
+                    // A window the group has no series in has no data there.
+                    let mut windows = windows;
+                    for w in slo.windows() {
+                        windows.entry(w).or_default();
+                    }
+                    let mut replayed = replay(slo, &windows, &timeline, step);
+                    replayed.group = group;
+                    replayed
+                })
+                .collect(),
+            Err(error) => vec![failed(slo, error)],
         })
         .collect()
 }
 
-/// One range query split into chunks Prometheus accepts; points keyed by time.
+fn failed(slo: &Slo, error: String) -> SloBacktest {
+    SloBacktest {
+        name: slo.name.clone(),
+        group: Group::new(),
+        service: slo.service.clone(),
+        transitions: Vec::new(),
+        budget: Vec::new(),
+        summary: Summary::default(),
+        error: Some(error),
+    }
+}
+
+/// One range query split into chunks Prometheus accepts; points keyed by group, then time.
+/// An ungrouped SLO's query must answer at most one series (its group is empty); a grouped
+/// SLO's one series per group, each with the `group_by` labels.
 async fn range_chunked<M: MetricsSource>(
     source: &M,
     expr: &str,
+    group_by: &[String],
     from: UnixSeconds,
     to: UnixSeconds,
     step: u64,
-) -> Result<WindowPoints, MetricsError> {
-    let mut points = BTreeMap::new();
+) -> Result<GroupPoints, MetricsError> {
+    let mut points: GroupPoints = BTreeMap::new();
     let span = MAX_POINTS_PER_QUERY * step.max(1) as i64;
     let mut start = from;
     while start <= to {
         let end = (start + span - step as i64).min(to);
         let series = source.range(expr, start, end, step).await?;
-        if series.len() > 1 {
+        if group_by.is_empty() && series.len() > 1 {
             return Err(MetricsError::BadResponse(format!(
                 "{} series returned; the SLO's queries must aggregate to one series (wrap them in sum())",
                 series.len()
             )));
         }
+        let mut seen = std::collections::BTreeSet::new();
         for s in series {
-            points.extend(s.points);
+            let group: Option<Group> = group_by
+                .iter()
+                .map(|label| s.labels.get(label).map(|v| (label.clone(), v.clone())))
+                .collect();
+            let Some(group) = group else {
+                return Err(MetricsError::BadResponse(format!(
+                    "a series has no {} label; the queries must aggregate by {} (sum by ({}) (...))",
+                    group_by.join(", "),
+                    group_by.join(", "),
+                    group_by.join(", ")
+                )));
+            };
+            if !seen.insert(group.clone()) {
+                return Err(MetricsError::BadResponse(
+                    "two series for one group; the queries must aggregate by exactly the groupBy labels".into(),
+                ));
+            }
+            points.entry(group).or_default().extend(s.points);
         }
         start = end + step as i64;
     }
@@ -240,6 +302,7 @@ pub fn replay(
     }
     SloBacktest {
         name: slo.name.clone(),
+        group: Group::new(),
         service: slo.service.clone(),
         transitions,
         budget,

@@ -213,11 +213,7 @@ impl SloEvaluation {
     /// What incidents, records and the latest state are kept under: the SLO's name, with the
     /// group's labels for a grouped SLO (`checkout{route="/pay"}`).
     pub fn key(&self) -> String {
-        if self.group.is_empty() {
-            self.name.clone()
-        } else {
-            format!("{}{}", self.name, group_text(&self.group))
-        }
+        crate::domain::policy::group_key(&self.name, &self.group)
     }
 
     fn assessed(slo: &Slo, source: SliSource, read: &Ratios, at: UnixSeconds) -> Self {

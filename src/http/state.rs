@@ -22,7 +22,8 @@ pub struct ServiceState {
     /// How long a whole request may take before it is answered 408.
     pub request_timeout: std::time::Duration,
     /// Names of the loaded SLOs (alerts naming one attach to its incident).
-    slo_names: RwLock<std::collections::HashSet<String>>,
+    /// SLO name -> its groupBy labels.
+    slo_names: RwLock<std::collections::HashMap<String, Vec<String>>>,
     readiness: RwLock<Readiness>,
 }
 
@@ -44,17 +45,17 @@ impl ServiceState {
             api_auth: ApiAuth::default(),
             webhook_auth: WebhookAuth::default(),
             request_timeout: crate::http::DEFAULT_REQUEST_TIMEOUT,
-            slo_names: RwLock::new(std::collections::HashSet::new()),
+            slo_names: RwLock::new(std::collections::HashMap::new()),
             readiness: RwLock::new(Readiness::default()),
         }
     }
 
-    /// The loaded SLOs' names.
-    pub fn slo_names(&self) -> std::collections::HashSet<String> {
+    /// The loaded SLOs' names, each with its `groupBy` labels (none for an ungrouped SLO).
+    pub fn slo_names(&self) -> std::collections::HashMap<String, Vec<String>> {
         self.slo_names.read().map(|n| n.clone()).unwrap_or_default()
     }
 
-    pub fn set_slo_names(&self, names: impl IntoIterator<Item = String>) {
+    pub fn set_slo_names(&self, names: impl IntoIterator<Item = (String, Vec<String>)>) {
         if let Ok(mut current) = self.slo_names.write() {
             *current = names.into_iter().collect();
         }

@@ -123,7 +123,12 @@ fn check_alert(i: usize, alert: &AlertmanagerAlert) -> Result<(), ApiError> {
 }
 
 /// What the store needs of one alert: its key, its incident, its timeline line.
-fn incoming(alert: &AlertmanagerAlert, slos: &std::collections::HashSet<String>) -> IncomingAlert {
+/// An Alertmanager alert as the store takes it. burnguard's own alerts carry `slo` (and a
+/// grouped SLO's group labels): they go to that SLO's (or group's) incident.
+fn incoming(
+    alert: &AlertmanagerAlert,
+    slos: &std::collections::HashMap<String, Vec<String>>,
+) -> IncomingAlert {
     let name = alert
         .labels
         .get("alertname")
@@ -134,12 +139,20 @@ fn incoming(alert: &AlertmanagerAlert, slos: &std::collections::HashSet<String>)
         .get("summary")
         .map(|s| format!(": {s}"))
         .unwrap_or_default();
-    let target = match alert
+    let slo = alert
         .labels
         .get("slo")
-        .filter(|s| slos.contains(s.as_str()))
-    {
-        Some(slo) => AlertTarget::Slo(slo.clone()),
+        .and_then(|name| slos.get(name).map(|by| (name, by)))
+        .and_then(|(name, by)| {
+            // A grouped SLO's alert names its group; without the labels it is not ours.
+            let group: Option<std::collections::BTreeMap<String, String>> = by
+                .iter()
+                .map(|label| alert.labels.get(label).map(|v| (label.clone(), v.clone())))
+                .collect();
+            group.map(|g| crate::domain::policy::group_key(name, &g))
+        });
+    let target = match slo {
+        Some(key) => AlertTarget::Slo(key),
         None => AlertTarget::External {
             key: format!("external/{name}/{}", alert.fingerprint),
             service: alert

@@ -141,7 +141,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let mut service_state = ServiceState::new(store.clone(), settings.service_account.clone());
     service_state.api_auth = settings.api_auth.clone();
     service_state.webhook_auth = settings.webhook_auth.clone();
-    service_state.set_slo_names(slos.iter().map(|s| s.name.clone()));
+    service_state.set_slo_names(slos.iter().map(|s| (s.name.clone(), s.group_by.clone())));
     let state = Arc::new(service_state);
     state.metrics.slos_loaded.set(slos.len() as i64);
     state.set_readiness(|r| r.policies_loaded = true);
@@ -396,7 +396,7 @@ fn policies_changed(state: &ServiceState, slos: &[Slo]) {
         latest.retain(|_, e| names.contains(e.name.as_str()));
     }
     state.metrics.slos_loaded.set(slos.len() as i64);
-    state.set_slo_names(slos.iter().map(|s| s.name.clone()));
+    state.set_slo_names(slos.iter().map(|s| (s.name.clone(), s.group_by.clone())));
 }
 
 /// Reads the store's counts for `/metrics` (after the cycle and its remediation, so they

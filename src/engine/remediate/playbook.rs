@@ -17,7 +17,7 @@ use crate::domain::journal::{
     self, Move, PastStep, StepNature, StopReason, WaitReason, renamed_from,
 };
 use crate::domain::playbook::{Playbook, PlaybookMode, Step, StepAction, expand_group};
-use crate::domain::policy::Slo;
+use crate::domain::policy::{Slo, group_key};
 use crate::ports::{
     ActionIntent, ActionStatus, Actuator, Cooldown, Freezes, Guards, Journal, Journaled,
     MetricsSource, RollbackWrite, RunStatus, Started,
@@ -25,17 +25,6 @@ use crate::ports::{
 
 /// A grouped SLO's group: its `groupBy` labels' values (empty for an ungrouped SLO).
 pub(super) type Group = std::collections::BTreeMap<String, String>;
-
-/// What a grouped SLO's group is known by in the store: `slo{label="value"}`, as its
-/// evaluations and incidents are kept; the SLO's name for an ungrouped one.
-pub(super) fn group_key(slo: &str, group: &Group) -> String {
-    if group.is_empty() {
-        slo.to_string()
-    } else {
-        let pairs: Vec<String> = group.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
-        format!("{slo}{{{}}}", pairs.join(","))
-    }
-}
 
 /// The common beginning of the journal keys of one run's steps.
 fn run_prefix(incident_id: i64, rule_id: &str, playbook: &str) -> String {
