@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use burnguard::domain::policy::{Slo, Window};
+use burnguard::domain::policy::{BadEvents, Indicator, Slo, Window};
 use burnguard::domain::spec::SourceFormat;
 use burnguard::policies::{self, FileProblem, LoadOptions};
 
@@ -124,12 +124,14 @@ fn each_format_maps_its_fields_to_what_burnguard_means_by_them() {
             "checkout-availability",
             "checkout-cart-errors",
             "checkout-logins",
+            "checkout-monthly",
             "checkout-payment-latency",
             "checkout-requests-availability",
             "search-index-freshness",
             "search-queries-availability",
             "token-refresh",
             "web-errors",
+            "web-errors-by-route",
             "web-latency",
             "web-probe",
         ]
@@ -211,6 +213,22 @@ fn each_format_maps_its_fields_to_what_burnguard_means_by_them() {
     assert!((c.objective.ratio() - 0.999).abs() < 1e-12);
     assert_eq!(rows(c), google_30d);
     assert_eq!(slos["checkout-logins"].window.to_string(), "28d");
+    // OpenSLO's calendar-aligned window: a month in Berlin; Pyrra's grouping: by route, with
+    // the queries summed by it.
+    assert_eq!(
+        slos["checkout-monthly"].window_name(),
+        "month in Europe/Berlin"
+    );
+    let by_route = &slos["web-errors-by-route"];
+    assert_eq!(by_route.group_by, vec!["route".to_string()]);
+    let Indicator::Ratio { bad, total } = &by_route.indicator else {
+        panic!("{:?}", by_route.indicator)
+    };
+    assert!(
+        total.template().starts_with("sum by (route) (rate("),
+        "{total:?}"
+    );
+    assert!(matches!(bad, BadEvents::Errors(e) if e.template().starts_with("sum by (route) (")));
     assert_eq!(
         slos["checkout-logins"].indicator,
         burnguard::domain::policy::Indicator::Ratio {
@@ -1061,6 +1079,9 @@ fn export_to_openslo_reads_back_as_the_same_slo() {
         }
         if lost.contains(&"spec.schedule") {
             expected.schedule = None;
+        }
+        if lost.contains(&"spec.groupBy") {
+            expected.group_by.clear();
         }
         if lost.contains(&"spec.resolveAfter") {
             expected.resolve_after = defaults.resolve_after;
