@@ -12,8 +12,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use burnguard::adapters::prometheus::{Prometheus, PrometheusConfig};
 use burnguard::domain::rules::{
     self, BAD_RATE_SERIES, PERIOD_END_SERIES, PERIOD_LENGTH_SERIES, PERIOD_RATIO_SERIES,
@@ -230,15 +228,7 @@ async fn the_generated_rules_record_the_same_period_ratio_and_budget() {
     let mut prometheus = PrometheusServer::start(&history);
     let slo = load(BURNGUARD, "shop.yaml");
     let file = rules::rule_file(std::slice::from_ref(&slo));
-    let text = rules::to_yaml(&file, "a test").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = common::write(dir.path(), "rules.yaml", &text);
-    let (ok, output) = common::run(
-        Command::new(common::tool("promtool"))
-            .args(["check", "rules"])
-            .arg(&path),
-    );
-    assert!(ok && output.contains("SUCCESS"), "{output}\n{text}");
+    common::prometheus::promtool_checks(&file);
 
     // The series the period rules read, recorded over the history as Prometheus would have.
     let group = &file.groups[0];

@@ -14,7 +14,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use burnguard::adapters::prometheus::{Prometheus, PrometheusConfig};
 use burnguard::adapters::store::SqlStore;
@@ -265,15 +264,7 @@ async fn the_rules_record_one_series_per_route_that_rules_mode_reads_back() {
     let mut prometheus = PrometheusServer::start(&history);
     let slo = load(&burnguard_slo(None, "by (route)"));
     let file = rules::rule_file(std::slice::from_ref(&slo));
-    let text = rules::to_yaml(&file, "a test").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = common::write(dir.path(), "rules.yaml", &text);
-    let (ok, output) = common::run(
-        Command::new(common::tool("promtool"))
-            .args(["check", "rules"])
-            .arg(&path),
-    );
-    assert!(ok && output.contains("SUCCESS"), "{output}\n{text}");
+    common::prometheus::promtool_checks(&file);
     // The windows of this SLO (up to 6h, and the 7d window from the 5m base) come in two
     // passes: what reads the raw series, then what reads recorded ones.
     for pass in common::prometheus::rule_passes(&file) {

@@ -379,3 +379,15 @@ pub fn rule_passes(
     );
     passes
 }
+
+/// `promtool check rules` on the rule file of `file`, which must pass; returns its YAML.
+pub fn promtool_checks(file: &burnguard::domain::rules::RuleFile) -> String {
+    let text = burnguard::domain::rules::to_yaml(file, "a test").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "rules.yaml", &text);
+    let (ok, output) = run(Command::new(tool("promtool"))
+        .args(["check", "rules"])
+        .arg(&path));
+    assert!(ok && output.contains("SUCCESS"), "{output}\n{text}");
+    text
+}
