@@ -218,7 +218,9 @@ pub fn rule_group(slo: &Slo) -> RuleGroup {
             error_ratio_series(slo.window)
         ),
         Some(_) => format!(
-            "1 - {PERIOD_RATIO_SERIES}{selector} / {budget} * (time() - {PERIOD_START_SERIES}{selector}) / {PERIOD_LENGTH_SERIES}{selector}"
+            // The period series carry the SLO's labels only; a grouped SLO's ratio has one
+            // series per group, each matched to them on `slo`.
+            "1 - {PERIOD_RATIO_SERIES}{selector} / {budget} * on (slo) group_left () ((time() - {PERIOD_START_SERIES}{selector}) / {PERIOD_LENGTH_SERIES}{selector})"
         ),
     };
     rules.push(record(BUDGET_REMAINING_SERIES.into(), budget_remaining));
