@@ -177,6 +177,21 @@ async fn a_month_in_berlin_resets_its_budget_at_local_midnight_and_counts_the_el
     assert!(budget < 0.0, "{budget}");
     assert_eq!(slo.time_to_exhaustion_seconds, Some(0.0));
 
+    // No series at all for the SLO: no budget, no data, never "untouched".
+    let missing = load(
+        &BURNGUARD
+            .replace("http_requests_total", "no_such_requests_total")
+            .replace("shop-month", "shop-month-missing"),
+        "missing.yaml",
+    );
+    let evaluation = evaluator
+        .evaluate(std::slice::from_ref(&missing), APRIL + 86_400)
+        .await;
+    let e = &evaluation.slos[0];
+    assert_eq!(e.error_budget_remaining, None);
+    assert_eq!(e.budget_period.as_ref().unwrap().error_ratio, None);
+    assert_eq!(e.status.as_str(), "no_data");
+
     // Two minutes into April, too little of the period to read: unknown, never "full".
     let evaluation = evaluator.evaluate(&slos[..1], APRIL + 120).await;
     assert_eq!(evaluation.slos[0].error_budget_remaining, None);

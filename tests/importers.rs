@@ -1038,6 +1038,15 @@ spec:
             "Europe/Atlantis",
         ),
         ("{calendar: month, zone: UTC}", "zone"),
+        // Zone names are looked up in the compiled-in database, never on disk.
+        (
+            "{calendar: month, timeZone: ../../../../etc/passwd}",
+            "not a time zone",
+        ),
+        (
+            "{calendar: month, timeZone: /etc/localtime}",
+            "not a time zone",
+        ),
         ("30 days", "calendar period"),
     ] {
         let text = burnguard_text.replace("{calendar: month, timeZone: Europe/Berlin}", window);

@@ -1090,3 +1090,38 @@ fn grouped_slos_refuse_what_cannot_act_per_group_and_templates_they_do_not_group
         );
     }
 }
+
+#[tokio::test]
+async fn two_replicas_run_a_groups_playbook_once_between_them() {
+    let db = TestDb::postgres().await;
+    let receiver = Receiver::start().await;
+    let step = format!(
+        "    - name: degrade the route\n      http: {{method: POST, url: \"{}/flags${{group.route}}\", timeout: 1s}}\n",
+        receiver.url
+    );
+    let (slos, books) = load(&grouped_policy(&step));
+    let store = Arc::new(SqlStore::open(db.url()).await.unwrap());
+    open_page_incident(&store, "checkout{route=\"/pay\"}", 1_000).await;
+    open_page_incident(&store, "checkout{route=\"/cart\"}", 1_000).await;
+    let a = new_engine(store.clone(), &nowhere(), RemediationSettings::default());
+    let b = new_engine(
+        Arc::new(SqlStore::open(db.url()).await.unwrap()),
+        &nowhere(),
+        RemediationSettings::default(),
+    );
+    let cycle = grouped_evaluation(
+        &slos[0],
+        &[("/pay", Status::Page), ("/cart", Status::Page)],
+        1_030,
+    );
+    tokio::join!(
+        a.after_cycle(&slos, &books, &cycle),
+        b.after_cycle(&slos, &books, &cycle)
+    );
+    a.wait_idle().await;
+    b.wait_idle().await;
+    // Each group's step ran once, on one replica or the other.
+    assert_eq!(receiver.to("/flags/pay").len(), 1);
+    assert_eq!(receiver.to("/flags/cart").len(), 1);
+    assert_eq!(receiver.requests().len(), 2);
+}
