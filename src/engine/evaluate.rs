@@ -608,9 +608,9 @@ fn assemble(
             };
             if !seen.insert(group.clone()) {
                 return fail(format!(
-                    "{} has two series for the group {}; the queries must aggregate by exactly {}",
+                    "{} has two series for {}; the queries must aggregate by exactly {}",
                     span.describe(),
-                    group_text(&group),
+                    crate::domain::policy::group_key(&slo.name, &group),
                     slo.group_by.join(", ")
                 ));
             }
@@ -668,10 +668,4 @@ fn group_of(slo: &Slo, sample: &InstantSample) -> Result<Group, String> {
             )),
         })
         .collect()
-}
-
-/// `{route="/pay"}`.
-pub fn group_text(group: &Group) -> String {
-    let pairs: Vec<String> = group.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
-    format!("{{{}}}", pairs.join(","))
 }

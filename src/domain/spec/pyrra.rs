@@ -271,16 +271,8 @@ fn grouping(
         return Vec::new();
     };
     for name in &g.value {
-        if !crate::domain::validate::is_label_name(name)
-            || name.starts_with("__")
-            || crate::domain::validate::RESERVED_LABELS.contains(&name.as_str())
-            || name == "le"
-        {
-            p.at(
-                path,
-                g,
-                format!("`{name}` cannot group an SLO: it is not a label name, or it is one burnguard sets itself"),
-            );
+        if let Some(why) = crate::domain::validate::group_label_problem(name) {
+            p.at(path, g, format!("`{name}` cannot group an SLO: {why}"));
         }
     }
     g.value.clone()

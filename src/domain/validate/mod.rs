@@ -360,6 +360,20 @@ fn validate_spec(p: &mut Problems<'_>, spec: SloSpec) -> Option<SpecParts> {
     })
 }
 
+/// Why `name` cannot group an SLO, if it cannot: not a label name, or one burnguard sets.
+pub(crate) fn group_label_problem(name: &str) -> Option<String> {
+    if !is_label_name(name) || name.starts_with("__") {
+        Some(format!("`{name}` is not a Prometheus label name"))
+    } else if RESERVED_LABELS.contains(&name) || name == "le" {
+        Some(format!(
+            "`{name}` is a label burnguard sets itself (reserved: {}, le)",
+            RESERVED_LABELS.join(", ")
+        ))
+    } else {
+        None
+    }
+}
+
 /// `groupBy`: label names, none of burnguard's own, none twice.
 fn group_by(p: &mut Problems<'_>, spec: Option<&Spanned<Vec<String>>>) -> Option<Vec<String>> {
     let Some(spec) = spec else {
@@ -369,13 +383,8 @@ fn group_by(p: &mut Problems<'_>, spec: Option<&Spanned<Vec<String>>>) -> Option
     let mut ok = true;
     for (i, name) in spec.value.iter().enumerate() {
         let path = format!("spec.groupBy[{i}]");
-        let why = if !is_label_name(name) || name.starts_with("__") {
-            Some(format!("`{name}` is not a Prometheus label name"))
-        } else if RESERVED_LABELS.contains(&name.as_str()) || name == "le" {
-            Some(format!(
-                "`{name}` is a label burnguard sets itself (reserved: {}, le)",
-                RESERVED_LABELS.join(", ")
-            ))
+        let why = if let Some(why) = group_label_problem(name) {
+            Some(why)
         } else if seen.contains(name) {
             Some(format!("`{name}` is listed twice"))
         } else {
