@@ -730,27 +730,18 @@ pub struct Owner {
 }
 
 /// The `PrometheusRule` (Prometheus Operator, `monitoring.coreos.com/v1`) that carries one
-/// SLO's generated rules, as a server-side apply body: only the fields burnguard owns.
+/// SLO's generated rules, as a server-side apply body: only the fields burnguard owns. A
+/// calendar SLO's object also carries its calendar's period-bounds group, so each object
+/// stands alone (the operator gives every object its own rule file); objects on the same
+/// calendar record the same values.
 pub fn prometheus_rule(slo: &Slo, namespace: &str, owner: &Owner) -> serde_json::Value {
-    let group = rules::rule_group(slo);
-    let rules: Vec<serde_json::Value> = group
-        .rules
-        .iter()
-        .map(|rule| match rule {
-            Rule::Recording {
-                record,
-                expr,
-                labels,
-            } => serde_json::json!({"record": record, "expr": expr, "labels": labels}),
-            Rule::Alerting {
-                alert,
-                expr,
-                labels,
-                annotations,
-            } => serde_json::json!({
-                "alert": alert, "expr": expr, "labels": labels, "annotations": annotations
-            }),
-        })
+    let groups: Vec<serde_json::Value> = slo
+        .calendar
+        .as_ref()
+        .and_then(rules::calendar_group)
+        .into_iter()
+        .chain([rules::rule_group(slo)])
+        .map(|group| serde_json::json!({"name": group.name, "rules": rule_bodies(&group)}))
         .collect();
     serde_json::json!({
         "apiVersion": "monitoring.coreos.com/v1",
@@ -771,8 +762,31 @@ pub fn prometheus_rule(slo: &Slo, namespace: &str, owner: &Owner) -> serde_json:
                 "blockOwnerDeletion": true,
             }],
         },
-        "spec": {"groups": [{"name": group.name, "rules": rules}]},
+        "spec": {"groups": groups},
     })
+}
+
+/// A rule group's rules as `PrometheusRule` bodies.
+fn rule_bodies(group: &rules::RuleGroup) -> Vec<serde_json::Value> {
+    group
+        .rules
+        .iter()
+        .map(|rule| match rule {
+            Rule::Recording {
+                record,
+                expr,
+                labels,
+            } => serde_json::json!({"record": record, "expr": expr, "labels": labels}),
+            Rule::Alerting {
+                alert,
+                expr,
+                labels,
+                annotations,
+            } => serde_json::json!({
+                "alert": alert, "expr": expr, "labels": labels, "annotations": annotations
+            }),
+        })
+        .collect()
 }
 
 /// The name of the `PrometheusRule` for the SLO object `object_name`.

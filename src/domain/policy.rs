@@ -445,6 +445,56 @@ pub fn group_key(slo: &str, group: &BTreeMap<String, String>) -> String {
     format!("{slo}{{{}}}", pairs.join(","))
 }
 
+/// The SLO name and label names of a key written by [`group_key`]; `None` when the text
+/// is not such a key.
+pub fn split_group_key(key: &str) -> Option<(&str, Vec<&str>)> {
+    let Some(open) = key.find('{') else {
+        return Some((key, Vec::new()));
+    };
+    let (name, rest) = key.split_at(open);
+    let mut rest = rest.strip_prefix('{')?.strip_suffix('}')?;
+    let mut labels = Vec::new();
+    while !rest.is_empty() {
+        let (label, after) = rest.split_once("=\"")?;
+        let valid = label.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return None;
+        }
+        // The value is Rust-quoted: skip escaped characters up to the closing quote.
+        let mut chars = after.char_indices();
+        let close = loop {
+            match chars.next()? {
+                (_, '\\') => {
+                    chars.next()?;
+                }
+                (i, '"') => break i,
+                _ => {}
+            }
+        };
+        labels.push(label);
+        rest = &after[close + 1..];
+        if !rest.is_empty() {
+            rest = rest.strip_prefix(',')?;
+        }
+    }
+    Some((name, labels))
+}
+
+/// Whether `key` (an incident's or a record's) is `slo`'s but no longer fits its shape:
+/// written before `groupBy` changed, so no evaluation will ever carry it again.
+pub fn is_reshaped_key(key: &str, slo: &Slo) -> bool {
+    match split_group_key(key) {
+        Some((name, mut labels)) if name == slo.name => {
+            let mut group_by: Vec<&str> = slo.group_by.iter().map(String::as_str).collect();
+            labels.sort_unstable();
+            group_by.sort_unstable();
+            labels != group_by
+        }
+        _ => false,
+    }
+}
+
 /// How many groups a grouped SLO may have unless it says otherwise.
 pub const DEFAULT_MAX_GROUPS: usize = 100;
 
@@ -545,6 +595,82 @@ mod tests {
         #[test]
         fn window_parsing_never_panics(text in "\\PC{0,12}") {
             let _ = Window::parse(&text);
+        }
+    }
+
+    fn grouped(group_by: &[&str]) -> Slo {
+        let text = format!(
+            "apiVersion: burnguard.dev/v1\nkind: SLO\nmetadata: {{name: checkout}}\nspec:\n  service: s\n  objective: 99.9\n  groupBy: [{}]\n  indicator: {{raw: {{errorRatio: 'sum by ({}) (rate(x[{{{{.window}}}}]))'}}}}\n",
+            group_by.join(", "),
+            group_by.join(", ")
+        );
+        let text = if group_by.is_empty() {
+            text.replace("  groupBy: []\n", "")
+        } else {
+            text
+        };
+        let (loaded, problems) = crate::policies::parse_source("t.yaml", &text);
+        assert!(problems.is_empty(), "{problems:?}");
+        loaded[0].slo.clone()
+    }
+
+    #[test]
+    fn a_group_key_splits_back_into_its_slo_and_label_names() {
+        let group = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let cases = [
+            (group(&[]), vec![]),
+            (group(&[("route", "/pay")]), vec!["route"]),
+            (
+                group(&[("route", "a\"b,c=\"d}"), ("method", "\\")]),
+                vec!["method", "route"],
+            ),
+        ];
+        for (labels, names) in cases {
+            let key = group_key("checkout", &labels);
+            assert_eq!(split_group_key(&key), Some(("checkout", names)), "{key}");
+        }
+        for malformed in [
+            "checkout{",
+            "checkout{route}",
+            "checkout{route=\"x}",
+            "checkout{1a=\"x\"}",
+        ] {
+            assert_eq!(split_group_key(malformed), None, "{malformed}");
+        }
+    }
+
+    #[test]
+    fn a_key_written_before_group_by_changed_no_longer_fits_the_slo() {
+        let plain = grouped(&[]);
+        let by_route = grouped(&["route"]);
+        let by_route_and_method = grouped(&["route", "method"]);
+        let route_key = "checkout{route=\"/pay\"}";
+        let both_key = "checkout{method=\"GET\",route=\"/pay\"}";
+        // (key, SLO, reshaped?)
+        let cases = [
+            ("checkout", &plain, false),
+            ("checkout", &by_route, true),
+            (route_key, &plain, true),
+            (route_key, &by_route, false),
+            (route_key, &by_route_and_method, true),
+            (both_key, &by_route_and_method, false),
+            (both_key, &by_route, true),
+            // Another SLO's keys are never this one's to retire.
+            ("checkout-eu", &plain, false),
+            ("checkout-eu{route=\"/pay\"}", &by_route_and_method, false),
+        ];
+        for (key, slo, reshaped) in cases {
+            assert_eq!(
+                is_reshaped_key(key, slo),
+                reshaped,
+                "{key} against groupBy {:?}",
+                slo.group_by
+            );
         }
     }
 }

@@ -7,9 +7,9 @@ use tracing::{info, warn};
 
 use super::evaluate::{EvalStatus, Evaluation, SloEvaluation};
 use crate::domain::burn::Status;
-use crate::domain::incident::{self, Decision, Observation};
-use crate::domain::policy::{Severity, Slo};
-use crate::ports::{EvaluationRecord, Store};
+use crate::domain::incident::{self, Decision, IncidentStatus, Observation};
+use crate::domain::policy::{self, Severity, Slo};
+use crate::ports::{CommandOutcome, EvaluationRecord, IncidentFilter, Operations, Store};
 
 /// What one evaluation says for incidents.
 pub fn observation(e: &SloEvaluation) -> Observation {
@@ -103,4 +103,95 @@ pub async fn record_cycle<S: Store>(store: &S, slos: &[Slo], evaluation: &Evalua
         }
     }
     recorded
+}
+
+/// Resolves the unresolved incidents that an SLO's `groupBy` edit left behind: keyed by a
+/// shape the SLO no longer has (`checkout` once it is grouped by route, or
+/// `checkout{route="/pay"}` once it is not), no evaluation will ever carry them again. Only
+/// once the SLO in its new shape was assessed on whole data this cycle: an SLO without data
+/// keeps its old incidents. Returns how many were resolved.
+pub async fn retire_reshaped<S: Store + Operations>(
+    store: &S,
+    slos: &[Slo],
+    evaluation: &Evaluation,
+    at: i64,
+) -> usize {
+    let assessed: HashMap<&str, &Slo> = slos
+        .iter()
+        .filter(|slo| {
+            evaluation.slos.iter().any(|e| {
+                e.name == slo.name
+                    && matches!(
+                        e.status,
+                        EvalStatus::Assessed(Status::Ok | Status::Ticket | Status::Page)
+                    )
+            })
+        })
+        .map(|slo| (slo.name.as_str(), slo))
+        .collect();
+    if assessed.is_empty() {
+        return 0;
+    }
+    let mut unresolved = Vec::new();
+    for status in [IncidentStatus::Open, IncidentStatus::Acknowledged] {
+        let filter = IncidentFilter {
+            status: Some(status),
+            slo: None,
+            limit: None,
+        };
+        match store.list_incidents(&filter).await {
+            Ok(found) => unresolved.extend(found),
+            Err(error) => {
+                warn!(%error, "listing unresolved incidents failed; reshaped SLOs are checked next cycle");
+                return 0;
+            }
+        }
+    }
+    let mut retired = 0;
+    for incident in unresolved {
+        let Some((name, _)) = policy::split_group_key(&incident.slo) else {
+            continue;
+        };
+        let Some(slo) = assessed.get(name) else {
+            continue;
+        };
+        if !policy::is_reshaped_key(&incident.slo, slo) {
+            continue;
+        }
+        let note = reshaped_note(slo);
+        match store
+            .resolve_by_hand(incident.id, ACTOR, Some(&note), at)
+            .await
+        {
+            Ok(CommandOutcome::Done(_)) => {
+                retired += 1;
+                info!(slo = %incident.slo, incident = incident.id, "incident resolved: its SLO's groupBy changed");
+            }
+            // Another replica resolved it first.
+            Ok(_) => {}
+            Err(error) => {
+                warn!(slo = %incident.slo, %error, "resolving a reshaped SLO's incident failed")
+            }
+        }
+    }
+    retired
+}
+
+/// Who resolves what nobody else did.
+const ACTOR: &str = "burnguard";
+
+/// Why a reshaped SLO's incident was resolved, for its timeline.
+fn reshaped_note(slo: &Slo) -> String {
+    if slo.group_by.is_empty() {
+        format!(
+            "groupBy changed: {} is no longer grouped; this group's incident is resolved and the SLO as a whole is evaluated in its place",
+            slo.name
+        )
+    } else {
+        format!(
+            "groupBy changed: {} is now grouped by [{}]; this incident's key names no group of it, so it is resolved and each group is evaluated on its own",
+            slo.name,
+            slo.group_by.join(", ")
+        )
+    }
 }
