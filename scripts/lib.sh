@@ -12,3 +12,14 @@ ensure_prometheus_tools() {
       prometheus prometheus-alertmanager
   fi
 }
+
+# A real browser for the web UI's tests (tests/ui_browser.rs): Debian's Chromium and its
+# WebDriver, when either is missing.
+ensure_browser() {
+  if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    echo "==> installing chromium and chromium-driver"
+    as_root apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      chromium chromium-driver
+  fi
+}

@@ -494,6 +494,11 @@ pub trait Freezes: Send + Sync {
         freeze: &NewFreeze,
     ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
     fn active_freezes(&self) -> impl Future<Output = Result<Vec<FreezeRecord>, StoreError>> + Send;
+    /// Lifted freezes, the most recently lifted first, at most `limit`.
+    fn lifted_freezes(
+        &self,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<FreezeRecord>, StoreError>> + Send;
     /// Lifts an active freeze; `false` if it was not active.
     fn lift_freeze(
         &self,

@@ -400,6 +400,7 @@ async fn malformed_bodies_on_every_post_route_get_a_json_4xx() {
         format!("/api/v1/incidents/{id}/ack"),
         format!("/api/v1/incidents/{id}/resolve"),
         format!("/api/v1/incidents/{id}/approve"),
+        format!("/api/v1/incidents/{id}/notes"),
         "/api/v1/freezes".to_string(),
         "/admission/validate".to_string(),
         "/webhooks/alertmanager".to_string(),
@@ -425,8 +426,11 @@ async fn malformed_bodies_on_every_post_route_get_a_json_4xx() {
             let (status, answer) = api
                 .call("POST", route, Some(TOKEN), Some(body.clone()))
                 .await;
-            // `{}` is a valid command body (by and note are optional).
-            if *name == "missing fields" && route.starts_with("/api/v1/incidents") {
+            // `{}` is a valid command body (by and note are optional), not a note's.
+            if *name == "missing fields"
+                && route.starts_with("/api/v1/incidents")
+                && !route.ends_with("/notes")
+            {
                 continue;
             }
             assert!(
@@ -497,6 +501,7 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
         ("POST", "/api/v1/freezes", true),
         ("POST", "/api/v1/incidents/{id}/ack", true),
         ("POST", "/api/v1/incidents/{id}/approve", true),
+        ("POST", "/api/v1/incidents/{id}/notes", true),
         ("POST", "/api/v1/incidents/{id}/resolve", true),
     ];
     let expected: Vec<(String, String, bool)> = expected
@@ -765,4 +770,114 @@ async fn what_the_openapi_document_describes_the_server_accepts() {
         }
     }
     assert!(checked >= 12, "{checked}");
+}
+
+#[tokio::test]
+async fn a_note_goes_on_the_timeline_under_the_token_name_at_any_status() {
+    for db in TestDb::both().await {
+        let api = Api::start(db, false).await;
+        let id = api.open_incident("checkout-availability", 1_000).await;
+        let notes = format!("/api/v1/incidents/{id}/notes");
+        // A note needs its text, a token and an incident.
+        for body in [json!({}), json!({"note": "   "})] {
+            let (status, answer) = api.post(&notes, body.clone()).await;
+            assert_eq!(status, 400, "{body}: {answer}");
+        }
+        let unauthenticated = api
+            .call("POST", &notes, None, Some(br#"{"note": "x"}"#.to_vec()))
+            .await;
+        assert_eq!(unauthenticated.0, 401);
+        assert_eq!(
+            api.post("/api/v1/incidents/999999/notes", json!({"note": "x"}))
+                .await
+                .0,
+            404
+        );
+        // Open, then resolved: a note lands either way.
+        for (note, resolve_after) in [("rolled back web-7", true), ("postmortem in DOC-12", false)]
+        {
+            let (status, detail) = api.post(&notes, json!({"note": note, "by": "bob"})).await;
+            assert_eq!(status, 200, "{detail}");
+            let event = detail["timeline"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .rev()
+                .find(|e| e["kind"] == "note")
+                .unwrap();
+            assert_eq!(event["actor"], TOKEN_NAME);
+            let message = event["message"].as_str().unwrap();
+            assert!(
+                message.contains(note) && message.contains("bob"),
+                "{message}"
+            );
+            if resolve_after {
+                let (status, _) = api
+                    .post(&format!("/api/v1/incidents/{id}/resolve"), json!({}))
+                    .await;
+                assert_eq!(status, 200);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_ui_answers_html_and_follows_protect_reads() {
+    let page = |api: &Api, path: &str, token: Option<&str>| {
+        let mut request = api.client.get(format!("{}{path}", api.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let kind = response
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default();
+            (status, kind, response.text().await.unwrap())
+        }
+    };
+    let open = Api::start(TestDb::sqlite(), false).await;
+    // `/` lands on the list (the redirect is followed).
+    let (status, kind, body) = page(&open, "/", None).await;
+    assert_eq!(status, 200);
+    assert!(kind.starts_with("text/html"), "{kind}");
+    assert!(body.contains("id=\"slo-table\""), "{body}");
+    // Not found is a page, with the asked-for name escaped, not JSON.
+    let (status, kind, body) =
+        page(&open, "/ui/slos/%3Cscript%3Ealert(1)%3C%2Fscript%3E", None).await;
+    assert_eq!(status, 404);
+    assert!(kind.starts_with("text/html"), "{kind}");
+    assert!(
+        body.contains("&lt;script&gt;") && !body.contains("<script>alert"),
+        "{body}"
+    );
+    assert_eq!(page(&open, "/ui/incidents/abc", None).await.0, 404);
+    assert_eq!(page(&open, "/ui/incidents/424242", None).await.0, 404);
+    // Unknown ranges and filters are harmless.
+    assert_eq!(page(&open, "/ui/?status=%00&q=%3C", None).await.0, 200);
+
+    let protected = Api::start(TestDb::sqlite(), true).await;
+    for path in [
+        "/ui/",
+        "/ui/rows",
+        "/ui/freezes",
+        "/ui/incidents",
+        "/ui/slos/checkout",
+    ] {
+        let (status, kind, body) = page(&protected, path, None).await;
+        assert_eq!(status, 401, "{path}");
+        assert!(kind.starts_with("text/html"), "{path}: {kind}");
+        assert!(body.contains("A token is needed"), "{path}: {body}");
+        assert_eq!(page(&protected, path, Some("wrong")).await.0, 401, "{path}");
+    }
+    let (status, _, body) = page(&protected, "/ui/", Some(TOKEN)).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("id=\"slo-table\""));
+    // The page's own script and style carry no data: served to anyone, so the token page works.
+    for asset in ["/ui/assets/app.js", "/ui/assets/app.css"] {
+        assert_eq!(page(&protected, asset, None).await.0, 200, "{asset}");
+    }
 }

@@ -66,6 +66,9 @@ pub struct SloBacktest {
     pub service: String,
     pub transitions: Vec<Transition>,
     pub budget: Vec<BudgetPoint>,
+    /// The burn rate of each alert window at every step (`None`: no data), for drawing.
+    #[serde(skip)]
+    pub burn_rates: BTreeMap<Window, Vec<(UnixSeconds, Option<f64>)>>,
     pub summary: Summary,
     pub error: Option<String>,
 }
@@ -174,6 +177,7 @@ fn failed(slo: &Slo, error: String) -> SloBacktest {
         service: slo.service.clone(),
         transitions: Vec::new(),
         budget: Vec::new(),
+        burn_rates: BTreeMap::new(),
         summary: Summary::default(),
         error: Some(error),
     }
@@ -239,6 +243,14 @@ pub fn replay(
     let mut budget = Vec::with_capacity(timeline.len());
     let mut summary = Summary::default();
     let mut was_firing = vec![false; slo.alerting.windows.len()];
+    let error_budget = slo.error_budget().ratio();
+    let mut burn_rates: BTreeMap<Window, Vec<(UnixSeconds, Option<f64>)>> = slo
+        .alerting
+        .windows
+        .iter()
+        .flat_map(|row| [row.long, row.short])
+        .map(|w| (w, Vec::with_capacity(timeline.len())))
+        .collect();
     let (mut was_paging, mut was_ticketing) = (false, false);
     for &at in timeline {
         let ratios: BTreeMap<Window, Option<f64>> = windows
@@ -256,6 +268,10 @@ pub fn replay(
             },
         };
         let assessment = burn::assess(slo, &ratios, reading);
+        for (window, points) in &mut burn_rates {
+            let ratio = ratios.get(window).copied().flatten();
+            points.push((at, ratio.map(|r| r / error_budget)));
+        }
         for (k, state) in assessment.alerts.iter().enumerate() {
             if state.firing() != was_firing[k] {
                 transitions.push(Transition {
@@ -306,6 +322,7 @@ pub fn replay(
         service: slo.service.clone(),
         transitions,
         budget,
+        burn_rates,
         summary,
         error: None,
     }

@@ -237,6 +237,9 @@ async fn command(
     let note = on_behalf(named, body.note.as_deref());
     let (by, note) = (caller.0.as_str(), note.as_deref());
     let store = &state.store;
+    if which == "note" {
+        return add_note(state, id, by, note).await;
+    }
     let outcome = match which {
         "ack" => store.acknowledge(id, by, note, now()).await,
         "resolve" => store.resolve_by_hand(id, by, note, now()).await,
@@ -280,6 +283,46 @@ pub async fn approve(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     command(&state, &caller, &raw, &body, "approve").await
+}
+
+pub async fn note(
+    State(state): State<Arc<ServiceState>>,
+    Extension(caller): Extension<Caller>,
+    Path(raw): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    command(&state, &caller, &raw, &body, "note").await
+}
+
+/// Puts a person's note on an incident's timeline, whatever its status.
+async fn add_note(
+    state: &ServiceState,
+    id: i64,
+    by: &str,
+    note: Option<&str>,
+) -> Result<Response, ApiError> {
+    use crate::ports::Journal;
+    let Some(note) = note.map(str::trim).filter(|n| !n.is_empty()) else {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "a note needs its text: {\"note\": \"...\"}",
+        ));
+    };
+    let store = &state.store;
+    if store
+        .incident(id)
+        .await
+        .map_err(ApiError::internal)?
+        .is_none()
+    {
+        return Err(not_found(format!("no incident {id}")));
+    }
+    store
+        .add_event(id, now(), "note", &format!("{by} noted: {note}"), by, None)
+        .await
+        .map_err(ApiError::internal)?;
+    let detail = store.incident(id).await.map_err(ApiError::internal)?;
+    Ok(Json(detail).into_response())
 }
 
 pub async fn list_freezes(State(state): State<Arc<ServiceState>>) -> Result<Response, ApiError> {

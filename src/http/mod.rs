@@ -1,6 +1,6 @@
-//! The HTTP face of `serve` (axum): `/metrics`, `/healthz`, `/readyz`, the API, webhooks in
-//! and the admission webhook; `server` serves them on a listener and `tls` keeps its
-//! certificate.
+//! The HTTP face of `serve` (axum): `/metrics`, `/healthz`, `/readyz`, the API, webhooks in,
+//! the admission webhook and the web UI (`ui`, under `/ui/`); `server` serves them on a
+//! listener and `tls` keeps its certificate.
 //!
 //! Every error answer, ours and the framework's (404 on unknown routes, 405, 408 timeouts,
 //! 413, 415, extractor rejections), is `{"error": {"code", "message"}}`: [`harden`] puts the
@@ -17,6 +17,7 @@ pub mod openapi;
 pub mod server;
 pub mod state;
 pub mod tls;
+pub mod ui;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -60,6 +61,7 @@ pub fn router(state: Arc<ServiceState>) -> Router {
                 )),
         )
         .nest("/api/v1", api)
+        .merge(ui::router(state.clone()))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route".into())
         })
@@ -86,12 +88,13 @@ pub fn harden(routes: Router, timeout: Duration) -> Router {
 /// keeping their other headers (`Allow` on a 405).
 async fn json_errors(response: Response, timeout: Duration) -> Response {
     let status = response.status();
-    let is_json = response
+    // Our own answers: JSON from the API, HTML pages from the UI.
+    let is_ours = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        .is_some_and(|v| v.contains("json") || v.starts_with("text/html"));
+    if !(status.is_client_error() || status.is_server_error()) || is_ours {
         return response;
     }
     let (mut parts, body) = response.into_parts();

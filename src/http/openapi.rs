@@ -87,6 +87,14 @@ fn command_body() -> Value {
     }})
 }
 
+/// Body of a note: the text is required.
+fn note_body() -> Value {
+    json!({"type": "object", "additionalProperties": false, "required": ["note"], "properties": {
+        "note": {"allOf": [text(4096), {"minLength": 1, "pattern": "\\S"}]},
+        "by": text(253),
+    }})
+}
+
 /// Body of a freeze made by hand.
 fn freeze_body() -> Value {
     json!({"type": "object", "additionalProperties": false, "required": ["reason"], "properties": {
@@ -193,6 +201,19 @@ pub const OPERATIONS: &[Operation] = &[
         query: &[],
         responses: &[(200, "incident"), (409, "nothing waits")],
         handler: || post(api::approve),
+    },
+    Operation {
+        method: "post",
+        path: "/incidents/{id}/notes",
+        summary: "Add a note to an incident's timeline (any status)",
+        mutating: true,
+        body: Some(
+            "{\"note\": \"...\", \"by\": \"...\"}; the note is required; the actor is the token's name, `by` only adds \"on behalf of <by>\"",
+        ),
+        body_schema: Some(note_body),
+        query: &[],
+        responses: &[(200, "incident"), (404, "no such incident")],
+        handler: || post(api::note),
     },
     Operation {
         method: "get",

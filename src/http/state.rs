@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use crate::adapters::store::SqlStore;
+use crate::domain::policy::Slo;
 use crate::http::auth::{ApiAuth, WebhookAuth};
 use crate::http::metrics::{Latest, Metrics};
 
@@ -21,9 +22,13 @@ pub struct ServiceState {
     pub webhook_auth: WebhookAuth,
     /// How long a whole request may take before it is answered 408.
     pub request_timeout: std::time::Duration,
+    /// The Prometheus the UI's backtests read (the one `serve` evaluates against).
+    pub prometheus: Option<crate::adapters::prometheus::Prometheus>,
     /// Names of the loaded SLOs (alerts naming one attach to its incident).
     /// SLO name -> its groupBy labels.
     slo_names: RwLock<std::collections::HashMap<String, Vec<String>>>,
+    /// The loaded SLOs by name, as the UI shows their policy, rules and labels.
+    slos: RwLock<Arc<std::collections::HashMap<String, Slo>>>,
     readiness: RwLock<Readiness>,
 }
 
@@ -45,7 +50,9 @@ impl ServiceState {
             api_auth: ApiAuth::default(),
             webhook_auth: WebhookAuth::default(),
             request_timeout: crate::http::DEFAULT_REQUEST_TIMEOUT,
+            prometheus: None,
             slo_names: RwLock::new(std::collections::HashMap::new()),
+            slos: RwLock::new(Arc::default()),
             readiness: RwLock::new(Readiness::default()),
         }
     }
@@ -59,6 +66,32 @@ impl ServiceState {
         if let Ok(mut current) = self.slo_names.write() {
             *current = names.into_iter().collect();
         }
+    }
+
+    /// Keeps the loaded SLOs (and their names) for the pages that show them.
+    pub fn set_slos(&self, slos: &[Slo]) {
+        self.set_slo_names(slos.iter().map(|s| (s.name.clone(), s.group_by.clone())));
+        let by_name = slos.iter().map(|s| (s.name.clone(), s.clone())).collect();
+        if let Ok(mut current) = self.slos.write() {
+            *current = Arc::new(by_name);
+        }
+    }
+
+    /// A loaded SLO.
+    pub fn slo(&self, name: &str) -> Option<Slo> {
+        self.slos.read().ok().and_then(|s| s.get(name).cloned())
+    }
+
+    /// Every loaded SLO's `metadata.labels`, by name.
+    pub fn slo_labels(&self) -> std::collections::HashMap<String, BTreeMap<String, String>> {
+        self.slos
+            .read()
+            .map(|s| {
+                s.iter()
+                    .map(|(name, slo)| (name.clone(), slo.labels.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// `Ok` when policies are loaded and the last cycle reached Prometheus.

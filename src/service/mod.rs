@@ -108,7 +108,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let remediator = Remediator::new(
         store.clone(),
         actuators,
-        Arc::new(prometheus),
+        Arc::new(prometheus.clone()),
         settings.remediation.clone(),
         instance.clone(),
     );
@@ -141,7 +141,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let mut service_state = ServiceState::new(store.clone(), settings.service_account.clone());
     service_state.api_auth = settings.api_auth.clone();
     service_state.webhook_auth = settings.webhook_auth.clone();
-    service_state.set_slo_names(slos.iter().map(|s| (s.name.clone(), s.group_by.clone())));
+    service_state.set_slos(&slos);
+    service_state.prometheus = Some(prometheus.clone());
     let state = Arc::new(service_state);
     state.metrics.slos_loaded.set(slos.len() as i64);
     state.set_readiness(|r| r.policies_loaded = true);
@@ -396,7 +397,7 @@ fn policies_changed(state: &ServiceState, slos: &[Slo]) {
         latest.retain(|_, e| names.contains(e.name.as_str()));
     }
     state.metrics.slos_loaded.set(slos.len() as i64);
-    state.set_slo_names(slos.iter().map(|s| (s.name.clone(), s.group_by.clone())));
+    state.set_slos(slos);
 }
 
 /// Reads the store's counts for `/metrics` (after the cycle and its remediation, so they
@@ -479,6 +480,7 @@ async fn cycle(
         let started = Instant::now();
         let evaluation = evaluator.evaluate(due, at).await;
         let recorded = record::record_cycle(store, due, &evaluation).await;
+        let retired = record::retire_reshaped(store, due, &evaluation, at).await;
         let elapsed = started.elapsed();
         let m = &state.metrics;
         m.store_errors.inc_by(recorded.failed as u64);
@@ -528,6 +530,7 @@ async fn cycle(
             opened = recorded.opened,
             escalated = recorded.escalated,
             resolved = recorded.resolved,
+            retired,
             "evaluation cycle done"
         );
         drop(latest);

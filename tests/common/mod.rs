@@ -46,6 +46,7 @@ pub fn repo_root() -> PathBuf {
 }
 
 pub mod alerts;
+pub mod browser;
 pub mod db;
 pub mod kube;
 pub mod prometheus;

@@ -556,6 +556,19 @@ impl Freezes for SqlStore {
         .collect()
     }
 
+    async fn lifted_freezes(&self, limit: i64) -> Result<Vec<FreezeRecord>, StoreError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {FREEZE_COLUMNS} FROM freezes WHERE lifted_at IS NOT NULL ORDER BY lifted_at DESC, id DESC LIMIT $1"
+        )))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(freeze_record)
+        .collect()
+    }
+
     async fn lift_freeze(&self, id: i64, by: &str, at: UnixSeconds) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE freezes SET lifted_at = $1, lifted_by = $2 WHERE id = $3 AND lifted_at IS NULL",
