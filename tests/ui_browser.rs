@@ -15,7 +15,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::browser::Browser;
-use common::prometheus::{PrometheusServer, Series, recent_traffic};
+use common::prometheus::{PrometheusServer, Series, counter, labels};
 use common::receiver::Receiver;
 use common::serve::Serve;
 use serde_json::Value;
@@ -66,6 +66,28 @@ spec:
     )
 }
 
+/// A day of a job's requests, 10 per second, with `errors(seconds ago)` of them failing.
+fn traffic(job: &str, errors: impl Fn(i64) -> f64 + Copy) -> Vec<Series> {
+    let now = chrono::Utc::now().timestamp();
+    let end = now - now % 60;
+    let start = end - 24 * 3_600;
+    let series = |code: &str, per_second: Box<dyn Fn(i64) -> f64>| {
+        counter(
+            "http_requests_total",
+            labels(&[("job", job), ("code", code)]),
+            start,
+            end,
+            60,
+            1e6,
+            per_second,
+        )
+    };
+    vec![
+        series("500", Box::new(move |t| errors(end - t))),
+        series("200", Box::new(move |t| 10.0 - errors(end - t))),
+    ]
+}
+
 struct Setup {
     _prometheus: PrometheusServer,
     prometheus_url: String,
@@ -79,8 +101,15 @@ struct Setup {
 
 impl Setup {
     fn start(receiver: &Receiver) -> Self {
-        let mut history: Vec<Series> = recent_traffic("checkout", 0.5);
-        history.extend(recent_traffic("search", 0.001));
+        let mut history: Vec<Series> = traffic("checkout", |ago| match ago {
+            // A bad hour five hours ago (2% errors), and a burn for the last 90 minutes (5%).
+            ..5_400 => 0.5,
+            14_400..18_000 => 0.2,
+            _ => 0.002,
+        });
+        history.extend(traffic("search", |ago| {
+            0.001 + 0.004 * ((ago as f64 / 3_600.0).sin().max(0.0))
+        }));
         let prometheus = PrometheusServer::start(&history);
         let dir = tempfile::tempdir().unwrap();
         let policy_dir = dir.path().join("policies");
@@ -273,7 +302,7 @@ async fn an_sre_sees_the_burning_slo_first_approves_its_step_and_lifts_a_freeze(
 
     // The detail page: burn rate per window, the page threshold on it, the budget chart.
     browser
-        .goto(&format!("{}/ui/slos/checkout?range=1h", s.base))
+        .goto(&format!("{}/ui/slos/checkout?range=1d", s.base))
         .await;
     browser
         .wait_for(
@@ -306,7 +335,9 @@ async fn an_sre_sees_the_burning_slo_first_approves_its_step_and_lifts_a_freeze(
         source.contains("burnguard:sli_error:ratio_rate1h"),
         "the generated rules are shown"
     );
-    screenshot(&browser, "slo-detail").await;
+    let source = browser.wait_for("p.source", Duration::from_secs(5)).await;
+    let source = browser.text(&source).await;
+    assert!(source.contains("Replayed from Prometheus"), "{source}");
 
     // The incident: approve the waiting step; the page asks for the token once.
     browser
@@ -375,6 +406,23 @@ async fn an_sre_sees_the_burning_slo_first_approves_its_step_and_lifts_a_freeze(
     browser
         .wait_for("ol.timeline li.event-note", Duration::from_secs(10))
         .await;
+
+    // Back on the detail page, the approved step is marked on the charts.
+    browser
+        .goto(&format!("{}/ui/slos/checkout?range=1d", s.base))
+        .await;
+    browser
+        .wait_for(
+            "svg[data-chart='Burn rate per window'] line.marker.step",
+            Duration::from_secs(10),
+        )
+        .await;
+    let page = browser.source().await;
+    assert!(
+        page.contains("<title>step turn off recommendations"),
+        "the marker names the step"
+    );
+    screenshot(&browser, "slo-detail").await;
 
     // Freezes: the form freezes checkout (gate 423), the Lift button lifts it (gate 200).
     assert_eq!(s.gate().await, 200);

@@ -52,8 +52,14 @@ const TOP: f64 = 22.0;
 const BOTTOM: f64 = 24.0;
 
 /// The y range that shows every value and level, with zero at the bottom when all are
-/// positive, and some room above.
+/// positive, widened to whole [`tick_step`]s so the axis reads 0, 5, 10 and not 0, 4.7, 9.4.
 pub fn y_range(chart: &Chart) -> (f64, f64) {
+    let (low, high, _) = y_axis(chart);
+    (low, high)
+}
+
+/// [`y_range`] and the tick step it was rounded to.
+pub fn y_axis(chart: &Chart) -> (f64, f64, f64) {
     let values = chart
         .lines
         .iter()
@@ -64,13 +70,45 @@ pub fn y_range(chart: &Chart) -> (f64, f64) {
         (lo.min(v), hi.max(v))
     });
     if !low.is_finite() {
-        return (0.0, 1.0);
+        return (0.0, 1.0, 0.25);
     }
     low = low.min(0.0);
     if high <= low {
         high = low + 1.0;
     }
-    (low, high + (high - low) * 0.08)
+    // Some room above the highest value, so a line along the top stays visible.
+    high += (high - low) * 0.04;
+    let step = tick_step(high - low);
+    (
+        (low / step).floor() * step,
+        (high / step).ceil() * step,
+        step,
+    )
+}
+
+/// A round distance between y ticks (1, 2 or 5 times a power of ten) that cuts `span` into
+/// about four parts.
+pub fn tick_step(span: f64) -> f64 {
+    let raw = span / 4.0;
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * magnitude)
+        .find(|s| *s >= raw * 0.999)
+        .unwrap_or(10.0 * magnitude);
+    if step.is_finite() && step > 0.0 {
+        step
+    } else {
+        1.0
+    }
+}
+
+/// The y values the axis labels: every `step` from `low` to `high`.
+pub fn ticks((low, high, step): (f64, f64, f64)) -> Vec<f64> {
+    let count = ((high - low) / step).round() as i64;
+    (0..=count.clamp(1, 20))
+        .map(|k| low + step * k as f64)
+        .collect()
 }
 
 /// Where `(t, v)` lands in the drawing, for a y range.
@@ -118,6 +156,13 @@ pub fn axis_label(value: f64, percent: bool) -> String {
         a if a >= 1.0 || a == 0.0 => format!("{shown:.2}"),
         _ => format!("{shown:.3}"),
     };
+    // Ticks are round: 5% rather than 5.00%.
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &text
+    };
+    let text = if text == "-0" { "0" } else { text };
     format!("{text}{unit}")
 }
 
@@ -136,9 +181,23 @@ pub fn svg(chart: &Chart) -> String {
         r#"<text class="chart-title" x="{LEFT}" y="14">{}</text>"#,
         escape(&chart.title)
     );
-    // Axes and four y grid lines.
-    for k in 0..=4 {
-        let value = range.0 + (range.1 - range.0) * k as f64 / 4.0;
+    // The legend, after the title, when there is more than one line to tell apart.
+    if chart.lines.len() > 1 {
+        let mut x = LEFT + 12.0 + 7.0 * chart.title.len() as f64;
+        for line in &chart.lines {
+            let _ = write!(
+                out,
+                r#"<g class="legend line {}"><polyline points="{x:.1},10 {:.1},10"/><text class="tick" x="{:.1}" y="14">{}</text></g>"#,
+                escape(&line.class),
+                x + 14.0,
+                x + 17.0,
+                escape(&line.name)
+            );
+            x += 28.0 + 6.0 * line.name.chars().count() as f64;
+        }
+    }
+    // Axes and the y grid lines.
+    for value in ticks(y_axis(chart)) {
         let (_, y) = position(chart, range, chart.from, value);
         let _ = write!(
             out,
@@ -261,7 +320,7 @@ mod tests {
         let c = chart(vec![(0, Some(2.0)), (50, Some(20.0))]);
         let (low, high) = y_range(&c);
         assert_eq!(low, 0.0);
-        assert!((20.0..25.0).contains(&high), "{high}");
+        assert!((20.0..=30.0).contains(&high), "{high}");
         // Time maps left to right, value bottom to top.
         let (x0, y0) = position(&c, (low, high), 0, 0.0);
         let (x1, y1) = position(&c, (low, high), 100, high);
@@ -294,9 +353,28 @@ mod tests {
     fn axis_labels_fit_the_margin() {
         assert_eq!(axis_label(-49.0, true), "-4900%");
         assert_eq!(axis_label(0.125, true), "12.5%");
-        assert_eq!(axis_label(0.001, true), "0.100%");
+        assert_eq!(axis_label(0.001, true), "0.1%");
         assert_eq!(axis_label(14.4, false), "14.4x");
-        assert_eq!(axis_label(0.0, false), "0.00x");
+        assert_eq!(axis_label(0.0, false), "0x");
+        assert_eq!(axis_label(-0.0, true), "0%");
+        assert_eq!(axis_label(20.0, false), "20x");
+    }
+
+    #[test]
+    fn ticks_are_round_and_cover_the_values() {
+        assert_eq!(tick_step(1.0), 0.5);
+        assert_eq!(tick_step(54.0), 20.0);
+        assert_eq!(tick_step(4.2), 2.0);
+        assert!((tick_step(0.054) - 0.02).abs() < 1e-12);
+        // Budget from -310% to 100%: ticks every 200%, from -400% to 200%.
+        let mut c = chart(vec![(0, Some(-3.1)), (1, Some(1.0))]);
+        c.levels.clear();
+        assert_eq!(y_range(&c), (-4.0, 2.0));
+        assert_eq!(ticks(y_axis(&c)), vec![-4.0, -2.0, 0.0, 2.0]);
+        // Burn rates up to 50 with a 14.4 threshold: 0 to 60 by 20.
+        let mut c = chart(vec![(0, Some(50.0)), (1, Some(0.0))]);
+        c.levels.clear();
+        assert_eq!(ticks(y_axis(&c)), vec![0.0, 20.0, 40.0, 60.0]);
     }
 
     #[test]

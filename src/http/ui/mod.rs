@@ -194,15 +194,64 @@ struct RangeQuery {
     range: String,
 }
 
-/// A chart range's length in seconds; one day unless it is one of the offered ranges.
-fn range_seconds(range: &str) -> (&'static str, i64) {
+/// The ranges the detail page offers; `window` is the SLO's own: the rolling window up to
+/// now, or the whole current calendar period (its future part empty).
+pub const RANGES: [&str; 6] = ["1h", "6h", "1d", "3d", "7d", "window"];
+
+/// The chart span `[from, to]` for a range name at `now`; one day unless it is one of
+/// [`RANGES`].
+pub fn chart_span(
+    range: &str,
+    now: i64,
+    slo: Option<&crate::domain::policy::Slo>,
+) -> (&'static str, i64, i64) {
+    let back = |name: &'static str, seconds: i64| (name, now - seconds, now);
     match range {
-        "1h" => ("1h", 3_600),
-        "6h" => ("6h", 6 * 3_600),
-        "3d" => ("3d", 3 * 86_400),
-        "7d" => ("7d", 7 * 86_400),
-        _ => ("1d", 86_400),
+        "1h" => back("1h", 3_600),
+        "6h" => back("6h", 6 * 3_600),
+        "3d" => back("3d", 3 * 86_400),
+        "7d" => back("7d", 7 * 86_400),
+        "window" => match slo {
+            Some(slo) => match slo.calendar.as_ref().map(|c| c.period_at(now)) {
+                Some(Ok(period)) => ("window", period.start, period.end),
+                _ => back(
+                    "window",
+                    i64::try_from(slo.window.as_secs()).unwrap_or(i64::MAX / 2),
+                ),
+            },
+            None => back("1d", 86_400),
+        },
+        _ => back("1d", 86_400),
     }
+}
+
+/// The calendar ideal: the budget left if it were spent evenly over each period, from 100%
+/// at the period's start to 0% at its end; one run per period in `[from, to]`, broken
+/// between periods (the budget resets there).
+pub fn ideal_line(
+    calendar: &crate::domain::calendar::CalendarWindow,
+    from: i64,
+    to: i64,
+) -> Points {
+    let mut points = Vec::new();
+    let mut at = from;
+    while at < to {
+        let Ok(period) = calendar.period_at(at) else {
+            break;
+        };
+        let (start, end) = (at.max(period.start), to.min(period.end));
+        let left = |t: i64| 1.0 - period.elapsed(t) as f64 / period.length() as f64;
+        if !points.is_empty() {
+            points.push((start, None));
+        }
+        points.push((start, Some(left(start))));
+        points.push((end, Some(left(end))));
+        if period.end <= at {
+            break;
+        }
+        at = period.end;
+    }
+    points
 }
 
 /// At most this many points per line: enough for the chart's width.
@@ -220,9 +269,8 @@ async fn slo_detail(
     let Some(row) = all.iter().find(|r| r.key == key) else {
         return not_found(format!("No SLO `{key}` has been evaluated"));
     };
-    let (range, seconds) = range_seconds(&q.range);
-    let to = chrono::Utc::now().timestamp();
-    let from = to - seconds;
+    let slo = state.slo(&row.name);
+    let (range, from, to) = chart_span(&q.range, chrono::Utc::now().timestamp(), slo.as_ref());
     let history = match state.store.evaluation_history(&key, from, to, 50_000).await {
         Ok(points) => points,
         Err(error) => return failed(error),
@@ -246,8 +294,57 @@ async fn slo_detail(
             .collect(),
         Err(error) => return failed(error),
     };
-    let charts = detail_charts(row, &history, from, to, &incidents);
-    let slo = state.slo(&row.name);
+    let mut marks = match event_marks(&state, &row.name, &incidents, from, to).await {
+        Ok(marks) => marks,
+        Err(error) => return failed(error),
+    };
+    marks.ideal = slo
+        .as_ref()
+        .and_then(|s| s.calendar.as_ref())
+        .map(|calendar| ideal_line(calendar, from, to));
+    let stored = stored_series(row, &history);
+    let (series, source) = match (&slo, &state.prometheus) {
+        (Some(slo), Some(prometheus)) => {
+            let step = backtest_step(to - from, 0);
+            let replays = crate::engine::backtest::backtest(
+                prometheus,
+                std::slice::from_ref(slo),
+                from,
+                to,
+                step,
+                4,
+            )
+            .await;
+            let group_text = |b: &crate::engine::backtest::SloBacktest| {
+                b.group
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            match replays.iter().find(|b| group_text(b) == row.group) {
+                Some(replay) if replay.error.is_none() => (
+                    replayed_series(row, replay, slo.error_budget().ratio(), stored),
+                    pages::ChartSource::Replayed { step },
+                ),
+                found => (
+                    stored,
+                    pages::ChartSource::Stored {
+                        why: found
+                            .and_then(|b| b.error.clone())
+                            .unwrap_or_else(|| "Prometheus returned no series for it".into()),
+                    },
+                ),
+            }
+        }
+        _ => (
+            stored,
+            pages::ChartSource::Stored {
+                why: "this burnguard has no Prometheus to read history from".into(),
+            },
+        ),
+    };
+    let charts = detail_charts(row, &series, from, to, &marks);
     let policy = slo
         .as_ref()
         .and_then(|s| crate::domain::spec::v1::write_slo(s).ok());
@@ -263,6 +360,8 @@ async fn slo_detail(
         freezes: &freezes,
         policy,
         rules,
+        calendar: marks.ideal.is_some(),
+        source,
     };
     html(pages::layout(
         &row.key,
@@ -278,37 +377,224 @@ fn thin(history: &[EvaluationPoint]) -> impl Iterator<Item = &EvaluationPoint> {
     history.iter().step_by(step)
 }
 
-/// The budget, burn-rate and error-ratio charts of an SLO over `[from, to]`, from its stored
-/// evaluations, with the alert thresholds and incidents drawn on them.
-fn detail_charts(
-    row: &SloRow,
-    history: &[EvaluationPoint],
+/// How many of an SLO's incidents the detail page reads playbook steps from.
+const MARKED_INCIDENTS: usize = 20;
+/// How many lifted freezes the detail page looks through for this SLO's.
+const MARKED_FREEZES: i64 = 200;
+
+/// What the detail charts draw besides the series: event markers and, for a calendar SLO,
+/// the ideal burn-down.
+#[derive(Debug, Default)]
+struct Marks {
+    markers: Vec<chart::Marker>,
+    ideal: Option<Points>,
+}
+
+/// Markers for the incidents opened, playbook steps run and freezes set or lifted for this
+/// SLO within `[from, to]`.
+async fn event_marks(
+    state: &ServiceState,
+    slo: &str,
+    incidents: &[IncidentRecord],
     from: i64,
     to: i64,
-    incidents: &[IncidentRecord],
-) -> Vec<String> {
-    use chart::{Chart, Level, Line, Marker};
-    let markers: Vec<Marker> = incidents
+) -> Result<Marks, crate::ports::StoreError> {
+    use chart::Marker;
+    let within = |t: i64| (from..=to).contains(&t);
+    let mut markers: Vec<Marker> = incidents
         .iter()
+        .filter(|i| within(i.opened_at))
         .map(|i| Marker {
             at: i.opened_at,
             label: format!("incident #{} opened ({})", i.id, i.severity),
             class: format!("incident {}", i.severity),
         })
         .collect();
+    // Incidents are listed newest first; older ones cannot have steps in the range.
+    for record in incidents
+        .iter()
+        .filter(|i| i.resolved_at.is_none_or(|r| r >= from) && i.opened_at <= to)
+        .take(MARKED_INCIDENTS)
+    {
+        let Some(detail) = state.store.incident(record.id).await? else {
+            continue;
+        };
+        for action in detail.actions {
+            let at = action.started_at.unwrap_or(action.created_at);
+            if within(at) {
+                markers.push(Marker {
+                    at,
+                    label: format!(
+                        "step {} ({}): {}{}",
+                        action.step,
+                        action.kind,
+                        action.status,
+                        if action.dry_run { ", dry run" } else { "" }
+                    ),
+                    class: "step".into(),
+                });
+            }
+        }
+    }
+    let mut freezes = state.store.active_freezes().await?;
+    freezes.extend(state.store.lifted_freezes(MARKED_FREEZES).await?);
+    for freeze in freezes.iter().filter(|f| f.slo.as_deref() == Some(slo)) {
+        if within(freeze.created_at) {
+            markers.push(Marker {
+                at: freeze.created_at,
+                label: format!("freeze #{} set: {}", freeze.id, freeze.reason),
+                class: "freeze".into(),
+            });
+        }
+        if let Some(lifted) = freeze.lifted_at.filter(|t| within(*t)) {
+            markers.push(Marker {
+                at: lifted,
+                label: format!("freeze #{} lifted", freeze.id),
+                class: "freeze lifted".into(),
+            });
+        }
+    }
+    markers.sort_by_key(|m| m.at);
+    Ok(Marks {
+        markers,
+        ideal: None,
+    })
+}
+
+/// A line's points, `(unix seconds, value)`, `None` for no data.
+type Points = Vec<(i64, Option<f64>)>;
+/// A window's name and its line.
+type NamedLine = (String, Points);
+
+/// The lines a detail page draws: budget left, and burn rate and error ratio per alert
+/// window (by window name), each `(unix seconds, value)` with `None` for no data.
+#[derive(Debug, Default)]
+struct DetailSeries {
+    budget: Points,
+    burn: Vec<NamedLine>,
+    ratio: Vec<NamedLine>,
+}
+
+/// The alert windows of an SLO's rows, shortest first, each once.
+fn row_windows(row: &SloRow) -> Vec<String> {
+    let mut seen: Vec<String> = Vec::new();
+    for a in &row.alerts {
+        for w in [&a.long_window, &a.short_window] {
+            if !seen.contains(w) {
+                seen.push(w.clone());
+            }
+        }
+    }
+    seen.sort_by_key(|w| {
+        crate::domain::policy::Window::parse(w)
+            .map(|w| w.as_secs())
+            .unwrap_or(u64::MAX)
+    });
+    seen
+}
+
+/// The lines from the evaluations burnguard stored.
+fn stored_series(row: &SloRow, history: &[EvaluationPoint]) -> DetailSeries {
     let points: Vec<&EvaluationPoint> = thin(history).collect();
+    let per_window = |field: &str| -> Vec<NamedLine> {
+        row_windows(row)
+            .into_iter()
+            .map(|w| {
+                let line = points
+                    .iter()
+                    .map(|p| (p.evaluated_at, number_at(&p.snapshot[field][&w])))
+                    .collect();
+                (w, line)
+            })
+            .collect()
+    };
+    DetailSeries {
+        budget: points
+            .iter()
+            .map(|p| (p.evaluated_at, p.error_budget_remaining))
+            .collect(),
+        burn: per_window("burn_rate"),
+        ratio: per_window("error_ratio"),
+    }
+}
+
+fn number_at(value: &serde_json::Value) -> Option<f64> {
+    value.as_f64().filter(|v| v.is_finite())
+}
+
+/// The lines from a replay over Prometheus's history (the `backtest` engine): the burn
+/// rate of each alert window at every step, the error ratio it comes from, and the budget
+/// (rolling SLOs; a calendar SLO's budget is not replayed, so it comes from `stored`).
+fn replayed_series(
+    row: &SloRow,
+    replay: &crate::engine::backtest::SloBacktest,
+    error_budget: f64,
+    stored: DetailSeries,
+) -> DetailSeries {
+    let by_name: std::collections::BTreeMap<String, &Points> = replay
+        .burn_rates
+        .iter()
+        .map(|(w, points)| (w.to_string(), points))
+        .collect();
+    let windows = row_windows(row);
+    let burn: Vec<NamedLine> = windows
+        .iter()
+        .filter_map(|w| by_name.get(w).map(|p| (w.clone(), thin_points(p))))
+        .collect();
+    let ratio = burn
+        .iter()
+        .map(|(w, points)| {
+            let line = points
+                .iter()
+                .map(|(t, b)| (*t, b.map(|b| b * error_budget)))
+                .collect();
+            (w.clone(), line)
+        })
+        .collect();
+    let replayed_budget: Points = replay.budget.iter().map(|p| (p.at, p.remaining)).collect();
+    DetailSeries {
+        budget: if replayed_budget.iter().any(|(_, v)| v.is_some()) {
+            thin_points(&replayed_budget)
+        } else {
+            stored.budget
+        },
+        burn,
+        ratio,
+    }
+}
+
+/// At most [`CHART_POINTS`] of a line, evenly picked.
+fn thin_points(points: &[(i64, Option<f64>)]) -> Points {
+    let step = points.len().div_ceil(CHART_POINTS).max(1);
+    points.iter().step_by(step).copied().collect()
+}
+
+/// The budget, burn-rate and error-ratio charts of an SLO over `[from, to]`, with the alert
+/// thresholds, events and (calendar SLOs) the ideal burn-down drawn on them.
+fn detail_charts(
+    row: &SloRow,
+    series: &DetailSeries,
+    from: i64,
+    to: i64,
+    marks: &Marks,
+) -> Vec<String> {
+    use chart::{Chart, Level, Line};
+    let markers = marks.markers.clone();
     let budget = Chart {
         title: "Error budget left".into(),
         from,
         to,
-        lines: vec![Line {
+        lines: std::iter::once(Line {
             name: "budget".into(),
             class: "budget".into(),
-            points: points
-                .iter()
-                .map(|p| (p.evaluated_at, p.error_budget_remaining))
-                .collect(),
-        }],
+            points: series.budget.clone(),
+        })
+        .chain(marks.ideal.iter().map(|ideal| Line {
+            name: "ideal".into(),
+            class: "ideal".into(),
+            points: ideal.clone(),
+        }))
+        .collect(),
         levels: vec![Level {
             value: 0.0,
             label: "budget spent".into(),
@@ -317,28 +603,14 @@ fn detail_charts(
         markers: markers.clone(),
         percent: true,
     };
-    let windows: Vec<String> = {
-        let mut seen = Vec::new();
-        for a in &row.alerts {
-            for w in [&a.long_window, &a.short_window] {
-                if !seen.contains(w) {
-                    seen.push(w.clone());
-                }
-            }
-        }
-        seen
-    };
-    let per_window = |field: &str| -> Vec<Line> {
-        windows
+    let lines = |lines: &[NamedLine]| -> Vec<Line> {
+        lines
             .iter()
             .enumerate()
-            .map(|(k, w)| Line {
+            .map(|(k, (w, points))| Line {
                 name: w.clone(),
                 class: format!("w{}", k % 8),
-                points: points
-                    .iter()
-                    .map(|p| (p.evaluated_at, p.snapshot[field][w].as_f64()))
-                    .collect(),
+                points: points.clone(),
             })
             .collect()
     };
@@ -346,7 +618,7 @@ fn detail_charts(
         title: "Burn rate per window".into(),
         from,
         to,
-        lines: per_window("burn_rate"),
+        lines: lines(&series.burn),
         levels: row
             .alerts
             .iter()
@@ -366,7 +638,7 @@ fn detail_charts(
         title: "Error ratio per window".into(),
         from,
         to,
-        lines: per_window("error_ratio"),
+        lines: lines(&series.ratio),
         levels: vec![Level {
             value: 1.0 - row.objective,
             label: "the error budget (1 - objective)".into(),
@@ -584,10 +856,6 @@ fn backtest_charts(
             class: format!("incident {}", t.severity),
         })
         .collect();
-    let thin = |points: &[(i64, Option<f64>)]| -> Vec<(i64, Option<f64>)> {
-        let step = points.len().div_ceil(CHART_POINTS).max(1);
-        points.iter().step_by(step).copied().collect()
-    };
     let burn = Chart {
         title: "Burn rate per window (replayed)".into(),
         from,
@@ -599,7 +867,7 @@ fn backtest_charts(
             .map(|(k, (window, points))| Line {
                 name: window.to_string(),
                 class: format!("w{}", k % 8),
-                points: thin(points),
+                points: thin_points(points),
             })
             .collect(),
         levels: slo
@@ -615,8 +883,7 @@ fn backtest_charts(
         markers: markers.clone(),
         percent: false,
     };
-    let budget_points: Vec<(i64, Option<f64>)> =
-        b.budget.iter().map(|p| (p.at, p.remaining)).collect();
+    let budget_points: Points = b.budget.iter().map(|p| (p.at, p.remaining)).collect();
     let budget = Chart {
         title: "Error budget left (replayed)".into(),
         from,
@@ -624,7 +891,7 @@ fn backtest_charts(
         lines: vec![Line {
             name: "budget".into(),
             class: "budget".into(),
-            points: thin(&budget_points),
+            points: thin_points(&budget_points),
         }],
         levels: vec![Level {
             value: 0.0,
@@ -652,7 +919,71 @@ mod tests {
 
     #[test]
     fn ranges_default_to_a_day() {
-        assert_eq!(range_seconds("6h"), ("6h", 21_600));
-        assert_eq!(range_seconds("<script>"), ("1d", 86_400));
+        assert_eq!(
+            chart_span("6h", 100_000, None),
+            ("6h", 100_000 - 21_600, 100_000)
+        );
+        assert_eq!(
+            chart_span("<script>", 100_000, None),
+            ("1d", 100_000 - 86_400, 100_000)
+        );
+        // Without the SLO, its window is unknown: a day.
+        assert_eq!(chart_span("window", 100_000, None).0, "1d");
+    }
+
+    fn berlin_month() -> crate::domain::calendar::CalendarWindow {
+        use crate::domain::calendar::{CalendarPeriod, CalendarWindow};
+        CalendarWindow::new(CalendarPeriod::Month, "Europe/Berlin").unwrap()
+    }
+
+    /// 2024-03-01T00:00 in Berlin (UTC+1) is 2024-02-29T23:00Z.
+    const MARCH_2024_BERLIN: i64 = 1_709_247_600;
+    /// 2024-04-01T00:00 in Berlin (UTC+2, after the DST change) is 2024-03-31T22:00Z.
+    const APRIL_2024_BERLIN: i64 = 1_711_922_400;
+
+    #[test]
+    fn the_ideal_falls_from_full_to_empty_across_the_period() {
+        let line = ideal_line(&berlin_month(), MARCH_2024_BERLIN, APRIL_2024_BERLIN);
+        assert_eq!(
+            line,
+            vec![
+                (MARCH_2024_BERLIN, Some(1.0)),
+                (APRIL_2024_BERLIN, Some(0.0))
+            ]
+        );
+        // Halfway through March (30 days 23 hours long) half the budget is left.
+        let half = MARCH_2024_BERLIN + (APRIL_2024_BERLIN - MARCH_2024_BERLIN) / 2;
+        let line = ideal_line(&berlin_month(), half, APRIL_2024_BERLIN);
+        assert_eq!(line[0], (half, Some(0.5)));
+    }
+
+    #[test]
+    fn the_ideal_resets_at_each_period_start_with_a_gap_between() {
+        let day = 86_400;
+        let line = ideal_line(
+            &berlin_month(),
+            APRIL_2024_BERLIN - 3 * day,
+            APRIL_2024_BERLIN + 3 * day,
+        );
+        assert_eq!(line.len(), 5, "{line:?}");
+        assert_eq!(line[1], (APRIL_2024_BERLIN, Some(0.0)));
+        assert_eq!(line[2], (APRIL_2024_BERLIN, None));
+        assert_eq!(line[3], (APRIL_2024_BERLIN, Some(1.0)));
+        // April has 30 days: 3 of them spent leaves 90%.
+        let left = line[4].1.unwrap();
+        assert!((left - 0.9).abs() < 1e-12, "{left}");
+    }
+
+    #[test]
+    fn a_calendar_window_range_is_the_whole_current_period() {
+        let text = "apiVersion: burnguard.dev/v1\nkind: SLO\nmetadata: {name: s}\nspec:\n  service: s\n  objective: 99.9\n  window: {calendar: month, timeZone: Europe/Berlin}\n  indicator: {ratio: {errors: 'sum(rate(e[{{.window}}]))', total: 'sum(rate(t[{{.window}}]))'}}\n";
+        let (loaded, problems) = crate::policies::parse_source("t.yaml", text);
+        assert!(problems.is_empty(), "{problems:?}");
+        let slo = &loaded[0].slo;
+        let (name, from, to) = chart_span("window", MARCH_2024_BERLIN + 5, Some(slo));
+        assert_eq!(
+            (name, from, to),
+            ("window", MARCH_2024_BERLIN, APRIL_2024_BERLIN)
+        );
     }
 }

@@ -175,6 +175,18 @@ pub struct SloDetail<'a> {
     pub freezes: &'a [FreezeRecord],
     pub policy: Option<String>,
     pub rules: Option<String>,
+    /// A calendar SLO: its budget chart has the ideal line.
+    pub calendar: bool,
+    pub source: ChartSource,
+}
+
+/// Where the detail charts' lines come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ChartSource {
+    /// Replayed over Prometheus's history at this step, as `burnguard backtest` does.
+    Replayed { step: u64 },
+    /// burnguard's stored evaluations, because the replay could not run.
+    Stored { why: String },
 }
 
 pub fn slo_detail(d: &SloDetail<'_>) -> Markup {
@@ -191,14 +203,32 @@ pub fn slo_detail(d: &SloDetail<'_>) -> Markup {
         form.filters method="get" {
             label { "Range "
                 select name="range" {
-                    @for option in ["1h", "6h", "1d", "3d", "7d"] {
-                        option value=(option) selected[option == d.range] { (option) }
+                    @for option in super::RANGES {
+                        option value=(option) selected[option == d.range] {
+                            @if option == "window" { "the SLO's window (" (r.window) ")" } @else { (option) }
+                        }
                     }
                 }
             }
             button type="submit" { "Show" }
         }
         @for chart in &d.charts { figure { (PreEscaped(chart)) } }
+        p.muted.source {
+            @match &d.source {
+                ChartSource::Replayed { step } => {
+                    "Replayed from Prometheus's history every " (view::duration(Some(*step as f64)))
+                    ", as " code { "burnguard backtest" } " does"
+                    @if d.calendar { " (the calendar budget: burnguard's stored evaluations)" }
+                    ". "
+                }
+                ChartSource::Stored { why } => {
+                    "From burnguard's stored evaluations (kept for its evaluation retention): " (why) ". "
+                }
+            }
+            "Markers: incidents opened, playbook steps, freezes set and lifted. "
+            @if d.calendar { "The dashed line is the ideal: the budget spent evenly over the period." }
+            @else { "A rolling window has no start to burn down from, so there is no ideal line: each point is the budget left of the window ending then." }
+        }
         h2 { "Alert rows" }
         table {
             thead { tr { th { "Severity" } th { "Long window" } th { "Short window" } th { "Threshold" } th { "Firing" } } }
@@ -485,8 +515,8 @@ pub fn backtest_page(
                 @else {
                     table.summary {
                         tbody {
-                            tr { th { "Would have paged" } td.pages data-pages=(b.summary.pages) { (b.summary.pages) " times, " (view::duration(Some(b.summary.time_paging_seconds as f64))) " in all" } }
-                            tr { th { "Would have ticketed" } td.tickets data-tickets=(b.summary.tickets) { (b.summary.tickets) " times, " (view::duration(Some(b.summary.time_ticketing_seconds as f64))) " in all" } }
+                            tr { th { "Would have paged" } td.pages data-pages=(b.summary.pages) { (view::times(b.summary.pages as u64)) ", " (view::duration(Some(b.summary.time_paging_seconds as f64))) " in all" } }
+                            tr { th { "Would have ticketed" } td.tickets data-tickets=(b.summary.tickets) { (view::times(b.summary.tickets as u64)) ", " (view::duration(Some(b.summary.time_ticketing_seconds as f64))) " in all" } }
                             tr { th { "Without whole data" } td { (view::duration(Some(b.summary.time_without_data_seconds as f64))) } }
                             tr { th { "Lowest budget" } td { (view::percent(b.summary.lowest_budget_remaining))
                                 @if let Some(at) = b.summary.lowest_budget_at { " at " (view::time(at)) } } }

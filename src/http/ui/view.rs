@@ -47,6 +47,15 @@ pub struct SloRow {
     pub freezes: Vec<i64>,
 }
 
+/// `never`, `once`, `3 times`.
+pub fn times(count: u64) -> String {
+    match count {
+        0 => "never".into(),
+        1 => "once".into(),
+        n => format!("{n} times"),
+    }
+}
+
 fn number(value: &Value) -> Option<f64> {
     value.as_f64().filter(|v| v.is_finite())
 }
