@@ -89,7 +89,7 @@ fn traffic(job: &str, errors: impl Fn(i64) -> f64 + Copy) -> Vec<Series> {
 }
 
 struct Setup {
-    _prometheus: PrometheusServer,
+    prometheus: Option<PrometheusServer>,
     prometheus_url: String,
     policy_dir: String,
     _dir: tempfile::TempDir,
@@ -137,7 +137,7 @@ impl Setup {
         Self {
             prometheus_url: prometheus.url.clone(),
             policy_dir: policy_arg.clone(),
-            _prometheus: prometheus,
+            prometheus: Some(prometheus),
             _dir: dir,
             _db: db,
             serve,
@@ -200,7 +200,7 @@ fn percent(value: &Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sre_sees_the_burning_slo_first_approves_its_step_and_lifts_a_freeze() {
     let receiver = Receiver::start().await;
-    let s = Setup::start(&receiver);
+    let mut s = Setup::start(&receiver);
 
     // The burning SLO's incident waits for approval before anything is shown.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -536,6 +536,25 @@ async fn an_sre_sees_the_burning_slo_first_approves_its_step_and_lifts_a_freeze(
         .unwrap()
         .clone();
     assert_eq!(checkout["summary"]["pages"], shown_pages, "{checkout:#}");
+
+    // With Prometheus gone, the detail page draws what burnguard stored, and says so.
+    drop(s.prometheus.take());
+    browser
+        .goto(&format!("{}/ui/slos/checkout?range=1h", s.base))
+        .await;
+    let source = browser.wait_for("p.source", Duration::from_secs(30)).await;
+    let source = browser.text(&source).await;
+    assert!(
+        source.contains("From burnguard's stored evaluations"),
+        "{source}"
+    );
+    assert!(
+        !browser
+            .find_all("svg[data-chart='Error budget left'] g[data-series='budget'] polyline")
+            .await
+            .is_empty(),
+        "the stored budget is drawn"
+    );
     drop(browser);
     drop(s.serve);
 }
