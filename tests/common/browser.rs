@@ -5,6 +5,7 @@
 //! JSON over HTTP, spoken here with the crate's own HTTP client.
 #![allow(dead_code)]
 
+use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -35,7 +36,10 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium session of `width` x `height`.
     pub async fn start(width: u32, height: u32) -> Self {
         let port = super::prometheus::free_port();
+        // Its own process group: dropping the browser ends chromedriver and every Chromium
+        // process it started, even one a closed session left behind.
         let driver = Command::new(tool("chromedriver"))
+            .process_group(0)
             .arg(format!("--port={port}"))
             .arg("--allowed-ips=127.0.0.1")
             .stdout(Stdio::null())
@@ -234,6 +238,11 @@ impl Drop for Browser {
             let mut sink = Vec::new();
             let _ = stream.read_to_end(&mut sink);
         }
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
