@@ -9,7 +9,7 @@ use std::sync::Arc;
 use burnguard::adapters::store::SqlStore;
 use burnguard::domain::incident::{self, Decision, IncidentStatus, Observation};
 use burnguard::domain::policy::Severity;
-use burnguard::ports::{EvaluationRecord, IncidentFilter, Store, StoreError};
+use burnguard::ports::{EvaluationRecord, IncidentFilter, Operations, Store, StoreError};
 use common::db::TestDb;
 
 const RESOLVE_AFTER: u64 = 900;
@@ -263,4 +263,142 @@ async fn a_bad_url_is_a_clear_error_without_the_password() {
         .await
         .unwrap_err();
     assert!(!error.to_string().contains("hunter2"), "{error}");
+}
+
+/// Records one cycle of `(slo, observation)` as one batch, through the lifecycle rule.
+async fn observe_batch(store: &SqlStore, at: i64, seen: &[(&str, Observation)]) -> Vec<Decision> {
+    let records: Vec<EvaluationRecord> = seen
+        .iter()
+        .map(|(slo, o)| {
+            let status = match o {
+                Observation::Firing { severity, .. } => severity.as_str(),
+                _ => "ok",
+            };
+            record(slo, at, status)
+        })
+        .collect();
+    store
+        .record_batch(&records, |i, open| {
+            incident::decide(open, &seen[i].1, at, RESOLVE_AFTER)
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.decision)
+        .collect()
+}
+
+async fn unresolved(store: &SqlStore, slo: &str) -> Vec<burnguard::ports::IncidentRecord> {
+    store
+        .list_incidents(&IncidentFilter {
+            slo: Some(slo.into()),
+            ..IncidentFilter::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|i| i.status != "resolved")
+        .collect()
+}
+
+#[tokio::test]
+async fn a_cycle_recorded_as_one_batch_opens_escalates_goes_on_firing_and_resolves_per_slo() {
+    for db in TestDb::both().await {
+        let store = SqlStore::open(db.url()).await.unwrap();
+        let t0 = 50_000;
+        let first = observe_batch(
+            &store,
+            t0,
+            &[
+                ("a", firing(Severity::Page, 20.0)),
+                ("b", quiet()),
+                ("c", firing(Severity::Ticket, 4.0)),
+            ],
+        )
+        .await;
+        assert!(matches!(first[0], Decision::Open { .. }), "{first:?}");
+        assert_eq!(first[1], Decision::Nothing);
+        assert!(matches!(first[2], Decision::Open { .. }), "{first:?}");
+        // Next cycle: a burns harder (one shared update), c escalates, b stays quiet.
+        let t1 = t0 + 60;
+        let second = observe_batch(
+            &store,
+            t1,
+            &[
+                ("a", firing(Severity::Page, 30.0)),
+                ("b", quiet()),
+                ("c", firing(Severity::Page, 15.0)),
+            ],
+        )
+        .await;
+        assert!(
+            matches!(second[0], Decision::StillFiring { .. }),
+            "{second:?}"
+        );
+        assert!(matches!(second[2], Decision::Escalate { .. }), "{second:?}");
+        let a = unresolved(&store, "a").await;
+        assert_eq!(a.len(), 1, "{}", db.url());
+        assert_eq!(a[0].peak_burn_rate, 30.0);
+        let detail = store.incident(a[0].id).await.unwrap().unwrap();
+        assert_eq!(detail.incident.last_firing_at, t1, "{}", db.url());
+        let c = unresolved(&store, "c").await;
+        assert_eq!((c.len(), c[0].severity.as_str()), (1, "page"));
+        assert!(unresolved(&store, "b").await.is_empty());
+        // Quiet for longer than resolve_after: both resolve, in one batch.
+        let t2 = t1 + RESOLVE_AFTER as i64 + 60;
+        observe_batch(&store, t1 + 30, &[("a", quiet()), ("c", quiet())]).await;
+        let third = observe_batch(&store, t2, &[("a", quiet()), ("c", quiet())]).await;
+        assert!(
+            third.iter().all(|d| matches!(d, Decision::Resolve { .. })),
+            "{third:?}"
+        );
+        // Every evaluation is in the history, each SLO's latest is the last.
+        assert_eq!(common::db::rows(db.url(), "evaluations").await, 10);
+        assert_eq!(common::db::rows(db.url(), "latest_evaluations").await, 3);
+        let latest = store.latest_evaluations().await.unwrap();
+        let at_t2 = latest.iter().filter(|l| l.evaluated_at == t2).count();
+        assert_eq!(at_t2, 2, "a and c's latest is the last cycle: {latest:?}");
+    }
+}
+
+#[tokio::test]
+async fn two_replicas_recording_the_same_cycles_as_batches_keep_one_incident_per_slo() {
+    for db in TestDb::both().await {
+        let a = Arc::new(SqlStore::open(db.url()).await.unwrap());
+        let b = Arc::new(SqlStore::open(db.url()).await.unwrap());
+        let slos: Vec<String> = (0..40).map(|i| format!("slo-{i}")).collect();
+        let mut tasks = Vec::new();
+        for (k, store) in [a.clone(), b.clone()].into_iter().enumerate() {
+            let slos = slos.clone();
+            tasks.push(tokio::spawn(async move {
+                for cycle in 0..10 {
+                    let at = 10_000 + cycle * 30 + k as i64;
+                    // The two replicas list the SLOs in opposite orders.
+                    let mut seen: Vec<(&str, Observation)> = slos
+                        .iter()
+                        .map(|s| (s.as_str(), firing(Severity::Page, 10.0 + cycle as f64)))
+                        .collect();
+                    if k == 1 {
+                        seen.reverse();
+                    }
+                    observe_batch(&store, at, &seen).await;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        for slo in &slos {
+            let open = unresolved(&a, slo).await;
+            assert_eq!(open.len(), 1, "{}: {slo}: {open:?}", db.url());
+            assert_eq!(open[0].peak_burn_rate, 19.0, "{slo}");
+            let detail = a.incident(open[0].id).await.unwrap().unwrap();
+            let opened = detail
+                .timeline
+                .iter()
+                .filter(|e| e.kind == "opened")
+                .count();
+            assert_eq!(opened, 1, "{}: {slo}", db.url());
+        }
+    }
 }

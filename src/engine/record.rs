@@ -64,45 +64,76 @@ pub struct Recorded {
     pub failed: usize,
 }
 
-/// Stores every SLO evaluation of a cycle and drives its incident's lifecycle.
+/// Evaluations per store transaction: a cycle of 10,000 SLOs is two batches, so no batch
+/// holds SQLite's write lock (which webhook intake also waits for) for long.
+pub const RECORD_BATCH: usize = 5_000;
+
+/// Stores every SLO evaluation of a cycle and drives its incident's lifecycle, in batches of
+/// [`RECORD_BATCH`] evaluations, each one transaction: a crash mid-cycle leaves every batch
+/// stored whole or not at all, and the next cycle decides again from what is stored. When a
+/// batch fails, its SLOs are recorded one by one, so one bad record costs only itself.
 pub async fn record_cycle<S: Store>(store: &S, slos: &[Slo], evaluation: &Evaluation) -> Recorded {
     let by_name: HashMap<&str, &Slo> = slos.iter().map(|s| (s.name.as_str(), s)).collect();
+    let at = evaluation.at;
+    // The evaluations of loaded SLOs, with what each says for its incident.
+    let known: Vec<(&SloEvaluation, Observation, u64)> = evaluation
+        .slos
+        .iter()
+        .filter_map(|e| {
+            let slo = by_name.get(e.name.as_str())?;
+            Some((e, observation(e), slo.resolve_after.as_secs()))
+        })
+        .collect();
     let mut recorded = Recorded::default();
-    for e in &evaluation.slos {
-        let Some(slo) = by_name.get(e.name.as_str()) else {
-            continue;
+    for batch in known.chunks(RECORD_BATCH) {
+        let records: Vec<EvaluationRecord> = batch
+            .iter()
+            .map(|(e, ..)| evaluation_record(e, at))
+            .collect();
+        let decide = |i: usize, open: Option<&incident::OpenIncident>| {
+            let (_, seen, resolve_after) = &batch[i];
+            incident::decide(open, seen, at, *resolve_after)
         };
-        let seen = observation(e);
-        let resolve_after = slo.resolve_after.as_secs();
-        let at = evaluation.at;
-        let result = store
-            .record(&evaluation_record(e, at), |open| {
-                incident::decide(open, &seen, at, resolve_after)
-            })
-            .await;
-        match result {
-            Ok(done) => match done.decision {
-                Decision::Open { severity, .. } => {
-                    recorded.opened += 1;
-                    info!(slo = %e.key(), incident = ?done.incident_id, %severity, "incident opened");
+        match store.record_batch(&records, decide).await {
+            Ok(done) => {
+                for ((e, ..), done) in batch.iter().zip(done) {
+                    count(&mut recorded, e, &done);
                 }
-                Decision::Escalate { to, .. } => {
-                    recorded.escalated += 1;
-                    info!(slo = %e.key(), incident = ?done.incident_id, severity = %to, "incident escalated");
-                }
-                Decision::Resolve { .. } => {
-                    recorded.resolved += 1;
-                    info!(slo = %e.key(), incident = ?done.incident_id, "incident resolved");
-                }
-                _ => {}
-            },
+            }
             Err(error) => {
-                recorded.failed += 1;
-                warn!(slo = %e.key(), %error, "recording the evaluation failed");
+                warn!(%error, slos = batch.len(), "recording the cycle's batch failed; recording its SLOs one by one");
+                for (i, (e, ..)) in batch.iter().enumerate() {
+                    match store.record(&records[i], |open| decide(i, open)).await {
+                        Ok(done) => count(&mut recorded, e, &done),
+                        Err(error) => {
+                            recorded.failed += 1;
+                            warn!(slo = %e.key(), %error, "recording the evaluation failed");
+                        }
+                    }
+                }
             }
         }
     }
     recorded
+}
+
+/// Counts and logs what recording one evaluation did to its incident.
+fn count(recorded: &mut Recorded, e: &SloEvaluation, done: &crate::ports::Transitioned) {
+    match done.decision {
+        Decision::Open { severity, .. } => {
+            recorded.opened += 1;
+            info!(slo = %e.key(), incident = ?done.incident_id, %severity, "incident opened");
+        }
+        Decision::Escalate { to, .. } => {
+            recorded.escalated += 1;
+            info!(slo = %e.key(), incident = ?done.incident_id, severity = %to, "incident escalated");
+        }
+        Decision::Resolve { .. } => {
+            recorded.resolved += 1;
+            info!(slo = %e.key(), incident = ?done.incident_id, "incident resolved");
+        }
+        _ => {}
+    }
 }
 
 /// Resolves the unresolved incidents that an SLO's `groupBy` edit left behind: keyed by a

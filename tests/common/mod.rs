@@ -48,6 +48,7 @@ pub fn repo_root() -> PathBuf {
 pub mod alerts;
 pub mod browser;
 pub mod db;
+pub mod fleet;
 pub mod kube;
 pub mod prometheus;
 pub mod receiver;

@@ -257,10 +257,141 @@ impl SqlStore {
         .transpose()?;
 
         let decision = decide(open.as_ref());
+        let incident_id = self
+            .apply_decision(&mut tx, evaluation, &snapshot, open.as_ref(), &decision)
+            .await?;
+        tx.commit().await?;
+        Ok(Transitioned {
+            decision,
+            incident_id,
+        })
+    }
+
+    async fn record_batch_once<F>(
+        &self,
+        evaluations: &[EvaluationRecord],
+        decide: &F,
+    ) -> Result<Vec<Transitioned>, sqlx::Error>
+    where
+        F: Fn(usize, Option<&OpenIncident>) -> Decision + Send + Sync,
+    {
+        let snapshots: Vec<String> = evaluations.iter().map(|e| e.snapshot.to_string()).collect();
+        let rows: Vec<usize> = (0..evaluations.len()).collect();
+        let mut tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        let weight = |i: &usize| snapshots[*i].len() + evaluations[*i].slo.len() * 2;
+        for batch in webhooks::batches(&rows, weight) {
+            let sql = format!(
+                "INSERT INTO evaluations (slo, service, evaluated_at, status, error_budget_remaining, snapshot) VALUES {}",
+                webhooks::values_list(batch.len(), 6, 1)
+            );
+            // Built from constants and numbered placeholders only; every value is bound.
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for &i in batch {
+                let e = &evaluations[i];
+                query = query
+                    .bind(&e.slo)
+                    .bind(&e.service)
+                    .bind(e.evaluated_at)
+                    .bind(&e.status)
+                    .bind(e.error_budget_remaining)
+                    .bind(&snapshots[i]);
+            }
+            query.execute(&mut *tx).await?;
+            let sql = format!(
+                "INSERT INTO latest_evaluations (slo, service, evaluated_at, status, snapshot) VALUES {} \
+                 ON CONFLICT (slo) DO UPDATE SET service = excluded.service, evaluated_at = excluded.evaluated_at, \
+                 status = excluded.status, snapshot = excluded.snapshot",
+                webhooks::values_list(batch.len(), 5, 1)
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for &i in batch {
+                let e = &evaluations[i];
+                query = query
+                    .bind(&e.slo)
+                    .bind(&e.service)
+                    .bind(e.evaluated_at)
+                    .bind(&e.status)
+                    .bind(&snapshots[i]);
+            }
+            query.execute(&mut *tx).await?;
+        }
+
+        // Every unresolved incident, in one read, locked in id order on PostgreSQL (two
+        // replicas recording at once take the locks in the same order).
+        let unresolved = sqlx::query(AssertSqlSafe(format!(
+            "SELECT id, slo, severity, status, opened_at, last_firing_at, peak_burn_rate, data_missing_since, data_back_at \
+             FROM incidents WHERE status <> 'resolved' ORDER BY id{}",
+            self.backend.lock_clause()
+        )))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut open_by_slo: std::collections::HashMap<String, OpenIncident> =
+            std::collections::HashMap::with_capacity(unresolved.len());
+        for row in &unresolved {
+            open_by_slo.insert(row.try_get("slo")?, open_incident(row)?);
+        }
+
+        let mut answers = Vec::with_capacity(evaluations.len());
+        // Incidents that only go on firing: one statement for all of them.
+        let mut still_firing: Vec<(i64, f64)> = Vec::new();
+        for (i, evaluation) in evaluations.iter().enumerate() {
+            let open = open_by_slo.get(&evaluation.slo);
+            let decision = decide(i, open);
+            let incident_id = match (&decision, open) {
+                (Decision::Nothing, open) => open.map(|o| o.id),
+                (Decision::StillFiring { peak_burn_rate }, Some(o))
+                    if o.data_missing_since.is_none() =>
+                {
+                    still_firing.push((o.id, *peak_burn_rate));
+                    Some(o.id)
+                }
+                (decision, open) => {
+                    self.apply_decision(&mut tx, evaluation, &snapshots[i], open, decision)
+                        .await?
+                }
+            };
+            answers.push(Transitioned {
+                decision,
+                incident_id,
+            });
+        }
+        let at = evaluations.first().map_or(0, |e| e.evaluated_at);
+        for batch in still_firing.chunks(ROWS_PER_UPDATE) {
+            // VALUES columns are `column1`, `column2` in both SQLite and PostgreSQL.
+            let sql = format!(
+                "UPDATE incidents SET peak_burn_rate = v.column2, last_firing_at = $1, data_missing = FALSE, \
+                 data_missing_since = NULL FROM (VALUES {}) AS v WHERE incidents.id = v.column1",
+                webhooks::values_list(batch.len(), 2, 2)
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(at);
+            for (id, peak) in batch {
+                query = query.bind(*id).bind(*peak);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(answers)
+    }
+
+    /// Applies `decision` to the SLO's unresolved incident `open` (or opens one) inside `tx`:
+    /// the incident row, its timeline entries and the outbox entry that notifies about it.
+    /// Returns the incident the decision applied to.
+    async fn apply_decision(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        evaluation: &EvaluationRecord,
+        snapshot: &str,
+        open: Option<&OpenIncident>,
+        decision: &Decision,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        let at = evaluation.evaluated_at;
         let event = |kind: &'static str, message: String| (kind, message);
         let mut events: Vec<(&str, String)> = Vec::new();
-        let incident_id = match (&decision, &open) {
-            (Decision::Nothing, open) => open.as_ref().map(|o| o.id),
+        let incident_id = match (decision, open) {
+            (Decision::Nothing, open) => open.map(|o| o.id),
             (
                 Decision::Open {
                     severity,
@@ -280,7 +411,7 @@ impl SqlStore {
                 .bind(at)
                 .bind(*peak_burn_rate)
                 .bind(*budget_remaining)
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut **tx)
                 .await?
                 .try_get("id")?;
                 events.push(event(
@@ -304,7 +435,7 @@ impl SqlStore {
                 .bind(*peak_burn_rate)
                 .bind(at)
                 .bind(o.id)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
                 if let Some(since) = o.data_missing_since {
                     events.push(event("data_back", data_back_message(at - since)));
@@ -319,7 +450,7 @@ impl SqlStore {
                 .bind(*peak_burn_rate)
                 .bind(at)
                 .bind(o.id)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
                 if let Some(since) = o.data_missing_since {
                     events.push(event("data_back", data_back_message(at - since)));
@@ -333,7 +464,7 @@ impl SqlStore {
                 .bind(at)
                 .bind(*budget_remaining)
                 .bind(o.id)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
                 let quiet_for = at - o.quiet_since();
                 events.push(event(
@@ -348,7 +479,7 @@ impl SqlStore {
                 )
                 .bind(at)
                 .bind(o.id)
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await?;
                 events.push(event(
                     "data_missing",
@@ -362,7 +493,7 @@ impl SqlStore {
                 )
                 .bind(at)
                 .bind(o.id)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
                 events.push(event("data_back", data_back_message(*missing_for)));
                 Some(o.id)
@@ -370,13 +501,12 @@ impl SqlStore {
             // A decision about an incident that is not there: nothing to apply.
             (_, None) => None,
         };
-        let notify = match &decision {
+        let notify = match decision {
             Decision::Open { severity, .. } => Some(("opened", severity.as_str())),
             Decision::Escalate { to, .. } => Some(("escalated", to.as_str())),
-            Decision::Resolve { .. } => Some((
-                "resolved",
-                open.as_ref().map_or("page", |o| o.severity.as_str()),
-            )),
+            Decision::Resolve { .. } => {
+                Some(("resolved", open.map_or("page", |o| o.severity.as_str())))
+            }
             _ => None,
         };
         if let (Some(id), Some((event, severity))) = (incident_id, notify) {
@@ -396,7 +526,7 @@ impl SqlStore {
             .bind(event)
             .bind(at)
             .bind(payload.to_string())
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut **tx)
             .await?
             .try_get("id")?;
             // Bound now to the channels configured now: one added later never gets this entry.
@@ -409,7 +539,7 @@ impl SqlStore {
                 .bind(&channel.name)
                 .bind(&channel.target)
                 .bind(at)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
             }
         }
@@ -423,17 +553,21 @@ impl SqlStore {
                 .bind(kind)
                 .bind(message)
                 .bind("burnguard")
-                .bind(&snapshot)
-                .execute(&mut *tx)
+                .bind(snapshot)
+                .execute(&mut **tx)
                 .await?;
             }
         }
-        tx.commit().await?;
-        Ok(Transitioned {
-            decision,
-            incident_id,
-        })
+        Ok(incident_id)
     }
+}
+
+/// Incidents per multi-row update: two values each, far below the parameter limits.
+const ROWS_PER_UPDATE: usize = 500;
+
+/// PostgreSQL ended one of two transactions that waited on each other's locks.
+fn is_deadlock(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.code().as_deref() == Some("40P01"))
 }
 
 pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
@@ -535,6 +669,26 @@ impl Store for SqlStore {
         match self.record_once(evaluation, &decide).await {
             Err(e) if is_unique_violation(&e) => self
                 .record_once(evaluation, &decide)
+                .await
+                .map_err(db_error),
+            other => other.map_err(db_error),
+        }
+    }
+
+    async fn record_batch<F>(
+        &self,
+        evaluations: &[EvaluationRecord],
+        decide: F,
+    ) -> Result<Vec<Transitioned>, StoreError>
+    where
+        F: Fn(usize, Option<&OpenIncident>) -> Decision + Send + Sync,
+    {
+        // As in `record`: a replica that opened one of these incidents meanwhile makes ours
+        // collide on the unique index (or, on PostgreSQL, deadlock on the row locks); the
+        // retry sees what it wrote.
+        match self.record_batch_once(evaluations, &decide).await {
+            Err(e) if is_unique_violation(&e) || is_deadlock(&e) => self
+                .record_batch_once(evaluations, &decide)
                 .await
                 .map_err(db_error),
             other => other.map_err(db_error),

@@ -29,7 +29,7 @@ const BYTES_PER_STATEMENT: usize = 8 * 1024;
 
 /// `items` cut into runs of at most [`ROWS_PER_STATEMENT`] rows and about
 /// [`BYTES_PER_STATEMENT`] bytes, each item weighing `bytes(item)` plus its placeholders.
-fn batches<T>(items: &[T], bytes: impl Fn(&T) -> usize) -> Vec<&[T]> {
+pub(super) fn batches<T>(items: &[T], bytes: impl Fn(&T) -> usize) -> Vec<&[T]> {
     let mut out = Vec::new();
     let (mut start, mut size) = (0, 0);
     for (i, item) in items.iter().enumerate() {
@@ -47,7 +47,7 @@ fn batches<T>(items: &[T], bytes: impl Fn(&T) -> usize) -> Vec<&[T]> {
 }
 
 /// `($1, $2, ...), (...)` for `rows` rows of `columns` values, numbered from `first`.
-fn values_list(rows: usize, columns: usize, first: usize) -> String {
+pub(super) fn values_list(rows: usize, columns: usize, first: usize) -> String {
     (0..rows)
         .map(|r| {
             let row: Vec<String> = (0..columns)

@@ -1,0 +1,84 @@
+//! What recording one evaluation cycle costs the store: `record_cycle` (every SLO's
+//! evaluation, its latest state and its incident decision) for 1,000 and 10,000 SLOs on SQLite
+//! and on PostgreSQL, beside the 300 ms target for 10,000.
+//!
+//! For each backend and N it records a first cycle into a fresh store (a tenth of the SLOs
+//! paging: that cycle opens their incidents), then 3 steady cycles a minute apart (the same
+//! SLOs still firing), timing each and printing evaluations written per second. A cycle
+//! with a failed write prints a `WARNING` line. It asserts nothing.
+//!
+//! ```text
+//! cargo bench --bench store
+//! ```
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::Instant;
+
+use burnguard::adapters::store::SqlStore;
+use burnguard::engine::record::record_cycle;
+use common::db::TestDb;
+use common::fleet::{evaluation, slos};
+
+const SIZES: [usize; 2] = [1_000, 10_000];
+const STEADY_CYCLES: i64 = 3;
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        println!("| backend | N | first cycle ms | steady cycles ms | evaluations/s (steady, best) | target |");
+        println!("|---|---:|---:|---|---:|---|");
+        for backend in ["sqlite", "postgres"] {
+            for n in SIZES {
+                let db = match backend {
+                    "sqlite" => TestDb::sqlite(),
+                    _ => TestDb::postgres().await,
+                };
+                let store = SqlStore::open(db.url()).await.unwrap();
+                let slos = slos(n);
+                let at = chrono::Utc::now().timestamp();
+                let started = Instant::now();
+                let first = record_cycle(&store, &slos, &evaluation(&slos, at)).await;
+                let first_ms = started.elapsed().as_secs_f64() * 1_000.0;
+                if first.failed > 0 || first.opened != n / 10 {
+                    println!(
+                        "WARNING: the first cycle failed {} writes and opened {} incidents",
+                        first.failed, first.opened
+                    );
+                }
+                let mut steady = Vec::new();
+                for k in 1..=STEADY_CYCLES {
+                    let cycle = evaluation(&slos, at + 60 * k);
+                    let started = Instant::now();
+                    let recorded = record_cycle(&store, &slos, &cycle).await;
+                    steady.push(started.elapsed().as_secs_f64() * 1_000.0);
+                    if recorded.failed > 0 || recorded.opened > 0 {
+                        println!(
+                            "WARNING: a steady cycle failed {} writes and opened {}",
+                            recorded.failed, recorded.opened
+                        );
+                    }
+                }
+                let best = steady.iter().copied().fold(f64::INFINITY, f64::min);
+                println!(
+                    "| {backend} | {n} | {first_ms:.0} | {} | {:.0} | {} |",
+                    steady
+                        .iter()
+                        .map(|ms| format!("{ms:.0}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    n as f64 / (best / 1_000.0),
+                    if n == 10_000 { "under 300 ms" } else { "—" }
+                );
+            }
+        }
+    });
+}

@@ -1,0 +1,87 @@
+//! A synthetic fleet for the benchmarks: N ratio SLOs as `burnguard.dev/v1` YAML, loaded by
+//! the real policy loader, and one cycle's evaluations of them as the evaluator reports them.
+
+use burnguard::domain::burn::Status;
+use burnguard::engine::evaluate::{
+    AlertReport, EvalStatus, Evaluation, SloEvaluation, WindowValues,
+};
+use burnguard::policies::{self, LoadOptions};
+
+/// N SLOs `slo-0..`, spread over 20 teams and 50 services.
+pub fn slos(n: usize) -> Vec<burnguard::domain::policy::Slo> {
+    let text: String = (0..n)
+        .map(|i| {
+            format!(
+                "apiVersion: burnguard.dev/v1\nkind: SLO\nmetadata: {{name: slo-{i}, labels: {{team: team-{}}}}}\nspec:\n  service: svc-{}\n  objective: 99.9\n  indicator:\n    ratio:\n      errors: 'sum(rate(r{{slo=\"{i}\",code=\"500\"}}[{{{{.window}}}}]))'\n      total: 'sum(rate(r{{slo=\"{i}\"}}[{{{{.window}}}}]))'\n",
+                i % 20,
+                i % 50
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("---\n");
+    let (loaded, _, problems) =
+        policies::parse_sources(&[("bench.yaml".into(), text)], &LoadOptions::default());
+    assert!(problems.is_empty(), "{:?}", problems.first());
+    loaded.into_iter().map(|l| l.slo).collect()
+}
+
+/// One cycle at `at`: a tenth of the SLOs paging at 2% errors, the rest at 0.02% to 0.1%.
+pub fn evaluation(slos: &[burnguard::domain::policy::Slo], at: i64) -> Evaluation {
+    let evaluations = slos
+        .iter()
+        .enumerate()
+        .map(|(i, slo)| {
+            let paging = i % 10 == 0;
+            let ratio = if paging {
+                0.02
+            } else {
+                0.0002 * (1 + i % 5) as f64
+            };
+            let windows: Vec<_> = slo
+                .windows()
+                .into_iter()
+                .map(|w| (w, Some(ratio)))
+                .collect();
+            let burn: Vec<_> = windows
+                .iter()
+                .map(|(w, r)| (*w, r.map(|r| r / 0.001)))
+                .collect();
+            SloEvaluation {
+                name: slo.name.clone(),
+                group: Default::default(),
+                service: slo.service.clone(),
+                objective: 0.999,
+                window: "30d".into(),
+                status: EvalStatus::Assessed(if paging { Status::Page } else { Status::Ok }),
+                source: None,
+                error_ratio: WindowValues(windows),
+                burn_rate: WindowValues(burn),
+                error_budget_remaining: Some(1.0 - ratio / 0.001),
+                time_to_exhaustion_seconds: Some(86_400.0),
+                budget_period: None,
+                alerts: slo
+                    .alerting
+                    .windows
+                    .iter()
+                    .map(|row| AlertReport {
+                        long: row.long,
+                        severity: row.severity.as_str(),
+                        long_window: row.long.to_string(),
+                        short_window: row.short.to_string(),
+                        factor: row.burn_rate_threshold,
+                        firing: paging && row.burn_rate_threshold < 20.0,
+                        has_data: true,
+                    })
+                    .collect(),
+                error: None,
+            }
+        })
+        .collect();
+    Evaluation {
+        at,
+        slos: evaluations,
+        queries: 0,
+        failed_queries: 0,
+        query_errors: Default::default(),
+    }
+}
