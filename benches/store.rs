@@ -67,6 +67,24 @@ fn main() {
                         );
                     }
                 }
+                if std::env::var_os("BURNGUARD_BENCH_PARTS").is_some() {
+                    let cycle = evaluation(&slos, at + 3_600);
+                    let started = Instant::now();
+                    let records: Vec<_> = cycle
+                        .slos
+                        .iter()
+                        .map(|e| burnguard::engine::record::evaluation_record(e, at))
+                        .collect();
+                    let built = started.elapsed();
+                    let started = Instant::now();
+                    let text: usize = records.iter().map(|r| r.snapshot.to_string().len()).sum();
+                    println!(
+                        "parts: building {n} records {:.0} ms, their JSON text {:.0} ms ({} KiB)",
+                        built.as_secs_f64() * 1e3,
+                        started.elapsed().as_secs_f64() * 1e3,
+                        text / 1024
+                    );
+                }
                 let best = steady.iter().copied().fold(f64::INFINITY, f64::min);
                 println!(
                     "| {backend} | {n} | {first_ms:.0} | {} | {:.0} | {} |",

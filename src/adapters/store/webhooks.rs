@@ -25,16 +25,25 @@ const ROWS_PER_STATEMENT: usize = 500;
 /// PostgreSQL over TLS larger than one TLS record (16 KiB) goes out in several writes, and the
 /// last one waits for the server's delayed ACK, about 40 ms per statement. Statements this
 /// small are never held back.
-const BYTES_PER_STATEMENT: usize = 8 * 1024;
+pub(super) const BYTES_PER_STATEMENT: usize = 8 * 1024;
 
 /// `items` cut into runs of at most [`ROWS_PER_STATEMENT`] rows and about
 /// [`BYTES_PER_STATEMENT`] bytes, each item weighing `bytes(item)` plus its placeholders.
 pub(super) fn batches<T>(items: &[T], bytes: impl Fn(&T) -> usize) -> Vec<&[T]> {
+    batches_within(items, bytes, BYTES_PER_STATEMENT)
+}
+
+/// [`batches`] with another byte budget per statement.
+pub(super) fn batches_within<T>(
+    items: &[T],
+    bytes: impl Fn(&T) -> usize,
+    budget: usize,
+) -> Vec<&[T]> {
     let mut out = Vec::new();
     let (mut start, mut size) = (0, 0);
     for (i, item) in items.iter().enumerate() {
         let weight = bytes(item) + 32;
-        if i > start && (i - start == ROWS_PER_STATEMENT || size + weight > BYTES_PER_STATEMENT) {
+        if i > start && (i - start == ROWS_PER_STATEMENT || size + weight > budget) {
             out.push(&items[start..i]);
             (start, size) = (i, 0);
         }
