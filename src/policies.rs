@@ -194,6 +194,70 @@ enum Slot {
     OpenSlo(usize, Vec<Problem>),
 }
 
+/// What one document gave before OpenSLO documents are resolved together.
+enum Parsed {
+    Done(Result<Vec<Loaded>, Vec<Problem>>),
+    OpenSlo(Box<openslo::Object>, Vec<Problem>),
+}
+
+/// Parses and validates one document (an OpenSLO one only parses: it may refer to others).
+fn parse_one(doc: &spec::SourceDocument<'_>, options: &LoadOptions) -> Parsed {
+    let parsed = match spec::parse_document(doc) {
+        Err(found) => return Parsed::Done(Err(found)),
+        Ok(parsed) => parsed,
+    };
+    let unknown = parsed.unknown_fields;
+    let loaded = match parsed.document {
+        Document::OpenSlo(object) => return Parsed::OpenSlo(object, unknown),
+        Document::Slo(slo) => validate::validate_slo(doc, *slo)
+            .map(|s| vec![Loaded::Slo(Box::new(s), SourceFormat::Burnguard)]),
+        Document::Playbook(book) => {
+            validate::validate_playbook(doc, *book).map(|b| vec![Loaded::Playbook(b)])
+        }
+        Document::Sloth(sloth) => {
+            let format = match *sloth {
+                spec::sloth::SlothDocument::Plain(_) => SourceFormat::Sloth,
+                spec::sloth::SlothDocument::Kubernetes(_) => SourceFormat::SlothKubernetes,
+            };
+            spec::sloth::import(doc, *sloth, options.sloth_window).map(|slos| {
+                slos.into_iter()
+                    .map(|s| Loaded::Slo(Box::new(s), format))
+                    .collect()
+            })
+        }
+        Document::Pyrra(pyrra) => spec::pyrra::import(doc, *pyrra)
+            .map(|s| vec![Loaded::Slo(Box::new(s), SourceFormat::Pyrra)]),
+    };
+    Parsed::Done(with_unknown(loaded, unknown))
+}
+
+/// Documents per thread below which one thread does it all (threads cost more than they
+/// save on a few files).
+const DOCUMENTS_PER_THREAD: usize = 500;
+
+/// `work` applied to every item, on up to one thread per core, results in the items' order.
+fn in_parallel<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let threads = cores.min(items.len() / DOCUMENTS_PER_THREAD).max(1);
+    if threads == 1 {
+        return items.iter().map(&work).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(|| part.iter().map(&work).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
+
 /// Parses and validates every document of several sources `(name, text)` together, so that
 /// an OpenSLO SLO may name an SLI or DataSource in another file. Results keep the files' and
 /// documents' order.
@@ -201,58 +265,33 @@ pub fn parse_sources(
     sources: &[(String, String)],
     options: &LoadOptions,
 ) -> (Vec<LoadedSlo>, Vec<LoadedPlaybook>, Vec<FileProblem>) {
-    let mut documents: Vec<(&str, spec::SourceDocument<'_>, Slot)> = Vec::new();
     let mut problems = Vec::new();
-    let mut openslo: Vec<openslo::Entry<'_>> = Vec::new();
+    let mut split: Vec<(&str, spec::SourceDocument<'_>)> = Vec::new();
     for (source, text) in sources {
-        let split = spec::split_documents(text);
-        if split.is_empty() {
+        let docs = spec::split_documents(text);
+        if docs.is_empty() {
             problems.push(file_problem(source, "holds no YAML documents"));
         }
-        for doc in split {
-            let slot = match spec::parse_document(&doc) {
-                Err(found) => Slot::Done(Err(found)),
-                Ok(parsed) => {
-                    let unknown = parsed.unknown_fields;
-                    let loaded = match parsed.document {
-                        Document::OpenSlo(object) => {
-                            openslo.push(openslo::Entry {
-                                doc: doc.clone(),
-                                object: *object,
-                                place: format!("{source} document {}", doc.index),
-                            });
-                            documents.push((
-                                source,
-                                doc,
-                                Slot::OpenSlo(openslo.len() - 1, unknown),
-                            ));
-                            continue;
-                        }
-                        Document::Slo(slo) => validate::validate_slo(&doc, *slo)
-                            .map(|s| vec![Loaded::Slo(Box::new(s), SourceFormat::Burnguard)]),
-                        Document::Playbook(book) => validate::validate_playbook(&doc, *book)
-                            .map(|b| vec![Loaded::Playbook(b)]),
-                        Document::Sloth(sloth) => {
-                            let format = match *sloth {
-                                spec::sloth::SlothDocument::Plain(_) => SourceFormat::Sloth,
-                                spec::sloth::SlothDocument::Kubernetes(_) => {
-                                    SourceFormat::SlothKubernetes
-                                }
-                            };
-                            spec::sloth::import(&doc, *sloth, options.sloth_window).map(|slos| {
-                                slos.into_iter()
-                                    .map(|s| Loaded::Slo(Box::new(s), format))
-                                    .collect()
-                            })
-                        }
-                        Document::Pyrra(pyrra) => spec::pyrra::import(&doc, *pyrra)
-                            .map(|s| vec![Loaded::Slo(Box::new(s), SourceFormat::Pyrra)]),
-                    };
-                    Slot::Done(with_unknown(loaded, unknown))
-                }
-            };
-            documents.push((source, doc, slot));
-        }
+        split.extend(docs.into_iter().map(|doc| (source.as_str(), doc)));
+    }
+    // Each document parses and validates on its own: on every core, in order.
+    let parsed = in_parallel(&split, |(_, doc)| parse_one(doc, options));
+    let mut documents: Vec<(&str, spec::SourceDocument<'_>, Slot)> =
+        Vec::with_capacity(split.len());
+    let mut openslo: Vec<openslo::Entry<'_>> = Vec::new();
+    for ((source, doc), outcome) in split.into_iter().zip(parsed) {
+        let slot = match outcome {
+            Parsed::Done(result) => Slot::Done(result),
+            Parsed::OpenSlo(object, unknown) => {
+                openslo.push(openslo::Entry {
+                    doc: doc.clone(),
+                    object: *object,
+                    place: format!("{source} document {}", doc.index),
+                });
+                Slot::OpenSlo(openslo.len() - 1, unknown)
+            }
+        };
+        documents.push((source, doc, slot));
     }
     let mut resolved: Vec<Option<Result<Option<Slo>, Vec<Problem>>>> =
         openslo::import_set(&openslo)
@@ -372,4 +411,67 @@ fn collect_yaml(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slo_document(i: usize, objective: &str) -> String {
+        format!(
+            "apiVersion: burnguard.dev/v1\nkind: SLO\nmetadata: {{name: slo-{i}}}\nspec:\n  service: s\n  objective: {objective}\n  indicator: {{ratio: {{errors: 'sum(rate(e[{{{{.window}}}}]))', total: 'sum(rate(t[{{{{.window}}}}]))'}}}}\n"
+        )
+    }
+
+    #[test]
+    fn many_documents_parse_on_every_core_and_keep_their_order_and_places() {
+        // Enough documents for several threads, in two files; three are bad.
+        let bad = [3, 1_200, 2_400];
+        let text = |range: std::ops::Range<usize>| {
+            range
+                .map(|i| slo_document(i, if bad.contains(&i) { "150" } else { "99.9" }))
+                .collect::<Vec<_>>()
+                .join("---\n")
+        };
+        let sources = vec![
+            ("a.yaml".to_string(), text(0..1_500)),
+            ("b.yaml".to_string(), text(1_500..2_500)),
+        ];
+        let (slos, _, problems) = parse_sources(&sources, &LoadOptions::default());
+        let names: Vec<String> = slos.iter().map(|l| l.slo.name.clone()).collect();
+        let expected: Vec<String> = (0..2_500)
+            .filter(|i| !bad.contains(i))
+            .map(|i| format!("slo-{i}"))
+            .collect();
+        assert_eq!(names, expected);
+        let places: Vec<(&str, usize, &str)> = problems
+            .iter()
+            .map(|p| {
+                (
+                    p.source.as_str(),
+                    p.problem.document,
+                    p.problem.path.as_str(),
+                )
+            })
+            .collect();
+        // Documents are numbered from 1 in their own file.
+        assert_eq!(
+            places,
+            [
+                ("a.yaml", 4, "spec.objective"),
+                ("a.yaml", 1_201, "spec.objective"),
+                ("b.yaml", 901, "spec.objective"),
+            ]
+        );
+    }
+
+    #[test]
+    fn in_parallel_keeps_the_order_of_its_items() {
+        let items: Vec<usize> = (0..5_001).collect();
+        assert_eq!(
+            in_parallel(&items, |i| i * 2),
+            items.iter().map(|i| i * 2).collect::<Vec<_>>()
+        );
+        assert!(in_parallel(&items[..0], |i| *i).is_empty());
+    }
 }

@@ -9,7 +9,15 @@ use burnguard::policies::{self, LoadOptions};
 
 /// N SLOs `slo-0..`, spread over 20 teams and 50 services.
 pub fn slos(n: usize) -> Vec<burnguard::domain::policy::Slo> {
-    let text: String = (0..n)
+    let (loaded, _, problems) =
+        policies::parse_sources(&[("bench.yaml".into(), yaml(n))], &LoadOptions::default());
+    assert!(problems.is_empty(), "{:?}", problems.first());
+    loaded.into_iter().map(|l| l.slo).collect()
+}
+
+/// The policy file of [`slos`]: N documents, about 280 bytes each.
+pub fn yaml(n: usize) -> String {
+    (0..n)
         .map(|i| {
             format!(
                 "apiVersion: burnguard.dev/v1\nkind: SLO\nmetadata: {{name: slo-{i}, labels: {{team: team-{}}}}}\nspec:\n  service: svc-{}\n  objective: 99.9\n  indicator:\n    ratio:\n      errors: 'sum(rate(r{{slo=\"{i}\",code=\"500\"}}[{{{{.window}}}}]))'\n      total: 'sum(rate(r{{slo=\"{i}\"}}[{{{{.window}}}}]))'\n",
@@ -18,11 +26,7 @@ pub fn slos(n: usize) -> Vec<burnguard::domain::policy::Slo> {
             )
         })
         .collect::<Vec<_>>()
-        .join("---\n");
-    let (loaded, _, problems) =
-        policies::parse_sources(&[("bench.yaml".into(), text)], &LoadOptions::default());
-    assert!(problems.is_empty(), "{:?}", problems.first());
-    loaded.into_iter().map(|l| l.slo).collect()
+        .join("---\n")
 }
 
 /// One cycle at `at`: a tenth of the SLOs paging at 2% errors, the rest at 0.02% to 0.1%.
