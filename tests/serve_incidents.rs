@@ -1,6 +1,7 @@
 //! `serve` with a store, end to end: a REAL Prometheus whose history burns up to now, the
 //! service on SQLite opening a page incident that `incidents list` shows; the same incident
-//! continued across kill -9 and restarts (transactions keep the database consistent); and two
+//! continued across kill -9 and restarts (transactions keep the database consistent); a cycle
+//! of 1,500 evaluations killed the moment its first write shows, stored whole or not at all; and two
 //! replicas on the REAL PostgreSQL keeping exactly one open incident.
 
 mod common;
@@ -245,4 +246,136 @@ async fn two_replicas_on_one_postgres_keep_exactly_one_open_incident() {
         1
     );
     store.close().await;
+}
+
+/// Routes of the grouped SLO below: one cycle records this many evaluations in one batch.
+const ROUTES: usize = 1_500;
+
+fn routes_policy() -> String {
+    format!(
+        r#"apiVersion: burnguard.dev/v1
+kind: SLO
+metadata: {{name: shop-routes}}
+spec:
+  service: shop
+  objective: 99.9
+  groupBy: [route]
+  maxGroups: {}
+  indicator:
+    ratio:
+      errors: 'sum by (route) (rate(http_requests_total{{job="shop",code="500"}}[{{{{.window}}}}]))'
+      total: 'sum by (route) (rate(http_requests_total{{job="shop"}}[{{{{.window}}}}]))'
+"#,
+        ROUTES * 2
+    )
+}
+
+/// Half an hour of traffic on every route, a tenth of the routes burning.
+fn routes_history() -> Vec<common::prometheus::Series> {
+    use common::prometheus::{counter, labels};
+    let now = chrono::Utc::now().timestamp();
+    let end = now - now % 60;
+    let start = end - 1_800;
+    let mut series = Vec::new();
+    for r in 0..ROUTES {
+        let route = format!("/r{r}");
+        let errors = if r % 10 == 0 { 0.5 } else { 0.001 };
+        for (code, rate) in [("500", errors), ("200", 10.0 - errors)] {
+            series.push(counter(
+                "http_requests_total",
+                labels(&[("job", "shop"), ("route", &route), ("code", code)]),
+                start,
+                end,
+                60,
+                0.0,
+                move |_| rate,
+            ));
+        }
+    }
+    series
+}
+
+#[tokio::test]
+async fn kill_9_while_a_cycle_batch_is_written_leaves_each_cycle_whole_or_absent() {
+    let prometheus = PrometheusServer::start(&routes_history());
+    let dir = tempfile::tempdir().unwrap();
+    let policies = common::write(dir.path(), "slo.yaml", &routes_policy());
+    let db = TestDb::sqlite();
+    let count = |sql: &'static str| {
+        let url = db.url().to_string();
+        async move {
+            use sqlx::Row;
+            let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+            let rows: Vec<(i64, i64)> = sqlx::query(sql)
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get::<i64, _>(0), r.get::<i64, _>(1)))
+                .collect();
+            pool.close().await;
+            rows
+        }
+    };
+    sqlx::any::install_default_drivers();
+    // Kill serve the moment its first write of a cycle is visible: if a cycle were written in
+    // parts, the kill would land between them.
+    let written = || {
+        let url = db.url().to_string();
+        async move {
+            use sqlx::Row;
+            // Before serve created the database or its tables: nothing written.
+            let Ok(pool) = sqlx::AnyPool::connect(&url).await else {
+                return 0;
+            };
+            let n = sqlx::query("SELECT COUNT(*) FROM evaluations")
+                .fetch_one(&pool)
+                .await
+                .map_or(0, |r| r.get::<i64, _>(0));
+            pool.close().await;
+            n
+        }
+    };
+    let mut killed = 0;
+    for _ in 0..6 {
+        let before = written().await;
+        let mut serve = spawn_serve(&policies, &prometheus.url, db.url());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while written().await == before && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let _ = serve.kill(); // SIGKILL, whatever it is doing.
+        let _ = serve.wait();
+        killed += 1;
+    }
+    // Then one run that ends normally, and the cycles it recorded.
+    let serve = spawn_serve(&policies, &prometheus.url, db.url());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let cycles = loop {
+        let cycles = count(
+            "SELECT evaluated_at, COUNT(*) FROM evaluations GROUP BY evaluated_at ORDER BY evaluated_at",
+        )
+        .await;
+        if cycles.len() >= 3 || Instant::now() > deadline {
+            break cycles;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    stop(serve);
+    assert!(
+        cycles.len() >= 3,
+        "serve recorded cycles after {killed} kills: {cycles:?}"
+    );
+    // Every cycle is all of its evaluations or none: never a part of one.
+    // (Two runs may record a cycle in the same second: a multiple of ROUTES.)
+    let partial: Vec<&(i64, i64)> = cycles
+        .iter()
+        .filter(|(_, n)| !(*n as usize).is_multiple_of(ROUTES))
+        .collect();
+    assert!(partial.is_empty(), "cycles stored in part: {partial:?}");
+    // One unresolved incident per burning route, whatever the kills interrupted.
+    let per_slo =
+        count("SELECT COUNT(*), COUNT(DISTINCT slo) FROM incidents WHERE status <> 'resolved'")
+            .await;
+    assert_eq!(per_slo, [(ROUTES as i64 / 10, ROUTES as i64 / 10)]);
 }
