@@ -185,8 +185,9 @@ pub struct EvaluationRecord {
     /// `ok`, `ticket`, `page`, `no_data` or `error`.
     pub status: String,
     pub error_budget_remaining: Option<f64>,
-    /// The full evaluation (ratios, burn rates, alerts) as JSON.
-    pub snapshot: serde_json::Value,
+    /// The full evaluation (ratios, burn rates, alerts) as JSON text: serialized straight from
+    /// the evaluation, so a cycle of 10,000 SLOs never holds 10,000 JSON trees at once.
+    pub snapshot: String,
 }
 
 /// Where burnguard remembers evaluations, incidents and (later) actions, freezes and webhooks.

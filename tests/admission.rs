@@ -61,7 +61,7 @@ async fn router_with_freeze_on(db: TestDb) -> (axum::Router, Arc<SqlStore>, i64,
         evaluated_at: 1_000,
         status: "page".into(),
         error_budget_remaining: Some(0.1),
-        snapshot: json!({}),
+        snapshot: json!({}).to_string(),
     };
     store
         .record(&evaluation, |_| {

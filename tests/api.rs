@@ -107,7 +107,7 @@ impl Api {
             evaluated_at: at,
             status: "page".into(),
             error_budget_remaining: Some(0.4),
-            snapshot: json!({"name": slo, "status": "page"}),
+            snapshot: json!({"name": slo, "status": "page"}).to_string(),
         };
         self.store
             .record(&record, |_| Decision::Open {
@@ -353,7 +353,7 @@ async fn slos_and_their_history_come_from_stored_evaluations() {
                 evaluated_at: at,
                 status: status.into(),
                 error_budget_remaining: Some(0.5),
-                snapshot: json!({"name": "checkout-availability", "status": status}),
+                snapshot: json!({"name": "checkout-availability", "status": status}).to_string(),
             };
             api.store
                 .record(&record, |_| Decision::Nothing)

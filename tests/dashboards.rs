@@ -240,7 +240,7 @@ fn evaluation_record(slo: &str, at: i64) -> burnguard::ports::EvaluationRecord {
         evaluated_at: at,
         status: "page".into(),
         error_budget_remaining: Some(0.5),
-        snapshot: json!({}),
+        snapshot: json!({}).to_string(),
     }
 }
 

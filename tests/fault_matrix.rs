@@ -215,7 +215,7 @@ async fn prepare(store: &SqlStore, slos: &[Slo], at: i64) -> i64 {
         evaluated_at: opened,
         status: "page".into(),
         error_budget_remaining: Some(0.4),
-        snapshot: json!({}),
+        snapshot: json!({}).to_string(),
     };
     let incident = store
         .record(&record, |_| Decision::Open {
@@ -541,7 +541,7 @@ async fn data_coming_back_restarts_the_quiet_clock_instead_of_resolving() {
         evaluated_at: first - 600,
         status: "no_data".into(),
         error_budget_remaining: None,
-        snapshot: json!({}),
+        snapshot: json!({}).to_string(),
     };
     store
         .record(&gap, |_| Decision::DataMissing {

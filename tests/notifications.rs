@@ -318,7 +318,7 @@ fn evaluation(slo: &str, at: i64) -> EvaluationRecord {
         evaluated_at: at,
         status: "page".into(),
         error_budget_remaining: Some(0.5),
-        snapshot: serde_json::json!({"name": slo, "at": at}),
+        snapshot: serde_json::json!({"name": slo, "at": at}).to_string(),
     }
 }
 

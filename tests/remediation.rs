@@ -77,7 +77,7 @@ async fn open_page_incident(store: &SqlStore, slo: &str, at: i64) -> i64 {
         evaluated_at: at,
         status: "page".into(),
         error_budget_remaining: Some(0.5),
-        snapshot: json!({}),
+        snapshot: json!({}).to_string(),
     };
     store
         .record(&record, |_| Decision::Open {
@@ -315,7 +315,7 @@ async fn cooldown_and_the_hourly_action_budget_skip_with_a_reason() {
         evaluated_at: now,
         status: "ok".into(),
         error_budget_remaining: Some(0.5),
-        snapshot: json!({}),
+        snapshot: json!({}).to_string(),
     };
     store
         .record(&record, |_| Decision::Resolve {

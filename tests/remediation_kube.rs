@@ -126,7 +126,7 @@ fn record(at: i64, status: &str) -> EvaluationRecord {
         evaluated_at: at,
         status: status.into(),
         error_budget_remaining: Some(0.5),
-        snapshot: json!({}),
+        snapshot: json!({}).to_string(),
     }
 }
 

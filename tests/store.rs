@@ -21,7 +21,7 @@ fn record(slo: &str, at: i64, status: &str) -> EvaluationRecord {
         evaluated_at: at,
         status: status.into(),
         error_budget_remaining: Some(0.5),
-        snapshot: serde_json::json!({"name": slo, "status": status, "at": at}),
+        snapshot: serde_json::json!({"name": slo, "status": status, "at": at}).to_string(),
     }
 }
 

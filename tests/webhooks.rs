@@ -73,7 +73,7 @@ async fn open_incident(store: &SqlStore, slo: &str) -> i64 {
         evaluated_at: 1_000,
         status: "page".into(),
         error_budget_remaining: Some(0.4),
-        snapshot: json!({}),
+        snapshot: json!({}).to_string(),
     };
     store
         .record(&record, |_| Decision::Open {

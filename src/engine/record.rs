@@ -50,7 +50,8 @@ pub fn evaluation_record(e: &SloEvaluation, at: i64) -> EvaluationRecord {
         evaluated_at: at,
         status: e.status.as_str().to_string(),
         error_budget_remaining: e.error_budget_remaining,
-        snapshot: serde_json::to_value(e).unwrap_or_default(),
+        // A derived Serialize of plain data does not fail; `{}` keeps the column valid JSON.
+        snapshot: serde_json::to_string(e).unwrap_or_else(|_| "{}".into()),
     }
 }
 

@@ -71,6 +71,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     };
     let mut file_slos = set.slos();
     let mut file_playbooks = set.playbooks();
+    // The loaded set is a copy of every SLO: 10,000 SLOs keep no third copy for nothing.
+    drop(set);
     let mut cluster_policies = crate::ports::ClusterPolicies::default();
     let (mut slos, mut playbooks) = (file_slos.clone(), file_playbooks.clone());
     info!(

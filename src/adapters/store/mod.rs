@@ -229,7 +229,7 @@ impl SqlStore {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         };
-        let snapshot = evaluation.snapshot.to_string();
+        let snapshot = &evaluation.snapshot;
         let at = evaluation.evaluated_at;
         sqlx::query(
             "INSERT INTO evaluations (slo, service, evaluated_at, status, error_budget_remaining, snapshot) \
@@ -240,7 +240,7 @@ impl SqlStore {
         .bind(at)
         .bind(&evaluation.status)
         .bind(evaluation.error_budget_remaining)
-        .bind(&snapshot)
+        .bind(snapshot)
         .execute(&mut *tx)
         .await?;
         sqlx::query(
@@ -252,7 +252,7 @@ impl SqlStore {
         .bind(&evaluation.service)
         .bind(at)
         .bind(&evaluation.status)
-        .bind(&snapshot)
+        .bind(snapshot)
         .execute(&mut *tx)
         .await?;
 
@@ -270,7 +270,7 @@ impl SqlStore {
 
         let decision = decide(open.as_ref());
         let incident_id = self
-            .apply_decision(&mut tx, evaluation, &snapshot, open.as_ref(), &decision)
+            .apply_decision(&mut tx, evaluation, snapshot, open.as_ref(), &decision)
             .await?;
         tx.commit().await?;
         Ok(Transitioned {
@@ -287,13 +287,12 @@ impl SqlStore {
     where
         F: Fn(usize, Option<&OpenIncident>) -> Decision + Send + Sync,
     {
-        let snapshots: Vec<String> = evaluations.iter().map(|e| e.snapshot.to_string()).collect();
         let rows: Vec<usize> = (0..evaluations.len()).collect();
         let mut tx = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         };
-        let weight = |i: &usize| snapshots[*i].len() + evaluations[*i].slo.len() * 2;
+        let weight = |i: &usize| evaluations[*i].snapshot.len() + evaluations[*i].slo.len() * 2;
         for batch in webhooks::batches_within(&rows, weight, self.backend.statement_bytes()) {
             let sql = format!(
                 "INSERT INTO evaluations (slo, service, evaluated_at, status, error_budget_remaining, snapshot) VALUES {}",
@@ -309,7 +308,7 @@ impl SqlStore {
                     .bind(e.evaluated_at)
                     .bind(&e.status)
                     .bind(e.error_budget_remaining)
-                    .bind(&snapshots[i]);
+                    .bind(&evaluations[i].snapshot);
             }
             query.execute(&mut *tx).await?;
             let sql = format!(
@@ -326,7 +325,7 @@ impl SqlStore {
                     .bind(&e.service)
                     .bind(e.evaluated_at)
                     .bind(&e.status)
-                    .bind(&snapshots[i]);
+                    .bind(&evaluations[i].snapshot);
             }
             query.execute(&mut *tx).await?;
         }
@@ -361,8 +360,14 @@ impl SqlStore {
                     Some(o.id)
                 }
                 (decision, open) => {
-                    self.apply_decision(&mut tx, evaluation, &snapshots[i], open, decision)
-                        .await?
+                    self.apply_decision(
+                        &mut tx,
+                        evaluation,
+                        &evaluations[i].snapshot,
+                        open,
+                        decision,
+                    )
+                    .await?
                 }
             };
             answers.push(Transitioned {
