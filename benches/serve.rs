@@ -24,6 +24,14 @@ use common::prometheus::{PrometheusServer, Series, gauge, labels};
 use common::serve::{Serve, value};
 
 const SIZES: [usize; 2] = [1_000, 10_000];
+
+/// `BURNGUARD_BENCH_SIZES=1000` runs only the sizes listed.
+fn sizes() -> Vec<usize> {
+    std::env::var("BURNGUARD_BENCH_SIZES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| SIZES.to_vec())
+}
 const CYCLES: f64 = 5.0;
 
 /// What rules mode reads for every SLO, constant over the last 15 minutes.
@@ -63,7 +71,7 @@ fn main() {
     }
     println!("| N | RSS MiB after {CYCLES} cycles | peak RSS MiB | mean cycle s | target RSS |");
     println!("|---:|---:|---:|---:|---|");
-    for n in SIZES {
+    for n in sizes() {
         let slos = common::fleet::slos(n);
         let now = chrono::Utc::now().timestamp();
         let prometheus = PrometheusServer::start(&recorded(&slos, now - now % 60));
@@ -72,7 +80,12 @@ fn main() {
         drop(slos);
         let db = common::db::TestDb::sqlite();
         let policies = dir.path().display().to_string();
-        let serve = Serve::start(
+        // `BURNGUARD_BENCH_SERVE_UNDER="valgrind --tool=massif --massif-out-file=F"` runs serve
+        // under a heap profiler (the figures are then the profiler's, not serve's).
+        let under = std::env::var("BURNGUARD_BENCH_SERVE_UNDER").unwrap_or_default();
+        let wrapper: Vec<&str> = under.split_whitespace().collect();
+        let serve = Serve::start_under(
+            &wrapper,
             &[
                 "--listen",
                 "127.0.0.1:0",
@@ -123,7 +136,14 @@ fn main() {
                 _ => "—",
             }
         );
-        drop(serve);
+        if !wrapper.is_empty() {
+            // A profiler writes its report when the program exits: stop serve gracefully.
+            let mut serve = serve;
+            serve.signal("TERM");
+            serve.wait_exit(Duration::from_secs(300));
+        } else {
+            drop(serve);
+        }
         drop(prometheus);
     }
 }

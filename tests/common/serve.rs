@@ -18,7 +18,21 @@ pub struct Serve {
 
 impl Serve {
     pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_burnguard"))
+        Self::start_under(&[], args, envs)
+    }
+
+    /// [`Serve::start`] under a wrapper such as `valgrind --tool=massif` (empty: none).
+    pub fn start_under(wrapper: &[&str], args: &[&str], envs: &[(&str, &str)]) -> Self {
+        let binary = env!("CARGO_BIN_EXE_burnguard");
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
+        let mut child = command
             .arg("serve")
             .args(args)
             .envs(envs.iter().copied())
@@ -39,7 +53,7 @@ impl Serve {
             addr: String::new(),
             logs,
         };
-        let line = serve.wait_log("listening", Duration::from_secs(30));
+        let line = serve.wait_log("listening", Duration::from_secs(300));
         serve.addr = line
             .split("addr=")
             .nth(1)
