@@ -35,10 +35,9 @@ use std::time::{Duration, Instant};
 
 use burnguard::adapters::prometheus::{Prometheus, PrometheusConfig};
 use burnguard::domain::policy::Slo;
-use burnguard::domain::rules::{OBJECTIVE_SERIES, error_ratio_series};
 use burnguard::engine::evaluate::{EvalStatus, Evaluation, Evaluator, ReadMode};
 use burnguard::policies;
-use common::prometheus::{PrometheusServer, Series, counter, gauge, labels};
+use common::prometheus::{PrometheusServer, Series, counter, labels};
 
 /// SLO counts measured, unless `BURNGUARD_BENCH_SIZES` (e.g. `100,1000`) says otherwise.
 const SIZES: [usize; 3] = [100, 1_000, 10_000];
@@ -124,19 +123,11 @@ fn history(slos: &[Slo]) -> Vec<Series> {
                 move |_| rate,
             ));
         }
-        let constant = |value: f64| recorded_times.iter().map(|t| (*t, value)).collect();
-        let slo_labels = labels(&[("slo", &slo.name), ("service", &service)]);
-        for window in slo.windows() {
-            series.push(gauge(
-                &error_ratio_series(window),
-                slo_labels.clone(),
-                constant(ratio),
-            ));
-        }
-        series.push(gauge(
-            OBJECTIVE_SERIES,
-            slo_labels,
-            constant(slo.objective.ratio()),
+        series.extend(common::fleet::recorded_series(
+            slo,
+            &service,
+            ratio,
+            &recorded_times,
         ));
     }
     series

@@ -19,8 +19,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use burnguard::domain::rules::{OBJECTIVE_SERIES, error_ratio_series};
-use common::prometheus::{PrometheusServer, Series, gauge, labels};
+use common::prometheus::{PrometheusServer, Series};
 use common::serve::{Serve, value};
 
 const SIZES: [usize; 2] = [1_000, 10_000];
@@ -37,25 +36,13 @@ const CYCLES: f64 = 5.0;
 /// What rules mode reads for every SLO, constant over the last 15 minutes.
 fn recorded(slos: &[burnguard::domain::policy::Slo], end: i64) -> Vec<Series> {
     let times: Vec<i64> = (0..=15).map(|k| end - 900 + k * 60).collect();
-    let mut series = Vec::new();
-    for (i, slo) in slos.iter().enumerate() {
-        let ratio = if i % 10 == 0 { 0.02 } else { 0.0002 };
-        let constant = |v: f64| times.iter().map(|t| (*t, v)).collect::<Vec<_>>();
-        let slo_labels = labels(&[("slo", &slo.name), ("service", &slo.service)]);
-        for window in slo.windows() {
-            series.push(gauge(
-                &error_ratio_series(window),
-                slo_labels.clone(),
-                constant(ratio),
-            ));
-        }
-        series.push(gauge(
-            OBJECTIVE_SERIES,
-            slo_labels,
-            constant(slo.objective.ratio()),
-        ));
-    }
-    series
+    slos.iter()
+        .enumerate()
+        .flat_map(|(i, slo)| {
+            let ratio = if i % 10 == 0 { 0.02 } else { 0.0002 };
+            common::fleet::recorded_series(slo, &slo.service, ratio, &times)
+        })
+        .collect()
 }
 
 fn proc_mib(pid: u32, field: &str) -> Option<f64> {

@@ -228,6 +228,11 @@ pub trait Store: Send + Sync {
         filter: &IncidentFilter,
     ) -> impl Future<Output = Result<Vec<IncidentRecord>, StoreError>> + Send;
 
+    /// Every incident not yet resolved (open or acknowledged), newest first, in one read.
+    fn unresolved_incidents(
+        &self,
+    ) -> impl Future<Output = Result<Vec<IncidentRecord>, StoreError>> + Send;
+
     fn incident(
         &self,
         id: i64,
@@ -706,6 +711,15 @@ pub trait Operations: Send + Sync {
         to: UnixSeconds,
         limit: i64,
     ) -> impl Future<Output = Result<Vec<EvaluationPoint>, StoreError>> + Send;
+    /// The playbook steps journaled for an SLO (its key: `checkout{route="/pay"}` for a
+    /// group) that started, or were journaled, in `[from, to]`, oldest first, at most `limit`.
+    fn slo_actions(
+        &self,
+        slo: &str,
+        from: UnixSeconds,
+        to: UnixSeconds,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<ActionRecord>, StoreError>> + Send;
 }
 
 /// Where an Alertmanager alert goes.

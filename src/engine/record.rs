@@ -7,9 +7,9 @@ use tracing::{info, warn};
 
 use super::evaluate::{EvalStatus, Evaluation, SloEvaluation};
 use crate::domain::burn::Status;
-use crate::domain::incident::{self, Decision, IncidentStatus, Observation};
+use crate::domain::incident::{self, Decision, Observation};
 use crate::domain::policy::{self, Severity, Slo};
-use crate::ports::{CommandOutcome, EvaluationRecord, IncidentFilter, Operations, Store};
+use crate::ports::{CommandOutcome, EvaluationRecord, Operations, Store};
 
 /// What one evaluation says for incidents.
 pub fn observation(e: &SloEvaluation) -> Observation {
@@ -164,21 +164,13 @@ pub async fn retire_reshaped<S: Store + Operations>(
     if assessed.is_empty() {
         return 0;
     }
-    let mut unresolved = Vec::new();
-    for status in [IncidentStatus::Open, IncidentStatus::Acknowledged] {
-        let filter = IncidentFilter {
-            status: Some(status),
-            slo: None,
-            limit: None,
-        };
-        match store.list_incidents(&filter).await {
-            Ok(found) => unresolved.extend(found),
-            Err(error) => {
-                warn!(%error, "listing unresolved incidents failed; reshaped SLOs are checked next cycle");
-                return 0;
-            }
+    let unresolved = match store.unresolved_incidents().await {
+        Ok(found) => found,
+        Err(error) => {
+            warn!(%error, "listing unresolved incidents failed; reshaped SLOs are checked next cycle");
+            return 0;
         }
-    }
+    };
     let mut retired = 0;
     for incident in unresolved {
         let Some((name, _)) = policy::split_group_key(&incident.slo) else {

@@ -16,14 +16,11 @@ use crate::adapters::actuator::Actuators;
 use crate::adapters::prometheus::Prometheus;
 use crate::adapters::store::SqlStore;
 use crate::domain::cluster::{EvaluationFacts, HeldFreeze, LastAction};
-use crate::domain::incident::IncidentStatus;
 use crate::domain::playbook::Playbook;
 use crate::domain::policy::Slo;
 use crate::engine::remediate::Remediator;
 use crate::http::state::ServiceState;
-use crate::ports::{
-    ClusterHost, ClusterPolicies, FileNames, Freezes, IncidentFilter, Operations, SloFacts, Store,
-};
+use crate::ports::{ClusterHost, ClusterPolicies, FileNames, Freezes, Operations, SloFacts, Store};
 
 /// How long the freezes and incidents read for statuses are reused: every SLO object's refresh
 /// asks for its own, and thousands of objects must not mean thousands of reads.
@@ -161,22 +158,15 @@ impl ServiceHost {
     async fn unresolved(&self) -> Result<Unresolved, String> {
         self.unresolved
             .get(|| async {
-                let mut incidents = Unresolved::new();
-                for status in [IncidentStatus::Open, IncidentStatus::Acknowledged] {
-                    let filter = IncidentFilter {
-                        status: Some(status),
-                        slo: None,
-                        limit: None,
-                    };
-                    let found = self
-                        .store
-                        .list_incidents(&filter)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    for incident in found {
-                        incidents.insert(incident.slo.clone(), incident);
-                    }
-                }
+                let found = self
+                    .store
+                    .unresolved_incidents()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let incidents: Unresolved = found
+                    .into_iter()
+                    .map(|incident| (incident.slo.clone(), incident))
+                    .collect();
                 Ok(incidents)
             })
             .await

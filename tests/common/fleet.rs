@@ -89,3 +89,34 @@ pub fn evaluation(slos: &[burnguard::domain::policy::Slo], at: i64) -> Evaluatio
         query_errors: Default::default(),
     }
 }
+
+/// What rules mode reads for one SLO: its recorded error ratio per window and its objective,
+/// `ratio` at every one of `times`, labelled with `service`.
+pub fn recorded_series(
+    slo: &burnguard::domain::policy::Slo,
+    service: &str,
+    ratio: f64,
+    times: &[i64],
+) -> Vec<super::prometheus::Series> {
+    use super::prometheus::{gauge, labels};
+    use burnguard::domain::rules::{OBJECTIVE_SERIES, error_ratio_series};
+    let constant = |v: f64| times.iter().map(|t| (*t, v)).collect::<Vec<_>>();
+    let slo_labels = labels(&[("slo", &slo.name), ("service", service)]);
+    let mut series: Vec<_> = slo
+        .windows()
+        .into_iter()
+        .map(|window| {
+            gauge(
+                &error_ratio_series(window),
+                slo_labels.clone(),
+                constant(ratio),
+            )
+        })
+        .collect();
+    series.push(gauge(
+        OBJECTIVE_SERIES,
+        slo_labels,
+        constant(slo.objective.ratio()),
+    ));
+    series
+}

@@ -749,6 +749,20 @@ impl Store for SqlStore {
             .map_err(db_error)
     }
 
+    async fn unresolved_incidents(&self) -> Result<Vec<IncidentRecord>, StoreError> {
+        // Built from constants only.
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE status <> 'resolved' ORDER BY opened_at DESC, id DESC"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(incident_record)
+        .collect::<Result<_, _>>()
+        .map_err(db_error)
+    }
+
     async fn incident(&self, id: i64) -> Result<Option<IncidentDetail>, StoreError> {
         let Some(row) = sqlx::query(AssertSqlSafe(format!(
             "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1"

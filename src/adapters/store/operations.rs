@@ -2,8 +2,12 @@
 
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{INCIDENT_COLUMNS, SqlStore, db_error, incident_record, json};
-use crate::ports::{CommandOutcome, EvaluationPoint, Journal, Operations, StoreError, UnixSeconds};
+use super::{
+    ACTION_COLUMNS, INCIDENT_COLUMNS, SqlStore, action_record, db_error, incident_record, json,
+};
+use crate::ports::{
+    ActionRecord, CommandOutcome, EvaluationPoint, Journal, Operations, StoreError, UnixSeconds,
+};
 
 impl SqlStore {
     async fn incident_row(
@@ -172,6 +176,31 @@ impl Operations for SqlStore {
         .map_err(db_error)?
         .iter()
         .map(point)
+        .collect()
+    }
+
+    async fn slo_actions(
+        &self,
+        slo: &str,
+        from: UnixSeconds,
+        to: UnixSeconds,
+        limit: i64,
+    ) -> Result<Vec<ActionRecord>, StoreError> {
+        // Built from constants only; every value is bound.
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ACTION_COLUMNS} FROM actions WHERE slo = $1 \
+             AND COALESCE(started_at, created_at) >= $2 AND COALESCE(started_at, created_at) <= $3 \
+             ORDER BY id LIMIT $4"
+        )))
+        .bind(slo)
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(action_record)
         .collect()
     }
 }

@@ -26,7 +26,6 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use maud::Markup;
 
-use crate::domain::incident::IncidentStatus;
 use crate::http::auth;
 use crate::http::state::ServiceState;
 use crate::ports::{EvaluationPoint, Freezes, IncidentFilter, IncidentRecord, Operations, Store};
@@ -114,24 +113,10 @@ fn not_found(what: String) -> Response {
     (StatusCode::NOT_FOUND, html(body)).into_response()
 }
 
-/// Every unresolved incident, by key.
-async fn unresolved(state: &ServiceState) -> Result<Vec<IncidentRecord>, crate::ports::StoreError> {
-    let mut all = Vec::new();
-    for status in [IncidentStatus::Open, IncidentStatus::Acknowledged] {
-        let filter = IncidentFilter {
-            status: Some(status),
-            slo: None,
-            limit: None,
-        };
-        all.extend(state.store.list_incidents(&filter).await?);
-    }
-    Ok(all)
-}
-
 /// Every SLO's latest evaluation as a row, worst first.
 async fn rows(state: &ServiceState) -> Result<Vec<SloRow>, crate::ports::StoreError> {
     let latest = state.store.latest_evaluations().await?;
-    let incidents = unresolved(state).await?;
+    let incidents = state.store.unresolved_incidents().await?;
     let by_key: HashMap<String, &IncidentRecord> =
         incidents.iter().map(|i| (i.slo.clone(), i)).collect();
     let freezes = state.store.active_freezes().await?;
@@ -287,17 +272,18 @@ async fn slo_detail(
         Ok(incidents) => incidents,
         Err(error) => return failed(error),
     };
-    let freezes: Vec<crate::ports::FreezeRecord> = match state.store.active_freezes().await {
-        Ok(freezes) => freezes
-            .into_iter()
-            .filter(|f| row.freezes.contains(&f.id))
-            .collect(),
+    let active = match state.store.active_freezes().await {
+        Ok(active) => active,
         Err(error) => return failed(error),
     };
-    let mut marks = match event_marks(&state, &row.name, &incidents, from, to).await {
+    let mut marks = match event_marks(&state, row, &incidents, &active, from, to).await {
         Ok(marks) => marks,
         Err(error) => return failed(error),
     };
+    let freezes: Vec<crate::ports::FreezeRecord> = active
+        .into_iter()
+        .filter(|f| row.freezes.contains(&f.id))
+        .collect();
     marks.ideal = slo
         .as_ref()
         .and_then(|s| s.calendar.as_ref())
@@ -377,8 +363,8 @@ fn thin(history: &[EvaluationPoint]) -> impl Iterator<Item = &EvaluationPoint> {
     history.iter().step_by(step)
 }
 
-/// How many of an SLO's incidents the detail page reads playbook steps from.
-const MARKED_INCIDENTS: usize = 20;
+/// How many playbook steps the detail page marks.
+const MARKED_STEPS: i64 = 500;
 /// How many lifted freezes the detail page looks through for this SLO's.
 const MARKED_FREEZES: i64 = 200;
 
@@ -391,11 +377,12 @@ struct Marks {
 }
 
 /// Markers for the incidents opened, playbook steps run and freezes set or lifted for this
-/// SLO within `[from, to]`.
+/// SLO within `[from, to]`; `active` are the active freezes the page already read.
 async fn event_marks(
     state: &ServiceState,
-    slo: &str,
+    row: &SloRow,
     incidents: &[IncidentRecord],
+    active: &[crate::ports::FreezeRecord],
     from: i64,
     to: i64,
 ) -> Result<Marks, crate::ports::StoreError> {
@@ -410,35 +397,29 @@ async fn event_marks(
             class: format!("incident {}", i.severity),
         })
         .collect();
-    // Incidents are listed newest first; older ones cannot have steps in the range.
-    for record in incidents
-        .iter()
-        .filter(|i| i.resolved_at.is_none_or(|r| r >= from) && i.opened_at <= to)
-        .take(MARKED_INCIDENTS)
+    for action in state
+        .store
+        .slo_actions(&row.key, from, to, MARKED_STEPS)
+        .await?
     {
-        let Some(detail) = state.store.incident(record.id).await? else {
-            continue;
-        };
-        for action in detail.actions {
-            let at = action.started_at.unwrap_or(action.created_at);
-            if within(at) {
-                markers.push(Marker {
-                    at,
-                    label: format!(
-                        "step {} ({}): {}{}",
-                        action.step,
-                        action.kind,
-                        action.status,
-                        if action.dry_run { ", dry run" } else { "" }
-                    ),
-                    class: "step".into(),
-                });
-            }
-        }
+        markers.push(Marker {
+            at: action.started_at.unwrap_or(action.created_at),
+            label: format!(
+                "step {} ({}): {}{}",
+                action.step,
+                action.kind,
+                action.status,
+                if action.dry_run { ", dry run" } else { "" }
+            ),
+            class: "step".into(),
+        });
     }
-    let mut freezes = state.store.active_freezes().await?;
-    freezes.extend(state.store.lifted_freezes(MARKED_FREEZES).await?);
-    for freeze in freezes.iter().filter(|f| f.slo.as_deref() == Some(slo)) {
+    let lifted = state.store.lifted_freezes(MARKED_FREEZES).await?;
+    for freeze in active
+        .iter()
+        .chain(&lifted)
+        .filter(|f| f.slo.as_deref() == Some(row.name.as_str()))
+    {
         if within(freeze.created_at) {
             markers.push(Marker {
                 at: freeze.created_at,
