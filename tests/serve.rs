@@ -162,6 +162,16 @@ fn serve_exports_metrics_reloads_policies_and_stops_on_sigterm() {
     serve.metrics_until("the new SLO", |m| {
         m.contains(r#"burnguard_slo_status{slo="fixed",service="spike",status="page"} 1"#)
     });
+    // The web UI follows the reload: the new SLO's page shows its policy as loaded, and the
+    // backtest form offers it.
+    let (status, page) = serve.get("/ui/slos/fixed");
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("Policy as loaded") && page.contains("name: fixed"),
+        "{page}"
+    );
+    let (_, form) = serve.get("/ui/backtest");
+    assert!(form.contains(r#"<option value="fixed""#), "{form}");
 
     // Removing an SLO removes its series.
     std::fs::remove_file(dir.path().join("ghost.yaml")).unwrap();
