@@ -859,6 +859,40 @@ async fn the_ui_answers_html_and_follows_protect_reads() {
     // Unknown ranges and filters are harmless.
     assert_eq!(page(&open, "/ui/?status=%00&q=%3C", None).await.0, 200);
 
+    // The backtest form takes hostile input as a page with the problem, never a 5xx.
+    let post = |form: Vec<(&'static str, String)>| {
+        let request = open
+            .client
+            .post(format!("{}/ui/backtest", open.base))
+            .form(&form);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap())
+        }
+    };
+    let (status, body) = post(vec![("policy", "kind: [unclosed".into())]).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("pasted policy"),
+        "a problem naming where: {body}"
+    );
+    let (status, body) = post(vec![(
+        "policy",
+        "apiVersion: burnguard.dev/v1\nkind: SLO\nmetadata: {name: x}\nspec: {service: s, objective: 150}\n"
+            .into(),
+    )])
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("objective"), "{body}");
+    let (status, _) = post(vec![("slo", "<no-such-slo>".into())]).await;
+    assert_eq!(status, 404);
+    // A body far past the request limit is refused before it is parsed.
+    let (status, _) = post(vec![("policy", "x".repeat(8 << 20))]).await;
+    assert!((400..500).contains(&status), "{status}");
+    let (status, _, _) = page(&open, "/ui/backtest?range=%00&step=-1", None).await;
+    assert!(status < 500, "{status}");
+
     let protected = Api::start(TestDb::sqlite(), true).await;
     for path in [
         "/ui/",
