@@ -1,17 +1,26 @@
-//! What `serve` itself holds in memory: its resident set after several cycles in rules mode
-//! over 1,000 and 10,000 SLOs whose recorded series exist, beside the targets (64 MiB at
-//! 10,000), with the cycle time from its own metrics.
+//! A whole `serve` cycle beside what Prometheus alone needs to answer the same queries, and
+//! what `serve` holds in memory: its resident set after several cycles in rules mode over N
+//! SLOs whose recorded series exist, beside the targets (64 MiB at 10,000, 400 MiB at
+//! 100,000).
 //!
 //! For each N it writes the synthetic fleet (`tests/common/fleet.rs`) as a policy file, the
 //! series rules mode reads (each SLO's recorded error ratio per window and its objective) for
 //! the last 15 minutes into a fresh Prometheus (promtool backfill, a free 127.0.0.1 port), and
-//! starts the release `burnguard serve --mode rules --interval 5s` on SQLite. After 5 cycles
-//! (`burnguard_evaluation_duration_seconds_count`) it reads `VmRSS` and `VmHWM` of the serve
-//! process from `/proc`. A cycle with failed queries prints a `WARNING` line. It asserts
-//! nothing.
+//! starts the release `burnguard serve --mode rules` on SQLite. Every cycle is timed by serve
+//! itself (its `evaluation cycle done millis=` log line: queries, verdicts, store writes,
+//! incident decisions, the state `/metrics` renders). Right after each cycle, while serve
+//! sleeps until the next, the bench
+//! - sends the same queries to Prometheus with reqwest (the client serve uses), all at once
+//!   as serve does, and times them until every answer's body has arrived: what Prometheus
+//!   alone needs to return the data;
+//! - scrapes `/metrics` once, as Prometheus would.
+//!
+//! After the cycles it reads `VmRSS` and `VmHWM` of the serve process from `/proc`. A cycle
+//! with failed queries prints a `WARNING` line. It asserts nothing.
 //!
 //! ```text
 //! cargo bench --bench serve
+//! BURNGUARD_BENCH_SIZES=1000,10000,100000 cargo bench --bench serve
 //! ```
 
 #[path = "../tests/common/mod.rs"]
@@ -19,10 +28,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::prometheus::{PrometheusServer, Series};
+use common::prometheus::{PrometheusServer, Series, http_get_within};
 use common::serve::{Serve, value};
 
 const SIZES: [usize; 2] = [1_000, 10_000];
+const CYCLES: usize = 6;
 
 /// `BURNGUARD_BENCH_SIZES=1000` runs only the sizes listed.
 fn sizes() -> Vec<usize> {
@@ -31,7 +41,6 @@ fn sizes() -> Vec<usize> {
         .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| SIZES.to_vec())
 }
-const CYCLES: f64 = 5.0;
 
 /// What rules mode reads for every SLO, constant over the last 15 minutes.
 fn recorded(slos: &[burnguard::domain::policy::Slo], end: i64) -> Vec<Series> {
@@ -52,14 +61,58 @@ fn proc_mib(pid: u32, field: &str) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// Every query a rules-mode cycle sends, timed together as serve sends them; the time until
+/// the last body arrived, and the bytes of all bodies.
+async fn prometheus_alone(
+    client: &reqwest::Client,
+    url: &str,
+    queries: &[String],
+) -> (Duration, usize) {
+    let started = Instant::now();
+    let at = chrono::Utc::now().timestamp().to_string();
+    let answers = futures_util::future::join_all(queries.iter().map(|q| {
+        let form = [("query", q.as_str()), ("time", at.as_str())];
+        async move {
+            let response = client
+                .post(format!("{url}/api/v1/query"))
+                .form(&form)
+                .send()
+                .await
+                .expect("Prometheus answers");
+            assert!(response.status().is_success(), "{q}: {}", response.status());
+            response.bytes().await.expect("the whole body").len()
+        }
+    }))
+    .await;
+    (started.elapsed(), answers.iter().sum())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    println!("| N | RSS MiB after {CYCLES} cycles | peak RSS MiB | mean cycle s | target RSS |");
-    println!("|---:|---:|---:|---:|---|");
+    burnguard::adapters::prometheus::install_crypto_provider();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = reqwest::Client::new();
+    println!(
+        "| N | serve cycle ms (median, min–max of {CYCLES}) | Prometheus alone ms (median, min–max) | ratio of medians | answer MiB | /metrics MiB | RSS MiB after {CYCLES} cycles | peak RSS MiB | target RSS |"
+    );
+    println!("|---:|---|---|---:|---:|---:|---:|---:|---|");
     for n in sizes() {
         let slos = common::fleet::slos(n);
+        let mut queries: Vec<String> = slos
+            .iter()
+            .flat_map(|s| s.windows())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .map(burnguard::domain::rules::error_ratio_series)
+            .collect();
+        queries.dedup();
         let now = chrono::Utc::now().timestamp();
         let prometheus = PrometheusServer::start(&recorded(&slos, now - now % 60));
         let dir = tempfile::tempdir().unwrap();
@@ -67,17 +120,21 @@ fn main() {
         drop(slos);
         let db = common::db::TestDb::sqlite();
         let policies = dir.path().display().to_string();
-        // `BURNGUARD_BENCH_SERVE_UNDER="valgrind --tool=massif --massif-out-file=F"` runs serve
-        // under a heap profiler (the figures are then the profiler's, not serve's).
+        // `BURNGUARD_BENCH_SERVE_UNDER="valgrind --tool=massif --massif-out-file=F"` (or
+        // `heaptrack -o F`) runs serve under a heap profiler (the figures are then the
+        // profiler's, not serve's).
         let under = std::env::var("BURNGUARD_BENCH_SERVE_UNDER").unwrap_or_default();
         let wrapper: Vec<&str> = under.split_whitespace().collect();
+        // A cycle must end well before the next one starts, leaving room for the bench's own
+        // queries in between.
+        let interval = format!("{}s", 5 + n / 10_000);
         let serve = Serve::start_under(
             &wrapper,
             &[
                 "--listen",
                 "127.0.0.1:0",
                 "--interval",
-                "5s",
+                &interval,
                 "--mode",
                 "rules",
                 "--prometheus",
@@ -89,34 +146,54 @@ fn main() {
             ],
             &[],
         );
-        let deadline = Instant::now() + Duration::from_secs(600);
-        let metrics = loop {
-            let (_, body) = serve.get("/metrics");
-            let cycles = value(&body, "burnguard_evaluation_duration_seconds_count").unwrap_or(0.0);
-            if cycles >= CYCLES || Instant::now() > deadline {
-                break body;
+        let (mut cycle_ms, mut alone_ms) = (Vec::new(), Vec::new());
+        let (mut answer_bytes, mut metrics_bytes, mut failed) = (0, 0, 0usize);
+        let mut metrics = String::new();
+        for _ in 0..CYCLES {
+            let line = serve.wait_log("evaluation cycle done", Duration::from_secs(900));
+            let field = |name: &str| -> f64 {
+                line.split(&format!("{name}="))
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(f64::NAN)
+            };
+            cycle_ms.push(field("millis"));
+            failed += field("failed") as usize;
+            let (took, bytes) =
+                runtime.block_on(prometheus_alone(&client, &prometheus.url, &queries));
+            alone_ms.push(took.as_secs_f64() * 1e3);
+            answer_bytes = bytes;
+            if let Some((200, body)) =
+                http_get_within(&serve.addr, "/metrics", Duration::from_secs(300))
+            {
+                metrics_bytes = body.len();
+                metrics = body;
             }
-            serve.skip_logs();
-            std::thread::sleep(Duration::from_millis(500));
-        };
+        }
         let pid = serve.child.id();
         let (rss, peak) = (proc_mib(pid, "VmRSS:"), proc_mib(pid, "VmHWM:"));
         let cycles = value(&metrics, "burnguard_evaluation_duration_seconds_count").unwrap_or(0.0);
-        let seconds = value(&metrics, "burnguard_evaluation_duration_seconds_sum").unwrap_or(0.0);
-        let failed: f64 = metrics
-            .lines()
-            .filter(|l| l.starts_with("burnguard_query_errors_total"))
-            .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
-            .sum();
-        if cycles < CYCLES || failed > 0.0 {
-            println!("WARNING: N={n}: {cycles} cycles, {failed} failed queries");
+        if failed > 0 || cycles < CYCLES as f64 - 1.0 {
+            println!("WARNING: N={n}: {failed} failed queries; /metrics counted {cycles} cycles");
         }
         let show = |v: Option<f64>| v.map_or("?".into(), |v| format!("{v:.0}"));
+        let spread = |v: &[f64]| {
+            let (lo, hi) = v
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(*x), hi.max(*x)));
+            format!("{:.0} ({lo:.0}–{hi:.0})", median(v.to_vec()))
+        };
+        let mib = |bytes: usize| bytes as f64 / (1024.0 * 1024.0);
         println!(
-            "| {n} | {} | {} | {:.2} | {} |",
+            "| {n} | {} | {} | {:.2} | {:.1} | {:.1} | {} | {} | {} |",
+            spread(&cycle_ms),
+            spread(&alone_ms),
+            median(cycle_ms.clone()) / median(alone_ms.clone()),
+            mib(answer_bytes),
+            mib(metrics_bytes),
             show(rss),
             show(peak),
-            seconds / cycles.max(1.0),
             match n {
                 10_000 => "64 MiB",
                 100_000 => "400 MiB",

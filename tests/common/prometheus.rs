@@ -276,11 +276,14 @@ impl Drop for PrometheusServer {
 
 /// A minimal blocking HTTP/1.0 GET for readiness probes and scrapes: (status, body).
 pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    http_get_within(addr, path, Duration::from_secs(10))
+}
+
+/// [`http_get`] with a read timeout of its own (a large `/metrics` under a profiler).
+pub fn http_get_within(addr: &str, path: &str, timeout: Duration) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
