@@ -105,14 +105,13 @@ fn main() {
     println!("|---:|---|---|---:|---:|---:|---:|---:|---|");
     for n in sizes() {
         let slos = common::fleet::slos(n);
-        let mut queries: Vec<String> = slos
+        let queries: Vec<String> = slos
             .iter()
             .flat_map(|s| s.windows())
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .map(burnguard::domain::rules::error_ratio_series)
             .collect();
-        queries.dedup();
         let now = chrono::Utc::now().timestamp();
         let prometheus = PrometheusServer::start(&recorded(&slos, now - now % 60));
         let dir = tempfile::tempdir().unwrap();
