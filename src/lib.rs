@@ -9,12 +9,14 @@
 //! - [`ports`] are the async traits the engine needs; [`adapters`] implement them (Prometheus).
 //! - [`engine`] runs evaluation cycles and backtests over a port, calling the domain.
 //! - [`service`] is the long-running `serve` process; [`http`] its routes; [`config`] and
-//!   [`telemetry`] its settings and logs.
+//!   [`telemetry`] its settings and logs; [`allocator`] hands the heap a cycle freed back to
+//!   the operating system.
 //! - [`cli`] wires commands to the rest; it is the only place that prints.
 //!
 //! An arrow that points the other way (the domain calling out to I/O) is a bug.
 
 pub mod adapters;
+pub mod allocator;
 pub mod cli;
 pub mod config;
 pub mod domain;

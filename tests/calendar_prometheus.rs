@@ -219,6 +219,7 @@ fn only(group: &RuleGroup, names: &[&str]) -> String {
         &RuleFile {
             groups: vec![RuleGroup {
                 name: group.name.clone(),
+                interval: group.interval,
                 rules,
             }],
         },
@@ -246,8 +247,10 @@ async fn the_generated_rules_record_the_same_period_ratio_and_budget() {
     let file = rules::rule_file(std::slice::from_ref(&slo));
     common::prometheus::promtool_checks(&file);
 
-    // One group of shared period bounds for the calendar, then the SLO's own.
-    assert_eq!(file.groups.len(), 2);
+    // One group of shared period bounds for the calendar, then the SLO's own and its hourly
+    // group (its 3d alert window reads the hourly series).
+    assert_eq!(file.groups.len(), 3);
+    assert_eq!(file.groups[2].name, "burnguard-shop-month-hourly");
     let (calendar, group) = (&file.groups[0], &file.groups[1]);
     assert_eq!(calendar.name, "burnguard-calendar-month-Europe/Berlin");
     // The series the period rules read, recorded over the history as Prometheus would have.
@@ -386,7 +389,8 @@ fn ten_thousand_calendar_slos_pay_for_their_period_bounds_once_per_calendar() {
             "burnguard-calendar-week-UTC",
         ]
     );
-    assert_eq!(file.groups.len(), N + shared.len());
+    // Each SLO's own group and its hourly one.
+    assert_eq!(file.groups.len(), 2 * N + shared.len());
     // Every step term of the file is in the shared groups.
     let terms = |groups: &mut dyn Iterator<Item = &RuleGroup>| -> usize {
         groups

@@ -473,6 +473,7 @@ fn only(file: &rules::RuleFile, names: &[&str]) -> String {
     let one = rules::RuleFile {
         groups: vec![rules::RuleGroup {
             name: group.name.clone(),
+            interval: group.interval,
             rules: picked,
         }],
     };
@@ -778,5 +779,125 @@ async fn ten_thousand_grouped_slos_read_back_every_group_from_the_recorded_serie
         assert_eq!(route, "route=\"/pay\"}");
         let i: usize = name.trim_start_matches("shop-").parse().unwrap();
         assert_eq!(i % 10, 0, "{}", incident.slo);
+    }
+}
+
+/// The windows over 6h that the rules derive from recorded rates, against the counters: the
+/// 1d window from the 5m series and the 3d (SLO) window from the hourly series, per route.
+/// Four days of traffic whose error rate changes every hour, so a window that slid, doubled
+/// or missed an hour would show; the expected ratios are the counters' increases over the
+/// span each recorded sample covers, and the hourly one ends under an hour before `at`.
+#[tokio::test]
+async fn the_long_windows_come_from_recorded_rates_within_the_documented_bound() {
+    let start = END - 4 * 86_400;
+    // Errors per second by hour: 0.2 every fifth hour, 0.02 otherwise (of 10 a second).
+    let errors = |route: &str, t: i64| match (route, (t / 3_600) % 5) {
+        ("/pay", 0) => 0.2,
+        _ => 0.02,
+    };
+    let mut history = Vec::new();
+    for route in ["/cart", "/pay"] {
+        for code in ["500", "200"] {
+            history.push(counter(
+                "http_requests_total",
+                labels(&[("job", "shop"), ("route", route), ("code", code)]),
+                start,
+                END,
+                STEP,
+                100.0,
+                move |t| match code {
+                    "500" => errors(route, t),
+                    _ => 10.0 - errors(route, t),
+                },
+            ));
+        }
+    }
+    let mut prometheus = PrometheusServer::start(&history);
+    let slo = load(
+        &burnguard_slo(None, "by (route)")
+            .replace("window: 7d", "window: 3d")
+            .replace(
+                "      - {severity: ticket, long: 6h, short: 30m, burnRate: 6}\n",
+                "      - {severity: ticket, long: 6h, short: 30m, burnRate: 6}\n      - {severity: ticket, long: 1d, short: 2h, burnRate: 3}\n",
+            ),
+    );
+    let file = rules::rule_file(std::slice::from_ref(&slo));
+    common::prometheus::promtool_checks(&file);
+    assert_eq!(
+        file.groups
+            .iter()
+            .map(|g| g.name.as_str())
+            .collect::<Vec<_>>(),
+        ["burnguard-shop-routes", "burnguard-shop-routes-hourly"]
+    );
+    assert_eq!(file.groups[1].interval, Some(window("1h")));
+    for pass in common::prometheus::rule_passes(&file) {
+        let yaml = rules::to_yaml(&pass, "a test").unwrap();
+        prometheus.backfill_rules(&yaml, start + 3_600, END, STEP as u64);
+    }
+    let at = END - 600;
+    let prometheus_client = client(&prometheus.url);
+    let instant = |expr: String| {
+        let prometheus_client = &prometheus_client;
+        async move {
+            let answer = prometheus_client.instant(&expr, at).await.unwrap();
+            assert_eq!(answer.len(), 1, "{expr}: {answer:?}");
+            answer[0].value
+        }
+    };
+    let evaluation = Evaluator::new(client(&prometheus.url), ReadMode::Rules, 4)
+        .evaluate(std::slice::from_ref(&slo), at)
+        .await;
+    let routes = by_route(&evaluation.slos);
+    assert_eq!(routes.len(), 2, "{:#?}", evaluation.slos);
+    for route in ["/cart", "/pay"] {
+        let e = routes[route];
+        assert_eq!(e.error, None, "{e:?}");
+        let selector = format!("{{route=\"{route}\"}}");
+        // The counters' error ratio over the `window` seconds up to `until`.
+        let ratio = |until: i64, window: i64| {
+            let of = |code: &str| {
+                history
+                    .iter()
+                    .find(|s| s.labels["route"] == route && s.labels["code"] == code)
+                    .unwrap()
+                    .increase_in(until, window)
+                    .unwrap()
+            };
+            of("500") / (of("500") + of("200"))
+        };
+
+        // The hourly series has one sample an hour, the last one under an hour before `at`.
+        let hourly = instant(format!(
+            "count_over_time({}{selector}[1d])",
+            rules::HOURLY_BAD_RATE_SERIES
+        ))
+        .await;
+        assert_eq!(hourly, 24.0, "{route}: hourly samples in a day");
+        let last_hour = instant(format!(
+            "max_over_time(timestamp({}{selector})[2h:1m])",
+            rules::HOURLY_BAD_RATE_SERIES
+        ))
+        .await as i64;
+        assert!(at - last_hour < 3_600, "{route}: {last_hour}");
+        // 3d: the 72 hours up to that sample, exactly but for rate()'s extrapolation.
+        let got = e.error_ratio.get(window("3d")).unwrap();
+        let want = ratio(last_hour, 3 * 86_400);
+        assert!(
+            (got - want).abs() <= 1e-3 * want,
+            "{route} 3d: recorded {got}, counters {want}"
+        );
+        // 1d: the 5m series' samples over the day before the recorded sample; the day's
+        // edges count partly (at most 5m of the day's events).
+        let recorded_at = instant(format!(
+            "timestamp(burnguard:sli_error:ratio_rate1d{selector})"
+        ))
+        .await as i64;
+        let got = e.error_ratio.get(window("1d")).unwrap();
+        let want = ratio(recorded_at, 86_400);
+        assert!(
+            (got - want).abs() <= 300.0 / 86_400.0 * 0.2 / 0.02 * want,
+            "{route} 1d: recorded {got}, counters {want}"
+        );
     }
 }

@@ -267,7 +267,9 @@ fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
 /// PrometheusRule must carry exactly these.
 fn rules_from_file(objective: f64) -> Value {
     let file = burnguard::domain::rules::rule_file(&[slo_from_file(objective)]);
-    serde_json::to_value(&file.groups[0]).unwrap()
+    // The SLO's group and its hourly group (the 30d window reads the hourly series).
+    assert_eq!(file.groups.len(), 2);
+    serde_json::to_value(&file.groups).unwrap()
 }
 
 /// The checkout SLO written as a policy file, read by the file loader.
@@ -347,7 +349,7 @@ async fn a_valid_slo_gets_its_prometheus_rule_then_its_status_then_the_events_of
         .unwrap()
         .insert("checkout".into(), burning_facts(7));
     let object = finalized(slo_object("shop", "checkout", 2, checkout_spec(99.9)));
-    let wanted_group = rules_from_file(99.9);
+    let wanted_groups = rules_from_file(99.9);
     let rule = Expect {
         content_type: Some("application/apply-patch+yaml"),
         body: Some(Box::new(move |body: &Value| {
@@ -361,7 +363,7 @@ async fn a_valid_slo_gets_its_prometheus_rule_then_its_status_then_the_events_of
                         "name": "checkout", "uid": "uid-shop-checkout",
                         "controller": true, "blockOwnerDeletion": true}])
             );
-            assert_eq!(body["spec"]["groups"], json!([wanted_group]));
+            assert_eq!(body["spec"]["groups"], wanted_groups);
         })),
         ..expect(
             "PATCH",

@@ -181,8 +181,12 @@ fn serve_exports_metrics_reloads_policies_and_stops_on_sigterm() {
 
     // SIGHUP reloads too.
     serve.signal("HUP");
-    let line = serve.wait_log(r#"cause="SIGHUP""#, Duration::from_secs(20));
-    assert!(line.contains("policies reloaded"), "{line}");
+    loop {
+        let line = serve.wait_log("policies reloaded", Duration::from_secs(20));
+        if line.contains(r#"cause="SIGHUP""#) {
+            break;
+        }
+    }
 
     // SIGTERM: a clean exit.
     serve.signal("TERM");
@@ -196,6 +200,55 @@ fn serve_exports_metrics_reloads_policies_and_stops_on_sigterm() {
         assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A reload reads and validates the files on a thread of its own: a policy file that takes
+/// long to read (here a FIFO nobody writes to yet, as a hung network mount would be) holds
+/// up neither the cycles of the SLOs already loaded nor the reload that follows it.
+#[test]
+fn cycles_go_on_while_a_reload_waits_on_a_slow_policy_file() {
+    let prometheus = PrometheusServer::start(&recent_traffic("spike", 0.5));
+    let dir = tempfile::tempdir().unwrap();
+    common::write(dir.path(), "spike.yaml", SPIKE);
+    let policies = dir.path().display().to_string();
+    let data = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", data.path().join("burnguard.db").display());
+    let serve = Serve::start(
+        &[
+            "--db",
+            &db,
+            "--policies",
+            &policies,
+            "--prometheus",
+            &prometheus.url,
+            "--listen",
+            "127.0.0.1:0",
+            "--interval",
+            "1s",
+        ],
+        &[],
+    );
+    serve.wait_log("evaluation cycle done", Duration::from_secs(30));
+
+    // A new policy file that blocks whoever reads it until someone writes to it.
+    let late = dir.path().join("late.yaml");
+    let (made, output) = common::run(Command::new("mkfifo").arg(&late));
+    assert!(made, "{output}");
+    serve.wait_log("policy reload started", Duration::from_secs(20));
+    // The reload now waits on the FIFO, and the loaded SLO goes on being evaluated.
+    serve.wait_logs("evaluation cycle done", 2, Duration::from_secs(20));
+    let metrics = serve.metrics_until("spike still evaluated", |m| {
+        m.contains(r#"burnguard_slo_status{slo="spike",service="spike",status="page"} 1"#)
+    });
+    assert_eq!(value(&metrics, "burnguard_slos_loaded"), Some(1.0));
+
+    // Once the file can be read, the reload finishes and applies it.
+    std::fs::write(&late, SPIKE.replace("name: spike", "name: late")).unwrap();
+    let line = serve.wait_log("policies reloaded", Duration::from_secs(20));
+    assert!(line.contains("slos=2"), "{line}");
+    serve.metrics_until("the late SLO evaluated", |m| {
+        m.contains(r#"burnguard_slo_status{slo="late",service="spike",status="page"} 1"#)
+    });
 }
 
 #[test]

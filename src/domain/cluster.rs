@@ -740,8 +740,13 @@ pub fn prometheus_rule(slo: &Slo, namespace: &str, owner: &Owner) -> serde_json:
         .as_ref()
         .and_then(rules::calendar_group)
         .into_iter()
-        .chain([rules::rule_group(slo)])
-        .map(|group| serde_json::json!({"name": group.name, "rules": rule_bodies(&group)}))
+        .chain(rules::rule_groups(slo))
+        .map(|group| match group.interval {
+            Some(interval) => serde_json::json!({
+                "name": group.name, "interval": interval.to_string(), "rules": rule_bodies(&group)
+            }),
+            None => serde_json::json!({"name": group.name, "rules": rule_bodies(&group)}),
+        })
         .collect();
     serde_json::json!({
         "apiVersion": "monitoring.coreos.com/v1",

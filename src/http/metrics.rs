@@ -1,32 +1,29 @@
 //! burnguard's own metrics at `/metrics` (prometheus-client, OpenMetrics text).
 //!
-//! Per-SLO gauges are rendered at scrape time from the latest evaluations, so an SLO that is
-//! removed or a window that loses its data disappears from the output instead of lingering
-//! with a stale value. No-data windows are absent, never NaN. Counts that live in the store
+//! Per-SLO gauges are rendered at scrape time from the latest evaluations (in pieces, by
+//! [`crate::http::exposition`]), so an SLO that is removed or a window that loses its data
+//! disappears from the output instead of lingering with a stale value. No-data windows are absent, never NaN. Counts that live in the store
 //! (open incidents, active freezes, journaled steps, the outbox) are read after each cycle and
 //! rendered from that reading; they are absent until the first reading succeeds.
 
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::domain::burn::Status;
-use crate::engine::evaluate::{EvalStatus, SloEvaluation};
+use crate::engine::evaluate::SloEvaluation;
+use crate::http::exposition;
 use crate::http::server::Refusal;
 use crate::ports::StoreCounts;
 
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The latest evaluation of every loaded SLO, by name.
-pub type Latest = Arc<RwLock<std::collections::BTreeMap<String, SloEvaluation>>>;
+pub type Latest = Arc<RwLock<std::collections::BTreeMap<String, Arc<SloEvaluation>>>>;
 
 /// The latest successful reading of the store's counts (`None` before the first).
 type Counts = Arc<RwLock<Option<StoreCounts>>>;
@@ -52,6 +49,7 @@ pub struct Metrics {
     pub reconciles: Family<Vec<(String, String)>, Counter>,
     /// How long reconciles took, by `kind`.
     pub reconcile_duration: Family<Vec<(String, String)>, Histogram>,
+    latest: Latest,
     counts: Counts,
 }
 
@@ -208,12 +206,9 @@ impl Metrics {
             reconcile_duration.clone(),
         );
         let counts = Counts::default();
-        registry.register_collector(Box::new(SloCollector {
-            latest,
-            counts: counts.clone(),
-        }));
         Self {
             registry,
+            latest,
             evaluation_duration,
             queries,
             query_errors,
@@ -258,237 +253,35 @@ impl Metrics {
             .inc();
     }
 
-    /// The exposition text.
+    /// The exposition text, whole.
     pub fn encode(&self) -> Result<String, fmt::Error> {
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
-        Ok(out)
+        self.exposition().map(|pieces| pieces.collect())
     }
-}
 
-/// Renders per-SLO gauges from the latest evaluations at scrape time.
-#[derive(Debug)]
-struct SloCollector {
-    latest: Latest,
-    counts: Counts,
-}
-
-type LabelPairs = Vec<(String, String)>;
-
-/// `slo`, `service` and a grouped SLO's group labels.
-fn slo_labels(e: &SloEvaluation) -> LabelPairs {
-    let mut labels = vec![
-        ("slo".into(), e.name.clone()),
-        ("service".into(), e.service.clone()),
-    ];
-    labels.extend(e.group.iter().map(|(k, v)| (k.clone(), v.clone())));
-    labels
-}
-
-fn with(mut labels: LabelPairs, extra: &[(&str, &str)]) -> LabelPairs {
-    labels.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    labels
-}
-
-const STATUSES: [EvalStatus; 6] = [
-    EvalStatus::Assessed(Status::Ok),
-    EvalStatus::Assessed(Status::Ticket),
-    EvalStatus::Assessed(Status::Page),
-    EvalStatus::Assessed(Status::NoData),
-    EvalStatus::Assessed(Status::Partial),
-    EvalStatus::Error,
-];
-
-impl Collector for SloCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
-        let latest = match self.latest.read() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
+    /// The exposition text in pieces: the process's metrics, then the per-SLO families a few
+    /// hundred SLOs at a time (see [`exposition`]). The latest evaluations are read once, up
+    /// front, as shared handles: later cycles do not change what a scrape in progress writes.
+    pub fn exposition(&self) -> Result<impl Iterator<Item = String> + Send + 'static, fmt::Error> {
+        let mut head = String::new();
+        prometheus_client::encoding::text::encode_registry(&mut head, &self.registry)?;
+        let evaluations: Vec<Arc<SloEvaluation>> = match self.latest.read() {
+            Ok(guard) => guard.values().cloned().collect(),
+            Err(poisoned) => poisoned.into_inner().values().cloned().collect(),
         };
         let counts = match self.counts.read() {
             Ok(guard) => guard.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         };
-        let gauge = |encoder: &mut DescriptorEncoder,
-                     name: &str,
-                     help: &str,
-                     samples: &[(LabelPairs, f64)]|
-         -> Result<(), fmt::Error> {
-            if samples.is_empty() {
-                return Ok(());
-            }
-            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            for (labels, value) in samples {
-                let g = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
-                g.set(*value);
-                g.encode(metric.encode_family(labels)?)?;
-            }
-            Ok(())
-        };
-
-        let mut ratios = Vec::new();
-        let mut burns = Vec::new();
-        let mut budgets = Vec::new();
-        let mut firing = Vec::new();
-        let mut statuses = Vec::new();
-        let mut objectives = Vec::new();
-        let mut exhaustion = Vec::new();
-        let mut thresholds = Vec::new();
-        let mut incidents = Vec::new();
-        let mut freezes = Vec::new();
-        for e in latest.values() {
-            let base = slo_labels(e);
-            objectives.push((
-                with(base.clone(), &[("window", &duration_label(e))]),
-                e.objective,
-            ));
-            if let Some(seconds) = e.time_to_exhaustion_seconds.filter(|s| s.is_finite()) {
-                exhaustion.push((base.clone(), seconds));
-            }
-            if let Some(counts) = &counts {
-                let count = |by_slo: &std::collections::BTreeMap<String, u64>| {
-                    by_slo.get(&e.key()).copied().unwrap_or(0) as f64
-                };
-                incidents.push((base.clone(), count(&counts.open_incidents)));
-                freezes.push((base.clone(), count(&counts.active_freezes)));
-            }
-            for (window, value) in &e.error_ratio.0 {
-                if let Some(v) = value {
-                    ratios.push((with(base.clone(), &[("window", &window.to_string())]), *v));
-                }
-            }
-            for (window, value) in &e.burn_rate.0 {
-                if let Some(v) = value {
-                    burns.push((with(base.clone(), &[("window", &window.to_string())]), *v));
-                }
-            }
-            if let Some(b) = e.error_budget_remaining {
-                budgets.push((base.clone(), b));
-            }
-            for alert in &e.alerts {
-                let labels = with(
-                    base.clone(),
-                    &[
-                        ("severity", alert.severity),
-                        ("long_window", &alert.long_window),
-                        ("short_window", &alert.short_window),
-                    ],
-                );
-                if alert.has_data {
-                    firing.push((labels.clone(), if alert.firing { 1.0 } else { 0.0 }));
-                }
-                thresholds.push((labels, alert.factor));
-            }
-            for status in STATUSES {
-                let value = if status == e.status { 1.0 } else { 0.0 };
-                statuses.push((with(base.clone(), &[("status", status.as_str())]), value));
-            }
-        }
-        gauge(
-            &mut encoder,
-            "slo_error_ratio",
-            "Error ratio over the window (absent: no data)",
-            &ratios,
-        )?;
-        gauge(
-            &mut encoder,
-            "slo_burn_rate",
-            "Error-budget burn rate over the window (1 = exactly sustainable)",
-            &burns,
-        )?;
-        gauge(
-            &mut encoder,
-            "slo_error_budget_remaining",
-            "Fraction of the SLO window's error budget left (negative: overspent)",
-            &budgets,
-        )?;
-        gauge(
-            &mut encoder,
-            "slo_alert_firing",
-            "1 when the alert row fires, 0 when quiet (absent when a window has no data)",
-            &firing,
-        )?;
-        gauge(
-            &mut encoder,
-            "slo_status",
-            "1 for the SLO's current status",
-            &statuses,
-        )?;
-        gauge(
-            &mut encoder,
-            "slo_objective",
-            "The SLO's objective as a ratio (0.999); `window` is its SLO window",
-            &objectives,
-        )?;
-        gauge(
-            &mut encoder,
-            "slo_time_to_exhaustion_seconds",
-            "Seconds until the budget is spent at the burn rate of the shortest long alert window (absent: no data or not burning)",
-            &exhaustion,
-        )?;
-        gauge(
-            &mut encoder,
-            "slo_alert_threshold",
-            "Burn-rate threshold of the alert row: it fires when both windows burn faster",
-            &thresholds,
-        )?;
-        gauge(
-            &mut encoder,
-            "slo_open_incidents",
-            "Unresolved incidents of the SLO in the store",
-            &incidents,
-        )?;
-        gauge(
-            &mut encoder,
-            "slo_active_freezes",
-            "Active deployment freezes the SLO's budget rules or playbooks made",
-            &freezes,
-        )?;
-        if let Some(counts) = &counts {
-            let actions: Vec<(LabelPairs, f64)> = counts
-                .actions
-                .iter()
-                .map(|((slo, kind, status), n)| {
-                    let labels = vec![
-                        ("slo".to_string(), slo.clone()),
-                        ("kind".to_string(), kind.clone()),
-                        ("status".to_string(), status.clone()),
-                    ];
-                    (labels, *n as f64)
-                })
-                .collect();
-            gauge(
-                &mut encoder,
-                "actions",
-                "Remediation steps in the journal by SLO, kind and status (succeeded, failed, skipped, ...)",
-                &actions,
-            )?;
-            gauge(
-                &mut encoder,
-                "notification_outbox_pending",
-                "Notification deliveries not yet delivered",
-                &[(Vec::new(), counts.outbox_pending as f64)],
-            )?;
-        }
-        Ok(())
+        Ok(std::iter::once(head).chain(exposition::SloFamilies::new(evaluations, counts)))
     }
-}
-
-/// The SLO window as a Prometheus duration (dashboards use it as a time range): a calendar
-/// SLO's nominal length (30d for months, 7d for weeks).
-fn duration_label(e: &SloEvaluation) -> String {
-    e.budget_period
-        .as_ref()
-        .and_then(|p| crate::domain::calendar::CalendarPeriod::parse(p.calendar))
-        .map(|p| crate::domain::policy::Window::from_secs(p.nominal_seconds()).to_string())
-        .unwrap_or_else(|| e.window.clone())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::burn::Status;
     use crate::domain::policy::Window;
-    use crate::engine::evaluate::{AlertReport, WindowValues};
+    use crate::engine::evaluate::{AlertReport, EvalStatus, WindowValues};
 
     #[test]
     fn controller_reconciles_are_counted_by_kind_and_outcome_and_timed_by_kind() {
@@ -541,11 +334,11 @@ mod tests {
         latest
             .write()
             .unwrap()
-            .insert("a".into(), evaluation("a", Some(7_200.0)));
+            .insert("a".into(), Arc::new(evaluation("a", Some(7_200.0))));
         latest
             .write()
             .unwrap()
-            .insert("b".into(), evaluation("b", None));
+            .insert("b".into(), Arc::new(evaluation("b", None)));
         let metrics = Metrics::new(latest);
         let before = metrics.encode().unwrap();
         for line in [
@@ -587,6 +380,52 @@ mod tests {
             "burnguard_notification_outbox_pending 3",
         ] {
             assert!(after.contains(line), "{line} missing:\n{after}");
+        }
+    }
+
+    #[test]
+    fn many_slos_come_in_pieces_that_join_into_one_family_each() {
+        let latest: Latest = Default::default();
+        let n = 2 * exposition::PIECE + 1;
+        for i in 0..n {
+            let name = format!("s{i:04}");
+            let e = evaluation(&name, Some(60.0));
+            latest.write().unwrap().insert(name, Arc::new(e));
+        }
+        let metrics = Metrics::new(latest);
+        metrics.set_store_counts(StoreCounts::default());
+        let pieces: Vec<String> = metrics.exposition().unwrap().collect();
+        // The process's metrics, three pieces for each of the 7 families these SLOs have
+        // samples in (no ratios, burn rates or firing states), the store-wide ones with the
+        // end.
+        assert_eq!(pieces.len(), 1 + 7 * 3 + 1);
+        let text = pieces.concat();
+        assert_eq!(text, metrics.encode().unwrap());
+        assert!(text.ends_with("# EOF\n") && text.matches("# EOF").count() == 1);
+        for family in [
+            "burnguard_slo_status",
+            "burnguard_slo_objective",
+            "burnguard_slo_open_incidents",
+        ] {
+            assert_eq!(
+                text.matches(&format!("# TYPE {family} gauge\n")).count(),
+                1,
+                "{family}"
+            );
+        }
+        let samples = |prefix: &str| text.lines().filter(|l| l.starts_with(prefix)).count();
+        assert_eq!(samples("burnguard_slo_status{"), 6 * n);
+        assert_eq!(samples("burnguard_slo_objective{"), n);
+        assert_eq!(samples("burnguard_slo_alert_firing"), 0);
+        // Each family's samples are contiguous: no family starts again after another one.
+        let mut seen = std::collections::BTreeSet::new();
+        let mut current = "";
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap();
+            if name != current {
+                assert!(seen.insert(name.to_string()), "{name} starts twice");
+                current = name;
+            }
         }
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod exposition;
 pub mod freeze;
 pub mod input;
 pub mod metrics;
@@ -238,11 +239,14 @@ impl IntoResponse for ApiError {
 }
 
 async fn metrics_handler(State(state): State<Arc<ServiceState>>) -> impl IntoResponse {
-    match state.metrics.encode() {
-        Ok(body) => (
+    match state.metrics.exposition() {
+        // Written piece by piece as the client reads: a scrape never holds the whole text.
+        Ok(pieces) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
-            body,
+            axum::body::Body::from_stream(futures_util::stream::iter(
+                pieces.map(Ok::<_, std::convert::Infallible>),
+            )),
         )
             .into_response(),
         Err(error) => {

@@ -97,7 +97,7 @@ fn of_slo(unresolved: Unresolved, slo: &str) -> impl Iterator<Item = crate::port
 /// An SLO's latest evaluation; for a grouped SLO its worst group (a page before a ticket,
 /// then the least budget left), which is what its status shows.
 fn latest_of<'a>(
-    latest: &'a BTreeMap<String, crate::engine::SloEvaluation>,
+    latest: &'a BTreeMap<String, Arc<crate::engine::SloEvaluation>>,
     slo: &'a str,
 ) -> Option<&'a crate::engine::SloEvaluation> {
     use crate::domain::burn::Status;
@@ -108,13 +108,15 @@ fn latest_of<'a>(
         EvalStatus::Error => 2,
         _ => 3,
     };
-    keys_of(latest, slo).map(|(_, e)| e).min_by(|a, b| {
-        rank(a).cmp(&rank(b)).then(
-            a.error_budget_remaining
-                .unwrap_or(f64::INFINITY)
-                .total_cmp(&b.error_budget_remaining.unwrap_or(f64::INFINITY)),
-        )
-    })
+    keys_of(latest, slo)
+        .map(|(_, e)| e.as_ref())
+        .min_by(|a, b| {
+            rank(a).cmp(&rank(b)).then(
+                a.error_budget_remaining
+                    .unwrap_or(f64::INFINITY)
+                    .total_cmp(&b.error_budget_remaining.unwrap_or(f64::INFINITY)),
+            )
+        })
 }
 
 impl ServiceHost {

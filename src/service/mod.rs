@@ -252,6 +252,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         None => None,
     };
 
+    let (loaded_tx, mut loaded_rx) = mpsc::channel::<Option<LoadedPolicies>>(1);
+    let (mut reloading, mut reload_again) = (false, None);
     let mut scheduler = Scheduler::new(&slos, settings.interval, Utc::now());
     let mut last_prune: Option<chrono::DateTime<Utc>> = None;
     loop {
@@ -280,9 +282,21 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
                 if settings.policies.is_empty() {
                     continue;
                 }
-                if let Some((new, books)) =
-                    reload(&settings.policies, &settings.load, cause, &state)
-                {
+                // Reading and validating a large policy set takes seconds: it runs on a
+                // blocking thread while cycles go on, and one more follows if another change
+                // arrives meanwhile.
+                if reloading {
+                    reload_again = Some(cause);
+                } else {
+                    reloading = spawn_reload(&settings, cause, &state, loaded_tx.clone());
+                }
+            }
+            Some(loaded) = loaded_rx.recv() => {
+                reloading = false;
+                if let Some(cause) = reload_again.take() {
+                    reloading = spawn_reload(&settings, cause, &state, loaded_tx.clone());
+                }
+                if let Some((new, books)) = loaded {
                     file_slos = new;
                     file_playbooks = books;
                     if let Some(k) = &kubernetes {
@@ -302,14 +316,24 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
             }
             _ = tokio::time::sleep(sleep_for) => {
                 let now = Utc::now();
-                let due: Vec<Slo> = scheduler.take_due(now).into_iter().map(|i| slos[i].clone()).collect();
+                let indices = scheduler.take_due(now);
+                // Usually every SLO is due at once: then the loaded set itself, not a copy.
+                let subset: Vec<Slo>;
+                let due: &[Slo] = if indices.len() == slos.len() {
+                    &slos
+                } else {
+                    subset = indices.into_iter().map(|i| slos[i].clone()).collect();
+                    &subset
+                };
                 if !due.is_empty() {
-                    let evaluation = cycle(&evaluator, &store, &due, now.timestamp(), &state).await;
+                    let evaluation = cycle(&evaluator, &store, due, now.timestamp(), &state).await;
                     if let Some(k) = &kubernetes {
-                        k.host.evaluated(&due, now.timestamp());
+                        k.host.evaluated(due, now.timestamp());
                     }
-                    remediator.after_cycle(&due, &playbooks, &evaluation).await;
+                    remediator.after_cycle(due, &playbooks, &evaluation).await;
                     refresh_store_counts(&store, &state).await;
+                    drop(evaluation);
+                    crate::allocator::release_free_memory();
                 }
                 if last_prune.is_none_or(|t| now - t > chrono::Duration::hours(1)) {
                     last_prune = Some(now);
@@ -523,7 +547,7 @@ async fn cycle(
                     (None, EvalStatus::Error) => {}
                 }
             }
-            latest.insert(key, e);
+            latest.insert(key, Arc::new(e));
         }
         info!(
             queries = evaluation.queries,
@@ -542,6 +566,36 @@ async fn cycle(
     .await
 }
 
+/// The SLOs and playbooks of the policy files.
+type LoadedPolicies = (
+    Vec<Slo>,
+    BTreeMap<String, crate::domain::playbook::Playbook>,
+);
+
+/// Reloads the policy files on a thread of its own; the outcome of [`reload`] arrives on
+/// `tx`; whether the thread started. Not a runtime thread: a file that never finishes reading (a FIFO, a hung network
+/// mount) must not hold up cycles, nor the runtime's shutdown.
+fn spawn_reload(
+    settings: &Settings,
+    cause: &'static str,
+    state: &Arc<ServiceState>,
+    tx: mpsc::Sender<Option<LoadedPolicies>>,
+) -> bool {
+    let (paths, options, state) = (settings.policies.clone(), settings.load, state.clone());
+    info!(cause, "policy reload started");
+    let spawned = std::thread::Builder::new()
+        .name("policy-reload".into())
+        .spawn(move || {
+            let loaded = reload(&paths, &options, cause, &state);
+            // The loop is gone only at shutdown, when the outcome no longer matters.
+            let _ = tx.blocking_send(loaded);
+        });
+    if let Err(error) = &spawned {
+        warn!(%error, "cannot start a thread to reload the policies; keeping those loaded");
+    }
+    spawned.is_ok()
+}
+
 /// Loads the policy files again. `Some` with the new set when valid; `None` (old set kept)
 /// when not.
 fn reload(
@@ -549,10 +603,7 @@ fn reload(
     options: &policies::LoadOptions,
     cause: &str,
     state: &ServiceState,
-) -> Option<(
-    Vec<Slo>,
-    BTreeMap<String, crate::domain::playbook::Playbook>,
-)> {
+) -> Option<LoadedPolicies> {
     let reloads = &state.metrics.policy_reloads;
     match policies::load_with(paths, options) {
         Ok(set) => {

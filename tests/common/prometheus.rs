@@ -365,6 +365,7 @@ pub fn rule_passes(
             }
             if !rules.is_empty() {
                 pass.groups.push(burnguard::domain::rules::RuleGroup {
+                    interval: group.interval,
                     name: group.name.clone(),
                     rules,
                 });

@@ -1,0 +1,357 @@
+//! The per-SLO part of `/metrics`, written as OpenMetrics text in pieces.
+//!
+//! At 10,000 SLOs the per-SLO families come to about 30 MB of text and 350,000 samples.
+//! Building them whole per scrape (a label vector per sample, then one string) made each
+//! scrape the largest allocation of the process. Instead, [`SloFamilies`] holds shared
+//! handles to the latest evaluations (taken in one short read of the map) and yields the text
+//! a few hundred SLOs of one family at a time, so a scrape holds one piece at a time and a
+//! slow scraper holds only the handles.
+//!
+//! The text is what prometheus-client writes for a gauge family (`# HELP`, `# TYPE`, one line
+//! per sample, label values escaped, numbers as `dtoa` prints them); a family with no sample
+//! is left out. The store's counts ([`StoreCounts`]) add the open incidents and freezes per SLO
+//! and two store-wide families at the end; the iterator's last piece is `# EOF`.
+//!
+//! Owns: the per-SLO family names, their help text and their samples. Must not touch: I/O.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use crate::domain::burn::Status;
+use crate::engine::evaluate::{EvalStatus, SloEvaluation};
+use crate::ports::StoreCounts;
+
+/// SLOs per piece of one family.
+pub const PIECE: usize = 500;
+
+/// Every status an SLO can have, one sample each in `burnguard_slo_status`.
+const STATUSES: [EvalStatus; 6] = [
+    EvalStatus::Assessed(Status::Ok),
+    EvalStatus::Assessed(Status::Ticket),
+    EvalStatus::Assessed(Status::Page),
+    EvalStatus::Assessed(Status::NoData),
+    EvalStatus::Assessed(Status::Partial),
+    EvalStatus::Error,
+];
+
+/// Receives one sample: its labels besides the SLO's, and its value.
+type SampleSink<'a> = dyn FnMut(&[(&str, &str)], f64) + 'a;
+
+/// One per-SLO gauge family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    ErrorRatio,
+    BurnRate,
+    BudgetRemaining,
+    AlertFiring,
+    Status,
+    Objective,
+    TimeToExhaustion,
+    AlertThreshold,
+    OpenIncidents,
+    ActiveFreezes,
+}
+
+const FAMILIES: [Family; 10] = [
+    Family::ErrorRatio,
+    Family::BurnRate,
+    Family::BudgetRemaining,
+    Family::AlertFiring,
+    Family::Status,
+    Family::Objective,
+    Family::TimeToExhaustion,
+    Family::AlertThreshold,
+    Family::OpenIncidents,
+    Family::ActiveFreezes,
+];
+
+impl Family {
+    fn name(self) -> &'static str {
+        match self {
+            Family::ErrorRatio => "burnguard_slo_error_ratio",
+            Family::BurnRate => "burnguard_slo_burn_rate",
+            Family::BudgetRemaining => "burnguard_slo_error_budget_remaining",
+            Family::AlertFiring => "burnguard_slo_alert_firing",
+            Family::Status => "burnguard_slo_status",
+            Family::Objective => "burnguard_slo_objective",
+            Family::TimeToExhaustion => "burnguard_slo_time_to_exhaustion_seconds",
+            Family::AlertThreshold => "burnguard_slo_alert_threshold",
+            Family::OpenIncidents => "burnguard_slo_open_incidents",
+            Family::ActiveFreezes => "burnguard_slo_active_freezes",
+        }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            Family::ErrorRatio => "Error ratio over the window (absent: no data)",
+            Family::BurnRate => "Error-budget burn rate over the window (1 = exactly sustainable)",
+            Family::BudgetRemaining => {
+                "Fraction of the SLO window's error budget left (negative: overspent)"
+            }
+            Family::AlertFiring => {
+                "1 when the alert row fires, 0 when quiet (absent when a window has no data)"
+            }
+            Family::Status => "1 for the SLO's current status",
+            Family::Objective => {
+                "The SLO's objective as a ratio (0.999); `window` is its SLO window"
+            }
+            Family::TimeToExhaustion => {
+                "Seconds until the budget is spent at the burn rate of the shortest long alert window (absent: no data or not burning)"
+            }
+            Family::AlertThreshold => {
+                "Burn-rate threshold of the alert row: it fires when both windows burn faster"
+            }
+            Family::OpenIncidents => "Unresolved incidents of the SLO in the store",
+            Family::ActiveFreezes => {
+                "Active deployment freezes the SLO's budget rules or playbooks made"
+            }
+        }
+    }
+
+    /// Calls `sample` with the extra labels and the value of each sample of `e`.
+    fn samples(self, e: &SloEvaluation, counts: Option<&StoreCounts>, sample: &mut SampleSink<'_>) {
+        match self {
+            Family::ErrorRatio | Family::BurnRate => {
+                let values = if self == Family::ErrorRatio {
+                    &e.error_ratio.0
+                } else {
+                    &e.burn_rate.0
+                };
+                for (window, value) in values {
+                    if let Some(v) = value {
+                        sample(&[("window", &window.to_string())], *v);
+                    }
+                }
+            }
+            Family::BudgetRemaining => {
+                if let Some(b) = e.error_budget_remaining {
+                    sample(&[], b);
+                }
+            }
+            Family::AlertFiring | Family::AlertThreshold => {
+                for alert in &e.alerts {
+                    let labels = [
+                        ("severity", alert.severity),
+                        ("long_window", alert.long_window.as_str()),
+                        ("short_window", alert.short_window.as_str()),
+                    ];
+                    if self == Family::AlertThreshold {
+                        sample(&labels, alert.factor);
+                    } else if alert.has_data {
+                        sample(&labels, if alert.firing { 1.0 } else { 0.0 });
+                    }
+                }
+            }
+            Family::Status => {
+                for status in STATUSES {
+                    let value = if status == e.status { 1.0 } else { 0.0 };
+                    sample(&[("status", status.as_str())], value);
+                }
+            }
+            Family::Objective => sample(&[("window", &slo_window_label(e))], e.objective),
+            Family::TimeToExhaustion => {
+                if let Some(seconds) = e.time_to_exhaustion_seconds.filter(|s| s.is_finite()) {
+                    sample(&[], seconds);
+                }
+            }
+            Family::OpenIncidents | Family::ActiveFreezes => {
+                if let Some(counts) = counts {
+                    let by_slo = if self == Family::OpenIncidents {
+                        &counts.open_incidents
+                    } else {
+                        &counts.active_freezes
+                    };
+                    sample(&[], by_slo.get(&e.key()).copied().unwrap_or(0) as f64);
+                }
+            }
+        }
+    }
+}
+
+/// The SLO window as a Prometheus duration (dashboards use it as a time range): a calendar
+/// SLO's nominal length (30d for months, 7d for weeks).
+fn slo_window_label(e: &SloEvaluation) -> String {
+    e.budget_period
+        .as_ref()
+        .and_then(|p| crate::domain::calendar::CalendarPeriod::parse(p.calendar))
+        .map(|p| crate::domain::policy::Window::from_secs(p.nominal_seconds()).to_string())
+        .unwrap_or_else(|| e.window.clone())
+}
+
+/// The per-SLO families and the store-wide ones, as pieces of text ending with `# EOF`.
+pub struct SloFamilies {
+    evaluations: Vec<Arc<SloEvaluation>>,
+    counts: Option<StoreCounts>,
+    /// Index into [`FAMILIES`]; `FAMILIES.len()` for the store-wide families, one more for
+    /// the end.
+    family: usize,
+    /// The first SLO of the next piece of `family`.
+    from: usize,
+    /// Whether `family`'s `# HELP` and `# TYPE` are written.
+    described: bool,
+}
+
+impl SloFamilies {
+    pub fn new(evaluations: Vec<Arc<SloEvaluation>>, counts: Option<StoreCounts>) -> Self {
+        Self {
+            evaluations,
+            counts,
+            family: 0,
+            from: 0,
+            described: false,
+        }
+    }
+
+    /// The store-wide families: journaled steps by SLO, kind and status, and the outbox.
+    fn store_wide(&self) -> String {
+        let mut out = String::new();
+        let Some(counts) = &self.counts else {
+            return out;
+        };
+        if !counts.actions.is_empty() {
+            describe(
+                &mut out,
+                "burnguard_actions",
+                "Remediation steps in the journal by SLO, kind and status (succeeded, failed, skipped, ...)",
+            );
+            for ((slo, kind, status), n) in &counts.actions {
+                write_sample(
+                    &mut out,
+                    "burnguard_actions",
+                    &[("slo", slo), ("kind", kind), ("status", status)],
+                    &[],
+                    *n as f64,
+                );
+            }
+        }
+        describe(
+            &mut out,
+            "burnguard_notification_outbox_pending",
+            "Notification deliveries not yet delivered",
+        );
+        write_sample(
+            &mut out,
+            "burnguard_notification_outbox_pending",
+            &[],
+            &[],
+            counts.outbox_pending as f64,
+        );
+        out
+    }
+}
+
+impl Iterator for SloFamilies {
+    type Item = String;
+
+    fn next(&mut self) -> Option<String> {
+        loop {
+            let Some(&family) = FAMILIES.get(self.family) else {
+                return match self.family - FAMILIES.len() {
+                    0 => {
+                        self.family += 1;
+                        let mut out = self.store_wide();
+                        out.push_str("# EOF\n");
+                        Some(out)
+                    }
+                    _ => None,
+                };
+            };
+            let until = (self.from + PIECE).min(self.evaluations.len());
+            let mut out = String::new();
+            for e in &self.evaluations[self.from..until] {
+                let base = [("slo", e.name.as_str()), ("service", e.service.as_str())];
+                let group: Vec<(&str, &str)> = e
+                    .group
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                family.samples(e, self.counts.as_ref(), &mut |extra, value| {
+                    if !self.described {
+                        describe(&mut out, family.name(), family.help());
+                        self.described = true;
+                    }
+                    let labels: Vec<(&str, &str)> = base.iter().chain(&group).copied().collect();
+                    write_sample(&mut out, family.name(), &labels, extra, value);
+                });
+            }
+            if until >= self.evaluations.len() {
+                (self.family, self.from, self.described) = (self.family + 1, 0, false);
+            } else {
+                self.from = until;
+            }
+            if !out.is_empty() {
+                return Some(out);
+            }
+        }
+    }
+}
+
+fn describe(out: &mut String, name: &str, help: &str) {
+    let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n");
+}
+
+/// One sample line: `name{labels,extra} value`.
+fn write_sample(
+    out: &mut String,
+    name: &str,
+    labels: &[(&str, &str)],
+    extra: &[(&str, &str)],
+    value: f64,
+) {
+    out.push_str(name);
+    let mut first = true;
+    for (key, label_value) in labels.iter().chain(extra) {
+        out.push(if first { '{' } else { ',' });
+        first = false;
+        out.push_str(key);
+        out.push_str("=\"");
+        push_escaped(out, label_value);
+        out.push('"');
+    }
+    if !first {
+        out.push('}');
+    }
+    out.push(' ');
+    out.push_str(dtoa::Buffer::new().format(value));
+    out.push('\n');
+}
+
+/// A label value with `\`, `"` and newlines escaped.
+fn push_escaped(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sample_line_escapes_label_values_and_prints_numbers_as_prometheus_client_does() {
+        let mut out = String::new();
+        write_sample(
+            &mut out,
+            "m",
+            &[("slo", "a\"b\\c\nd")],
+            &[("window", "5m")],
+            0.05,
+        );
+        write_sample(&mut out, "n", &[], &[], 1.0);
+        assert_eq!(
+            out,
+            "m{slo=\"a\\\"b\\\\c\\nd\",window=\"5m\"} 0.05\nn 1.0\n"
+        );
+    }
+
+    #[test]
+    fn nothing_loaded_is_the_end_marker_alone() {
+        let pieces: Vec<String> = SloFamilies::new(Vec::new(), None).collect();
+        assert_eq!(pieces, vec!["# EOF\n".to_string()]);
+    }
+}
