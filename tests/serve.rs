@@ -34,30 +34,39 @@ spec:
       total: sum(rate(ghost_total[{{.window}}]))
 "#;
 
-#[test]
-fn serve_exports_metrics_reloads_policies_and_stops_on_sigterm() {
-    let prometheus = PrometheusServer::start(&recent_traffic("spike", 0.5));
-    let dir = tempfile::tempdir().unwrap();
-    common::write(dir.path(), "spike.yaml", SPIKE);
-    common::write(dir.path(), "ghost.yaml", GHOST);
-    let policies = dir.path().display().to_string();
-    let data = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", data.path().join("burnguard.db").display());
-    let serve = Serve::start(
+/// `serve` on the policies in `policies`, a SQLite file in `data`, every second.
+fn serve_every_second(
+    policies: &std::path::Path,
+    prometheus: &str,
+    data: &std::path::Path,
+) -> Serve {
+    let db = format!("sqlite://{}", data.join("burnguard.db").display());
+    let policies = policies.display().to_string();
+    Serve::start(
         &[
             "--db",
             &db,
             "--policies",
             &policies,
             "--prometheus",
-            &prometheus.url,
+            prometheus,
             "--listen",
             "127.0.0.1:0",
             "--interval",
             "1s",
         ],
         &[],
-    );
+    )
+}
+
+#[test]
+fn serve_exports_metrics_reloads_policies_and_stops_on_sigterm() {
+    let prometheus = PrometheusServer::start(&recent_traffic("spike", 0.5));
+    let dir = tempfile::tempdir().unwrap();
+    common::write(dir.path(), "spike.yaml", SPIKE);
+    common::write(dir.path(), "ghost.yaml", GHOST);
+    let data = tempfile::tempdir().unwrap();
+    let serve = serve_every_second(dir.path(), &prometheus.url, data.path());
 
     assert_eq!(serve.get("/healthz").0, 200);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -210,24 +219,8 @@ fn cycles_go_on_while_a_reload_waits_on_a_slow_policy_file() {
     let prometheus = PrometheusServer::start(&recent_traffic("spike", 0.5));
     let dir = tempfile::tempdir().unwrap();
     common::write(dir.path(), "spike.yaml", SPIKE);
-    let policies = dir.path().display().to_string();
     let data = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", data.path().join("burnguard.db").display());
-    let serve = Serve::start(
-        &[
-            "--db",
-            &db,
-            "--policies",
-            &policies,
-            "--prometheus",
-            &prometheus.url,
-            "--listen",
-            "127.0.0.1:0",
-            "--interval",
-            "1s",
-        ],
-        &[],
-    );
+    let serve = serve_every_second(dir.path(), &prometheus.url, data.path());
     serve.wait_log("evaluation cycle done", Duration::from_secs(30));
 
     // A new policy file that blocks whoever reads it until someone writes to it.
