@@ -100,9 +100,9 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let client = reqwest::Client::new();
     println!(
-        "| N | serve cycle ms (median, min–max of {CYCLES}) | Prometheus alone ms (median, min–max) | ratio of medians | answer MiB | /metrics MiB | RSS MiB after {CYCLES} cycles | peak RSS MiB | target RSS |"
+        "| N | serve cycle ms (median, min–max of {CYCLES}) | of which reading / storing ms (medians) | Prometheus alone ms (median, min–max) | ratio of medians | answer MiB | /metrics MiB | RSS MiB after {CYCLES} cycles | peak RSS MiB | target RSS |"
     );
-    println!("|---:|---|---|---:|---:|---:|---:|---:|---|");
+    println!("|---:|---|---|---|---:|---:|---:|---:|---:|---|");
     for n in sizes() {
         let slos = common::fleet::slos(n);
         let queries: Vec<String> = slos
@@ -146,18 +146,21 @@ fn main() {
             &[],
         );
         let (mut cycle_ms, mut alone_ms) = (Vec::new(), Vec::new());
+        let (mut read_ms, mut store_ms) = (Vec::new(), Vec::new());
         let (mut answer_bytes, mut metrics_bytes, mut failed) = (0, 0, 0usize);
         let mut metrics = String::new();
         for _ in 0..CYCLES {
             let line = serve.wait_log("evaluation cycle done", Duration::from_secs(900));
             let field = |name: &str| -> f64 {
-                line.split(&format!("{name}="))
+                line.split(&format!(" {name}="))
                     .nth(1)
                     .and_then(|rest| rest.split_whitespace().next())
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(f64::NAN)
             };
             cycle_ms.push(field("millis"));
+            read_ms.push(field("read_millis"));
+            store_ms.push(field("store_millis"));
             failed += field("failed") as usize;
             let (took, bytes) =
                 runtime.block_on(prometheus_alone(&client, &prometheus.url, &queries));
@@ -185,8 +188,10 @@ fn main() {
         };
         let mib = |bytes: usize| bytes as f64 / (1024.0 * 1024.0);
         println!(
-            "| {n} | {} | {} | {:.2} | {:.1} | {:.1} | {} | {} | {} |",
+            "| {n} | {} | {:.0} / {:.0} | {} | {:.2} | {:.1} | {:.1} | {} | {} | {} |",
             spread(&cycle_ms),
+            median(read_ms),
+            median(store_ms),
             spread(&alone_ms),
             median(cycle_ms.clone()) / median(alone_ms.clone()),
             mib(answer_bytes),

@@ -17,7 +17,7 @@ mod common;
 use std::time::Instant;
 
 use burnguard::adapters::store::SqlStore;
-use burnguard::engine::record::record_cycle;
+use burnguard::engine::record::{HistoryCadence, record_cycle};
 use common::db::TestDb;
 use common::fleet::{evaluation, slos};
 
@@ -46,7 +46,7 @@ fn main() {
                 let slos = slos(n);
                 let at = chrono::Utc::now().timestamp();
                 let started = Instant::now();
-                let first = record_cycle(&store, &slos, &evaluation(&slos, at)).await;
+                let first = record_cycle(&store, &slos, &evaluation(&slos, at), &mut HistoryCadence::default()).await;
                 let first_ms = started.elapsed().as_secs_f64() * 1_000.0;
                 if first.failed > 0 || first.opened != n / 10 {
                     println!(
@@ -58,7 +58,7 @@ fn main() {
                 for k in 1..=STEADY_CYCLES {
                     let cycle = evaluation(&slos, at + 60 * k);
                     let started = Instant::now();
-                    let recorded = record_cycle(&store, &slos, &cycle).await;
+                    let recorded = record_cycle(&store, &slos, &cycle, &mut HistoryCadence::default()).await;
                     steady.push(started.elapsed().as_secs_f64() * 1_000.0);
                     if recorded.failed > 0 || recorded.opened > 0 {
                         println!(

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use burnguard::adapters::store::SqlStore;
-use burnguard::engine::record::record_cycle;
+use burnguard::engine::record::{HistoryCadence, record_cycle};
 use burnguard::http::state::ServiceState;
 use common::db::TestDb;
 use common::fleet::{evaluation, slos};
@@ -81,7 +81,13 @@ fn main() {
             let store = Arc::new(SqlStore::open(db.url()).await.unwrap());
             let slos = slos(n);
             let at = chrono::Utc::now().timestamp();
-            let recorded = record_cycle(store.as_ref(), &slos, &evaluation(&slos, at)).await;
+            let recorded = record_cycle(
+                store.as_ref(),
+                &slos,
+                &evaluation(&slos, at),
+                &mut HistoryCadence::default(),
+            )
+            .await;
             assert_eq!(recorded.failed, 0);
             let state = ServiceState::new(store.clone(), "bench".into());
             state.set_slos(&slos);

@@ -57,6 +57,8 @@ pub struct FileSettings {
     pub log_format: Option<LogFormat>,
     pub db: Option<String>,
     pub evaluation_retention: Option<String>,
+    /// One history row per SLO per this much time, plus every change of status.
+    pub history_resolution: Option<String>,
     pub dry_run: Option<bool>,
     pub max_actions_per_hour: Option<u32>,
     pub unfreeze_after: Option<String>,
@@ -149,6 +151,9 @@ pub struct Settings {
     pub db: String,
     /// How long evaluation history is kept.
     pub evaluation_retention: Duration,
+    /// The history keeps one evaluation per SLO per this much time, and every change of
+    /// status; zero keeps every evaluation. Every SLO's latest state is stored each cycle.
+    pub history_resolution: Duration,
     /// Received webhook bodies (with their events) are kept for this long...
     pub webhook_retention: Duration,
     /// ...and at most this many.
@@ -271,6 +276,8 @@ pub const DEFAULT_SERVICE_ACCOUNT: &str = "system:serviceaccount:burnguard:burng
 
 pub const DEFAULT_DB: &str = "sqlite://burnguard.db";
 pub const DEFAULT_EVALUATION_RETENTION: Duration = Duration::from_secs(7 * 86_400);
+/// One history row per SLO per 5 minutes: 2,016 a week, where a 30 s interval writes 20,160.
+pub const DEFAULT_HISTORY_RESOLUTION: Duration = Duration::from_secs(300);
 pub const DEFAULT_WEBHOOK_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 pub const DEFAULT_WEBHOOK_RETENTION_COUNT: u64 = 100_000;
 pub const DEFAULT_WEBHOOK_REPLAY_TOLERANCE: Duration = crate::http::auth::DEFAULT_REPLAY_TOLERANCE;
@@ -289,6 +296,7 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
     pub db: Option<String>,
     pub evaluation_retention: Option<Duration>,
+    pub history_resolution: Option<Duration>,
     pub webhook_retention: Option<Duration>,
     pub webhook_retention_count: Option<u64>,
     pub webhook_replay_tolerance: Option<Duration>,
@@ -377,6 +385,12 @@ impl Settings {
             (None, Some(text)) => humantime::parse_duration(&text)
                 .map_err(|e| ConfigError::Invalid(format!("evaluationRetention `{text}`: {e}")))?,
             (None, None) => DEFAULT_EVALUATION_RETENTION,
+        };
+        let history_resolution = match (overrides.history_resolution, file.history_resolution) {
+            (Some(d), _) => d,
+            (None, Some(text)) => humantime::parse_duration(&text)
+                .map_err(|e| ConfigError::Invalid(format!("historyResolution `{text}`: {e}")))?,
+            (None, None) => DEFAULT_HISTORY_RESOLUTION,
         };
         let webhook_retention = match (overrides.webhook_retention, file.webhook_retention) {
             (Some(d), _) => d,
@@ -508,6 +522,7 @@ impl Settings {
                 .or(file.db)
                 .unwrap_or_else(|| DEFAULT_DB.to_string()),
             evaluation_retention,
+            history_resolution,
             policies,
             load: crate::policies::LoadOptions { sloth_window },
             listen,

@@ -205,14 +205,16 @@ pub trait Store: Send + Sync {
             + Send
             + Sync;
 
-    /// Records a whole cycle: every evaluation, every SLO's latest state, and `decide(i, open)`
-    /// applied to the unresolved incident of `evaluations[i]`, in one transaction, so a crash
-    /// leaves the cycle stored whole or not at all (the next cycle decides again from what is
-    /// stored). The answer has one entry per evaluation, in order. Slow only where something
-    /// changes: an evaluation that decides nothing writes its two rows in shared statements.
+    /// Records a whole cycle: every SLO's latest state, a history row for each evaluation
+    /// whose `in_history[i]` is set, and `decide(i, open)` applied to the unresolved incident
+    /// of `evaluations[i]`, in one transaction, so a crash leaves the cycle stored whole or not
+    /// at all (the next cycle decides again from what is stored). The answer has one entry per
+    /// evaluation, in order. Slow only where something changes: an evaluation that decides
+    /// nothing writes its rows in shared statements.
     fn record_batch<F>(
         &self,
         evaluations: &[EvaluationRecord],
+        in_history: &[bool],
         decide: F,
     ) -> impl Future<Output = Result<Vec<Transitioned>, StoreError>> + Send
     where

@@ -482,7 +482,13 @@ async fn burnguard_history(url: &str, slos: &[Slo]) -> (String, String) {
             "{:?}",
             evaluation.slos
         );
-        record::record_cycle(&store, slos, &evaluation).await;
+        record::record_cycle(
+            &store,
+            slos,
+            &evaluation,
+            &mut record::HistoryCadence::default(),
+        )
+        .await;
         metrics
             .evaluation_duration
             .observe(started.elapsed().as_secs_f64());

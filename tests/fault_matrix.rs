@@ -34,7 +34,7 @@ use burnguard::domain::policy::{Severity, Slo};
 use burnguard::engine::evaluate::{
     EvalStatus, Evaluation, Evaluator, ReadMode, SloEvaluation, WindowValues,
 };
-use burnguard::engine::record::record_cycle;
+use burnguard::engine::record::{HistoryCadence, record_cycle};
 use burnguard::engine::remediate::{RemediationSettings, Remediator, step_key};
 use burnguard::ports::{
     ActionIntent, ActionStatus, EvaluationRecord, Freezes, IncidentDetail, Instance, Journal,
@@ -284,7 +284,13 @@ async fn cycle(
     let evaluation = Evaluator::new(source(url), ReadMode::Raw, 8)
         .evaluate(slos, at)
         .await;
-    record_cycle(store.as_ref(), slos, &evaluation).await;
+    record_cycle(
+        store.as_ref(),
+        slos,
+        &evaluation,
+        &mut HistoryCadence::default(),
+    )
+    .await;
     let engine = engine(store.clone(), url);
     engine.after_cycle(slos, books, &evaluation).await;
     engine.wait_idle().await;

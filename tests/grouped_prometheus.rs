@@ -22,7 +22,7 @@ use burnguard::adapters::store::SqlStore;
 use burnguard::domain::policy::{Slo, Window};
 use burnguard::domain::rules;
 use burnguard::engine::evaluate::{Evaluator, ReadMode, SloEvaluation};
-use burnguard::engine::record::{record_cycle, retire_reshaped};
+use burnguard::engine::record::{HistoryCadence, record_cycle, retire_reshaped};
 use burnguard::policies::{self, LoadOptions};
 use burnguard::ports::MetricsSource;
 use burnguard::ports::{IncidentFilter, IncidentRecord, Operations, Store};
@@ -208,7 +208,7 @@ async fn one_definition_evaluates_to_one_objective_per_route() {
     // One incident per group: /pay pages, the others stay quiet.
     let db = TestDb::sqlite();
     let store = SqlStore::open(db.url()).await.unwrap();
-    let recorded = record_cycle(&store, &slos, &evaluation).await;
+    let recorded = record_cycle(&store, &slos, &evaluation, &mut HistoryCadence::default()).await;
     assert_eq!(recorded.opened, 2, "one for each definition's /pay");
     let incidents = store
         .list_incidents(&IncidentFilter {
@@ -256,7 +256,13 @@ async fn too_many_groups_or_a_query_without_the_group_label_is_an_error_not_a_ve
     // An error opens nothing.
     let db = TestDb::sqlite();
     let store = SqlStore::open(db.url()).await.unwrap();
-    let recorded = record_cycle(&store, std::slice::from_ref(&flat), &evaluation).await;
+    let recorded = record_cycle(
+        &store,
+        std::slice::from_ref(&flat),
+        &evaluation,
+        &mut HistoryCadence::default(),
+    )
+    .await;
     assert_eq!(recorded.opened, 0);
 }
 
@@ -604,7 +610,7 @@ async fn unresolved(store: &SqlStore) -> Vec<IncidentRecord> {
 async fn cycle(store: &SqlStore, evaluator: &Evaluator<Prometheus>, slo: &Slo) -> (usize, String) {
     let slos = std::slice::from_ref(slo);
     let evaluation = evaluator.evaluate(slos, AT).await;
-    record_cycle(store, slos, &evaluation).await;
+    record_cycle(store, slos, &evaluation, &mut HistoryCadence::default()).await;
     let statuses: Vec<&str> = evaluation.slos.iter().map(|e| e.status.as_str()).collect();
     (
         retire_reshaped(store, slos, &evaluation, AT).await,
@@ -770,7 +776,7 @@ async fn ten_thousand_grouped_slos_read_back_every_group_from_the_recorded_serie
 
     let db = TestDb::sqlite();
     let store = SqlStore::open(db.url()).await.unwrap();
-    let recorded = record_cycle(&store, &slos, &evaluation).await;
+    let recorded = record_cycle(&store, &slos, &evaluation, &mut HistoryCadence::default()).await;
     assert_eq!((recorded.opened, recorded.failed), (N / 10, 0));
     let open = unresolved(&store).await;
     assert_eq!(open.len(), N / 10);

@@ -47,6 +47,8 @@ fn spawn_serve(policies: &std::path::Path, prometheus: &str, db: &str) -> Child 
         ])
         .arg(policies)
         .env("RUST_LOG", "info")
+        // Every evaluation in the history: the kill test counts a cycle's rows there.
+        .env("BURNGUARD_HISTORY_RESOLUTION", "0s")
         .stdout(Stdio::null())
         .stderr(Stdio::from(log))
         .spawn()

@@ -278,7 +278,7 @@ async fn observe_batch(store: &SqlStore, at: i64, seen: &[(&str, Observation)]) 
         })
         .collect();
     store
-        .record_batch(&records, |i, open| {
+        .record_batch(&records, &vec![true; records.len()], |i, open| {
             incident::decide(open, &seen[i].1, at, RESOLVE_AFTER)
         })
         .await
@@ -400,5 +400,53 @@ async fn two_replicas_recording_the_same_cycles_as_batches_keep_one_incident_per
                 .count();
             assert_eq!(opened, 1, "{}: {slo}", db.url());
         }
+    }
+}
+
+#[tokio::test]
+async fn a_batch_stores_every_latest_state_and_history_only_where_asked() {
+    for db in TestDb::both().await {
+        let store = SqlStore::open(db.url()).await.unwrap();
+        let at = 70_000;
+        let records: Vec<EvaluationRecord> = (0..300)
+            .map(|i| {
+                record(
+                    &format!("slo-{i}"),
+                    at,
+                    if i % 3 == 0 { "page" } else { "ok" },
+                )
+            })
+            .collect();
+        // Every third SLO's evaluation goes to the history; the incidents decide as ever.
+        let in_history: Vec<bool> = (0..300).map(|i| i % 3 == 0).collect();
+        let decisions = store
+            .record_batch(&records, &in_history, |i, open| {
+                let seen = if i % 3 == 0 {
+                    firing(Severity::Page, 20.0)
+                } else {
+                    quiet()
+                };
+                incident::decide(open, &seen, at, RESOLVE_AFTER)
+            })
+            .await
+            .unwrap();
+        let opened = decisions
+            .iter()
+            .filter(|t| matches!(t.decision, Decision::Open { .. }))
+            .count();
+        assert_eq!(opened, 100, "{}", db.url());
+        assert_eq!(common::db::rows(db.url(), "evaluations").await, 100);
+        assert_eq!(common::db::rows(db.url(), "latest_evaluations").await, 300);
+        let kept = store.evaluation_history("slo-3", at, at, 10).await.unwrap();
+        assert_eq!(kept.len(), 1);
+        assert!(
+            store
+                .evaluation_history("slo-4", at, at, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let latest = store.latest_evaluations().await.unwrap();
+        assert!(latest.iter().all(|p| p.evaluated_at == at), "{latest:?}");
     }
 }

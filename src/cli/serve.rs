@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// How long evaluation history is kept (default 7d).
     #[arg(long, env = "BURNGUARD_EVALUATION_RETENTION", value_parser = parse_duration, value_name = "DURATION")]
     pub evaluation_retention: Option<Duration>,
+    /// The history keeps one evaluation per SLO per this much time plus every change of
+    /// status (default 5m; 0s keeps every evaluation).
+    #[arg(long, env = "BURNGUARD_HISTORY_RESOLUTION", value_parser = parse_duration, value_name = "DURATION")]
+    pub history_resolution: Option<Duration>,
     /// How long received webhook bodies are kept (default 7d).
     #[arg(long, env = "BURNGUARD_WEBHOOK_RETENTION", value_parser = parse_duration, value_name = "DURATION")]
     pub webhook_retention: Option<Duration>,
@@ -227,6 +231,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         log_format: args.log_format,
         db: args.db,
         evaluation_retention: args.evaluation_retention,
+        history_resolution: args.history_resolution,
         webhook_retention: args.webhook_retention,
         webhook_retention_count: args.webhook_retention_count,
         webhook_replay_tolerance: args.webhook_replay_tolerance,

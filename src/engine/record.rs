@@ -1,7 +1,7 @@
 //! Persisting a cycle: every SLO's evaluation goes to the store together with what it means
 //! for the SLO's incident (the domain's lifecycle rule, applied inside the store's transaction).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use tracing::{info, warn};
 
@@ -65,6 +65,79 @@ pub struct Recorded {
     pub failed: usize,
 }
 
+/// Which evaluations go to the history. Every SLO's latest state is stored each cycle; its
+/// history keeps one evaluation per `resolution` (the UI's charts, the API's history) plus
+/// every change of status, so the record of when an SLO paged, recovered or lost its data
+/// stays exact while a fleet evaluated every 30 s does not write a row per SLO per cycle.
+///
+/// Each SLO's slots are offset by a stable hash of its key, so a fleet's rows spread over the
+/// cycles of a resolution instead of all landing in one. What was kept lives in memory: after
+/// a restart every SLO's first evaluation is kept again.
+#[derive(Debug, Default)]
+pub struct HistoryCadence {
+    resolution: u64,
+    kept: HashMap<String, Kept>,
+}
+
+/// The last evaluation of one SLO that went to the history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Kept {
+    slot: i64,
+    status: EvalStatus,
+}
+
+impl HistoryCadence {
+    /// One history row per SLO per `resolution` (whole seconds); zero keeps every evaluation.
+    pub fn new(resolution: std::time::Duration) -> Self {
+        Self {
+            resolution: resolution.as_secs(),
+            kept: HashMap::new(),
+        }
+    }
+
+    /// Whether the evaluation of `key` at `at` with `status` goes to the history: the SLO's
+    /// first, a changed status, or the first in a new slot of the resolution.
+    pub fn keeps(&self, key: &str, status: EvalStatus, at: i64) -> bool {
+        match self.kept.get(key) {
+            _ if self.resolution == 0 => true,
+            None => true,
+            Some(kept) => kept.status != status || kept.slot != self.slot(key, at),
+        }
+    }
+
+    /// Notes that the evaluation went to the history (call once its write committed).
+    pub fn kept(&mut self, key: &str, status: EvalStatus, at: i64) {
+        if self.resolution == 0 {
+            return;
+        }
+        let slot = self.slot(key, at);
+        match self.kept.get_mut(key) {
+            Some(kept) => *kept = Kept { slot, status },
+            None => {
+                self.kept.insert(key.to_string(), Kept { slot, status });
+            }
+        }
+    }
+
+    /// Forgets SLOs that are no longer evaluated (a reload removed them, a group vanished).
+    pub fn retain(&mut self, mut evaluated: impl FnMut(&str) -> bool) {
+        self.kept.retain(|key, _| evaluated(key));
+    }
+
+    /// The slot of the resolution `at` falls in, shifted by the key's offset.
+    fn slot(&self, key: &str, at: i64) -> i64 {
+        let offset = (fnv1a(key.as_bytes()) % self.resolution) as i64;
+        (at + offset).div_euclid(self.resolution as i64)
+    }
+}
+
+/// FNV-1a, 64 bits: the same offset for a key in every process and every release.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
+        (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// Evaluations per store transaction: a cycle of 10,000 SLOs is two batches, so no batch
 /// holds SQLite's write lock (which webhook intake also waits for) for long.
 pub const RECORD_BATCH: usize = 5_000;
@@ -73,7 +146,12 @@ pub const RECORD_BATCH: usize = 5_000;
 /// [`RECORD_BATCH`] evaluations, each one transaction: a crash mid-cycle leaves every batch
 /// stored whole or not at all, and the next cycle decides again from what is stored. When a
 /// batch fails, its SLOs are recorded one by one, so one bad record costs only itself.
-pub async fn record_cycle<S: Store>(store: &S, slos: &[Slo], evaluation: &Evaluation) -> Recorded {
+pub async fn record_cycle<S: Store>(
+    store: &S,
+    slos: &[Slo],
+    evaluation: &Evaluation,
+    history: &mut HistoryCadence,
+) -> Recorded {
     let by_name: HashMap<&str, &Slo> = slos.iter().map(|s| (s.name.as_str(), s)).collect();
     let at = evaluation.at;
     // The evaluations of loaded SLOs, with what each says for its incident.
@@ -91,21 +169,33 @@ pub async fn record_cycle<S: Store>(store: &S, slos: &[Slo], evaluation: &Evalua
             .iter()
             .map(|(e, ..)| evaluation_record(e, at))
             .collect();
+        let in_history: Vec<bool> = records
+            .iter()
+            .zip(batch)
+            .map(|(r, (e, ..))| history.keeps(&r.slo, e.status, at))
+            .collect();
         let decide = |i: usize, open: Option<&incident::OpenIncident>| {
             let (_, seen, resolve_after) = &batch[i];
             incident::decide(open, seen, at, *resolve_after)
         };
-        match store.record_batch(&records, decide).await {
+        match store.record_batch(&records, &in_history, decide).await {
             Ok(done) => {
-                for ((e, ..), done) in batch.iter().zip(done) {
+                for (i, ((e, ..), done)) in batch.iter().zip(done).enumerate() {
+                    if in_history[i] {
+                        history.kept(&records[i].slo, e.status, at);
+                    }
                     count(&mut recorded, e, &done);
                 }
             }
             Err(error) => {
                 warn!(%error, slos = batch.len(), "recording the cycle's batch failed; recording its SLOs one by one");
                 for (i, (e, ..)) in batch.iter().enumerate() {
+                    // One by one, every evaluation goes to the history, as `record` stores it.
                     match store.record(&records[i], |open| decide(i, open)).await {
-                        Ok(done) => count(&mut recorded, e, &done),
+                        Ok(done) => {
+                            history.kept(&records[i].slo, e.status, at);
+                            count(&mut recorded, e, &done)
+                        }
                         Err(error) => {
                             recorded.failed += 1;
                             warn!(slo = %e.key(), %error, "recording the evaluation failed");
@@ -148,17 +238,21 @@ pub async fn retire_reshaped<S: Store + Operations>(
     evaluation: &Evaluation,
     at: i64,
 ) -> usize {
+    // One pass over the evaluations, one over the SLOs: linear at any fleet size.
+    let on_data: HashSet<&str> = evaluation
+        .slos
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.status,
+                EvalStatus::Assessed(Status::Ok | Status::Ticket | Status::Page)
+            )
+        })
+        .map(|e| e.name.as_str())
+        .collect();
     let assessed: HashMap<&str, &Slo> = slos
         .iter()
-        .filter(|slo| {
-            evaluation.slos.iter().any(|e| {
-                e.name == slo.name
-                    && matches!(
-                        e.status,
-                        EvalStatus::Assessed(Status::Ok | Status::Ticket | Status::Page)
-                    )
-            })
-        })
+        .filter(|slo| on_data.contains(slo.name.as_str()))
         .map(|slo| (slo.name.as_str(), slo))
         .collect();
     if assessed.is_empty() {
@@ -217,5 +311,100 @@ fn reshaped_note(slo: &Slo) -> String {
             slo.name,
             slo.group_by.join(", ")
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const OK: EvalStatus = EvalStatus::Assessed(Status::Ok);
+    const PAGE: EvalStatus = EvalStatus::Assessed(Status::Page);
+
+    /// Runs `cycles` evaluations `interval` seconds apart from `start`, all with `status`,
+    /// and returns the times kept.
+    fn kept_times(
+        history: &mut HistoryCadence,
+        key: &str,
+        start: i64,
+        interval: i64,
+        cycles: i64,
+    ) -> Vec<i64> {
+        (0..cycles)
+            .map(|k| start + k * interval)
+            .filter(|&at| {
+                let keep = history.keeps(key, OK, at);
+                if keep {
+                    history.kept(key, OK, at);
+                }
+                keep
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_row_per_resolution_after_the_first() {
+        let mut history = HistoryCadence::new(Duration::from_secs(300));
+        // 30 s cycles for an hour: the first, then one per 5-minute slot of this key.
+        let kept = kept_times(&mut history, "checkout", 1_000_000, 30, 120);
+        assert_eq!(kept[0], 1_000_000);
+        // 12 slots begin within the hour (one of them possibly in the first cycle's slot).
+        assert!((12..=13).contains(&kept.len()), "{kept:?}");
+        for pair in kept.windows(2).skip(1) {
+            assert_eq!(pair[1] - pair[0], 300, "{kept:?}");
+        }
+    }
+
+    #[test]
+    fn a_change_of_status_is_always_kept_and_starts_nothing_new() {
+        let mut history = HistoryCadence::new(Duration::from_secs(300));
+        let at = 2_000_000;
+        history.kept("checkout", OK, at);
+        assert!(!history.keeps("checkout", OK, at + 1));
+        assert!(history.keeps("checkout", PAGE, at + 1));
+        history.kept("checkout", PAGE, at + 1);
+        assert!(!history.keeps("checkout", PAGE, at + 2));
+        assert!(history.keeps("checkout", OK, at + 2));
+        assert!(history.keeps("checkout", EvalStatus::Error, at + 2));
+    }
+
+    #[test]
+    fn zero_resolution_keeps_every_evaluation() {
+        let mut history = HistoryCadence::new(Duration::ZERO);
+        assert_eq!(kept_times(&mut history, "checkout", 0, 30, 10).len(), 10);
+    }
+
+    #[test]
+    fn a_fleet_s_rows_spread_over_the_cycles_of_a_resolution() {
+        let history = HistoryCadence::new(Duration::from_secs(300));
+        // Which of ten 30 s cycles starts each of 10,000 keys' slots.
+        let mut per_cycle = [0usize; 10];
+        for i in 0..10_000 {
+            let key = format!("slo-{i}");
+            let first = (0..10)
+                .find(|k| {
+                    history.slot(&key, 300 * 100 + k * 30)
+                        != history.slot(&key, 300 * 100 - 30 + k * 30)
+                })
+                .expect("a slot starts within one resolution");
+            per_cycle[first as usize] += 1;
+        }
+        // Evenly spread is 1,000 per cycle; no cycle carries more than a fifth of the fleet.
+        assert!(
+            per_cycle.iter().all(|&n| (500..2_000).contains(&n)),
+            "{per_cycle:?}"
+        );
+    }
+
+    #[test]
+    fn forgotten_keys_are_kept_again() {
+        let mut history = HistoryCadence::new(Duration::from_secs(300));
+        history.kept("gone", OK, 10);
+        history.kept("stays", OK, 10);
+        history.retain(|key| key == "stays");
+        assert!(history.keeps("gone", OK, 11));
+        assert!(!history.keeps("stays", OK, 11));
     }
 }

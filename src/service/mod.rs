@@ -255,6 +255,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let (loaded_tx, mut loaded_rx) = mpsc::channel::<Option<LoadedPolicies>>(1);
     let (mut reloading, mut reload_again) = (false, None);
     let mut scheduler = Scheduler::new(&slos, settings.interval, Utc::now());
+    let mut history = record::HistoryCadence::new(settings.history_resolution);
     let mut last_prune: Option<chrono::DateTime<Utc>> = None;
     loop {
         let wake = scheduler.next_wake();
@@ -304,6 +305,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
                     }
                     (slos, playbooks) = cluster::merge((&file_slos, &file_playbooks), &cluster_policies);
                     policies_changed(&state, &slos);
+                    forget_removed(&mut history, &slos);
                     scheduler = Scheduler::new(&slos, settings.interval, Utc::now());
                 }
             }
@@ -311,6 +313,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
                 cluster_policies = policies;
                 (slos, playbooks) = cluster::merge((&file_slos, &file_playbooks), &cluster_policies);
                 policies_changed(&state, &slos);
+                forget_removed(&mut history, &slos);
                 info!(slos = slos.len(), cluster_slos = cluster_policies.slos.len(), "policies from the cluster applied");
                 scheduler = Scheduler::new(&slos, settings.interval, Utc::now());
             }
@@ -326,7 +329,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
                     &subset
                 };
                 if !due.is_empty() {
-                    let evaluation = cycle(&evaluator, &store, due, now.timestamp(), &state).await;
+                    let evaluation =
+                        cycle(&evaluator, &store, due, now.timestamp(), &state, &mut history).await;
                     if let Some(k) = &kubernetes {
                         k.host.evaluated(due, now.timestamp());
                     }
@@ -500,13 +504,17 @@ async fn cycle(
     due: &[Slo],
     at: i64,
     state: &ServiceState,
+    history: &mut record::HistoryCadence,
 ) -> crate::engine::Evaluation {
     let span = info_span!("cycle", slos = due.len());
     async {
         let started = Instant::now();
         let evaluation = evaluator.evaluate(due, at).await;
-        let recorded = record::record_cycle(store, due, &evaluation).await;
+        let read = started.elapsed();
+        let recorded = record::record_cycle(store, due, &evaluation, history).await;
         let retired = record::retire_reshaped(store, due, &evaluation, at).await;
+        let stored = started.elapsed() - read;
+        remember_latest(state, &evaluation);
         let elapsed = started.elapsed();
         let m = &state.metrics;
         m.store_errors.inc_by(recorded.failed as u64);
@@ -524,46 +532,66 @@ async fn cycle(
             let reached = evaluation.failed_queries < evaluation.queries;
             state.set_readiness(|r| r.reached_prometheus = Some(reached));
         }
-        let mut latest = match state.latest.write() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        // A grouped SLO's groups come and go with its series: a group not answered this
-        // cycle is dropped (its open incident, if any, stays in the store).
-        let evaluated: std::collections::HashSet<&str> =
-            evaluation.slos.iter().map(|e| e.name.as_str()).collect();
-        let keys: std::collections::HashSet<String> =
-            evaluation.slos.iter().map(crate::engine::SloEvaluation::key).collect();
-        latest.retain(|key, e| !evaluated.contains(e.name.as_str()) || keys.contains(key));
-        for e in evaluation.slos.iter().cloned() {
-            let key = e.key();
-            let before = latest.get(&key).map(|p| p.status);
-            if before != Some(e.status) {
-                match (&e.error, e.status) {
-                    (Some(error), _) => warn!(slo = %key, service = %e.service, %error, "SLO could not be evaluated"),
-                    (None, EvalStatus::Assessed(status)) => {
-                        info!(slo = %key, service = %e.service, status = status.as_str(), "SLO status changed")
-                    }
-                    (None, EvalStatus::Error) => {}
-                }
-            }
-            latest.insert(key, Arc::new(e));
-        }
         info!(
             queries = evaluation.queries,
             failed = evaluation.failed_queries,
             millis = elapsed.as_millis() as u64,
+            read_millis = read.as_millis() as u64,
+            store_millis = stored.as_millis() as u64,
             opened = recorded.opened,
             escalated = recorded.escalated,
             resolved = recorded.resolved,
             retired,
             "evaluation cycle done"
         );
-        drop(latest);
         evaluation
     }
     .instrument(span)
     .await
+}
+
+/// Forgets the history cadence of SLOs the policies no longer have.
+fn forget_removed(history: &mut record::HistoryCadence, slos: &[Slo]) {
+    let names: std::collections::HashSet<&str> = slos.iter().map(|s| s.name.as_str()).collect();
+    history.retain(|key| {
+        let name = crate::domain::policy::split_group_key(key).map_or(key, |(name, _)| name);
+        names.contains(name)
+    });
+}
+
+/// Keeps the cycle's evaluations as the latest (what `/metrics`, the cluster status and the
+/// UI's labels read), logging each SLO whose status changed.
+fn remember_latest(state: &ServiceState, evaluation: &crate::engine::Evaluation) {
+    let mut latest = match state.latest.write() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    // A grouped SLO's groups come and go with its series: a group not answered this
+    // cycle is dropped (its open incident, if any, stays in the store).
+    let evaluated: std::collections::HashSet<&str> =
+        evaluation.slos.iter().map(|e| e.name.as_str()).collect();
+    let keys: std::collections::HashSet<String> = evaluation
+        .slos
+        .iter()
+        .map(crate::engine::SloEvaluation::key)
+        .collect();
+    latest.retain(|key, e| !evaluated.contains(e.name.as_str()) || keys.contains(key));
+    for e in evaluation.slos.iter().cloned() {
+        let key = e.key();
+        let before = latest.get(&key).map(|p| p.status);
+        if before != Some(e.status) {
+            match (&e.error, e.status) {
+                (Some(error), _) => {
+                    warn!(slo = %key, service = %e.service, %error, "SLO could not be evaluated")
+                }
+                (None, EvalStatus::Assessed(status)) => {
+                    info!(slo = %key, service = %e.service, status = status.as_str(), "SLO status changed")
+                }
+                (None, EvalStatus::Error) => {}
+            }
+        }
+        latest.insert(key, Arc::new(e));
+    }
 }
 
 /// The SLOs and playbooks of the policy files.

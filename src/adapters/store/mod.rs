@@ -282,18 +282,19 @@ impl SqlStore {
     async fn record_batch_once<F>(
         &self,
         evaluations: &[EvaluationRecord],
+        in_history: &[bool],
         decide: &F,
     ) -> Result<Vec<Transitioned>, sqlx::Error>
     where
         F: Fn(usize, Option<&OpenIncident>) -> Decision + Send + Sync,
     {
-        let rows: Vec<usize> = (0..evaluations.len()).collect();
         let mut tx = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         };
         let weight = |i: &usize| evaluations[*i].snapshot.len() + evaluations[*i].slo.len() * 2;
-        for batch in webhooks::batches_within(&rows, weight, self.backend.statement_bytes()) {
+        let history: Vec<usize> = (0..evaluations.len()).filter(|i| in_history[*i]).collect();
+        for batch in webhooks::batches_within(&history, weight, self.backend.statement_bytes()) {
             let sql = format!(
                 "INSERT INTO evaluations (slo, service, evaluated_at, status, error_budget_remaining, snapshot) VALUES {}",
                 webhooks::values_list(batch.len(), 6, 1)
@@ -308,9 +309,12 @@ impl SqlStore {
                     .bind(e.evaluated_at)
                     .bind(&e.status)
                     .bind(e.error_budget_remaining)
-                    .bind(&evaluations[i].snapshot);
+                    .bind(&e.snapshot);
             }
             query.execute(&mut *tx).await?;
+        }
+        let every: Vec<usize> = (0..evaluations.len()).collect();
+        for batch in webhooks::batches_within(&every, weight, self.backend.statement_bytes()) {
             let sql = format!(
                 "INSERT INTO latest_evaluations (slo, service, evaluated_at, status, snapshot) VALUES {} \
                  ON CONFLICT (slo) DO UPDATE SET service = excluded.service, evaluated_at = excluded.evaluated_at, \
@@ -325,7 +329,7 @@ impl SqlStore {
                     .bind(&e.service)
                     .bind(e.evaluated_at)
                     .bind(&e.status)
-                    .bind(&evaluations[i].snapshot);
+                    .bind(&e.snapshot);
             }
             query.execute(&mut *tx).await?;
         }
@@ -695,6 +699,7 @@ impl Store for SqlStore {
     async fn record_batch<F>(
         &self,
         evaluations: &[EvaluationRecord],
+        in_history: &[bool],
         decide: F,
     ) -> Result<Vec<Transitioned>, StoreError>
     where
@@ -703,9 +708,12 @@ impl Store for SqlStore {
         // As in `record`: a replica that opened one of these incidents meanwhile makes ours
         // collide on the unique index (or, on PostgreSQL, deadlock on the row locks); the
         // retry sees what it wrote.
-        match self.record_batch_once(evaluations, &decide).await {
+        match self
+            .record_batch_once(evaluations, in_history, &decide)
+            .await
+        {
             Err(e) if is_unique_violation(&e) || is_deadlock(&e) => self
-                .record_batch_once(evaluations, &decide)
+                .record_batch_once(evaluations, in_history, &decide)
                 .await
                 .map_err(db_error),
             other => other.map_err(db_error),
