@@ -105,13 +105,8 @@ fn main() {
     println!("|---:|---|---|---|---:|---:|---:|---:|---:|---|");
     for n in sizes() {
         let slos = common::fleet::slos(n);
-        let queries: Vec<String> = slos
-            .iter()
-            .flat_map(|s| s.windows())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .map(burnguard::domain::rules::error_ratio_series)
-            .collect();
+        // Exactly what a rules-mode cycle asks.
+        let queries = burnguard::engine::evaluate::rules_queries(&slos);
         let now = chrono::Utc::now().timestamp();
         let prometheus = PrometheusServer::start(&recorded(&slos, now - now % 60));
         let dir = tempfile::tempdir().unwrap();

@@ -205,17 +205,23 @@ pub trait Store: Send + Sync {
             + Send
             + Sync;
 
-    /// Records a whole cycle: every SLO's latest state, a history row for each evaluation
-    /// whose `in_history[i]` is set, and `decide(i, open)` applied to the unresolved incident
+    /// Records a whole cycle: for each evaluation whose `kept[i]` is set a history row and
+    /// the SLO's stored latest state (the others live only in the evaluating replica's
+    /// memory), and `decide(i, open)` applied to the unresolved incident
     /// of `evaluations[i]`, in one transaction, so a crash leaves the cycle stored whole or not
     /// at all (the next cycle decides again from what is stored). The answer has one entry per
     /// evaluation, in order. Slow only where something changes: an evaluation that decides
     /// nothing writes its rows in shared statements.
-    fn record_batch<F>(
+    ///
+    /// An evaluation's `snapshot` may be left empty (the caller spares serializing the
+    /// evaluations it does not keep): where the store needs it after all (an evaluation that
+    /// changes its incident), it asks `snapshot(i)`.
+    fn record_batch<F, S>(
         &self,
         evaluations: &[EvaluationRecord],
-        in_history: &[bool],
+        kept: &[bool],
         decide: F,
+        snapshot: S,
     ) -> impl Future<Output = Result<Vec<Transitioned>, StoreError>> + Send
     where
         F: Fn(
@@ -223,7 +229,8 @@ pub trait Store: Send + Sync {
                 Option<&crate::domain::incident::OpenIncident>,
             ) -> crate::domain::incident::Decision
             + Send
-            + Sync;
+            + Sync,
+        S: Fn(usize) -> String + Send + Sync;
 
     fn list_incidents(
         &self,

@@ -27,6 +27,8 @@ const TOKEN_NAME: &str = "pager-bot";
 struct Api {
     base: String,
     store: Arc<SqlStore>,
+    /// The latest evaluations this replica holds in memory (what `serve`'s cycles fill).
+    latest: burnguard::http::metrics::Latest,
     client: reqwest::Client,
     _db: TestDb,
 }
@@ -47,6 +49,7 @@ impl Api {
             protect_reads,
         };
         state.webhook_auth.alertmanager_allow_unauthenticated = true;
+        let latest = state.latest.clone();
         let router = burnguard::http::router(Arc::new(state));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -54,6 +57,7 @@ impl Api {
         Self {
             base,
             store,
+            latest,
             client: reqwest::Client::new(),
             _db: db,
         }
@@ -119,6 +123,65 @@ impl Api {
             .unwrap()
             .incident_id
             .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn slos_come_from_this_replicas_latest_evaluations_and_the_store_for_the_rest() {
+    for db in TestDb::both().await {
+        let api = Api::start(db, false).await;
+        // The store keeps latest states at the history's resolution: these are older.
+        for slo in ["slo-0", "slo-1", "retired"] {
+            let record = EvaluationRecord {
+                slo: slo.into(),
+                service: "svc-0".into(),
+                evaluated_at: 100,
+                status: "ok".into(),
+                error_budget_remaining: Some(0.9),
+                snapshot: json!({"name": slo, "status": "ok", "stored": true}).to_string(),
+            };
+            api.store
+                .record(&record, |_| Decision::Nothing)
+                .await
+                .unwrap();
+        }
+        // This replica's own cycle at 200 evaluated slo-0: it pages now.
+        let slos = common::fleet::slos(2);
+        let cycle = common::fleet::evaluation(&slos, 200);
+        api.latest.write().unwrap().insert(
+            "slo-0".into(),
+            burnguard::http::metrics::LatestEvaluation {
+                at: 200,
+                evaluation: cycle.slos[0].clone(),
+            },
+        );
+
+        let (status, body) = api.get("/api/v1/slos").await;
+        assert_eq!(status, 200, "{body}");
+        let listed: Vec<(&str, &str, bool)> = body["slos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["name"].as_str().unwrap(),
+                    s["status"].as_str().unwrap(),
+                    s.get("stored").is_some(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            listed,
+            vec![
+                ("retired", "ok", true),
+                ("slo-0", "page", false),
+                ("slo-1", "ok", true)
+            ]
+        );
+        let (status, one) = api.get("/api/v1/slos/slo-0").await;
+        assert_eq!(status, 200, "{one}");
+        assert_eq!(one["status"], "page");
+        assert!(one["burn_rate"]["1h"].as_f64().unwrap() > 14.4, "{one}");
     }
 }
 

@@ -497,7 +497,13 @@ async fn burnguard_history(url: &str, slos: &[Slo]) -> (String, String) {
         {
             let mut latest = latest.write().unwrap();
             for e in &evaluation.slos {
-                latest.insert(e.name.clone(), std::sync::Arc::new(e.clone()));
+                latest.insert(
+                    e.name.clone(),
+                    burnguard::http::metrics::LatestEvaluation {
+                        at,
+                        evaluation: e.clone(),
+                    },
+                );
             }
         }
 

@@ -622,8 +622,8 @@ async fn rules_mode_reads_recorded_series_with_one_query_per_window() {
         .await;
     assert_eq!(
         rules.queries,
-        WINDOWS.len(),
-        "one query per window for all SLOs"
+        WINDOWS.len() + 1,
+        "one query per window for all SLOs, and one that checks their series are unique"
     );
     let spike = &rules.slos[0];
     assert_eq!(spike.source, Some(SliSource::Rules));
@@ -658,8 +658,38 @@ async fn rules_mode_reads_recorded_series_with_one_query_per_window() {
         Some(SliSource::Raw),
         "stale rules fall back to raw"
     );
-    // 1 objective query + 8 window queries + 8 raw queries for slow-burn.
-    assert_eq!(auto.queries, 1 + 8 + 8);
+    // 1 objective query + 8 window queries + the uniqueness check + 8 raw queries for
+    // slow-burn.
+    assert_eq!(auto.queries, 1 + 8 + 1 + 8);
+    drop(prometheus);
+
+    // A second copy of spike's rules (another rule file, another burnguard) records the same
+    // SLO under another service label. Rules mode asks Prometheus only for `slo` (`max by`),
+    // which alone would merge the copies; the uniqueness check makes spike an error instead,
+    // and leaves healthy alone.
+    let mut doubled = series.clone();
+    for (w, _) in WINDOWS {
+        doubled.push(recorded("spike", "spike-copy", w, 0.0001));
+    }
+    let mut copy = objective("spike", 0.999, &fingerprint(0));
+    copy.labels.insert("service".into(), "spike-copy".into());
+    doubled.push(copy);
+    let prometheus = PrometheusServer::start(&doubled);
+    for mode in [ReadMode::Rules, ReadMode::Auto] {
+        let read = evaluator(&prometheus.url, mode).evaluate(&slos, AT).await;
+        assert_eq!(
+            read.slos[0].status,
+            EvalStatus::Error,
+            "{mode:?}: {:?}",
+            read.slos[0]
+        );
+        let error = read.slos[0].error.as_deref().unwrap_or_default();
+        assert!(
+            error.contains("not unique") && error.contains("2 series"),
+            "{error}"
+        );
+        assert_eq!(read.slos[1].status.as_str(), "ok", "{mode:?}");
+    }
 }
 
 #[tokio::test]

@@ -504,7 +504,7 @@ async fn nothing_resolves_lifts_or_runs_on_missing_or_untrustworthy_data() {
 fn decisive_page(slo: &Slo, at: i64) -> Evaluation {
     Evaluation {
         at,
-        slos: vec![SloEvaluation {
+        slos: vec![std::sync::Arc::new(SloEvaluation {
             name: slo.name.clone(),
             service: slo.service.clone(),
             objective: slo.objective.ratio(),
@@ -519,7 +519,7 @@ fn decisive_page(slo: &Slo, at: i64) -> Evaluation {
             time_to_exhaustion_seconds: None,
             alerts: Vec::new(),
             error: None,
-        }],
+        })],
         queries: 0,
         failed_queries: 0,
         query_errors: Default::default(),

@@ -136,10 +136,15 @@ fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1e-12)
 }
 
-fn by_route(evaluations: &[SloEvaluation]) -> BTreeMap<String, &SloEvaluation> {
+fn by_route(evaluations: &[std::sync::Arc<SloEvaluation>]) -> BTreeMap<String, &SloEvaluation> {
     evaluations
         .iter()
-        .map(|e| (e.group.get("route").cloned().unwrap_or_default(), e))
+        .map(|e| {
+            (
+                e.group.get("route").cloned().unwrap_or_default(),
+                e.as_ref(),
+            )
+        })
         .collect()
 }
 
@@ -156,7 +161,7 @@ async fn one_definition_evaluates_to_one_objective_per_route() {
         .evaluate(&slos, AT)
         .await;
     for name in ["shop-routes", "shop-routes-pyrra"] {
-        let ours: Vec<SloEvaluation> = evaluation
+        let ours: Vec<std::sync::Arc<SloEvaluation>> = evaluation
             .slos
             .iter()
             .filter(|e| e.name == name)
@@ -749,8 +754,11 @@ async fn ten_thousand_grouped_slos_read_back_every_group_from_the_recorded_serie
         .await;
     assert_eq!(evaluation.failed_queries, 0);
     assert_eq!(evaluation.slos.len(), 2 * N, "one evaluation per group");
-    let by_key: BTreeMap<String, &SloEvaluation> =
-        evaluation.slos.iter().map(|e| (e.key(), e)).collect();
+    let by_key: BTreeMap<String, &SloEvaluation> = evaluation
+        .slos
+        .iter()
+        .map(|e| (e.key(), e.as_ref()))
+        .collect();
     for (i, slo) in slos.iter().enumerate() {
         for route in ["/pay", "/cart"] {
             let key = format!("{}{{route={route:?}}}", slo.name);

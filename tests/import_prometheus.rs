@@ -178,7 +178,7 @@ async fn one_slo_in_four_formats_evaluates_to_the_same_ratios_and_budget() {
     let by_name: BTreeMap<&str, &SloEvaluation> = evaluation
         .slos
         .iter()
-        .map(|s| (s.name.as_str(), s))
+        .map(|s| (s.name.as_str(), s.as_ref()))
         .collect();
     let reference = by_name["shop-burnguard"];
 

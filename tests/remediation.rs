@@ -48,7 +48,7 @@ fn policy(budget_policy: &str, steps: &str, playbook_extra: &str) -> String {
 fn evaluation(slo: &Slo, status: EvalStatus, budget: Option<f64>, at: i64) -> Evaluation {
     Evaluation {
         at,
-        slos: vec![SloEvaluation {
+        slos: vec![std::sync::Arc::new(SloEvaluation {
             name: slo.name.clone(),
             service: slo.service.clone(),
             objective: slo.objective.ratio(),
@@ -63,7 +63,7 @@ fn evaluation(slo: &Slo, status: EvalStatus, budget: Option<f64>, at: i64) -> Ev
             time_to_exhaustion_seconds: None,
             alerts: Vec::new(),
             error: None,
-        }],
+        })],
         queries: 0,
         failed_queries: 0,
         query_errors: Default::default(),
@@ -974,10 +974,12 @@ fn grouped_evaluation(slo: &Slo, groups: &[(&str, Status)], at: i64) -> Evaluati
     let one = e.slos.remove(0);
     e.slos = groups
         .iter()
-        .map(|(route, status)| SloEvaluation {
-            group: BTreeMap::from([("route".to_string(), route.to_string())]),
-            status: EvalStatus::Assessed(*status),
-            ..one.clone()
+        .map(|(route, status)| {
+            Arc::new(SloEvaluation {
+                group: BTreeMap::from([("route".to_string(), route.to_string())]),
+                status: EvalStatus::Assessed(*status),
+                ..one.as_ref().clone()
+            })
         })
         .collect();
     e

@@ -97,7 +97,7 @@ const ROLLBACK_STEP: &str =
 fn page_evaluation(slo: &Slo, at: i64) -> Evaluation {
     Evaluation {
         at,
-        slos: vec![SloEvaluation {
+        slos: vec![std::sync::Arc::new(SloEvaluation {
             name: slo.name.clone(),
             service: slo.service.clone(),
             objective: slo.objective.ratio(),
@@ -112,7 +112,7 @@ fn page_evaluation(slo: &Slo, at: i64) -> Evaluation {
             time_to_exhaustion_seconds: None,
             alerts: Vec::new(),
             error: None,
-        }],
+        })],
         queries: 0,
         failed_queries: 0,
         query_errors: Default::default(),

@@ -278,9 +278,12 @@ async fn observe_batch(store: &SqlStore, at: i64, seen: &[(&str, Observation)]) 
         })
         .collect();
     store
-        .record_batch(&records, &vec![true; records.len()], |i, open| {
-            incident::decide(open, &seen[i].1, at, RESOLVE_AFTER)
-        })
+        .record_batch(
+            &records,
+            &vec![true; records.len()],
+            |i, open| incident::decide(open, &seen[i].1, at, RESOLVE_AFTER),
+            |i| records[i].snapshot.clone(),
+        )
         .await
         .unwrap()
         .into_iter()
@@ -404,30 +407,49 @@ async fn two_replicas_recording_the_same_cycles_as_batches_keep_one_incident_per
 }
 
 #[tokio::test]
-async fn a_batch_stores_every_latest_state_and_history_only_where_asked() {
+async fn a_batch_stores_what_is_kept_and_every_change_of_incident_and_serializes_nothing_else() {
     for db in TestDb::both().await {
         let store = SqlStore::open(db.url()).await.unwrap();
+        let asked = std::sync::atomic::AtomicUsize::new(0);
+        // The caller serializes only what it keeps; the store asks for the rest it writes.
+        let batch =
+            |at: i64, statuses: &dyn Fn(usize) -> &'static str, kept: &dyn Fn(usize) -> bool| {
+                (0..300)
+                    .map(|i| {
+                        let mut r = record(&format!("slo-{i}"), at, statuses(i));
+                        if !kept(i) {
+                            r.snapshot = String::new();
+                        }
+                        r
+                    })
+                    .collect::<Vec<EvaluationRecord>>()
+            };
+        let snapshot_of = |records: &[EvaluationRecord], i: usize| {
+            asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let r = &records[i];
+            serde_json::json!({"name": r.slo, "status": r.status, "at": r.evaluated_at}).to_string()
+        };
+
+        // Cycle 1: every third SLO pages (kept: a change of status); the rest are quiet and
+        // not kept.
         let at = 70_000;
-        let records: Vec<EvaluationRecord> = (0..300)
-            .map(|i| {
-                record(
-                    &format!("slo-{i}"),
-                    at,
-                    if i % 3 == 0 { "page" } else { "ok" },
-                )
-            })
-            .collect();
-        // Every third SLO's evaluation goes to the history; the incidents decide as ever.
-        let in_history: Vec<bool> = (0..300).map(|i| i % 3 == 0).collect();
+        let paging = |i: usize| i.is_multiple_of(3);
+        let records = batch(at, &|i| if paging(i) { "page" } else { "ok" }, &paging);
+        let kept: Vec<bool> = (0..300).map(paging).collect();
         let decisions = store
-            .record_batch(&records, &in_history, |i, open| {
-                let seen = if i % 3 == 0 {
-                    firing(Severity::Page, 20.0)
-                } else {
-                    quiet()
-                };
-                incident::decide(open, &seen, at, RESOLVE_AFTER)
-            })
+            .record_batch(
+                &records,
+                &kept,
+                |i, open| {
+                    let seen = if paging(i) {
+                        firing(Severity::Page, 20.0)
+                    } else {
+                        quiet()
+                    };
+                    incident::decide(open, &seen, at, RESOLVE_AFTER)
+                },
+                |i| snapshot_of(&records, i),
+            )
             .await
             .unwrap();
         let opened = decisions
@@ -436,9 +458,12 @@ async fn a_batch_stores_every_latest_state_and_history_only_where_asked() {
             .count();
         assert_eq!(opened, 100, "{}", db.url());
         assert_eq!(common::db::rows(db.url(), "evaluations").await, 100);
-        assert_eq!(common::db::rows(db.url(), "latest_evaluations").await, 300);
-        let kept = store.evaluation_history("slo-3", at, at, 10).await.unwrap();
-        assert_eq!(kept.len(), 1);
+        assert_eq!(common::db::rows(db.url(), "latest_evaluations").await, 100);
+        assert_eq!(
+            asked.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "nothing else was serialized"
+        );
         assert!(
             store
                 .evaluation_history("slo-4", at, at, 10)
@@ -446,7 +471,53 @@ async fn a_batch_stores_every_latest_state_and_history_only_where_asked() {
                 .unwrap()
                 .is_empty()
         );
+
+        // Cycle 2, long after: all quiet, nothing kept. The 100 incidents resolve, so those
+        // evaluations are stored after all, with the snapshots the store asked for.
+        let later = at + RESOLVE_AFTER as i64 + 60;
+        let records = batch(later, &|_| "ok", &|_| false);
+        let decisions = store
+            .record_batch(
+                &records,
+                &vec![false; 300],
+                |_, open| incident::decide(open, &quiet(), later, RESOLVE_AFTER),
+                |i| snapshot_of(&records, i),
+            )
+            .await
+            .unwrap();
+        let resolved = decisions
+            .iter()
+            .filter(|t| matches!(t.decision, Decision::Resolve { .. }))
+            .count();
+        assert_eq!(resolved, 100, "{}", db.url());
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 100);
+        assert_eq!(common::db::rows(db.url(), "evaluations").await, 200);
+        let history = store
+            .evaluation_history("slo-3", at, later, 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            history
+                .iter()
+                .map(|p| (p.evaluated_at, p.status.as_str()))
+                .collect::<Vec<_>>(),
+            vec![(at, "page"), (later, "ok")]
+        );
+        assert_eq!(history[1].snapshot["at"], later, "{:?}", history[1]);
+        assert!(
+            store
+                .evaluation_history("slo-4", at, later, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         let latest = store.latest_evaluations().await.unwrap();
-        assert!(latest.iter().all(|p| p.evaluated_at == at), "{latest:?}");
+        assert_eq!(latest.len(), 100);
+        assert!(
+            latest
+                .iter()
+                .all(|p| p.evaluated_at == later && p.status == "ok"),
+            "{latest:?}"
+        );
     }
 }

@@ -24,7 +24,7 @@ pub struct EvalArgs {
 #[derive(Serialize)]
 struct Report<'a> {
     evaluated_at: String,
-    slos: &'a [SloEvaluation],
+    slos: Vec<&'a SloEvaluation>,
 }
 
 pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
@@ -43,7 +43,7 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         Output::Json => {
             let report = Report {
                 evaluated_at: rfc3339(evaluation.at),
-                slos: &evaluation.slos,
+                slos: evaluation.slos.iter().map(|e| e.as_ref()).collect(),
             };
             println!("{}", serde_json::to_string_pretty(&report)?);
         }

@@ -278,7 +278,9 @@ pub struct Evaluation {
     /// Unix seconds; printed as RFC 3339 by the CLI.
     #[serde(skip)]
     pub at: UnixSeconds,
-    pub slos: Vec<SloEvaluation>,
+    /// Shared: the service keeps each as its SLO's latest without copying it.
+    #[serde(serialize_with = "shared_evaluations")]
+    pub slos: Vec<std::sync::Arc<SloEvaluation>>,
     /// How many queries the cycle sent, and how many failed (partial answers not counted:
     /// they reached the source).
     #[serde(skip)]
@@ -288,6 +290,14 @@ pub struct Evaluation {
     /// Failed and partial answers by [`MetricsError::reason`].
     #[serde(skip)]
     pub query_errors: BTreeMap<&'static str, usize>,
+}
+
+/// The evaluations as a list, as if they were not shared.
+fn shared_evaluations<S: Serializer>(
+    slos: &[std::sync::Arc<SloEvaluation>],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(slos.iter().map(std::sync::Arc::as_ref))
 }
 
 /// Reads and assesses SLOs through a [`MetricsSource`].
@@ -324,7 +334,9 @@ impl<M: MetricsSource> Evaluator<M> {
             ReadMode::Rules => vec![true; slos.len()],
             ReadMode::Auto => {
                 queries += 1;
-                match self.source.instant(OBJECTIVE_SERIES, at).await {
+                let recorded_objectives =
+                    format!("max by (slo, {RULES_HASH_LABEL}) ({OBJECTIVE_SERIES})");
+                match self.source.instant(&recorded_objectives, at).await {
                     Ok(samples) => {
                         let recorded: HashMap<&str, (f64, Option<&str>)> = samples
                             .iter()
@@ -352,7 +364,13 @@ impl<M: MetricsSource> Evaluator<M> {
                         let reason = format!("checking for recorded rules: {error}");
                         let slos = slos
                             .iter()
-                            .map(|slo| SloEvaluation::failed(slo, None, reason.clone()))
+                            .map(|slo| {
+                                std::sync::Arc::new(SloEvaluation::failed(
+                                    slo,
+                                    None,
+                                    reason.clone(),
+                                ))
+                            })
                             .collect();
                         return Evaluation {
                             at,
@@ -366,30 +384,41 @@ impl<M: MetricsSource> Evaluator<M> {
             }
         };
 
-        // Rules: one query per distinct window across the SLOs read that way.
+        // Rules: one query per distinct window across the SLOs read that way, and one that
+        // finds SLOs whose recorded series are not unique.
         let rules_slos: Vec<usize> = (0..slos.len()).filter(|i| use_rules[*i]).collect();
         if !rules_slos.is_empty() {
-            let spans: Vec<Span> = rules_slos
-                .iter()
-                .flat_map(|i| Span::of(&slos[*i]))
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            let answers: Vec<(Span, QueryResult)> = stream::iter(spans)
-                .map(|span| async move { (span, self.source.instant(&span.series(), at).await) })
+            let read: Vec<&Slo> = rules_slos.iter().map(|i| &slos[*i]).collect();
+            let spans_of: Vec<Vec<Span>> = read.iter().map(|slo| Span::of(slo).collect()).collect();
+            let spans: std::collections::BTreeSet<Span> =
+                spans_of.iter().flatten().copied().collect();
+            let labels = group_labels(read.iter().copied());
+            let windows = stream::iter(spans)
+                .map(|span| {
+                    let query = rules_query(&span.series(), &labels);
+                    async move { (span, self.source.instant(&query, at).await) }
+                })
                 .buffer_unordered(self.concurrency)
-                .collect()
-                .await;
-            queries += answers.len();
+                .collect::<Vec<(Span, QueryResult)>>();
+            let (answers, duplicated) =
+                futures_util::join!(windows, self.source.instant(DUPLICATES_QUERY, at));
+            queries += answers.len() + 1;
             for (_, answer) in &answers {
                 errors.record(answer);
             }
+            errors.record(&duplicated);
             let answers: HashMap<Span, QueryResult> = answers.into_iter().collect();
-            let wanted: HashSet<&str> = rules_slos.iter().map(|i| slos[*i].name.as_str()).collect();
-            let by_slo = index_by_slo(&answers, &wanted);
-            for i in rules_slos {
-                let slo = &slos[i];
-                results[i] = Some(from_rules(slo, &answers, &by_slo, at));
+            let samples = index_by_slo(&answers, &read);
+            let uniqueness = Uniqueness::of(&duplicated);
+            for (k, i) in rules_slos.into_iter().enumerate() {
+                results[i] = Some(from_rules(
+                    read[k],
+                    &spans_of[k],
+                    &answers,
+                    &samples[k],
+                    &uniqueness,
+                    at,
+                ));
             }
         }
 
@@ -446,6 +475,7 @@ impl<M: MetricsSource> Evaluator<M> {
                         vec![SloEvaluation::failed(slo, None, "not evaluated".into())]
                     })
                 })
+                .map(std::sync::Arc::new)
                 .collect(),
             queries,
             failed_queries: errors.failed,
@@ -496,19 +526,93 @@ impl Ratios {
     }
 }
 
-/// `span -> slo -> samples` from the rules-mode answers, for the SLOs we evaluate.
+/// SLOs whose recorded objective has more than one series, with how many. Each SLO's rules
+/// record exactly one; more means two rule files (or two burnguards) record it, or an HA pair
+/// of Prometheus servers is read without deduplication. Its recorded ratios are then not
+/// unique either, and which series would be the SLO's is a guess burnguard does not make.
+pub const DUPLICATES_QUERY: &str = "count by (slo) (burnguard:slo_objective:ratio) > 1";
+
+/// The `groupBy` labels of `slos`, each once, in order.
+pub fn group_labels<'a>(slos: impl IntoIterator<Item = &'a Slo>) -> Vec<String> {
+    slos.into_iter()
+        .flat_map(|slo| slo.group_by.iter().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// What rules mode asks of one recorded `series` for every SLO at once: only the labels it
+/// reads (`slo` and the `groupBy` labels), so that Prometheus encodes and sends a fraction of
+/// each series. Series are unique per SLO (and group) unless [`DUPLICATES_QUERY`] says
+/// otherwise, so `max` only drops labels.
+pub fn rules_query(series: &str, group_labels: &[String]) -> String {
+    let by = std::iter::once("slo")
+        .chain(group_labels.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("max by ({by}) ({series})")
+}
+
+/// Every query one rules-mode cycle sends for `slos` (the benches time Prometheus alone on
+/// exactly these).
+pub fn rules_queries(slos: &[Slo]) -> Vec<String> {
+    let labels = group_labels(slos);
+    slos.iter()
+        .flat_map(Span::of)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .map(|span| rules_query(&span.series(), &labels))
+        .chain([DUPLICATES_QUERY.to_string()])
+        .collect()
+}
+
+/// What the cycle knows of whether each SLO's recorded series are unique.
+enum Uniqueness<'a> {
+    /// SLOs with more than one recorded objective, and how many.
+    Checked(HashMap<&'a str, f64>),
+    /// The check's answer was partial: it may miss an SLO's duplicates.
+    Unknown,
+    Failed(String),
+}
+
+impl<'a> Uniqueness<'a> {
+    fn of(answer: &'a QueryResult) -> Self {
+        match answer {
+            Ok(samples) => Self::Checked(
+                samples
+                    .iter()
+                    .filter_map(|s| Some((s.labels.get("slo")?.as_str(), s.value)))
+                    .collect(),
+            ),
+            Err(MetricsError::PartialResponse(_)) => Self::Unknown,
+            Err(error) => {
+                Self::Failed(format!("checking that recorded series are unique: {error}"))
+            }
+        }
+    }
+}
+
+/// The rules-mode answers' samples of each of `slos` (in their order), with their span: one
+/// pass over every answer, one list per SLO.
 fn index_by_slo<'a>(
     answers: &'a HashMap<Span, QueryResult>,
-    wanted: &HashSet<&str>,
-) -> HashMap<(Span, &'a str), Vec<&'a InstantSample>> {
-    let mut index: HashMap<(Span, &str), Vec<&InstantSample>> = HashMap::new();
+    slos: &[&Slo],
+) -> Vec<Vec<(Span, &'a InstantSample)>> {
+    let position: HashMap<&str, usize> = slos
+        .iter()
+        .enumerate()
+        .map(|(k, slo)| (slo.name.as_str(), k))
+        .collect();
+    let mut index: Vec<Vec<(Span, &InstantSample)>> = vec![Vec::new(); slos.len()];
     for (span, result) in answers {
         if let Ok(samples) = result {
             for sample in samples {
-                if let Some(slo) = sample.labels.get("slo")
-                    && wanted.contains(slo.as_str())
+                if let Some(k) = sample
+                    .labels
+                    .get("slo")
+                    .and_then(|slo| position.get(slo.as_str()))
                 {
-                    index.entry((*span, slo.as_str())).or_default().push(sample);
+                    index[*k].push((*span, sample));
                 }
             }
         }
@@ -526,22 +630,52 @@ enum SpanAnswer<'a> {
 
 fn from_rules(
     slo: &Slo,
+    spans: &[Span],
     answers: &HashMap<Span, QueryResult>,
-    by_slo: &HashMap<(Span, &str), Vec<&InstantSample>>,
+    samples: &[(Span, &InstantSample)],
+    uniqueness: &Uniqueness,
     at: UnixSeconds,
 ) -> Vec<SloEvaluation> {
-    let read: Vec<(Span, SpanAnswer)> = Span::of(slo)
-        .map(|span| {
+    let unique = match uniqueness {
+        Uniqueness::Checked(duplicated) => match duplicated.get(slo.name.as_str()) {
+            Some(count) => {
+                return vec![SloEvaluation::failed(
+                    slo,
+                    Some(SliSource::Rules),
+                    format!(
+                        "its recorded series are not unique: {count} series record its objective \
+                         (two rule files or two burnguards record this SLO, or replicas of Prometheus \
+                         are read without deduplication)"
+                    ),
+                )];
+            }
+            None => true,
+        },
+        Uniqueness::Unknown => false,
+        Uniqueness::Failed(reason) => {
+            return vec![SloEvaluation::failed(
+                slo,
+                Some(SliSource::Rules),
+                reason.clone(),
+            )];
+        }
+    };
+    let read: Vec<(Span, SpanAnswer)> = spans
+        .iter()
+        .map(|&span| {
             let answer = match answers.get(&span) {
+                // Unverified uniqueness: no number is trusted.
+                _ if !unique => SpanAnswer::NoData,
                 Some(Err(MetricsError::PartialResponse(_))) => SpanAnswer::NoData,
                 Some(Err(error)) => {
                     SpanAnswer::Failed(format!("reading {}: {error}", span.series()))
                 }
                 Some(Ok(_)) => SpanAnswer::Samples(
-                    by_slo
-                        .get(&(span, slo.name.as_str()))
-                        .cloned()
-                        .unwrap_or_default(),
+                    samples
+                        .iter()
+                        .filter(|(s, _)| *s == span)
+                        .map(|(_, sample)| *sample)
+                        .collect(),
                 ),
                 None => SpanAnswer::Failed(format!("{} was not queried", span.describe())),
             };

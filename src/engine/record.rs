@@ -45,14 +45,28 @@ pub fn observation(e: &SloEvaluation) -> Observation {
 /// The stored form of one evaluation.
 pub fn evaluation_record(e: &SloEvaluation, at: i64) -> EvaluationRecord {
     EvaluationRecord {
+        snapshot: snapshot(e),
+        ..evaluation_row(e, at)
+    }
+}
+
+/// The stored form of one evaluation without its snapshot (made only where it is written).
+fn evaluation_row(e: &SloEvaluation, at: i64) -> EvaluationRecord {
+    EvaluationRecord {
         slo: e.key(),
         service: e.service.clone(),
         evaluated_at: at,
         status: e.status.as_str().to_string(),
         error_budget_remaining: e.error_budget_remaining,
-        // A derived Serialize of plain data does not fail; `{}` keeps the column valid JSON.
-        snapshot: serde_json::to_string(e).unwrap_or_else(|_| "{}".into()),
+        snapshot: String::new(),
     }
+}
+
+/// The whole evaluation as JSON text: what the history, the stored latest state and incident
+/// timelines keep.
+fn snapshot(e: &SloEvaluation) -> String {
+    // A derived Serialize of plain data does not fail; `{}` keeps the column valid JSON.
+    serde_json::to_string(e).unwrap_or_else(|_| "{}".into())
 }
 
 /// Counts of what a cycle did to incidents.
@@ -65,10 +79,12 @@ pub struct Recorded {
     pub failed: usize,
 }
 
-/// Which evaluations go to the history. Every SLO's latest state is stored each cycle; its
-/// history keeps one evaluation per `resolution` (the UI's charts, the API's history) plus
-/// every change of status, so the record of when an SLO paged, recovered or lost its data
-/// stays exact while a fleet evaluated every 30 s does not write a row per SLO per cycle.
+/// Which evaluations the store keeps: an SLO's history and its stored latest state take one
+/// evaluation per `resolution` (the UI's charts, the API's history) plus every change of
+/// status (and the store adds every evaluation that changes an incident), so the record of
+/// when an SLO paged, recovered or lost its data stays exact while a fleet evaluated every
+/// 30 s does not write a row per SLO per cycle. The freshest evaluation of every SLO is the
+/// evaluating replica's, in memory: what `/metrics`, the API and the UI serve.
 ///
 /// Each SLO's slots are offset by a stable hash of its key, so a fleet's rows spread over the
 /// cycles of a resolution instead of all landing in one. What was kept lives in memory: after
@@ -160,28 +176,36 @@ pub async fn record_cycle<S: Store>(
         .iter()
         .filter_map(|e| {
             let slo = by_name.get(e.name.as_str())?;
-            Some((e, observation(e), slo.resolve_after.as_secs()))
+            Some((e.as_ref(), observation(e), slo.resolve_after.as_secs()))
         })
         .collect();
     let mut recorded = Recorded::default();
     for batch in known.chunks(RECORD_BATCH) {
-        let records: Vec<EvaluationRecord> = batch
-            .iter()
-            .map(|(e, ..)| evaluation_record(e, at))
-            .collect();
-        let in_history: Vec<bool> = records
+        let mut records: Vec<EvaluationRecord> =
+            batch.iter().map(|(e, ..)| evaluation_row(e, at)).collect();
+        let kept: Vec<bool> = records
             .iter()
             .zip(batch)
             .map(|(r, (e, ..))| history.keeps(&r.slo, e.status, at))
             .collect();
+        // Only what the store keeps is serialized up front; it asks for the others it needs.
+        for (i, record) in records.iter_mut().enumerate() {
+            if kept[i] {
+                record.snapshot = snapshot(batch[i].0);
+            }
+        }
         let decide = |i: usize, open: Option<&incident::OpenIncident>| {
             let (_, seen, resolve_after) = &batch[i];
             incident::decide(open, seen, at, *resolve_after)
         };
-        match store.record_batch(&records, &in_history, decide).await {
+        let snapshot_of = |i: usize| snapshot(batch[i].0);
+        match store
+            .record_batch(&records, &kept, decide, snapshot_of)
+            .await
+        {
             Ok(done) => {
                 for (i, ((e, ..), done)) in batch.iter().zip(done).enumerate() {
-                    if in_history[i] {
+                    if kept[i] {
                         history.kept(&records[i].slo, e.status, at);
                     }
                     count(&mut recorded, e, &done);
@@ -191,7 +215,11 @@ pub async fn record_cycle<S: Store>(
                 warn!(%error, slos = batch.len(), "recording the cycle's batch failed; recording its SLOs one by one");
                 for (i, (e, ..)) in batch.iter().enumerate() {
                     // One by one, every evaluation goes to the history, as `record` stores it.
-                    match store.record(&records[i], |open| decide(i, open)).await {
+                    let mut record = records[i].clone();
+                    if record.snapshot.is_empty() {
+                        record.snapshot = snapshot(e);
+                    }
+                    match store.record(&record, |open| decide(i, open)).await {
                         Ok(done) => {
                             history.kept(&records[i].slo, e.status, at);
                             count(&mut recorded, e, &done)

@@ -122,11 +122,7 @@ fn now() -> i64 {
 }
 
 pub async fn list_slos(State(state): State<Arc<ServiceState>>) -> Result<Response, ApiError> {
-    let latest = state
-        .store
-        .latest_evaluations()
-        .await
-        .map_err(ApiError::internal)?;
+    let latest = state.latest_points().await.map_err(ApiError::internal)?;
     let slos: Vec<_> = latest.into_iter().map(|p| p.snapshot).collect();
     Ok(Json(json!({"slos": slos})).into_response())
 }
@@ -135,11 +131,7 @@ pub async fn get_slo(
     State(state): State<Arc<ServiceState>>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let latest = state
-        .store
-        .latest_evaluations()
-        .await
-        .map_err(ApiError::internal)?;
+    let latest = state.latest_points().await.map_err(ApiError::internal)?;
     // A grouped SLO has one evaluation per group: all of them, under `groups`.
     let mut found: Vec<serde_json::Value> = latest
         .into_iter()

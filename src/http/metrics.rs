@@ -22,8 +22,16 @@ use crate::ports::StoreCounts;
 
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// The latest evaluation of every loaded SLO, by name.
-pub type Latest = Arc<RwLock<std::collections::BTreeMap<String, Arc<SloEvaluation>>>>;
+/// The latest evaluation of every loaded SLO this replica evaluated, by key (the SLO's name,
+/// with its group's labels for a grouped SLO).
+pub type Latest = Arc<RwLock<std::collections::BTreeMap<String, LatestEvaluation>>>;
+
+/// One SLO's latest evaluation and when it was made. Cloning shares the evaluation.
+#[derive(Clone, Debug)]
+pub struct LatestEvaluation {
+    pub at: crate::ports::UnixSeconds,
+    pub evaluation: Arc<SloEvaluation>,
+}
 
 /// The latest successful reading of the store's counts (`None` before the first).
 type Counts = Arc<RwLock<Option<StoreCounts>>>;
@@ -265,8 +273,12 @@ impl Metrics {
         let mut head = String::new();
         prometheus_client::encoding::text::encode_registry(&mut head, &self.registry)?;
         let evaluations: Vec<Arc<SloEvaluation>> = match self.latest.read() {
-            Ok(guard) => guard.values().cloned().collect(),
-            Err(poisoned) => poisoned.into_inner().values().cloned().collect(),
+            Ok(guard) => guard.values().map(|l| l.evaluation.clone()).collect(),
+            Err(poisoned) => poisoned
+                .into_inner()
+                .values()
+                .map(|l| l.evaluation.clone())
+                .collect(),
         };
         let counts = match self.counts.read() {
             Ok(guard) => guard.clone(),
@@ -298,6 +310,13 @@ mod tests {
             "burnguard_controller_reconcile_duration_seconds_bucket{le=\"0.025\",kind=\"ServiceLevelObjective\"} 1",
         ] {
             assert!(text.contains(line), "{line} missing in\n{text}");
+        }
+    }
+
+    fn latest_at_zero(evaluation: SloEvaluation) -> LatestEvaluation {
+        LatestEvaluation {
+            at: 0,
+            evaluation: Arc::new(evaluation),
         }
     }
 
@@ -334,11 +353,11 @@ mod tests {
         latest
             .write()
             .unwrap()
-            .insert("a".into(), Arc::new(evaluation("a", Some(7_200.0))));
+            .insert("a".into(), latest_at_zero(evaluation("a", Some(7_200.0))));
         latest
             .write()
             .unwrap()
-            .insert("b".into(), Arc::new(evaluation("b", None)));
+            .insert("b".into(), latest_at_zero(evaluation("b", None)));
         let metrics = Metrics::new(latest);
         let before = metrics.encode().unwrap();
         for line in [
@@ -390,7 +409,7 @@ mod tests {
         for i in 0..n {
             let name = format!("s{i:04}");
             let e = evaluation(&name, Some(60.0));
-            latest.write().unwrap().insert(name, Arc::new(e));
+            latest.write().unwrap().insert(name, latest_at_zero(e));
         }
         let metrics = Metrics::new(latest);
         metrics.set_store_counts(StoreCounts::default());

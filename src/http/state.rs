@@ -9,7 +9,8 @@ use std::sync::{Arc, RwLock};
 use crate::adapters::store::SqlStore;
 use crate::domain::policy::Slo;
 use crate::http::auth::{ApiAuth, WebhookAuth};
-use crate::http::metrics::{Latest, Metrics};
+use crate::http::metrics::{Latest, LatestEvaluation, Metrics};
+use crate::ports::{EvaluationPoint, Operations, StoreError};
 
 /// What the HTTP side reads: latest evaluations, readiness, metrics, the store.
 pub struct ServiceState {
@@ -94,6 +95,40 @@ impl ServiceState {
             .unwrap_or_default()
     }
 
+    /// Every SLO's latest evaluation, by key: this replica's own where it has one (the store
+    /// keeps the latest state only at the history's resolution and on each change of status,
+    /// so this replica's memory is fresher), the store's for the SLOs this replica has not
+    /// evaluated since it started (or that another replica evaluates).
+    pub async fn latest_points(&self) -> Result<Vec<EvaluationPoint>, StoreError> {
+        let stored = self.store.latest_evaluations().await?;
+        let mut points: BTreeMap<String, EvaluationPoint> = stored
+            .into_iter()
+            .map(|p| (stored_key(&p.snapshot), p))
+            .collect();
+        let own: Vec<(String, LatestEvaluation)> = match self.latest.read() {
+            Ok(guard) => guard.iter().map(|(k, l)| (k.clone(), l.clone())).collect(),
+            Err(poisoned) => poisoned
+                .into_inner()
+                .iter()
+                .map(|(k, l)| (k.clone(), l.clone()))
+                .collect(),
+        };
+        for (key, latest) in own {
+            let e = &latest.evaluation;
+            points.insert(
+                key,
+                EvaluationPoint {
+                    evaluated_at: latest.at,
+                    status: e.status.as_str().to_string(),
+                    error_budget_remaining: e.error_budget_remaining,
+                    // A derived Serialize of plain data does not fail.
+                    snapshot: serde_json::to_value(e.as_ref()).unwrap_or_default(),
+                },
+            );
+        }
+        Ok(points.into_values().collect())
+    }
+
     /// `Ok` when policies are loaded and the last cycle reached Prometheus.
     pub fn readiness(&self) -> Result<(), String> {
         let r = self.readiness.read().map(|r| r.clone()).unwrap_or_default();
@@ -112,4 +147,19 @@ impl ServiceState {
             update(&mut r);
         }
     }
+}
+
+/// The key a stored snapshot was kept under: its SLO's name, with its group's labels.
+fn stored_key(snapshot: &serde_json::Value) -> String {
+    let name = snapshot["name"].as_str().unwrap_or_default();
+    let group: BTreeMap<String, String> = snapshot["group"]
+        .as_object()
+        .map(|labels| {
+            labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    crate::domain::policy::group_key(name, &group)
 }

@@ -97,7 +97,7 @@ fn of_slo(unresolved: Unresolved, slo: &str) -> impl Iterator<Item = crate::port
 /// An SLO's latest evaluation; for a grouped SLO its worst group (a page before a ticket,
 /// then the least budget left), which is what its status shows.
 fn latest_of<'a>(
-    latest: &'a BTreeMap<String, Arc<crate::engine::SloEvaluation>>,
+    latest: &'a BTreeMap<String, crate::http::metrics::LatestEvaluation>,
     slo: &'a str,
 ) -> Option<&'a crate::engine::SloEvaluation> {
     use crate::domain::burn::Status;
@@ -109,7 +109,7 @@ fn latest_of<'a>(
         _ => 3,
     };
     keys_of(latest, slo)
-        .map(|(_, e)| e.as_ref())
+        .map(|(_, e)| e.evaluation.as_ref())
         .min_by(|a, b| {
             rank(a).cmp(&rank(b)).then(
                 a.error_budget_remaining

@@ -30,6 +30,7 @@ use crate::engine::record;
 use crate::engine::remediate::Remediator;
 use crate::engine::schedule::Scheduler;
 use crate::http;
+use crate::http::metrics::LatestEvaluation;
 pub use crate::http::state::ServiceState;
 
 pub mod cluster;
@@ -251,6 +252,11 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         ),
         None => None,
     };
+    // Without a cluster the evaluated set is the files' set: it is not kept twice.
+    if kubernetes.is_none() {
+        file_slos = Vec::new();
+        file_playbooks = BTreeMap::new();
+    }
 
     let (loaded_tx, mut loaded_rx) = mpsc::channel::<Option<LoadedPolicies>>(1);
     let (mut reloading, mut reload_again) = (false, None);
@@ -298,12 +304,14 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
                     reloading = spawn_reload(&settings, cause, &state, loaded_tx.clone());
                 }
                 if let Some((new, books)) = loaded {
-                    file_slos = new;
-                    file_playbooks = books;
                     if let Some(k) = &kubernetes {
+                        file_slos = new;
+                        file_playbooks = books;
                         k.host.set_file_names(&file_slos, &file_playbooks);
+                        (slos, playbooks) = cluster::merge((&file_slos, &file_playbooks), &cluster_policies);
+                    } else {
+                        (slos, playbooks) = (new, books);
                     }
-                    (slos, playbooks) = cluster::merge((&file_slos, &file_playbooks), &cluster_policies);
                     policies_changed(&state, &slos);
                     forget_removed(&mut history, &slos);
                     scheduler = Scheduler::new(&slos, settings.interval, Utc::now());
@@ -424,7 +432,7 @@ async fn cluster_changed(
 fn policies_changed(state: &ServiceState, slos: &[Slo]) {
     let names: std::collections::BTreeSet<&str> = slos.iter().map(|s| s.name.as_str()).collect();
     if let Ok(mut latest) = state.latest.write() {
-        latest.retain(|_, e| names.contains(e.name.as_str()));
+        latest.retain(|_, e| names.contains(e.evaluation.name.as_str()));
     }
     state.metrics.slos_loaded.set(slos.len() as i64);
     state.set_slos(slos);
@@ -570,15 +578,12 @@ fn remember_latest(state: &ServiceState, evaluation: &crate::engine::Evaluation)
     // cycle is dropped (its open incident, if any, stays in the store).
     let evaluated: std::collections::HashSet<&str> =
         evaluation.slos.iter().map(|e| e.name.as_str()).collect();
-    let keys: std::collections::HashSet<String> = evaluation
-        .slos
-        .iter()
-        .map(crate::engine::SloEvaluation::key)
-        .collect();
-    latest.retain(|key, e| !evaluated.contains(e.name.as_str()) || keys.contains(key));
+    let keys: std::collections::HashSet<String> = evaluation.slos.iter().map(|e| e.key()).collect();
+    latest.retain(|key, e| !evaluated.contains(e.evaluation.name.as_str()) || keys.contains(key));
     for e in evaluation.slos.iter().cloned() {
+        // `e` is a shared handle: the latest state holds the cycle's evaluation itself.
         let key = e.key();
-        let before = latest.get(&key).map(|p| p.status);
+        let before = latest.get(&key).map(|p| p.evaluation.status);
         if before != Some(e.status) {
             match (&e.error, e.status) {
                 (Some(error), _) => {
@@ -590,7 +595,13 @@ fn remember_latest(state: &ServiceState, evaluation: &crate::engine::Evaluation)
                 (None, EvalStatus::Error) => {}
             }
         }
-        latest.insert(key, Arc::new(e));
+        latest.insert(
+            key,
+            LatestEvaluation {
+                at: evaluation.at,
+                evaluation: e,
+            },
+        );
     }
 }
 

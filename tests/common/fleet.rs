@@ -80,6 +80,7 @@ pub fn evaluation(slos: &[burnguard::domain::policy::Slo], at: i64) -> Evaluatio
                 error: None,
             }
         })
+        .map(std::sync::Arc::new)
         .collect();
     Evaluation {
         at,

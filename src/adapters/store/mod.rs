@@ -279,61 +279,28 @@ impl SqlStore {
         })
     }
 
-    async fn record_batch_once<F>(
+    async fn record_batch_once<F, S>(
         &self,
         evaluations: &[EvaluationRecord],
-        in_history: &[bool],
+        kept: &[bool],
         decide: &F,
+        snapshot: &S,
     ) -> Result<Vec<Transitioned>, sqlx::Error>
     where
         F: Fn(usize, Option<&OpenIncident>) -> Decision + Send + Sync,
+        S: Fn(usize) -> String + Send + Sync,
     {
+        // An evaluation's snapshot, made now if the caller left it out.
+        let text = |i: usize| -> std::borrow::Cow<'_, str> {
+            match evaluations[i].snapshot.as_str() {
+                "" => std::borrow::Cow::Owned(snapshot(i)),
+                given => std::borrow::Cow::Borrowed(given),
+            }
+        };
         let mut tx = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         };
-        let weight = |i: &usize| evaluations[*i].snapshot.len() + evaluations[*i].slo.len() * 2;
-        let history: Vec<usize> = (0..evaluations.len()).filter(|i| in_history[*i]).collect();
-        for batch in webhooks::batches_within(&history, weight, self.backend.statement_bytes()) {
-            let sql = format!(
-                "INSERT INTO evaluations (slo, service, evaluated_at, status, error_budget_remaining, snapshot) VALUES {}",
-                webhooks::values_list(batch.len(), 6, 1)
-            );
-            // Built from constants and numbered placeholders only; every value is bound.
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for &i in batch {
-                let e = &evaluations[i];
-                query = query
-                    .bind(&e.slo)
-                    .bind(&e.service)
-                    .bind(e.evaluated_at)
-                    .bind(&e.status)
-                    .bind(e.error_budget_remaining)
-                    .bind(&e.snapshot);
-            }
-            query.execute(&mut *tx).await?;
-        }
-        let every: Vec<usize> = (0..evaluations.len()).collect();
-        for batch in webhooks::batches_within(&every, weight, self.backend.statement_bytes()) {
-            let sql = format!(
-                "INSERT INTO latest_evaluations (slo, service, evaluated_at, status, snapshot) VALUES {} \
-                 ON CONFLICT (slo) DO UPDATE SET service = excluded.service, evaluated_at = excluded.evaluated_at, \
-                 status = excluded.status, snapshot = excluded.snapshot",
-                webhooks::values_list(batch.len(), 5, 1)
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for &i in batch {
-                let e = &evaluations[i];
-                query = query
-                    .bind(&e.slo)
-                    .bind(&e.service)
-                    .bind(e.evaluated_at)
-                    .bind(&e.status)
-                    .bind(&e.snapshot);
-            }
-            query.execute(&mut *tx).await?;
-        }
-
         // Every unresolved incident, in one read, locked in id order on PostgreSQL (two
         // replicas recording at once take the locks in the same order).
         let unresolved = sqlx::query(AssertSqlSafe(format!(
@@ -348,13 +315,64 @@ impl SqlStore {
         for row in &unresolved {
             open_by_slo.insert(row.try_get("slo")?, open_incident(row)?);
         }
+        let decisions: Vec<Decision> = evaluations
+            .iter()
+            .enumerate()
+            .map(|(i, e)| decide(i, open_by_slo.get(&e.slo)))
+            .collect();
+
+        // The history and the stored latest state: what the caller keeps, and every
+        // evaluation that changes its incident (the history shows why it changed).
+        let stored: Vec<usize> = (0..evaluations.len())
+            .filter(|i| kept[*i] || changes_incident(&decisions[*i]))
+            .collect();
+        let texts: std::collections::HashMap<usize, std::borrow::Cow<'_, str>> =
+            stored.iter().map(|&i| (i, text(i))).collect();
+        let weight = |i: &usize| texts[i].len() + evaluations[*i].slo.len() * 2;
+        for batch in webhooks::batches_within(&stored, weight, self.backend.statement_bytes()) {
+            let sql = format!(
+                "INSERT INTO evaluations (slo, service, evaluated_at, status, error_budget_remaining, snapshot) VALUES {}",
+                webhooks::values_list(batch.len(), 6, 1)
+            );
+            // Built from constants and numbered placeholders only; every value is bound.
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for &i in batch {
+                let e = &evaluations[i];
+                query = query
+                    .bind(&e.slo)
+                    .bind(&e.service)
+                    .bind(e.evaluated_at)
+                    .bind(&e.status)
+                    .bind(e.error_budget_remaining)
+                    .bind(texts[&i].as_ref());
+            }
+            query.execute(&mut *tx).await?;
+        }
+        for batch in webhooks::batches_within(&stored, weight, self.backend.statement_bytes()) {
+            let sql = format!(
+                "INSERT INTO latest_evaluations (slo, service, evaluated_at, status, snapshot) VALUES {} \
+                 ON CONFLICT (slo) DO UPDATE SET service = excluded.service, evaluated_at = excluded.evaluated_at, \
+                 status = excluded.status, snapshot = excluded.snapshot",
+                webhooks::values_list(batch.len(), 5, 1)
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for &i in batch {
+                let e = &evaluations[i];
+                query = query
+                    .bind(&e.slo)
+                    .bind(&e.service)
+                    .bind(e.evaluated_at)
+                    .bind(&e.status)
+                    .bind(texts[&i].as_ref());
+            }
+            query.execute(&mut *tx).await?;
+        }
 
         let mut answers = Vec::with_capacity(evaluations.len());
         // Incidents that only go on firing: one statement for all of them.
         let mut still_firing: Vec<(i64, f64)> = Vec::new();
-        for (i, evaluation) in evaluations.iter().enumerate() {
+        for (i, (evaluation, decision)) in evaluations.iter().zip(decisions).enumerate() {
             let open = open_by_slo.get(&evaluation.slo);
-            let decision = decide(i, open);
             let incident_id = match (&decision, open) {
                 (Decision::Nothing, open) => open.map(|o| o.id),
                 (Decision::StillFiring { peak_burn_rate }, Some(o))
@@ -364,14 +382,9 @@ impl SqlStore {
                     Some(o.id)
                 }
                 (decision, open) => {
-                    self.apply_decision(
-                        &mut tx,
-                        evaluation,
-                        &evaluations[i].snapshot,
-                        open,
-                        decision,
-                    )
-                    .await?
+                    let snapshot = texts.get(&i).cloned().unwrap_or_else(|| text(i));
+                    self.apply_decision(&mut tx, evaluation, &snapshot, open, decision)
+                        .await?
                 }
             };
             answers.push(Transitioned {
@@ -583,6 +596,12 @@ impl SqlStore {
     }
 }
 
+/// Whether `decision` changes the incident (opens, escalates, resolves it or notes its data),
+/// rather than leaving it be or only refreshing a firing one.
+fn changes_incident(decision: &Decision) -> bool {
+    !matches!(decision, Decision::Nothing | Decision::StillFiring { .. })
+}
+
 /// Incidents per multi-row update: two values each, far below the parameter limits.
 const ROWS_PER_UPDATE: usize = 500;
 
@@ -696,24 +715,26 @@ impl Store for SqlStore {
         }
     }
 
-    async fn record_batch<F>(
+    async fn record_batch<F, S>(
         &self,
         evaluations: &[EvaluationRecord],
-        in_history: &[bool],
+        kept: &[bool],
         decide: F,
+        snapshot: S,
     ) -> Result<Vec<Transitioned>, StoreError>
     where
         F: Fn(usize, Option<&OpenIncident>) -> Decision + Send + Sync,
+        S: Fn(usize) -> String + Send + Sync,
     {
         // As in `record`: a replica that opened one of these incidents meanwhile makes ours
         // collide on the unique index (or, on PostgreSQL, deadlock on the row locks); the
         // retry sees what it wrote.
         match self
-            .record_batch_once(evaluations, in_history, &decide)
+            .record_batch_once(evaluations, kept, &decide, &snapshot)
             .await
         {
             Err(e) if is_unique_violation(&e) || is_deadlock(&e) => self
-                .record_batch_once(evaluations, in_history, &decide)
+                .record_batch_once(evaluations, kept, &decide, &snapshot)
                 .await
                 .map_err(db_error),
             other => other.map_err(db_error),

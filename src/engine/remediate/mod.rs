@@ -273,7 +273,7 @@ where
             .slos
             .iter()
             .filter(|e| e.group.is_empty())
-            .map(|e| (e.name.as_str(), e))
+            .map(|e| (e.name.as_str(), e.as_ref()))
             .collect();
         self.lift_freezes(slos, &by_name, evaluation.at).await;
         self.reconcile_freezes().await;

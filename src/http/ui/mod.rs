@@ -115,7 +115,7 @@ fn not_found(what: String) -> Response {
 
 /// Every SLO's latest evaluation as a row, worst first.
 async fn rows(state: &ServiceState) -> Result<Vec<SloRow>, crate::ports::StoreError> {
-    let latest = state.store.latest_evaluations().await?;
+    let latest = state.latest_points().await?;
     let incidents = state.store.unresolved_incidents().await?;
     let by_key: HashMap<String, &IncidentRecord> =
         incidents.iter().map(|i| (i.slo.clone(), i)).collect();
