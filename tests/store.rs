@@ -521,3 +521,39 @@ async fn a_batch_stores_what_is_kept_and_every_change_of_incident_and_serializes
         );
     }
 }
+
+#[tokio::test]
+async fn a_batch_finds_the_incidents_of_its_keys_in_byte_order_whatever_the_collation() {
+    // Upper case before lower case, `{` after letters: byte order, not a locale's.
+    let keys = [
+        "Zeta",
+        "a-x",
+        "B{route=\"/x\"}",
+        "checkout{route=\"/pay\"}",
+        "checkout",
+        "ümlaut",
+    ];
+    for db in TestDb::both().await {
+        let store = SqlStore::open(db.url()).await.unwrap();
+        let firing_all: Vec<(&str, Observation)> = keys
+            .iter()
+            .map(|k| (*k, firing(Severity::Page, 20.0)))
+            .collect();
+        let opened = observe_batch(&store, 1_000, &firing_all).await;
+        assert!(
+            opened.iter().all(|d| matches!(d, Decision::Open { .. })),
+            "{opened:?}"
+        );
+        // Batches of a few keys each: every one finds its own incident still firing.
+        for pair in firing_all.chunks(2) {
+            let again = observe_batch(&store, 1_060, pair).await;
+            assert!(
+                again
+                    .iter()
+                    .all(|d| matches!(d, Decision::StillFiring { .. })),
+                "{}: {pair:?} -> {again:?}",
+                db.url()
+            );
+        }
+    }
+}

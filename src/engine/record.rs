@@ -170,8 +170,9 @@ pub async fn record_cycle<S: Store>(
 ) -> Recorded {
     let by_name: HashMap<&str, &Slo> = slos.iter().map(|s| (s.name.as_str(), s)).collect();
     let at = evaluation.at;
-    // The evaluations of loaded SLOs, with what each says for its incident.
-    let known: Vec<(&SloEvaluation, Observation, u64)> = evaluation
+    // The evaluations of loaded SLOs, with what each says for its incident, in key order: a
+    // batch then covers one range of keys, and the store reads only that range's incidents.
+    let mut known: Vec<(&SloEvaluation, Observation, u64)> = evaluation
         .slos
         .iter()
         .filter_map(|e| {
@@ -179,6 +180,7 @@ pub async fn record_cycle<S: Store>(
             Some((e.as_ref(), observation(e), slo.resolve_after.as_secs()))
         })
         .collect();
+    known.sort_by_cached_key(|(e, ..)| e.key());
     let mut recorded = Recorded::default();
     for batch in known.chunks(RECORD_BATCH) {
         let mut records: Vec<EvaluationRecord> =

@@ -86,6 +86,15 @@ impl Backend {
         }
     }
 
+    /// Compares text byte by byte, as Rust orders `String`s (SQLite's default; PostgreSQL's
+    /// database collation may order otherwise).
+    fn byte_order(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "",
+            Backend::Postgres => " COLLATE \"C\"",
+        }
+    }
+
     /// Locks the due deliveries a claim reads and passes over those another replica is
     /// claiming at that moment. SQLite needs none (IMMEDIATE: one writer at a time).
     fn claim_clause(self) -> &'static str {
@@ -301,13 +310,23 @@ impl SqlStore {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         };
-        // Every unresolved incident, in one read, locked in id order on PostgreSQL (two
-        // replicas recording at once take the locks in the same order).
+        // The unresolved incidents of the batch's key range, in one read, locked in id order
+        // on PostgreSQL (two replicas recording at once take the locks in the same order).
+        // A caller that sorts its evaluations by key makes each batch read only its own.
+        let (Some(first), Some(last)) = (
+            evaluations.iter().map(|e| e.slo.as_str()).min(),
+            evaluations.iter().map(|e| e.slo.as_str()).max(),
+        ) else {
+            return Ok(Vec::new());
+        };
+        let order = self.backend.byte_order();
         let unresolved = sqlx::query(AssertSqlSafe(format!(
             "SELECT id, slo, severity, status, opened_at, last_firing_at, peak_burn_rate, data_missing_since, data_back_at \
-             FROM incidents WHERE status <> 'resolved' ORDER BY id{}",
+             FROM incidents WHERE status <> 'resolved' AND slo{order} >= $1 AND slo{order} <= $2 ORDER BY id{}",
             self.backend.lock_clause()
         )))
+        .bind(first)
+        .bind(last)
         .fetch_all(&mut *tx)
         .await?;
         let mut open_by_slo: std::collections::HashMap<String, OpenIncident> =
