@@ -16,8 +16,43 @@ pub type UnixSeconds = i64;
 /// One series of an instant query.
 #[derive(Clone, Debug, PartialEq)]
 pub struct InstantSample {
-    pub labels: Labels,
+    pub labels: SeriesLabels,
     pub value: f64,
+}
+
+/// The labels of one answered series, in name order. A short list: a series has a few labels,
+/// and a map per series would allocate a whole tree node (about 500 bytes) for each of the
+/// tens of thousands of series a cycle reads.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SeriesLabels(Vec<(String, String)>);
+
+impl SeriesLabels {
+    /// The value of label `name`.
+    pub fn get(&self, name: &str) -> Option<&String> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.0[i].1)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromIterator<(String, String)> for SeriesLabels {
+    /// In name order; of a name given twice, the last value.
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(labels: I) -> Self {
+        let mut labels: Vec<(String, String)> = labels.into_iter().collect();
+        labels.reverse();
+        labels.sort_by(|a, b| a.0.cmp(&b.0));
+        labels.dedup_by(|later, earlier| later.0 == earlier.0);
+        Self(labels)
+    }
 }
 
 /// One series of a range query: `(time, value)` points in time order.

@@ -689,7 +689,14 @@ async fn run_target(
             .await
             .unwrap_or_else(|e| panic!("{expr}: {e}"))
             .into_iter()
-            .map(|s| (legend(&legend_format, &s.labels), vec![(END, s.value)]))
+            .map(|s| {
+                let labels = s
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                (legend(&legend_format, &labels), vec![(END, s.value)])
+            })
             .collect()
     } else {
         let step = (range / 500).max(STEP) as u64;

@@ -551,7 +551,7 @@ async fn a_grouped_calendar_slo_records_a_budget_per_group_as_burnguard_reads_it
     let ours = by_route(&ours.slos);
     assert_eq!(recorded.len(), 3, "one budget per route: {recorded:?}");
     for sample in &recorded {
-        let route = &sample.labels["route"];
+        let route = sample.labels.get("route").unwrap();
         let mine = ours[route.as_str()].error_budget_remaining.unwrap();
         // The rules count whole 5m steps, burnguard the exact range: the budget spent agrees
         // within 2%.

@@ -15,7 +15,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::ports::{InstantSample, Labels, MetricsError, MetricsSource, RangeSeries, UnixSeconds};
+use crate::ports::{
+    InstantSample, MetricsError, MetricsSource, RangeSeries, SeriesLabels, UnixSeconds,
+};
 
 /// How to reach the query API. Secrets never appear in `Debug`.
 #[derive(Clone)]
@@ -230,9 +232,31 @@ enum Data {
 
 #[derive(serde::Deserialize)]
 struct VectorSeries {
-    #[serde(default)]
-    metric: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "series_labels")]
+    metric: SeriesLabels,
     value: Option<Point>,
+}
+
+/// A series' `metric` object as a short list of labels, without a map per series.
+fn series_labels<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SeriesLabels, D::Error> {
+    struct Labels;
+    impl<'de> serde::de::Visitor<'de> for Labels {
+        type Value = SeriesLabels;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object of label names and values")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut labels = Vec::with_capacity(map.size_hint().unwrap_or(4));
+            while let Some(entry) = map.next_entry::<String, String>()? {
+                labels.push(entry);
+            }
+            Ok(labels.into_iter().collect())
+        }
+    }
+    d.deserialize_map(Labels)
 }
 
 #[derive(serde::Deserialize)]
@@ -278,7 +302,7 @@ pub fn instant_answer(
             })
             .collect(),
         Data::Scalar(point) => Ok(vec![InstantSample {
-            labels: Labels::new(),
+            labels: SeriesLabels::default(),
             value: point.value()?,
         }]),
         Data::Matrix(_) | Data::String(_) => Err(MetricsError::BadResponse(
@@ -425,6 +449,22 @@ mod tests {
                 Err(error) => proptest::prop_assert!(matches!(error, MetricsError::BadResponse(_))),
             }
         }
+    }
+
+    #[test]
+    fn a_series_labels_are_read_by_name_and_a_repeated_name_keeps_its_last_value() {
+        let body = br#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"slo":"checkout","__name__":"x","route":"/a","route":"/pay"},"value":[1,"0.5"]},
+            {"metric":{},"value":[1,"1"]}]}}"#;
+        let samples = instant_answer(200, body, 10).unwrap();
+        let labels = &samples[0].labels;
+        assert_eq!(labels.get("slo").map(String::as_str), Some("checkout"));
+        assert_eq!(labels.get("route").map(String::as_str), Some("/pay"));
+        assert_eq!(labels.get("__name__").map(String::as_str), Some("x"));
+        assert_eq!(labels.get("service"), None);
+        let names: Vec<&str> = labels.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["__name__", "route", "slo"]);
+        assert!(samples[1].labels.is_empty());
     }
 
     #[test]
