@@ -906,6 +906,41 @@ mod tests {
     }
 
     #[test]
+    fn the_history_resolution_defaults_to_five_minutes_reads_zero_and_refuses_nonsense() {
+        let base = "policies: [a]\nprometheus: {url: http://x}\n";
+        let resolution = |extra: &str| {
+            Settings::resolve(Overrides::default(), file(&format!("{base}{extra}")))
+                .map(|s| s.history_resolution)
+        };
+        assert_eq!(resolution("").unwrap(), Duration::from_secs(300));
+        assert_eq!(
+            resolution("historyResolution: 0s\n").unwrap(),
+            Duration::ZERO
+        );
+        assert_eq!(
+            resolution("historyResolution: 1h\n").unwrap(),
+            Duration::from_secs(3_600)
+        );
+        for bad in ["soon", "-5m", "5"] {
+            let e = resolution(&format!("historyResolution: \"{bad}\"\n")).unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains(&format!("historyResolution `{bad}`")),
+                "{bad}: {e}"
+            );
+        }
+        let flag = Overrides {
+            history_resolution: Some(Duration::from_secs(60)),
+            ..Overrides::default()
+        };
+        let settings = Settings::resolve(flag, file(&format!("{base}historyResolution: 1h\n")));
+        assert_eq!(
+            settings.unwrap().history_resolution,
+            Duration::from_secs(60)
+        );
+    }
+
+    #[test]
     fn notification_limits_default_to_twenty_attempts_and_a_day_and_flags_beat_the_file() {
         let base = "policies: [a]\nprometheus: {url: http://x}\n";
         let settings = Settings::resolve(Overrides::default(), file(base)).unwrap();

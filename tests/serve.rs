@@ -414,3 +414,40 @@ fn serve_with_kubernetes_and_no_cluster_says_why_and_exits() {
     );
     assert!(line.contains("burnguard crds"), "the hint: {line}");
 }
+
+/// At the default history resolution (5m) and a 1 s interval, the store keeps the SLO's first
+/// evaluation (and would keep any change of status), not one per cycle, while the API answers
+/// from this replica's latest evaluation of each cycle.
+#[test]
+fn at_the_default_resolution_the_history_keeps_one_row_per_slot_not_one_per_cycle() {
+    let prometheus = PrometheusServer::start(&recent_traffic("spike", 0.5));
+    let dir = tempfile::tempdir().unwrap();
+    common::write(dir.path(), "spike.yaml", SPIKE);
+    let data = tempfile::tempdir().unwrap();
+    let serve = serve_every_second(dir.path(), &prometheus.url, data.path());
+    let metrics = serve.metrics_until("six cycles", |m| {
+        value(m, "burnguard_evaluation_duration_seconds_count").unwrap_or(0.0) >= 6.0
+            && m.contains(r#"burnguard_slo_status{slo="spike",service="spike",status="page"} 1"#)
+    });
+    let cycles = value(&metrics, "burnguard_evaluation_duration_seconds_count").unwrap();
+    let db = format!("sqlite://{}", data.path().join("burnguard.db").display());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let history = runtime.block_on(common::db::rows(&db, "evaluations"));
+    // The first evaluation, and a second only if the SLO's 5m slot turned during the test.
+    assert!(
+        (1..=2).contains(&history) && (history as f64) < cycles,
+        "{history} history rows after {cycles} cycles"
+    );
+    assert_eq!(
+        runtime.block_on(common::db::rows(&db, "latest_evaluations")),
+        1
+    );
+    let (status, body) = serve.get("/api/v1/slos/spike");
+    assert_eq!(status, 200, "{body}");
+    let spike: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(spike["status"], "page", "{spike}");
+    assert!(
+        (spike["burn_rate"]["1h"].as_f64().unwrap() - 50.0).abs() < 1e-6,
+        "{spike}"
+    );
+}
