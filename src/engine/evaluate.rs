@@ -4,7 +4,8 @@
 //! - `raw`: each SLO's own queries, one per window, at most `concurrency` in flight;
 //! - `rules`: the `burnguard:sli_error:ratio_rate<W>` series recorded by the generated rules,
 //!   one query per distinct window for all SLOs at once (and `burnguard:sli_error:ratio_period`
-//!   for calendar SLOs);
+//!   for calendar SLOs), asking only for the labels read ([`rules_query`]), plus one query that
+//!   finds SLOs whose rules are recorded twice ([`DUPLICATES_QUERY`]);
 //! - `auto`: rules for SLOs whose recorded objective (`burnguard:slo_objective:ratio`) is
 //!   present, matches the policy and carries the fingerprint of the policy's rules as they are
 //!   now (`burnguard_rules_hash`); raw for the others (absent or stale rules).
