@@ -306,19 +306,20 @@ impl SqlStore {
                 given => std::borrow::Cow::Borrowed(given),
             }
         };
-        let mut tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
-        };
-        // The unresolved incidents of the batch's key range, in one read, locked in id order
-        // on PostgreSQL (two replicas recording at once take the locks in the same order).
-        // A caller that sorts its evaluations by key makes each batch read only its own.
         let (Some(first), Some(last)) = (
             evaluations.iter().map(|e| e.slo.as_str()).min(),
             evaluations.iter().map(|e| e.slo.as_str()).max(),
         ) else {
             return Ok(Vec::new());
         };
+        let mut tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        // The unresolved incidents of the batch's key range (`first` to `last`), in one read,
+        // locked in id order on PostgreSQL (two replicas recording at once take the locks in
+        // the same order). A caller that sorts its evaluations by key makes each batch read
+        // only its own.
         let order = self.backend.byte_order();
         let unresolved = sqlx::query(AssertSqlSafe(format!(
             "SELECT id, slo, severity, status, opened_at, last_firing_at, peak_burn_rate, data_missing_since, data_back_at \
