@@ -713,6 +713,9 @@ pub enum CommandOutcome {
 /// A stored evaluation, as history.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct EvaluationPoint {
+    /// The key it is kept under: the SLO's name, with its group's labels for a grouped SLO.
+    #[serde(skip)]
+    pub slo: String,
     pub evaluated_at: UnixSeconds,
     pub status: String,
     pub error_budget_remaining: Option<f64>,

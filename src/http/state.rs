@@ -101,10 +101,8 @@ impl ServiceState {
     /// evaluated since it started (or that another replica evaluates).
     pub async fn latest_points(&self) -> Result<Vec<EvaluationPoint>, StoreError> {
         let stored = self.store.latest_evaluations().await?;
-        let mut points: BTreeMap<String, EvaluationPoint> = stored
-            .into_iter()
-            .map(|p| (stored_key(&p.snapshot), p))
-            .collect();
+        let mut points: BTreeMap<String, EvaluationPoint> =
+            stored.into_iter().map(|p| (p.slo.clone(), p)).collect();
         let own: Vec<(String, LatestEvaluation)> = match self.latest.read() {
             Ok(guard) => guard.iter().map(|(k, l)| (k.clone(), l.clone())).collect(),
             Err(poisoned) => poisoned
@@ -116,8 +114,9 @@ impl ServiceState {
         for (key, latest) in own {
             let e = &latest.evaluation;
             points.insert(
-                key,
+                key.clone(),
                 EvaluationPoint {
+                    slo: key,
                     evaluated_at: latest.at,
                     status: e.status.as_str().to_string(),
                     error_budget_remaining: e.error_budget_remaining,
@@ -147,19 +146,4 @@ impl ServiceState {
             update(&mut r);
         }
     }
-}
-
-/// The key a stored snapshot was kept under: its SLO's name, with its group's labels.
-fn stored_key(snapshot: &serde_json::Value) -> String {
-    let name = snapshot["name"].as_str().unwrap_or_default();
-    let group: BTreeMap<String, String> = snapshot["group"]
-        .as_object()
-        .map(|labels| {
-            labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
-    crate::domain::policy::group_key(name, &group)
 }

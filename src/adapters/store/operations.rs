@@ -74,6 +74,7 @@ impl SqlStore {
 
 fn point(row: &sqlx::any::AnyRow) -> Result<EvaluationPoint, StoreError> {
     Ok(EvaluationPoint {
+        slo: row.try_get("slo").map_err(db_error)?,
         evaluated_at: row.try_get("evaluated_at").map_err(db_error)?,
         status: row.try_get("status").map_err(db_error)?,
         error_budget_remaining: row.try_get("error_budget_remaining").map_err(db_error)?,
@@ -147,7 +148,7 @@ impl Operations for SqlStore {
     }
 
     async fn latest_evaluations(&self) -> Result<Vec<EvaluationPoint>, StoreError> {
-        sqlx::query("SELECT evaluated_at, status, CAST(NULL AS DOUBLE PRECISION) AS error_budget_remaining, snapshot FROM latest_evaluations ORDER BY slo")
+        sqlx::query("SELECT slo, evaluated_at, status, CAST(NULL AS DOUBLE PRECISION) AS error_budget_remaining, snapshot FROM latest_evaluations ORDER BY slo")
             .fetch_all(&self.pool)
             .await
             .map_err(db_error)?
@@ -164,7 +165,7 @@ impl Operations for SqlStore {
         limit: i64,
     ) -> Result<Vec<EvaluationPoint>, StoreError> {
         sqlx::query(
-            "SELECT evaluated_at, status, error_budget_remaining, snapshot FROM evaluations \
+            "SELECT slo, evaluated_at, status, error_budget_remaining, snapshot FROM evaluations \
              WHERE slo = $1 AND evaluated_at >= $2 AND evaluated_at <= $3 ORDER BY evaluated_at LIMIT $4",
         )
         .bind(slo)
