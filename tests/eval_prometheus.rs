@@ -737,3 +737,75 @@ async fn a_prometheus_too_slow_to_answer_times_out_into_an_error() {
     );
     holder.join().unwrap();
 }
+
+/// The uniqueness check is what makes `max by` safe, so an answer to it that cannot be trusted
+/// leaves no number trusted: a partial answer (Thanos' or Mimir's `warnings`) gives no data, a
+/// failed one an error; a clean one lets the same recorded numbers through. A small fake
+/// speaks the query API here, since a real Prometheus cannot be made to answer one query
+/// partially and another whole.
+#[tokio::test]
+async fn an_untrustworthy_uniqueness_check_leaves_rules_mode_without_numbers() {
+    use axum::body::Bytes;
+    use axum::http::{StatusCode, header};
+    use axum::routing::post;
+
+    let answer = |check: &'static str| {
+        post(move |body: Bytes| async move {
+            let form = String::from_utf8_lossy(&body).to_string();
+            let json = |result: &str, warnings: &str| {
+                format!(
+                    r#"{{"status":"success","data":{{"resultType":"vector","result":[{result}]}},"warnings":[{warnings}]}}"#
+                )
+            };
+            let quiet = r#"{"metric":{"slo":"spike"},"value":[1,"0.0001"]}"#;
+            let (status, body) = match (form.contains("count"), check) {
+                (false, _) => (StatusCode::OK, json(quiet, "")),
+                (true, "clean") => (StatusCode::OK, json("", "")),
+                (true, "partial") => (
+                    StatusCode::OK,
+                    json("", r#""No StoreAPIs matched for this query""#),
+                ),
+                (true, _) => (
+                    StatusCode::BAD_GATEWAY,
+                    "<html>502 Bad Gateway</html>".into(),
+                ),
+            };
+            (status, [(header::CONTENT_TYPE, "application/json")], body)
+        })
+    };
+    let app = axum::Router::new()
+        .route("/clean/api/v1/query", answer("clean"))
+        .route("/partial/api/v1/query", answer("partial"))
+        .route("/failing/api/v1/query", answer("failing"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let spike: Vec<_> = slos().into_iter().filter(|s| s.name == "spike").collect();
+    let read = |path: &str| {
+        let url = format!("{base}/{path}");
+        let slos = spike.clone();
+        async move { evaluator(&url, ReadMode::Rules).evaluate(&slos, AT).await }
+    };
+    let clean = read("clean").await;
+    assert_eq!(clean.slos[0].status.as_str(), "ok", "{:?}", clean.slos[0]);
+    assert_eq!(clean.slos[0].source, Some(SliSource::Rules));
+
+    let partial = read("partial").await;
+    assert_eq!(
+        partial.slos[0].status.as_str(),
+        "no_data",
+        "{:?}",
+        partial.slos[0]
+    );
+    assert!(partial.slos[0].error_budget_remaining.is_none());
+
+    let failing = read("failing").await;
+    assert_eq!(failing.slos[0].status, EvalStatus::Error);
+    let error = failing.slos[0].error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("checking that recorded series are unique"),
+        "{error}"
+    );
+    assert_eq!(failing.failed_queries, 1);
+}
