@@ -90,7 +90,7 @@ fn main() {
             .await;
             assert_eq!(recorded.failed, 0);
             let state = ServiceState::new(store.clone(), "bench".into());
-            state.set_slos(&slos);
+            state.set_slos(Arc::new(slos.clone()));
             let router = burnguard::http::router(Arc::new(state));
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let base = format!("http://{}", listener.local_addr().unwrap());

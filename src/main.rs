@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    burnguard::allocator::limit_arenas();
     let cli = burnguard::cli::Cli::parse();
     match burnguard::cli::run(cli) {
         Ok(code) => code,

@@ -20,38 +20,75 @@ pub struct InstantSample {
     pub value: f64,
 }
 
-/// The labels of one answered series, in name order. A short list: a series has a few labels,
-/// and a map per series would allocate a whole tree node (about 500 bytes) for each of the
-/// tens of thousands of series a cycle reads.
+/// The labels of one answered series, in name order, in one allocation: the names and values
+/// back to back in one string. A series has a few labels, and a map per series would allocate
+/// a whole tree node (about 500 bytes) for each of the tens of thousands of series a cycle
+/// reads; a string per name and value would still be three allocations for one label.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct SeriesLabels(Vec<(String, String)>);
+pub struct SeriesLabels {
+    /// Every label's name then value, in name order.
+    text: String,
+    /// For each label, where its name ends and where its value ends in `text`; each name
+    /// starts where the label before ends.
+    ends: smallvec::SmallVec<[(usize, usize); 2]>,
+}
 
 impl SeriesLabels {
     /// The value of label `name`.
-    pub fn get(&self, name: &str) -> Option<&String> {
-        self.0
-            .binary_search_by(|(k, _)| k.as_str().cmp(name))
-            .ok()
-            .map(|i| &self.0[i].1)
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, value)| value)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
-        self.0.iter().map(|(k, v)| (k, v))
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        let mut start = 0;
+        self.ends.iter().map(move |&(name_end, value_end)| {
+            let label = (&self.text[start..name_end], &self.text[name_end..value_end]);
+            start = value_end;
+            label
+        })
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.ends.is_empty()
+    }
+
+    /// Labels read in answer order: `text` holds each name then value back to back, `ends`
+    /// where each ends. Sorted by name if they were not (Prometheus sends them sorted); of a
+    /// name given twice, the last value.
+    pub fn from_text(text: String, ends: &[(usize, usize)]) -> Self {
+        let labels = Self {
+            text,
+            ends: ends.iter().copied().collect(),
+        };
+        let in_order = labels
+            .iter()
+            .zip(labels.iter().skip(1))
+            .all(|((a, _), (b, _))| a < b);
+        if in_order {
+            return labels;
+        }
+        let mut pairs: Vec<(&str, &str)> = labels.iter().collect();
+        pairs.reverse();
+        pairs.sort_by(|a, b| a.0.cmp(b.0));
+        pairs.dedup_by(|later, earlier| later.0 == earlier.0);
+        pairs.into_iter().collect()
     }
 }
 
-impl FromIterator<(String, String)> for SeriesLabels {
+impl<N: AsRef<str>, V: AsRef<str>> FromIterator<(N, V)> for SeriesLabels {
     /// In name order; of a name given twice, the last value.
-    fn from_iter<I: IntoIterator<Item = (String, String)>>(labels: I) -> Self {
-        let mut labels: Vec<(String, String)> = labels.into_iter().collect();
-        labels.reverse();
-        labels.sort_by(|a, b| a.0.cmp(&b.0));
-        labels.dedup_by(|later, earlier| later.0 == earlier.0);
-        Self(labels)
+    fn from_iter<I: IntoIterator<Item = (N, V)>>(labels: I) -> Self {
+        let mut text = String::new();
+        let mut ends = Vec::new();
+        for (name, value) in labels {
+            text.push_str(name.as_ref());
+            let name_end = text.len();
+            text.push_str(value.as_ref());
+            ends.push((name_end, text.len()));
+        }
+        Self::from_text(text, &ends)
     }
 }
 
@@ -1030,4 +1067,32 @@ pub trait ClusterHost: Send + Sync + 'static {
     /// One reconcile of `kind` (`ServiceLevelObjective`, `Playbook`) ended with `outcome`
     /// (`ok` or an error label) after `seconds`.
     fn reconciled(&self, kind: &str, outcome: &str, seconds: f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SeriesLabels;
+
+    #[test]
+    fn labels_given_out_of_order_are_kept_in_name_order_and_a_repeated_name_keeps_its_last_value() {
+        let labels: SeriesLabels = [("slo", "a"), ("route", "/x"), ("env", ""), ("route", "/y")]
+            .into_iter()
+            .collect();
+        let all: Vec<(&str, &str)> = labels.iter().collect();
+        assert_eq!(all, [("env", ""), ("route", "/y"), ("slo", "a")]);
+        assert_eq!(labels.get("route"), Some("/y"));
+        assert_eq!(labels.get("env"), Some(""));
+        assert_eq!(labels.get("rout"), None);
+        assert_eq!(labels.get("slo"), Some("a"));
+    }
+
+    #[test]
+    fn labels_in_order_are_kept_as_read() {
+        let text = "routé/pay{x}slocheckout".to_string();
+        let labels = SeriesLabels::from_text(text, &[(6, 13), (16, 24)]);
+        let all: Vec<(&str, &str)> = labels.iter().collect();
+        assert_eq!(all, [("routé", "/pay{x}"), ("slo", "checkout")]);
+        assert!(SeriesLabels::default().is_empty());
+        assert_eq!(SeriesLabels::default().get(""), None);
+    }
 }

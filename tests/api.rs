@@ -978,3 +978,26 @@ async fn the_ui_answers_html_and_follows_protect_reads() {
         assert_eq!(page(&protected, asset, None).await.0, 200, "{asset}");
     }
 }
+
+/// The HTTP side keeps the evaluation loop's list of SLOs itself, not a copy of each SLO (a copy
+/// is tens of megabytes at 100,000 SLOs), and still finds each by name.
+#[tokio::test]
+async fn the_loaded_slos_are_shared_with_the_evaluation_loop_not_copied() {
+    burnguard::adapters::prometheus::install_crypto_provider();
+    let db = TestDb::sqlite();
+    let store = Arc::new(SqlStore::open(db.url()).await.unwrap());
+    let state = ServiceState::new(store, "burnguard".into());
+    let loaded = Arc::new(common::fleet::slos(3));
+    state.set_slos(loaded.clone());
+    assert_eq!(Arc::strong_count(&loaded), 2, "one list, held twice");
+    assert_eq!(state.slo("slo-2").as_ref(), Some(&loaded[2]));
+    assert_eq!(state.slo("slo-3"), None);
+    let names = state.slo_names();
+    assert_eq!(names.len(), 3);
+    assert_eq!(names["slo-1"], Vec::<String>::new());
+    assert_eq!(state.slo_labels()["slo-1"]["team"], "team-1");
+    // A new set replaces the old one, which is then held by the loop alone.
+    state.set_slos(Arc::new(common::fleet::slos(1)));
+    assert_eq!(Arc::strong_count(&loaded), 1);
+    assert_eq!(state.slo("slo-2"), None);
+}

@@ -280,10 +280,7 @@ async fn the_generated_rules_record_the_same_period_ratio_and_budget() {
     let prometheus_client = client(&prometheus.url);
     let value = |answer: Vec<burnguard::ports::InstantSample>| {
         assert_eq!(answer.len(), 1, "{answer:?}");
-        assert_eq!(
-            answer[0].labels.get("slo").map(String::as_str),
-            Some("shop-month")
-        );
+        assert_eq!(answer[0].labels.get("slo"), Some("shop-month"));
         answer[0].value
     };
 

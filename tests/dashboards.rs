@@ -693,7 +693,7 @@ async fn run_target(
                 let labels = s
                     .labels
                     .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect();
                 (legend(&legend_format, &labels), vec![(END, s.value)])
             })

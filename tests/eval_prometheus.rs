@@ -402,8 +402,8 @@ fn check(fx: &Fixture, got: &SloEvaluation) {
         assert_eq!(
             (
                 alert.severity,
-                alert.long_window.as_str(),
-                alert.short_window.as_str()
+                &*alert.long.notation(),
+                &*alert.short.notation()
             ),
             (*severity, *long, *short)
         );

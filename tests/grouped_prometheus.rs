@@ -552,7 +552,7 @@ async fn a_grouped_calendar_slo_records_a_budget_per_group_as_burnguard_reads_it
     assert_eq!(recorded.len(), 3, "one budget per route: {recorded:?}");
     for sample in &recorded {
         let route = sample.labels.get("route").unwrap();
-        let mine = ours[route.as_str()].error_budget_remaining.unwrap();
+        let mine = ours[route].error_budget_remaining.unwrap();
         // The rules count whole 5m steps, burnguard the exact range: the budget spent agrees
         // within 2%.
         assert!(

@@ -164,7 +164,7 @@ impl Prometheus {
         &self,
         endpoint: &str,
         form: &[(&str, String)],
-    ) -> Result<(u16, Vec<u8>), MetricsError> {
+    ) -> Result<(u16, impl AsRef<[u8]> + Send + 'static), MetricsError> {
         let url = self
             .api
             .join(endpoint)
@@ -181,7 +181,7 @@ impl Prometheus {
             .bytes()
             .await
             .map_err(|e| self.transport_error(&e))?;
-        Ok((status.as_u16(), body.to_vec()))
+        Ok((status.as_u16(), body))
     }
 
     fn transport_error(&self, error: &reqwest::Error) -> MetricsError {
@@ -209,6 +209,10 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     crate::redact::credentials(&text)
 }
 
+/// Answers at least this large are read on a blocking thread (256 KiB: about 4,000 series
+/// of one label); smaller ones are read where they arrive, cheaper than a thread hop.
+const PARSE_APART_BYTES: usize = 256 * 1024;
+
 /// The query API's envelope (`/api/v1/query`, `/api/v1/query_range`).
 #[derive(serde::Deserialize)]
 struct Answer {
@@ -224,10 +228,43 @@ struct Answer {
 #[derive(serde::Deserialize)]
 #[serde(tag = "resultType", content = "result", rename_all = "lowercase")]
 enum Data {
-    Vector(Vec<VectorSeries>),
+    Vector(Samples),
     Matrix(Vec<MatrixSeries>),
     Scalar(Point),
     String(serde::de::IgnoredAny),
+}
+
+/// A vector's series read straight into samples (no list of raw series in between), or the
+/// first series that is not a float sample.
+struct Samples(Result<Vec<InstantSample>, MetricsError>);
+
+impl<'de> serde::Deserialize<'de> for Samples {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Series;
+        impl<'de> serde::de::Visitor<'de> for Series {
+            type Value = Samples;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of series")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut samples = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(series) = seq.next_element::<VectorSeries>()? {
+                    match series.sample() {
+                        Ok(sample) => samples.push(sample),
+                        Err(error) => {
+                            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                            return Ok(Samples(Err(error)));
+                        }
+                    }
+                }
+                Ok(Samples(Ok(samples)))
+            }
+        }
+        d.deserialize_seq(Series)
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -237,7 +274,22 @@ struct VectorSeries {
     value: Option<Point>,
 }
 
-/// A series' `metric` object as a short list of labels, without a map per series.
+impl VectorSeries {
+    fn sample(self) -> Result<InstantSample, MetricsError> {
+        let value = self.value.ok_or_else(|| {
+            MetricsError::BadResponse(
+                "a series without a float sample (a native histogram?)".into(),
+            )
+        })?;
+        Ok(InstantSample {
+            labels: self.metric,
+            value: value.value()?,
+        })
+    }
+}
+
+/// A series' `metric` object as [`SeriesLabels`]: names and values copied straight from the
+/// body into one string.
 fn series_labels<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SeriesLabels, D::Error> {
     struct Labels;
     impl<'de> serde::de::Visitor<'de> for Labels {
@@ -249,14 +301,38 @@ fn series_labels<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SeriesLabels,
             self,
             mut map: A,
         ) -> Result<Self::Value, A::Error> {
-            let mut labels = Vec::with_capacity(map.size_hint().unwrap_or(4));
-            while let Some(entry) = map.next_entry::<String, String>()? {
-                labels.push(entry);
+            let mut text = String::new();
+            let mut ends: smallvec::SmallVec<[(usize, usize); 4]> = smallvec::SmallVec::new();
+            while map.next_key_seed(AppendTo(&mut text))?.is_some() {
+                let name_end = text.len();
+                map.next_value_seed(AppendTo(&mut text))?;
+                ends.push((name_end, text.len()));
             }
-            Ok(labels.into_iter().collect())
+            Ok(SeriesLabels::from_text(text, &ends))
         }
     }
     d.deserialize_map(Labels)
+}
+
+/// Appends a JSON string to a buffer without a `String` of its own.
+struct AppendTo<'s>(&'s mut String);
+
+impl<'de> serde::de::DeserializeSeed<'de> for AppendTo<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for AppendTo<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<(), E> {
+        self.0.push_str(text);
+        Ok(())
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -269,13 +345,32 @@ struct MatrixSeries {
 
 /// `[unix time, "value"]`; the value is text so that `NaN` and `+Inf` survive JSON.
 #[derive(serde::Deserialize)]
-struct Point(f64, String);
+struct Point(f64, SampleValue);
 
 impl Point {
     fn value(&self) -> Result<f64, MetricsError> {
-        self.1.parse::<f64>().map_err(|_| {
-            MetricsError::BadResponse(format!("sample value `{}` is not a number", self.1))
+        self.1.0.as_ref().copied().map_err(|text| {
+            MetricsError::BadResponse(format!("sample value `{text}` is not a number"))
         })
+    }
+}
+
+/// A sample's value read from its text as it is parsed, or the text that is not a number.
+struct SampleValue(Result<f64, Box<str>>);
+
+impl<'de> serde::Deserialize<'de> for SampleValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl<'de> serde::de::Visitor<'de> for Text {
+            type Value = SampleValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a sample value as a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<SampleValue, E> {
+                Ok(SampleValue(text.parse::<f64>().map_err(|_| text.into())))
+            }
+        }
+        d.deserialize_str(Text)
     }
 }
 
@@ -287,20 +382,7 @@ pub fn instant_answer(
     timeout_seconds: u64,
 ) -> Result<Vec<InstantSample>, MetricsError> {
     match parse_answer(status, body, timeout_seconds)? {
-        Data::Vector(series) => series
-            .into_iter()
-            .map(|s| {
-                let value = s.value.ok_or_else(|| {
-                    MetricsError::BadResponse(
-                        "a series without a float sample (a native histogram?)".into(),
-                    )
-                })?;
-                Ok(InstantSample {
-                    labels: s.metric,
-                    value: value.value()?,
-                })
-            })
-            .collect(),
+        Data::Vector(Samples(samples)) => samples,
         Data::Scalar(point) => Ok(vec![InstantSample {
             labels: SeriesLabels::default(),
             value: point.value()?,
@@ -364,7 +446,16 @@ impl MetricsSource for Prometheus {
             ("timeout", format!("{}ms", self.timeout.as_millis())),
         ];
         let (status, body) = self.post("query", &form).await?;
-        instant_answer(status, &body, self.timeout.as_secs())
+        let timeout = self.timeout.as_secs();
+        if body.as_ref().len() < PARSE_APART_BYTES {
+            return instant_answer(status, body.as_ref(), timeout);
+        }
+        // A large answer (a rules-mode window over thousands of SLOs) is read on a thread of
+        // its own: the answers of one cycle are read side by side, and the cycle's task is
+        // free to take the next answer off the wire meanwhile.
+        tokio::task::spawn_blocking(move || instant_answer(status, body.as_ref(), timeout))
+            .await
+            .map_err(|error| MetricsError::BadResponse(format!("reading the answer: {error}")))?
     }
 
     async fn range(
@@ -382,7 +473,7 @@ impl MetricsSource for Prometheus {
             ("timeout", format!("{}ms", self.timeout.as_millis())),
         ];
         let (status, body) = self.post("query_range", &form).await?;
-        match parse_answer(status, &body, self.timeout.as_secs())? {
+        match parse_answer(status, body.as_ref(), self.timeout.as_secs())? {
             Data::Matrix(series) => series
                 .into_iter()
                 .map(|s| {
@@ -424,7 +515,7 @@ mod tests {
 
     fn vector(body: &str) -> Result<usize, MetricsError> {
         match parse_answer(200, body.as_bytes(), 10)? {
-            Data::Vector(series) => Ok(series.len()),
+            Data::Vector(Samples(series)) => Ok(series?.len()),
             _ => Err(MetricsError::BadResponse("not a vector".into())),
         }
     }
@@ -458,13 +549,45 @@ mod tests {
             {"metric":{},"value":[1,"1"]}]}}"#;
         let samples = instant_answer(200, body, 10).unwrap();
         let labels = &samples[0].labels;
-        assert_eq!(labels.get("slo").map(String::as_str), Some("checkout"));
-        assert_eq!(labels.get("route").map(String::as_str), Some("/pay"));
-        assert_eq!(labels.get("__name__").map(String::as_str), Some("x"));
+        assert_eq!(labels.get("slo"), Some("checkout"));
+        assert_eq!(labels.get("route"), Some("/pay"));
+        assert_eq!(labels.get("__name__"), Some("x"));
         assert_eq!(labels.get("service"), None);
-        let names: Vec<&str> = labels.iter().map(|(k, _)| k.as_str()).collect();
+        let names: Vec<&str> = labels.iter().map(|(k, _)| k).collect();
         assert_eq!(names, ["__name__", "route", "slo"]);
         assert!(samples[1].labels.is_empty());
+    }
+
+    #[test]
+    fn escaped_label_values_and_sample_values_are_read_as_prometheus_wrote_them() {
+        let body = br#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"slo":"caf\u00e9","route":"/a\"b\\c"},"value":[1,"+Inf"]},
+            {"metric":{"slo":"x"},"value":[1,"NaN"]},
+            {"metric":{"slo":"y"},"value":[1,"1e-3"]}]}}"#;
+        let samples = instant_answer(200, body, 10).unwrap();
+        assert_eq!(samples[0].labels.get("slo"), Some("café"));
+        assert_eq!(samples[0].labels.get("route"), Some(r#"/a"b\c"#));
+        assert_eq!(samples[0].value, f64::INFINITY);
+        assert!(samples[1].value.is_nan());
+        assert_eq!(samples[2].value, 0.001);
+        // A value that is not a number names itself, wherever it is in the answer.
+        let bad = br#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"slo":"a"},"value":[1,"0.5"]},
+            {"metric":{"slo":"b"},"value":[1,"lots"]},
+            {"metric":{"slo":"c"},"value":[1,"0.5"]}]}}"#;
+        assert_eq!(
+            instant_answer(200, bad, 10),
+            Err(MetricsError::BadResponse(
+                "sample value `lots` is not a number".into()
+            ))
+        );
+        // A series without a float sample (a native histogram) is refused, not skipped.
+        let histogram = br#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"slo":"a"},"histogram":[1,{"count":"2"}]}]}}"#;
+        assert!(matches!(
+            instant_answer(200, histogram, 10),
+            Err(MetricsError::BadResponse(m)) if m.contains("native histogram")
+        ));
     }
 
     #[test]

@@ -83,7 +83,7 @@ pub fn table(evaluation: &Evaluation) -> String {
             .alerts
             .iter()
             .filter(|a| a.firing)
-            .map(|a| format!("{} {}/{}", a.severity, a.long_window, a.short_window))
+            .map(|a| format!("{} {}/{}", a.severity, a.long, a.short))
             .collect();
         let last = match &slo.error {
             Some(error) => format!("error: {error}"),

@@ -111,6 +111,56 @@ impl fmt::Display for Window {
     }
 }
 
+impl Window {
+    /// The window in Prometheus notation without allocating: for code that prints many (every
+    /// SLO's windows on each `/metrics` scrape).
+    pub fn notation(self) -> WindowNotation {
+        let mut text = WindowNotation {
+            bytes: [0; WindowNotation::CAPACITY],
+            len: 0,
+        };
+        // The longest window (u64::MAX seconds) is 21 characters: it always fits.
+        let _ = fmt::write(&mut text, format_args!("{self}"));
+        text
+    }
+}
+
+impl serde::Serialize for Window {
+    /// As its notation (`1h30m`).
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.notation())
+    }
+}
+
+/// A window's notation on the stack (see [`Window::notation`]).
+#[derive(Clone, Copy)]
+pub struct WindowNotation {
+    bytes: [u8; Self::CAPACITY],
+    len: usize,
+}
+
+impl WindowNotation {
+    const CAPACITY: usize = 32;
+}
+
+impl fmt::Write for WindowNotation {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let end = self.len + text.len();
+        let slot = self.bytes.get_mut(self.len..end).ok_or(fmt::Error)?;
+        slot.copy_from_slice(text.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for WindowNotation {
+    type Target = str;
+    fn deref(&self) -> &str {
+        // Only whole `str`s are ever written.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
+}
+
 /// The SLO target as a fraction of good events, strictly between 0 and 1 (99.9% is 0.999).
 #[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
 pub struct Objective(f64);
@@ -533,6 +583,14 @@ mod tests {
 
     #[test]
     fn windows_print_in_canonical_notation() {
+        for seconds in [1, 59, 300, 5_400, 86_401, 28 * 86_400, u64::MAX] {
+            let window = Window::from_secs(seconds);
+            assert_eq!(&*window.notation(), window.to_string(), "{seconds}");
+        }
+        assert_eq!(
+            Window::from_secs(u64::MAX).to_string(),
+            "213503982334601d7h15s"
+        );
         assert_eq!(Window::from_secs(5_400).to_string(), "1h30m");
         assert_eq!(Window::from_secs(28 * 86_400).to_string(), "28d");
         assert_eq!(Window::from_secs(300).to_string(), "5m");

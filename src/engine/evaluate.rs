@@ -86,7 +86,7 @@ impl Serialize for WindowValues {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.0.len()))?;
         for (window, value) in &self.0 {
-            map.serialize_entry(&window.to_string(), value)?;
+            map.serialize_entry(&*window.notation(), value)?;
         }
         map.end()
     }
@@ -95,12 +95,12 @@ impl Serialize for WindowValues {
 /// One alert row's state as reported.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct AlertReport {
-    /// The row's long window, for code (the strings below are for output).
-    #[serde(skip)]
-    pub long: Window,
     pub severity: &'static str,
-    pub long_window: String,
-    pub short_window: String,
+    /// Printed in Prometheus notation (`1h`), as `long_window` and `short_window`.
+    #[serde(rename = "long_window")]
+    pub long: Window,
+    #[serde(rename = "short_window")]
+    pub short: Window,
     /// The burn-rate threshold (the workbook's "factor").
     pub factor: f64,
     pub firing: bool,
@@ -113,8 +113,7 @@ impl From<&AlertState> for AlertReport {
         Self {
             long: state.window.long,
             severity: state.window.severity.as_str(),
-            long_window: state.window.long.to_string(),
-            short_window: state.window.short.to_string(),
+            short: state.window.short,
             factor: state.window.burn_rate_threshold,
             firing: state.firing(),
             has_data: state.verdict != burn::PairVerdict::NoData,
@@ -214,7 +213,16 @@ impl SloEvaluation {
     /// What incidents, records and the latest state are kept under: the SLO's name, with the
     /// group's labels for a grouped SLO (`checkout{route="/pay"}`).
     pub fn key(&self) -> String {
-        crate::domain::policy::group_key(&self.name, &self.group)
+        self.key_text().into_owned()
+    }
+
+    /// [`Self::key`], without a copy of the name for an ungrouped SLO.
+    pub fn key_text(&self) -> std::borrow::Cow<'_, str> {
+        if self.group.is_empty() {
+            std::borrow::Cow::Borrowed(&self.name)
+        } else {
+            std::borrow::Cow::Owned(crate::domain::policy::group_key(&self.name, &self.group))
+        }
     }
 
     fn assessed(slo: &Slo, source: SliSource, read: &Ratios, at: UnixSeconds) -> Self {
@@ -342,8 +350,8 @@ impl<M: MetricsSource> Evaluator<M> {
                         let recorded: HashMap<&str, (f64, Option<&str>)> = samples
                             .iter()
                             .filter_map(|s| {
-                                let hash = s.labels.get(RULES_HASH_LABEL).map(String::as_str);
-                                Some((s.labels.get("slo")?.as_str(), (s.value, hash)))
+                                let hash = s.labels.get(RULES_HASH_LABEL);
+                                Some((s.labels.get("slo")?, (s.value, hash)))
                             })
                             .collect();
                         slos.iter()
@@ -411,15 +419,18 @@ impl<M: MetricsSource> Evaluator<M> {
             let answers: HashMap<Span, QueryResult> = answers.into_iter().collect();
             let samples = index_by_slo(&answers, &read);
             let uniqueness = Uniqueness::of(&duplicated);
-            for (k, i) in rules_slos.into_iter().enumerate() {
-                results[i] = Some(from_rules(
+            let assessed = on_every_core(read.len(), |k| {
+                from_rules(
                     read[k],
                     &spans_of[k],
                     &answers,
                     &samples[k],
                     &uniqueness,
                     at,
-                ));
+                )
+            });
+            for (i, evaluations) in rules_slos.into_iter().zip(assessed) {
+                results[i] = Some(evaluations);
             }
         }
 
@@ -483,6 +494,33 @@ impl<M: MetricsSource> Evaluator<M> {
             query_errors: errors.by_reason,
         }
     }
+}
+
+/// `work(0..n)` in order, split over the machine's cores when `n` is large enough for that to
+/// pay (assessing thousands of SLOs takes tens of milliseconds; a thread takes microseconds).
+fn on_every_core<T: Send>(n: usize, work: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    const PER_THREAD: usize = 1_000;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let threads = cores.min(n / PER_THREAD).max(1);
+    if threads == 1 {
+        return (0..n).map(work).collect();
+    }
+    let chunk = n.div_ceil(threads);
+    let work = &work;
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = (0..n)
+            .step_by(chunk)
+            .map(|start| scope.spawn(move || (start..n.min(start + chunk)).map(work).collect()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|part| -> Vec<T> {
+                // A panic in `work` is a bug; it goes on as a panic here, as it would unsplit.
+                part.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 /// Failed and partial answers of one cycle.
@@ -582,7 +620,7 @@ impl<'a> Uniqueness<'a> {
             Ok(samples) => Self::Checked(
                 samples
                     .iter()
-                    .filter_map(|s| Some((s.labels.get("slo")?.as_str(), s.value)))
+                    .filter_map(|s| Some((s.labels.get("slo")?, s.value)))
                     .collect(),
             ),
             Err(MetricsError::PartialResponse(_)) => Self::Unknown,
@@ -604,15 +642,15 @@ fn index_by_slo<'a>(
         .enumerate()
         .map(|(k, slo)| (slo.name.as_str(), k))
         .collect();
-    let mut index: Vec<Vec<(Span, &InstantSample)>> = vec![Vec::new(); slos.len()];
+    // Room for one sample per span: an ungrouped SLO's whole answer, in one allocation.
+    let mut index: Vec<Vec<(Span, &InstantSample)>> = slos
+        .iter()
+        .map(|slo| Vec::with_capacity(slo.alerting.windows.len() * 2 + 2))
+        .collect();
     for (span, result) in answers {
         if let Ok(samples) = result {
             for sample in samples {
-                if let Some(k) = sample
-                    .labels
-                    .get("slo")
-                    .and_then(|slo| position.get(slo.as_str()))
-                {
+                if let Some(k) = sample.labels.get("slo").and_then(|slo| position.get(slo)) {
                     index[*k].push((*span, sample));
                 }
             }
@@ -623,7 +661,8 @@ fn index_by_slo<'a>(
 
 /// What one span's query said for one SLO, before it is split into groups.
 enum SpanAnswer<'a> {
-    Samples(Vec<&'a InstantSample>),
+    /// Inline for an ungrouped SLO's one series.
+    Samples(smallvec::SmallVec<[&'a InstantSample; 1]>),
     /// A partial answer, or no query (too early in a calendar period).
     NoData,
     Failed(String),
@@ -735,13 +774,14 @@ fn assemble(
                 samples.len()
             ));
         }
+        // Only a grouped SLO can have more than one series here (checked above).
         let mut seen: HashSet<Group> = HashSet::new();
         for sample in samples {
             let group = match group_of(slo, sample) {
                 Ok(group) => group,
                 Err(reason) => return fail(format!("{}: {reason}", span.describe())),
             };
-            if !seen.insert(group.clone()) {
+            if !slo.group_by.is_empty() && !seen.insert(group.clone()) {
                 return fail(format!(
                     "{} has two series for {}; the queries must aggregate by exactly {}",
                     span.describe(),
@@ -795,7 +835,7 @@ fn group_of(slo: &Slo, sample: &InstantSample) -> Result<Group, String> {
     slo.group_by
         .iter()
         .map(|label| match sample.labels.get(label) {
-            Some(value) if !value.is_empty() => Ok((label.clone(), value.clone())),
+            Some(value) if !value.is_empty() => Ok((label.clone(), value.to_string())),
             _ => Err(format!(
                 "a series has no `{label}` label; the queries must aggregate by {} (sum by ({}) (...))",
                 slo.group_by.join(", "),
@@ -803,4 +843,18 @@ fn group_of(slo: &Slo, sample: &InstantSample) -> Result<Group, String> {
             )),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::on_every_core;
+
+    #[test]
+    fn work_split_over_cores_comes_back_whole_and_in_order() {
+        for n in [0, 1, 999, 1_000, 2_001, 10_007] {
+            let squares = on_every_core(n, |i| i * i);
+            let expected: Vec<usize> = (0..n).map(|i| i * i).collect();
+            assert_eq!(squares, expected, "n = {n}");
+        }
+    }
 }

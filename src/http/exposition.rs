@@ -119,7 +119,7 @@ impl Family {
                 };
                 for (window, value) in values {
                     if let Some(v) = value {
-                        sample(&[("window", &window.to_string())], *v);
+                        sample(&[("window", &window.notation())], *v);
                     }
                 }
             }
@@ -130,10 +130,11 @@ impl Family {
             }
             Family::AlertFiring | Family::AlertThreshold => {
                 for alert in &e.alerts {
+                    let (long, short) = (alert.long.notation(), alert.short.notation());
                     let labels = [
                         ("severity", alert.severity),
-                        ("long_window", alert.long_window.as_str()),
-                        ("short_window", alert.short_window.as_str()),
+                        ("long_window", &*long),
+                        ("short_window", &*short),
                     ];
                     if self == Family::AlertThreshold {
                         sample(&labels, alert.factor);

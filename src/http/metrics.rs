@@ -335,10 +335,9 @@ mod tests {
             error_budget_remaining: Some(0.5),
             time_to_exhaustion_seconds: exhaustion,
             alerts: vec![AlertReport {
-                long: Window::from_secs(3_600),
                 severity: "page",
-                long_window: "1h".into(),
-                short_window: "5m".into(),
+                long: Window::from_secs(3_600),
+                short: Window::from_secs(300),
                 factor: 14.4,
                 firing: false,
                 has_data: false,

@@ -27,10 +27,27 @@ pub struct ServiceState {
     pub prometheus: Option<crate::adapters::prometheus::Prometheus>,
     /// Names of the loaded SLOs (alerts naming one attach to its incident).
     /// SLO name -> its groupBy labels.
-    slo_names: RwLock<std::collections::HashMap<String, Vec<String>>>,
-    /// The loaded SLOs by name, as the UI shows their policy, rules and labels.
-    slos: RwLock<Arc<std::collections::HashMap<String, Slo>>>,
+    slo_names: RwLock<Arc<SloNames>>,
+    /// The loaded SLOs, as the UI shows their policy, rules and labels.
+    slos: RwLock<Arc<LoadedSlos>>,
     readiness: RwLock<Readiness>,
+}
+
+/// The loaded SLOs' names, each with its `groupBy` labels (none for an ungrouped SLO).
+pub type SloNames = std::collections::HashMap<String, Vec<String>>;
+
+/// The loaded SLOs: the evaluation loop's own list (shared, not copied: at 100,000 SLOs a
+/// copy is tens of megabytes), and where each name is in it.
+#[derive(Default)]
+struct LoadedSlos {
+    slos: Arc<Vec<Slo>>,
+    by_name: std::collections::HashMap<String, usize>,
+}
+
+impl LoadedSlos {
+    fn get(&self, name: &str) -> Option<&Slo> {
+        self.by_name.get(name).map(|&i| &self.slos[i])
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -52,47 +69,53 @@ impl ServiceState {
             webhook_auth: WebhookAuth::default(),
             request_timeout: crate::http::DEFAULT_REQUEST_TIMEOUT,
             prometheus: None,
-            slo_names: RwLock::new(std::collections::HashMap::new()),
+            slo_names: RwLock::default(),
             slos: RwLock::new(Arc::default()),
             readiness: RwLock::new(Readiness::default()),
         }
     }
 
     /// The loaded SLOs' names, each with its `groupBy` labels (none for an ungrouped SLO).
-    pub fn slo_names(&self) -> std::collections::HashMap<String, Vec<String>> {
+    pub fn slo_names(&self) -> Arc<SloNames> {
         self.slo_names.read().map(|n| n.clone()).unwrap_or_default()
     }
 
     pub fn set_slo_names(&self, names: impl IntoIterator<Item = (String, Vec<String>)>) {
         if let Ok(mut current) = self.slo_names.write() {
-            *current = names.into_iter().collect();
+            *current = Arc::new(names.into_iter().collect());
         }
     }
 
-    /// Keeps the loaded SLOs (and their names) for the pages that show them.
-    pub fn set_slos(&self, slos: &[Slo]) {
+    /// Keeps the loaded SLOs (and their names) for the pages that show them: the list itself,
+    /// shared with whoever else holds it.
+    pub fn set_slos(&self, slos: Arc<Vec<Slo>>) {
         self.set_slo_names(slos.iter().map(|s| (s.name.clone(), s.group_by.clone())));
-        let by_name = slos.iter().map(|s| (s.name.clone(), s.clone())).collect();
+        let by_name = slos
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
         if let Ok(mut current) = self.slos.write() {
-            *current = Arc::new(by_name);
+            *current = Arc::new(LoadedSlos { slos, by_name });
         }
     }
 
     /// A loaded SLO.
     pub fn slo(&self, name: &str) -> Option<Slo> {
-        self.slos.read().ok().and_then(|s| s.get(name).cloned())
+        let loaded = self.slos.read().ok()?.clone();
+        loaded.get(name).cloned()
     }
 
     /// Every loaded SLO's `metadata.labels`, by name.
     pub fn slo_labels(&self) -> std::collections::HashMap<String, BTreeMap<String, String>> {
-        self.slos
-            .read()
-            .map(|s| {
-                s.iter()
-                    .map(|(name, slo)| (name.clone(), slo.labels.clone()))
-                    .collect()
-            })
-            .unwrap_or_default()
+        let Some(loaded) = self.slos.read().ok().map(|s| s.clone()) else {
+            return Default::default();
+        };
+        loaded
+            .slos
+            .iter()
+            .map(|slo| (slo.name.clone(), slo.labels.clone()))
+            .collect()
     }
 
     /// Every SLO's latest evaluation, by key: this replica's own where it has one (the store

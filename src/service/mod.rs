@@ -24,7 +24,7 @@ use crate::adapters::prometheus::Prometheus;
 use crate::adapters::store::SqlStore;
 use crate::config::Settings;
 use crate::domain::policy::Slo;
-use crate::engine::evaluate::{EvalStatus, Evaluator};
+use crate::engine::evaluate::{EvalStatus, Evaluator, SloEvaluation};
 use crate::engine::notify as notifications;
 use crate::engine::record;
 use crate::engine::remediate::Remediator;
@@ -75,7 +75,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     // The loaded set is a copy of every SLO: 10,000 SLOs keep no third copy for nothing.
     drop(set);
     let mut cluster_policies = crate::ports::ClusterPolicies::default();
-    let (mut slos, mut playbooks) = (file_slos.clone(), file_playbooks.clone());
+    // The evaluated set, shared with the HTTP side (one copy of each SLO).
+    let (mut slos, mut playbooks) = (Arc::new(file_slos.clone()), file_playbooks.clone());
     info!(
         slos = slos.len(),
         playbooks = playbooks.len(),
@@ -144,7 +145,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let mut service_state = ServiceState::new(store.clone(), settings.service_account.clone());
     service_state.api_auth = settings.api_auth.clone();
     service_state.webhook_auth = settings.webhook_auth.clone();
-    service_state.set_slos(&slos);
+    service_state.set_slos(slos.clone());
     service_state.prometheus = Some(prometheus.clone());
     let state = Arc::new(service_state);
     state.metrics.slos_loaded.set(slos.len() as i64);
@@ -308,9 +309,10 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
                         file_slos = new;
                         file_playbooks = books;
                         k.host.set_file_names(&file_slos, &file_playbooks);
-                        (slos, playbooks) = cluster::merge((&file_slos, &file_playbooks), &cluster_policies);
+                        let (merged, books) = cluster::merge((&file_slos, &file_playbooks), &cluster_policies);
+                        (slos, playbooks) = (Arc::new(merged), books);
                     } else {
-                        (slos, playbooks) = (new, books);
+                        (slos, playbooks) = (Arc::new(new), books);
                     }
                     policies_changed(&state, &slos);
                     forget_removed(&mut history, &slos);
@@ -319,7 +321,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
             }
             Some(policies) = cluster_changed(&mut kubernetes) => {
                 cluster_policies = policies;
-                (slos, playbooks) = cluster::merge((&file_slos, &file_playbooks), &cluster_policies);
+                let (merged, books) = cluster::merge((&file_slos, &file_playbooks), &cluster_policies);
+                (slos, playbooks) = (Arc::new(merged), books);
                 policies_changed(&state, &slos);
                 forget_removed(&mut history, &slos);
                 info!(slos = slos.len(), cluster_slos = cluster_policies.slos.len(), "policies from the cluster applied");
@@ -429,13 +432,13 @@ async fn cluster_changed(
 }
 
 /// What the HTTP side and /metrics know of the loaded SLOs, after the set changed.
-fn policies_changed(state: &ServiceState, slos: &[Slo]) {
+fn policies_changed(state: &ServiceState, slos: &Arc<Vec<Slo>>) {
     let names: std::collections::BTreeSet<&str> = slos.iter().map(|s| s.name.as_str()).collect();
     if let Ok(mut latest) = state.latest.write() {
         latest.retain(|_, e| names.contains(e.evaluation.name.as_str()));
     }
     state.metrics.slos_loaded.set(slos.len() as i64);
-    state.set_slos(slos);
+    state.set_slos(slos.clone());
 }
 
 /// Reads the store's counts for `/metrics` (after the cycle and its remediation, so they
@@ -522,7 +525,8 @@ async fn cycle(
         let recorded = record::record_cycle(store, due, &evaluation, history).await;
         let retired = record::retire_reshaped(store, due, &evaluation, at).await;
         let stored = started.elapsed() - read;
-        remember_latest(state, &evaluation);
+        // After the store: an SLO's latest state never shows what its incident does not yet.
+        remember_latest(state, at, &evaluation.slos);
         let elapsed = started.elapsed();
         let m = &state.metrics;
         m.store_errors.inc_by(recorded.failed as u64);
@@ -567,9 +571,9 @@ fn forget_removed(history: &mut record::HistoryCadence, slos: &[Slo]) {
     });
 }
 
-/// Keeps the cycle's evaluations as the latest (what `/metrics`, the cluster status and the
-/// UI's labels read), logging each SLO whose status changed.
-fn remember_latest(state: &ServiceState, evaluation: &crate::engine::Evaluation) {
+/// Keeps the cycle's evaluations (made at `at`) as the latest (what `/metrics`, the cluster
+/// status and the UI's labels read), logging each SLO whose status changed.
+fn remember_latest(state: &ServiceState, at: i64, evaluations: &[Arc<SloEvaluation>]) {
     let mut latest = match state.latest.write() {
         Ok(guard) => guard,
         Err(poisoned) => poisoned.into_inner(),
@@ -577,13 +581,26 @@ fn remember_latest(state: &ServiceState, evaluation: &crate::engine::Evaluation)
     // A grouped SLO's groups come and go with its series: a group not answered this
     // cycle is dropped (its open incident, if any, stays in the store).
     let evaluated: std::collections::HashSet<&str> =
-        evaluation.slos.iter().map(|e| e.name.as_str()).collect();
-    let keys: std::collections::HashSet<String> = evaluation.slos.iter().map(|e| e.key()).collect();
-    latest.retain(|key, e| !evaluated.contains(e.evaluation.name.as_str()) || keys.contains(key));
-    for e in evaluation.slos.iter().cloned() {
+        evaluations.iter().map(|e| e.name.as_str()).collect();
+    let keys: std::collections::HashSet<std::borrow::Cow<'_, str>> =
+        evaluations.iter().map(|e| e.key_text()).collect();
+    latest.retain(|key, e| {
+        !evaluated.contains(e.evaluation.name.as_str()) || keys.contains(key.as_str())
+    });
+    for e in evaluations {
         // `e` is a shared handle: the latest state holds the cycle's evaluation itself.
-        let key = e.key();
-        let before = latest.get(&key).map(|p| p.evaluation.status);
+        let key = e.key_text();
+        let point = LatestEvaluation {
+            at,
+            evaluation: e.clone(),
+        };
+        let before = match latest.get_mut(key.as_ref()) {
+            Some(slot) => Some(std::mem::replace(slot, point).evaluation.status),
+            None => {
+                latest.insert(key.to_string(), point);
+                None
+            }
+        };
         if before != Some(e.status) {
             match (&e.error, e.status) {
                 (Some(error), _) => {
@@ -595,13 +612,6 @@ fn remember_latest(state: &ServiceState, evaluation: &crate::engine::Evaluation)
                 (None, EvalStatus::Error) => {}
             }
         }
-        latest.insert(
-            key,
-            LatestEvaluation {
-                at: evaluation.at,
-                evaluation: e,
-            },
-        );
     }
 }
 

@@ -70,8 +70,7 @@ pub fn evaluation(slos: &[burnguard::domain::policy::Slo], at: i64) -> Evaluatio
                     .map(|row| AlertReport {
                         long: row.long,
                         severity: row.severity.as_str(),
-                        long_window: row.long.to_string(),
-                        short_window: row.short.to_string(),
+                        short: row.short,
                         factor: row.burn_rate_threshold,
                         firing: paging && row.burn_rate_threshold < 20.0,
                         has_data: true,

@@ -354,8 +354,9 @@ impl SqlStore {
                 "INSERT INTO evaluations (slo, service, evaluated_at, status, error_budget_remaining, snapshot) VALUES {}",
                 webhooks::values_list(batch.len(), 6, 1)
             );
-            // Built from constants and numbered placeholders only; every value is bound.
-            let mut query = sqlx::query(AssertSqlSafe(sql));
+            // Built from constants and numbered placeholders only; every value is bound. Not
+            // kept prepared: its size changes with the batch (see `ONE_OFF`).
+            let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(ONE_OFF);
             for &i in batch {
                 let e = &evaluations[i];
                 query = query
@@ -375,7 +376,7 @@ impl SqlStore {
                  status = excluded.status, snapshot = excluded.snapshot",
                 webhooks::values_list(batch.len(), 5, 1)
             );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
+            let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(ONE_OFF);
             for &i in batch {
                 let e = &evaluations[i];
                 query = query
@@ -420,7 +421,7 @@ impl SqlStore {
                  data_missing_since = NULL FROM (VALUES {}) AS v WHERE incidents.id = v.column1",
                 webhooks::values_list(batch.len(), 2, 2)
             );
-            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(at);
+            let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(ONE_OFF).bind(at);
             for (id, peak) in batch {
                 query = query.bind(*id).bind(*peak);
             }
@@ -624,6 +625,12 @@ fn changes_incident(decision: &Decision) -> bool {
 
 /// Incidents per multi-row update: two values each, far below the parameter limits.
 const ROWS_PER_UPDATE: usize = 500;
+
+/// `persistent` for statements whose text changes with the size of the batch (a `VALUES`
+/// list of one to hundreds of rows): each size would otherwise stay prepared on every pooled
+/// connection, up to the driver's cache of 100 statements per connection, and a prepared
+/// statement of thousands of placeholders holds tens of kilobytes or more, for good.
+const ONE_OFF: bool = false;
 
 /// PostgreSQL ended one of two transactions that waited on each other's locks.
 fn is_deadlock(error: &sqlx::Error) -> bool {

@@ -111,7 +111,7 @@ async fn open_incidents(tx: &mut Tx<'_>, keys: &[&str]) -> Result<Vec<(String, i
             placeholders(chunk.len(), 1)
         );
         // Built from constants and numbered placeholders only; every value is bound.
-        let mut query = sqlx::query(AssertSqlSafe(sql));
+        let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(super::ONE_OFF);
         for key in chunk {
             query = query.bind(*key);
         }
@@ -224,7 +224,7 @@ impl<'a> Plan<'a> {
                 rows.join(", ")
             );
             // Built from constants and numbered placeholders only; every value is bound.
-            let mut query = sqlx::query(AssertSqlSafe(sql));
+            let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(super::ONE_OFF);
             for (_, key, service, severity) in chunk {
                 query = query
                     .bind(*key)
@@ -294,7 +294,7 @@ async fn insert_timeline(
             values_list(chunk.len(), 6, 1)
         );
         // Built from constants and numbered placeholders only; every value is bound.
-        let mut query = sqlx::query(AssertSqlSafe(sql));
+        let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(super::ONE_OFF);
         for entry in chunk {
             query = query
                 .bind(plan.id(entry.slot)?)
@@ -502,7 +502,7 @@ impl Webhooks for SqlStore {
                 values_list(chunk.len(), 5, 1)
             );
             // Built from constants and numbered placeholders only; every value is bound.
-            let mut query = sqlx::query(AssertSqlSafe(sql));
+            let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(super::ONE_OFF);
             for (alert, incident) in chunk {
                 query = query
                     .bind(ALERTMANAGER)

@@ -40,7 +40,11 @@ where
             let answer = self.metrics.instant(&expr, at).await.map(|samples| {
                 samples
                     .into_iter()
-                    .filter(|s| group.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
+                    .filter(|s| {
+                        group
+                            .iter()
+                            .all(|(k, v)| s.labels.get(k) == Some(v.as_str()))
+                    })
                     .collect()
             });
             let reading = match one_value(answer) {

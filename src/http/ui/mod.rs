@@ -731,7 +731,7 @@ async fn backtest_posted(
 }
 
 async fn run_backtest(state: &ServiceState, q: BacktestQuery) -> Response {
-    let mut names: Vec<String> = state.slo_names().into_keys().collect();
+    let mut names: Vec<String> = state.slo_names().keys().cloned().collect();
     names.sort();
     let (range, seconds) = BACKTEST_RANGES
         .iter()
