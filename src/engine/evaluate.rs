@@ -11,8 +11,13 @@
 //!   now (`burnguard_rules_hash`); raw for the others (absent or stale rules).
 //!
 //! A failed query makes the SLOs that needed it `error`, with the reason; it is never read as
-//! a number. A partial answer (Prometheus `warnings`) makes its window no data. A query answering with more than one series for one SLO is an error too: which
-//! one would be the SLO's is a guess we do not make.
+//! a number. A partial answer (Prometheus `warnings`) makes its window no data. A query
+//! answering with more than one series for one SLO is an error too: which one would be the
+//! SLO's is a guess we do not make.
+//!
+//! The verdicts of a rules-mode cycle over thousands of SLOs are worked out on every core
+//! (`on_every_core`); each SLO's is a pure function of the answers, so the split changes
+//! nothing but the time.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
