@@ -15,7 +15,9 @@
 //!   alone needs to return the data;
 //! - scrapes `/metrics` once, as Prometheus would.
 //!
-//! After the cycles it reads `VmRSS` and `VmHWM` of the serve process from `/proc`. A cycle
+//! After the cycles it reads `VmRSS` and `VmHWM` of the serve process from `/proc`, and prints
+//! a second table: the CPU time (every thread, from `/proc/<pid>/stat`) serve spends per steady
+//! cycle beside what Prometheus spends answering it, and answering the bench alone. A cycle
 //! with failed queries prints a `WARNING` line. It asserts nothing.
 //!
 //! ```text
@@ -87,6 +89,22 @@ async fn prometheus_alone(
     (started.elapsed(), answers.iter().sum())
 }
 
+/// CPU time (user and system, every thread) the process has used so far, in milliseconds.
+fn cpu_ms(pid: u32) -> f64 {
+    // `/proc/<pid>/stat`: fields 14 and 15 after the command (which may hold spaces, so
+    // count from its closing parenthesis), in USER_HZ ticks (100 a second on Linux).
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after_command = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_command.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    (ticks(11) + ticks(12)) * 10.0
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -103,6 +121,7 @@ fn main() {
         "| N | serve cycle ms (median, min–max of {CYCLES}) | of which reading / storing ms (medians) | Prometheus alone ms (median, min–max) | ratio of medians | answer MiB | /metrics MiB | RSS MiB after {CYCLES} cycles | peak RSS MiB | target RSS |"
     );
     println!("|---:|---|---|---|---:|---:|---:|---:|---:|---|");
+    let mut cpu_rows = Vec::new();
     for n in sizes() {
         let slos = common::fleet::slos(n);
         // Exactly what a rules-mode cycle asks.
@@ -144,8 +163,15 @@ fn main() {
         let (mut read_ms, mut store_ms) = (Vec::new(), Vec::new());
         let (mut answer_bytes, mut metrics_bytes, mut failed) = (0, 0, 0usize);
         let mut metrics = String::new();
-        for _ in 0..CYCLES {
+        // CPU per cycle: serve's from the end of one scrape to the next cycle's end (it only
+        // sleeps in between), Prometheus's meanwhile (answering serve) and while it answers
+        // the bench alone. The first cycle opens incidents: left out.
+        let (serve_pid, prometheus_pid) = (serve.child.id(), prometheus.pid());
+        let (mut serve_cpu, mut prometheus_cpu, mut alone_cpu) = (0.0, 0.0, 0.0);
+        for cycle in 0..CYCLES {
+            let (serve_before, prometheus_before) = (cpu_ms(serve_pid), cpu_ms(prometheus_pid));
             let line = serve.wait_log("evaluation cycle done", Duration::from_secs(900));
+            let (serve_after, prometheus_after) = (cpu_ms(serve_pid), cpu_ms(prometheus_pid));
             let field = |name: &str| -> f64 {
                 line.split(&format!(" {name}="))
                     .nth(1)
@@ -157,8 +183,14 @@ fn main() {
             read_ms.push(field("read_millis"));
             store_ms.push(field("store_millis"));
             failed += field("failed") as usize;
+            let alone_before = cpu_ms(prometheus_pid);
             let (took, bytes) =
                 runtime.block_on(prometheus_alone(&client, &prometheus.url, &queries));
+            if cycle > 0 {
+                serve_cpu += serve_after - serve_before;
+                prometheus_cpu += prometheus_after - prometheus_before;
+                alone_cpu += cpu_ms(prometheus_pid) - alone_before;
+            }
             alone_ms.push(took.as_secs_f64() * 1e3);
             answer_bytes = bytes;
             if let Some((200, body)) =
@@ -168,8 +200,7 @@ fn main() {
                 metrics = body;
             }
         }
-        let pid = serve.child.id();
-        let (rss, peak) = (proc_mib(pid, "VmRSS:"), proc_mib(pid, "VmHWM:"));
+        let (rss, peak) = (proc_mib(serve_pid, "VmRSS:"), proc_mib(serve_pid, "VmHWM:"));
         let cycles = value(&metrics, "burnguard_evaluation_duration_seconds_count").unwrap_or(0.0);
         if failed > 0 || cycles < CYCLES as f64 - 1.0 {
             println!("WARNING: N={n}: {failed} failed queries; /metrics counted {cycles} cycles");
@@ -182,6 +213,14 @@ fn main() {
             format!("{:.0} ({lo:.0}–{hi:.0})", median(v.to_vec()))
         };
         let mib = |bytes: usize| bytes as f64 / (1024.0 * 1024.0);
+        let steady = (CYCLES - 1) as f64;
+        cpu_rows.push(format!(
+            "| {n} | {:.0} | {:.0} | {:.0} | {:.2} |",
+            serve_cpu / steady,
+            prometheus_cpu / steady,
+            alone_cpu / steady,
+            serve_cpu / alone_cpu
+        ));
         println!(
             "| {n} | {} | {:.0} / {:.0} | {} | {:.2} | {:.1} | {:.1} | {} | {} | {} |",
             spread(&cycle_ms),
@@ -208,5 +247,13 @@ fn main() {
             drop(serve);
         }
         drop(prometheus);
+    }
+    println!();
+    println!(
+        "| N | serve CPU ms per cycle | Prometheus CPU ms answering serve | Prometheus CPU ms answering the same queries alone | serve / Prometheus alone |"
+    );
+    println!("|---:|---:|---:|---:|---:|");
+    for row in cpu_rows {
+        println!("{row}");
     }
 }

@@ -314,6 +314,14 @@ pub trait Store: Send + Sync {
         &self,
     ) -> impl Future<Output = Result<Vec<IncidentRecord>, StoreError>> + Send;
 
+    /// The id and key of every unresolved incident, or with `grouped_only` of those keyed by
+    /// a group (`checkout{route="/pay"}`) only: what the check for SLOs whose `groupBy`
+    /// changed reads each cycle, a few columns of the rows that can concern it.
+    fn unresolved_keys(
+        &self,
+        grouped_only: bool,
+    ) -> impl Future<Output = Result<Vec<(i64, String)>, StoreError>> + Send;
+
     fn incident(
         &self,
         id: i64,

@@ -557,3 +557,46 @@ async fn a_batch_finds_the_incidents_of_its_keys_in_byte_order_whatever_the_coll
         }
     }
 }
+
+#[tokio::test]
+async fn unresolved_keys_of_group_keys_only_leave_out_plain_keys_and_resolved_incidents() {
+    for db in TestDb::both().await {
+        let store = SqlStore::open(db.url()).await.unwrap();
+        let page = || firing(Severity::Page, 20.0);
+        let grouped = r#"checkout{route="/pay"}"#;
+        observe_batch(
+            &store,
+            100,
+            &[("checkout", page()), (grouped, page()), ("search", page())],
+        )
+        .await;
+        // `search` goes quiet past `RESOLVE_AFTER`: resolved, so no longer listed.
+        observe(&store, "search", 100 + RESOLVE_AFTER as i64, quiet()).await;
+        let keys = |all: Vec<(i64, String)>| -> Vec<String> {
+            all.into_iter().map(|(_, key)| key).collect()
+        };
+        assert_eq!(
+            keys(store.unresolved_keys(false).await.unwrap()),
+            ["checkout", grouped],
+            "{}",
+            db.url()
+        );
+        assert_eq!(
+            keys(store.unresolved_keys(true).await.unwrap()),
+            [grouped],
+            "{}",
+            db.url()
+        );
+        let ids: Vec<i64> = store
+            .unresolved_keys(false)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        for id in ids {
+            let listed = store.incident(id).await.unwrap().expect("the incident");
+            assert_ne!(listed.incident.status, "resolved");
+        }
+    }
+}

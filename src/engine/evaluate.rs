@@ -19,7 +19,9 @@
 //! (`on_every_core`); each SLO's is a pure function of the answers, so the split changes
 //! nothing but the time.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashSet, HashSetExt};
 
 use futures_util::stream::{self, StreamExt};
 use serde::Serialize;

@@ -1,7 +1,7 @@
 //! Persisting a cycle: every SLO's evaluation goes to the store together with what it means
 //! for the SLO's incident (the domain's lifecycle rule, applied inside the store's transaction).
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet};
 
 use tracing::{info, warn};
 
@@ -180,7 +180,7 @@ pub async fn record_cycle<S: Store>(
             Some((e.as_ref(), observation(e), slo.resolve_after.as_secs()))
         })
         .collect();
-    known.sort_by_cached_key(|(e, ..)| e.key());
+    known.sort_by_cached_key(|&(e, ..)| e.key_text());
     let mut recorded = Recorded::default();
     for batch in known.chunks(RECORD_BATCH) {
         let mut records: Vec<EvaluationRecord> =
@@ -268,6 +268,19 @@ pub async fn retire_reshaped<S: Store + Operations>(
     evaluation: &Evaluation,
     at: i64,
 ) -> usize {
+    // A plain key can be reshaped only into a grouped SLO: a fleet without one reads only
+    // the incidents of group keys (usually none), and builds nothing more when there are none.
+    let grouped_only = slos.iter().all(|slo| slo.group_by.is_empty());
+    let unresolved = match store.unresolved_keys(grouped_only).await {
+        Ok(found) => found,
+        Err(error) => {
+            warn!(%error, "listing unresolved incidents failed; reshaped SLOs are checked next cycle");
+            return 0;
+        }
+    };
+    if unresolved.is_empty() {
+        return 0;
+    }
     // One pass over the evaluations, one over the SLOs: linear at any fleet size.
     let on_data: HashSet<&str> = evaluation
         .slos
@@ -285,40 +298,27 @@ pub async fn retire_reshaped<S: Store + Operations>(
         .filter(|slo| on_data.contains(slo.name.as_str()))
         .map(|slo| (slo.name.as_str(), slo))
         .collect();
-    if assessed.is_empty() {
-        return 0;
-    }
-    let unresolved = match store.unresolved_incidents().await {
-        Ok(found) => found,
-        Err(error) => {
-            warn!(%error, "listing unresolved incidents failed; reshaped SLOs are checked next cycle");
-            return 0;
-        }
-    };
     let mut retired = 0;
-    for incident in unresolved {
-        let Some((name, _)) = policy::split_group_key(&incident.slo) else {
+    for (id, key) in unresolved {
+        let Some((name, _)) = policy::split_group_key(&key) else {
             continue;
         };
         let Some(slo) = assessed.get(name) else {
             continue;
         };
-        if !policy::is_reshaped_key(&incident.slo, slo) {
+        if !policy::is_reshaped_key(&key, slo) {
             continue;
         }
         let note = reshaped_note(slo);
-        match store
-            .resolve_by_hand(incident.id, ACTOR, Some(&note), at)
-            .await
-        {
+        match store.resolve_by_hand(id, ACTOR, Some(&note), at).await {
             Ok(CommandOutcome::Done(_)) => {
                 retired += 1;
-                info!(slo = %incident.slo, incident = incident.id, "incident resolved: its SLO's groupBy changed");
+                info!(slo = %key, incident = id, "incident resolved: its SLO's groupBy changed");
             }
             // Another replica resolved it first.
             Ok(_) => {}
             Err(error) => {
-                warn!(slo = %incident.slo, %error, "resolving a reshaped SLO's incident failed")
+                warn!(slo = %key, %error, "resolving a reshaped SLO's incident failed")
             }
         }
     }

@@ -138,6 +138,12 @@ fn move_blocks(from: &Path, data: &Path) {
 }
 
 impl PrometheusServer {
+    /// The Prometheus process (the benches read its CPU time).
+    #[allow(dead_code)]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn start(series: &[Series]) -> Self {
         Self::start_with_rules(series, None)
     }

@@ -330,8 +330,8 @@ impl SqlStore {
         .bind(last)
         .fetch_all(&mut *tx)
         .await?;
-        let mut open_by_slo: std::collections::HashMap<String, OpenIncident> =
-            std::collections::HashMap::with_capacity(unresolved.len());
+        let mut open_by_slo: foldhash::HashMap<String, OpenIncident> =
+            foldhash::HashMapExt::with_capacity(unresolved.len());
         for row in &unresolved {
             open_by_slo.insert(row.try_get("slo")?, open_incident(row)?);
         }
@@ -817,6 +817,26 @@ impl Store for SqlStore {
         .map(incident_record)
         .collect::<Result<_, _>>()
         .map_err(db_error)
+    }
+
+    async fn unresolved_keys(&self, grouped_only: bool) -> Result<Vec<(i64, String)>, StoreError> {
+        // `{` is no wildcard in LIKE; only a group key has one (names cannot).
+        let only = if grouped_only {
+            " AND slo LIKE '%{%'"
+        } else {
+            ""
+        };
+        // Built from constants only.
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT id, slo FROM incidents WHERE status <> 'resolved'{only} ORDER BY id"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("id")?, row.try_get("slo")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(db_error)
     }
 
     async fn incident(&self, id: i64) -> Result<Option<IncidentDetail>, StoreError> {
