@@ -404,9 +404,11 @@ impl Slo {
     /// Every rolling window burnguard reads for this SLO, shortest first: both sides of each
     /// alert row, the SLO window itself (not for calendar SLOs, whose budget is read over the
     /// period so far), and the 5m base that long windows are derived from.
-    pub fn windows(&self) -> Vec<Window> {
+    pub fn windows(&self) -> smallvec::SmallVec<[Window; 10]> {
         let budget_window = self.calendar.is_none().then_some(self.window);
-        let mut windows: Vec<Window> = self
+        // Inline up to 10: four alert rows, the budget window and the base, read every
+        // cycle for every SLO, without an allocation.
+        let mut windows: smallvec::SmallVec<[Window; 10]> = self
             .alerting
             .windows
             .iter()
@@ -414,7 +416,7 @@ impl Slo {
             .chain(budget_window)
             .chain([BASE_WINDOW])
             .collect();
-        windows.sort();
+        windows.sort_unstable();
         windows.dedup();
         windows
     }

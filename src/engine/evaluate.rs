@@ -405,26 +405,40 @@ impl<M: MetricsSource> Evaluator<M> {
         let rules_slos: Vec<usize> = (0..slos.len()).filter(|i| use_rules[*i]).collect();
         if !rules_slos.is_empty() {
             let read: Vec<&Slo> = rules_slos.iter().map(|i| &slos[*i]).collect();
-            let spans_of: Vec<Vec<Span>> = read.iter().map(|slo| Span::of(slo).collect()).collect();
-            let spans: std::collections::BTreeSet<Span> =
-                spans_of.iter().flatten().copied().collect();
+            let spans_of: Vec<SpanList> = read.iter().map(|slo| Span::of(slo).collect()).collect();
+            let spans = distinct_spans(&spans_of);
             let labels = group_labels(read.iter().copied());
+            let position: HashMap<&str, u32> = read
+                .iter()
+                .enumerate()
+                .map(|(k, slo)| (slo.name.as_str(), k as u32))
+                .collect();
+            let position = &position;
             let windows = stream::iter(spans)
                 .map(|span| {
                     let query = rules_query(&span.series(), &labels);
-                    async move { (span, self.source.instant(&query, at).await) }
+                    async move {
+                        let answer = self.source.instant(&query, at).await;
+                        // Whose each series is, found while the other answers are still on
+                        // their way rather than after the last one.
+                        let owners = owners(&answer, position);
+                        (span, answer, owners)
+                    }
                 })
                 .buffer_unordered(self.concurrency)
-                .collect::<Vec<(Span, QueryResult)>>();
+                .collect::<Vec<(Span, QueryResult, Vec<u32>)>>();
             let (answers, duplicated) =
                 futures_util::join!(windows, self.source.instant(DUPLICATES_QUERY, at));
             queries += answers.len() + 1;
-            for (_, answer) in &answers {
+            for (_, answer, _) in &answers {
                 errors.record(answer);
             }
             errors.record(&duplicated);
-            let answers: HashMap<Span, QueryResult> = answers.into_iter().collect();
-            let samples = index_by_slo(&answers, &read);
+            let (answers, owners): (HashMap<Span, QueryResult>, HashMap<Span, Vec<u32>>) = answers
+                .into_iter()
+                .map(|(span, answer, owners)| ((span, answer), (span, owners)))
+                .unzip();
+            let samples = index_by_slo(&answers, &owners, read.len());
             let uniqueness = Uniqueness::of(&duplicated);
             let assessed = on_every_core(read.len(), |k| {
                 from_rules(
@@ -638,27 +652,61 @@ impl<'a> Uniqueness<'a> {
     }
 }
 
-/// The rules-mode answers' samples of each of `slos` (in their order), with their span: one
-/// pass over every answer, one list per SLO.
+/// The spans one SLO reads: inline for up to four alert rows, the budget window and the base.
+type SpanList = smallvec::SmallVec<[Span; 10]>;
+
+/// Every span of `spans_of`, once, in order. SLOs mostly read one set of spans, so only a
+/// list unlike the one before it is merged in.
+fn distinct_spans(spans_of: &[SpanList]) -> std::collections::BTreeSet<Span> {
+    let mut distinct = std::collections::BTreeSet::new();
+    let mut last: &[Span] = &[];
+    for spans in spans_of {
+        if spans.as_slice() != last {
+            distinct.extend(spans.iter().copied());
+            last = spans;
+        }
+    }
+    distinct
+}
+
+/// Marks a series of no SLO this cycle reads.
+const NOT_READ: u32 = u32::MAX;
+
+/// For each series of `answer`, the position (in `position`) of the SLO its `slo` label names,
+/// or [`NOT_READ`].
+fn owners(answer: &QueryResult, position: &HashMap<&str, u32>) -> Vec<u32> {
+    match answer {
+        Ok(samples) => samples
+            .iter()
+            .map(|sample| {
+                sample
+                    .labels
+                    .get("slo")
+                    .and_then(|slo| position.get(slo))
+                    .copied()
+                    .unwrap_or(NOT_READ)
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The rules-mode answers' samples of each of `n` SLOs (by position), with their span, from
+/// the owners found as each answer arrived: one pass over every answer, one list per SLO.
 fn index_by_slo<'a>(
     answers: &'a HashMap<Span, QueryResult>,
-    slos: &[&Slo],
+    owners: &HashMap<Span, Vec<u32>>,
+    n: usize,
 ) -> Vec<Vec<(Span, &'a InstantSample)>> {
-    let position: HashMap<&str, usize> = slos
-        .iter()
-        .enumerate()
-        .map(|(k, slo)| (slo.name.as_str(), k))
-        .collect();
     // Room for one sample per span: an ungrouped SLO's whole answer, in one allocation.
-    let mut index: Vec<Vec<(Span, &InstantSample)>> = slos
-        .iter()
-        .map(|slo| Vec::with_capacity(slo.alerting.windows.len() * 2 + 2))
-        .collect();
+    let spans = answers.len();
+    let mut index: Vec<Vec<(Span, &InstantSample)>> =
+        (0..n).map(|_| Vec::with_capacity(spans)).collect();
     for (span, result) in answers {
-        if let Ok(samples) = result {
-            for sample in samples {
-                if let Some(k) = sample.labels.get("slo").and_then(|slo| position.get(slo)) {
-                    index[*k].push((*span, sample));
+        if let (Ok(samples), Some(owners)) = (result, owners.get(span)) {
+            for (sample, &k) in samples.iter().zip(owners) {
+                if let Some(list) = index.get_mut(k as usize) {
+                    list.push((*span, sample));
                 }
             }
         }
@@ -855,6 +903,29 @@ fn group_of(slo: &Slo, sample: &InstantSample) -> Result<Group, String> {
 #[cfg(test)]
 mod tests {
     use super::on_every_core;
+
+    #[test]
+    fn the_spans_of_a_fleet_are_each_queried_once_however_the_slos_share_them() {
+        use super::{Span, SpanList, distinct_spans};
+        use crate::domain::policy::Window;
+        let w = |secs| Span::Window(Window::from_secs(secs));
+        let common: SpanList = [w(300), w(3600), w(86_400)].into_iter().collect();
+        let other: SpanList = [w(300), w(1_800), Span::Period].into_iter().collect();
+        let fleet = [
+            common.clone(),
+            common.clone(),
+            other,
+            common,
+            SpanList::new(),
+        ];
+        let spans: Vec<Span> = distinct_spans(&fleet).into_iter().collect();
+        assert_eq!(
+            spans,
+            [w(300), w(1_800), w(3600), w(86_400), Span::Period],
+            "every span once, in order"
+        );
+        assert!(distinct_spans(&[]).is_empty());
+    }
 
     #[test]
     fn work_split_over_cores_comes_back_whole_and_in_order() {
