@@ -15,9 +15,10 @@
 //! answering with more than one series for one SLO is an error too: which one would be the
 //! SLO's is a guess we do not make.
 //!
-//! The verdicts of a rules-mode cycle over thousands of SLOs are worked out on every core
-//! (`on_every_core`); each SLO's is a pure function of the answers, so the split changes
-//! nothing but the time.
+//! In rules mode each answer's series are matched to their SLOs as the answer arrives (while
+//! Prometheus still works on the others), and the verdicts of a cycle over thousands of SLOs
+//! are worked out on every core (`on_every_core`); each SLO's is a pure function of the
+//! answers, so neither changes anything but the time.
 
 use std::collections::BTreeMap;
 
