@@ -497,6 +497,12 @@ pub fn group_key(slo: &str, group: &BTreeMap<String, String>) -> String {
     format!("{slo}{{{}}}", pairs.join(","))
 }
 
+/// Whether `key` names one group of a grouped SLO (written by [`group_key`] with labels);
+/// SLO names cannot hold `{`.
+pub fn is_group_key(key: &str) -> bool {
+    key.contains('{')
+}
+
 /// The SLO name and label names of a key written by [`group_key`]; `None` when the text
 /// is not such a key.
 pub fn split_group_key(key: &str) -> Option<(&str, Vec<&str>)> {

@@ -581,7 +581,7 @@ fn remember_latest(state: &ServiceState, at: i64, evaluations: &[Arc<SloEvaluati
     // A grouped SLO's groups come and go with its series: a group not answered this
     // cycle is dropped (its open incident, if any, stays in the store). Only group keys can
     // go stale that way, so a fleet without any skips the check.
-    let grouped = |key: &str| key.contains('{');
+    let grouped = crate::domain::policy::is_group_key;
     if evaluations.iter().any(|e| !e.group.is_empty()) || latest.keys().any(|k| grouped(k)) {
         let evaluated: foldhash::HashSet<&str> =
             evaluations.iter().map(|e| e.name.as_str()).collect();
@@ -790,4 +790,75 @@ pub fn cancel_on_signals(token: CancellationToken) {
         }
         token.cancel();
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::remember_latest;
+    use crate::domain::burn::Status;
+    use crate::engine::evaluate::{EvalStatus, SloEvaluation, WindowValues};
+    use crate::http::state::ServiceState;
+
+    fn evaluation(name: &str, group: &[(&str, &str)]) -> Arc<SloEvaluation> {
+        Arc::new(SloEvaluation {
+            name: name.into(),
+            group: group
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            service: "shop".into(),
+            objective: 0.999,
+            window: "30d".into(),
+            status: EvalStatus::Assessed(Status::Ok),
+            source: None,
+            error_ratio: WindowValues(Vec::new()),
+            burn_rate: WindowValues(Vec::new()),
+            error_budget_remaining: Some(1.0),
+            time_to_exhaustion_seconds: None,
+            budget_period: None,
+            alerts: Vec::new(),
+            error: None,
+        })
+    }
+
+    fn keys(state: &ServiceState) -> Vec<String> {
+        state.latest.read().unwrap().keys().cloned().collect()
+    }
+
+    #[tokio::test]
+    async fn the_latest_state_drops_vanished_groups_and_old_shapes_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("b.db").display());
+        let store = Arc::new(crate::adapters::store::SqlStore::open(&url).await.unwrap());
+        let state = ServiceState::new(store, "burnguard".into());
+        let pay = || evaluation("shop", &[("route", "/pay")]);
+        let cart = || evaluation("shop", &[("route", "/cart")]);
+        let search = || evaluation("search", &[]);
+
+        // An ungrouped fleet: every SLO kept, nothing swept.
+        remember_latest(&state, 100, &[search(), evaluation("shop", &[])]);
+        assert_eq!(keys(&state), ["search", "shop"]);
+
+        // `shop` is now grouped: its plain key goes, its groups come, `search` stays.
+        remember_latest(&state, 130, &[search(), pay(), cart()]);
+        assert_eq!(
+            keys(&state),
+            ["search", r#"shop{route="/cart"}"#, r#"shop{route="/pay"}"#]
+        );
+
+        // /cart's series vanish: its latest state goes with them.
+        remember_latest(&state, 160, &[search(), pay()]);
+        assert_eq!(keys(&state), ["search", r#"shop{route="/pay"}"#]);
+
+        // An SLO not evaluated this cycle (not due) keeps what it had.
+        remember_latest(&state, 190, &[pay()]);
+        assert_eq!(keys(&state), ["search", r#"shop{route="/pay"}"#]);
+
+        // Ungrouped again: the group keys go.
+        remember_latest(&state, 220, &[search(), evaluation("shop", &[])]);
+        assert_eq!(keys(&state), ["search", "shop"]);
+        assert_eq!(state.latest.read().unwrap()["shop"].at, 220);
+    }
 }
