@@ -600,3 +600,66 @@ async fn unresolved_keys_of_group_keys_only_leave_out_plain_keys_and_resolved_in
         }
     }
 }
+
+/// PostgreSQL keeps a cycle's multi-row statements prepared, cut into runs of a power-of-two
+/// rows, and reuses them with other values in later cycles; SQLite runs them one-off. Cycles
+/// of many sizes, with snapshots of many lengths so that each cycle is cut differently, store
+/// every evaluation once, each with its own values, on both.
+#[tokio::test]
+async fn cycles_of_every_size_and_shape_store_each_evaluation_once_with_its_own_values() {
+    for db in TestDb::both().await {
+        let store = SqlStore::open(db.url()).await.unwrap();
+        let mut written = 0;
+        for (cycle, n) in [1usize, 3, 7, 8, 9, 17, 33, 64, 65, 100, 5, 2]
+            .into_iter()
+            .enumerate()
+        {
+            let at = 80_000 + 60 * cycle as i64;
+            let records: Vec<EvaluationRecord> = (0..n)
+                .map(|i| {
+                    let mut r = record(&format!("slo-{i:03}"), at, "ok");
+                    r.error_budget_remaining = Some((i * 7 + cycle) as f64 / 1_000.0);
+                    // 0 to about 2 KiB of padding, differing per SLO and per cycle.
+                    let padding = "x".repeat((i * 131 + cycle * 977) % 2_048);
+                    r.snapshot =
+                        serde_json::json!({"slo": r.slo, "at": at, "padding": padding}).to_string();
+                    r
+                })
+                .collect();
+            let kept = vec![true; n];
+            store
+                .record_batch(
+                    &records,
+                    &kept,
+                    |_, open| incident::decide(open, &quiet(), at, RESOLVE_AFTER),
+                    |_| unreachable!("every snapshot was given"),
+                )
+                .await
+                .unwrap();
+            written += n;
+            assert_eq!(
+                common::db::rows(db.url(), "evaluations").await,
+                written as i64,
+                "{} cycle {cycle}",
+                db.url()
+            );
+            for r in &records {
+                let history = store.evaluation_history(&r.slo, at, at, 10).await.unwrap();
+                assert_eq!(history.len(), 1, "{} {} cycle {cycle}", db.url(), r.slo);
+                let stored = &history[0];
+                assert_eq!(
+                    stored.error_budget_remaining, r.error_budget_remaining,
+                    "{}",
+                    r.slo
+                );
+                assert_eq!(
+                    stored.snapshot,
+                    serde_json::from_str::<serde_json::Value>(&r.snapshot).unwrap(),
+                    "{} {} cycle {cycle}",
+                    db.url(),
+                    r.slo
+                );
+            }
+        }
+    }
+}

@@ -449,7 +449,7 @@ impl<M: MetricsSource> Evaluator<M> {
                     read[k],
                     &spans_of[k],
                     &answers,
-                    &samples[k],
+                    samples.of(k),
                     &uniqueness,
                     at,
                 )
@@ -695,43 +695,92 @@ fn owners(answer: &QueryResult, position: &HashMap<&str, u32>) -> Vec<u32> {
     }
 }
 
-/// The rules-mode answers' samples of each of `n` SLOs (by position), with their span, from
-/// the owners found as each answer arrived: one pass over every answer, one list per SLO.
+/// One series an SLO reads: its span, its value, and the series itself (whose labels name a
+/// grouped SLO's group).
+#[derive(Clone, Copy)]
+struct Answered<'a> {
+    span: Span,
+    value: f64,
+    series: &'a InstantSample,
+}
+
+/// The rules-mode answers' series of each SLO, SLO after SLO in one list. A list per SLO would
+/// be an allocation per SLO each cycle; and each value is copied here, in a pass along each
+/// answer, because reading it later through its series, SLO by SLO, waits on memory (most of
+/// the verdicts' time, before).
+struct AnswerIndex<'a> {
+    /// SLO `k`'s series are `entries[starts[k]..starts[k + 1]]`.
+    starts: Vec<u32>,
+    /// All `Some` once built.
+    entries: Vec<Option<Answered<'a>>>,
+}
+
+impl<'a> AnswerIndex<'a> {
+    /// The series of the SLO at position `k`.
+    fn of(&self, k: usize) -> impl Iterator<Item = &Answered<'a>> + Clone {
+        let range = self.starts[k] as usize..self.starts[k + 1] as usize;
+        self.entries[range].iter().flatten()
+    }
+}
+
+/// The [`AnswerIndex`] of `n` SLOs (by position), from the owners found as each answer
+/// arrived: one pass over the answers to count each SLO's series, one to place them.
 fn index_by_slo<'a>(
     answers: &'a HashMap<Span, QueryResult>,
     owners: &HashMap<Span, Vec<u32>>,
     n: usize,
-) -> Vec<Vec<(Span, &'a InstantSample)>> {
-    // Room for one sample per span: an ungrouped SLO's whole answer, in one allocation.
-    let spans = answers.len();
-    let mut index: Vec<Vec<(Span, &InstantSample)>> =
-        (0..n).map(|_| Vec::with_capacity(spans)).collect();
-    for (span, result) in answers {
-        if let (Ok(samples), Some(owners)) = (result, owners.get(span)) {
-            for (sample, &k) in samples.iter().zip(owners) {
-                if let Some(list) = index.get_mut(k as usize) {
-                    list.push((*span, sample));
-                }
+) -> AnswerIndex<'a> {
+    let owned = || {
+        answers
+            .iter()
+            .filter_map(|(span, result)| match (result, owners.get(span)) {
+                (Ok(samples), Some(owners)) => Some((*span, samples.iter().zip(owners))),
+                _ => None,
+            })
+    };
+    let mut starts = vec![0u32; n + 1];
+    for (_, series) in owned() {
+        for (_, &k) in series {
+            // `k + 1` is past the end for a series of no SLO read (`NOT_READ`).
+            if let Some(count) = starts.get_mut(k as usize + 1) {
+                *count += 1;
             }
         }
     }
-    index
+    for k in 0..n {
+        starts[k + 1] += starts[k];
+    }
+    let mut next: Vec<u32> = starts[..n].to_vec();
+    let mut entries = vec![None; starts[n] as usize];
+    for (span, series) in owned() {
+        for (sample, &k) in series {
+            if let Some(slot) = next.get_mut(k as usize) {
+                entries[*slot as usize] = Some(Answered {
+                    span,
+                    value: sample.value,
+                    series: sample,
+                });
+                *slot += 1;
+            }
+        }
+    }
+    AnswerIndex { starts, entries }
 }
 
 /// What one span's query said for one SLO, before it is split into groups.
 enum SpanAnswer<'a> {
-    /// Inline for an ungrouped SLO's one series.
-    Samples(smallvec::SmallVec<[&'a InstantSample; 1]>),
+    /// Each series' value and the series; inline for an ungrouped SLO's one series.
+    Samples(smallvec::SmallVec<[(f64, &'a InstantSample); 1]>),
     /// A partial answer, or no query (too early in a calendar period).
     NoData,
     Failed(String),
 }
 
-fn from_rules(
+fn from_rules<'a>(
     slo: &Slo,
     spans: &[Span],
     answers: &HashMap<Span, QueryResult>,
-    samples: &[(Span, &InstantSample)],
+    samples: impl Iterator<Item = &'a Answered<'a>> + Clone,
     uniqueness: &Uniqueness,
     at: UnixSeconds,
 ) -> Vec<SloEvaluation> {
@@ -771,9 +820,9 @@ fn from_rules(
                 }
                 Some(Ok(_)) => SpanAnswer::Samples(
                     samples
-                        .iter()
-                        .filter(|(s, _)| *s == span)
-                        .map(|(_, sample)| *sample)
+                        .clone()
+                        .filter(|a| a.span == span)
+                        .map(|a| (a.value, a.series))
                         .collect(),
                 ),
                 None => SpanAnswer::Failed(format!("{} was not queried", span.describe())),
@@ -798,7 +847,9 @@ fn from_raw(
                     "querying the error ratio of {}: {error}",
                     span.describe()
                 )),
-                Some(Ok(samples)) => SpanAnswer::Samples(samples.iter().collect()),
+                Some(Ok(samples)) => {
+                    SpanAnswer::Samples(samples.iter().map(|s| (s.value, s)).collect())
+                }
             };
             (*span, answer)
         })
@@ -835,7 +886,7 @@ fn assemble(
         }
         // Only a grouped SLO can have more than one series here (checked above).
         let mut seen: HashSet<Group> = HashSet::new();
-        for sample in samples {
+        for (value, sample) in samples {
             let group = match group_of(slo, sample) {
                 Ok(group) => group,
                 Err(reason) => return fail(format!("{}: {reason}", span.describe())),
@@ -849,7 +900,7 @@ fn assemble(
                 ));
             }
             let entry = by_group.entry(group).or_default();
-            match burn::finite(Some(sample.value)).map(burn::checked_ratio) {
+            match burn::finite(Some(value)).map(burn::checked_ratio) {
                 None => entry.insert(span, None),
                 Some(Ok(ratio)) => entry.insert(span, Some(ratio)),
                 Some(Err(impossible)) => {

@@ -234,13 +234,27 @@ where
     pub(super) async fn lift_freezes(
         &self,
         slos: &[Slo],
-        evaluations: &BTreeMap<&str, &SloEvaluation>,
+        evaluations: &[std::sync::Arc<SloEvaluation>],
         at: UnixSeconds,
     ) {
         let Ok(freezes) = self.store.active_freezes().await else {
             return;
         };
-        for freeze in freezes.into_iter().filter(|f| f.created_by == ACTOR) {
+        let freezes: Vec<_> = freezes
+            .into_iter()
+            .filter(|f| f.created_by == ACTOR)
+            .collect();
+        if freezes.is_empty() {
+            return;
+        }
+        // Budget-rule freezes belong to ungrouped SLOs (validation refuses them on grouped
+        // ones), so lifting reads the one evaluation of each.
+        let evaluations: BTreeMap<&str, &SloEvaluation> = evaluations
+            .iter()
+            .filter(|e| e.group.is_empty())
+            .map(|e| (e.name.as_str(), e.as_ref()))
+            .collect();
+        for freeze in freezes {
             let Some(slo_name) = freeze.slo.as_deref() else {
                 continue;
             };

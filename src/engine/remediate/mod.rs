@@ -246,11 +246,23 @@ where
         self.heartbeat().await;
         self.recover().await;
         // One evaluation per SLO, or one per group of a grouped SLO: each acts on its own.
-        let mut of_slo: BTreeMap<&str, Vec<&SloEvaluation>> = BTreeMap::new();
-        for e in &evaluation.slos {
-            of_slo.entry(e.name.as_str()).or_default().push(e);
+        // Only SLOs with budget rules act (often none of a large fleet).
+        let acting: Vec<&Slo> = slos
+            .iter()
+            .filter(|s| !s.budget_policy.is_empty())
+            .collect();
+        let mut of_slo: HashMap<&str, Vec<&SloEvaluation>> = HashMap::new();
+        if !acting.is_empty() {
+            let names: HashSet<&str> = acting.iter().map(|s| s.name.as_str()).collect();
+            for e in evaluation
+                .slos
+                .iter()
+                .filter(|e| names.contains(e.name.as_str()))
+            {
+                of_slo.entry(e.name.as_str()).or_default().push(e);
+            }
         }
-        for slo in slos {
+        for slo in acting {
             for e in of_slo.get(slo.name.as_str()).into_iter().flatten() {
                 if !decisive(e) {
                     // Never act on missing, partial or failed data; the incident's timeline
@@ -267,15 +279,8 @@ where
                 }
             }
         }
-        // Budget-rule freezes belong to ungrouped SLOs (validation refuses them on grouped
-        // ones), so lifting reads the one evaluation of each.
-        let by_name: BTreeMap<&str, &SloEvaluation> = evaluation
-            .slos
-            .iter()
-            .filter(|e| e.group.is_empty())
-            .map(|e| (e.name.as_str(), e.as_ref()))
-            .collect();
-        self.lift_freezes(slos, &by_name, evaluation.at).await;
+        self.lift_freezes(slos, &evaluation.slos, evaluation.at)
+            .await;
         self.reconcile_freezes().await;
         // Sustained-burn checks of rules that are gone.
         let live: HashSet<String> = slos
