@@ -22,7 +22,7 @@
 
 use std::collections::BTreeMap;
 
-use foldhash::{HashMap, HashSet, HashSetExt};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
@@ -412,11 +412,8 @@ impl<M: MetricsSource> Evaluator<M> {
                 on_every_core(read.len(), |k| Span::of(read[k]).collect());
             let spans = distinct_spans(&spans_of);
             let labels = group_labels(read.iter().copied());
-            let position: HashMap<&str, u32> = read
-                .iter()
-                .enumerate()
-                .map(|(k, slo)| (slo.name.as_str(), k as u32))
-                .collect();
+            let names = NameBlock::of(read.iter().map(|slo| slo.name.as_str()));
+            let position = names.positions();
             let position = &position;
             let windows = stream::iter(spans)
                 .map(|span| {
@@ -671,6 +668,35 @@ fn distinct_spans(spans_of: &[SpanList]) -> std::collections::BTreeSet<Span> {
         }
     }
     distinct
+}
+
+/// The names of the SLOs read, side by side in one string: matching tens of thousands of
+/// series to their SLO then compares against one compact block instead of each SLO's name
+/// wherever it was allocated (each comparison waited on memory).
+struct NameBlock {
+    names: String,
+    lengths: Vec<u32>,
+}
+
+impl NameBlock {
+    fn of<'a>(names: impl Iterator<Item = &'a str> + Clone) -> Self {
+        Self {
+            lengths: names.clone().map(|name| name.len() as u32).collect(),
+            names: names.collect(),
+        }
+    }
+
+    /// Each name's position among the SLOs.
+    fn positions(&self) -> HashMap<&str, u32> {
+        let mut start = 0;
+        let mut positions = HashMap::with_capacity(self.lengths.len());
+        for (k, &length) in self.lengths.iter().enumerate() {
+            let end = start + length as usize;
+            positions.insert(&self.names[start..end], k as u32);
+            start = end;
+        }
+        positions
+    }
 }
 
 /// Marks a series of no SLO this cycle reads.
@@ -958,6 +984,82 @@ fn group_of(slo: &Slo, sample: &InstantSample) -> Result<Group, String> {
 #[cfg(test)]
 mod tests {
     use super::on_every_core;
+
+    #[test]
+    fn each_slo_name_is_found_at_its_position() {
+        let names = ["checkout", "checkout-latency", "search", "é-accents"];
+        let block = super::NameBlock::of(names.iter().copied());
+        let positions = block.positions();
+        for (k, name) in names.iter().enumerate() {
+            assert_eq!(positions.get(name), Some(&(k as u32)), "{name}");
+        }
+        assert_eq!(positions.len(), names.len());
+        assert_eq!(positions.get("check"), None);
+        assert_eq!(positions.get("checkoutcheckout-latency"), None);
+    }
+
+    #[test]
+    fn the_answers_are_indexed_slo_by_slo_with_each_value_and_series() {
+        use super::{HashMap, NOT_READ, Span, index_by_slo};
+        use crate::domain::policy::Window;
+        use crate::ports::{InstantSample, MetricsError};
+        let sample = |slo: &str, value: f64| InstantSample {
+            labels: [("slo", slo)].into_iter().collect(),
+            value,
+        };
+        let (short, long) = (Span::Window(Window::from_secs(300)), Span::Period);
+        let answers: HashMap<Span, super::QueryResult> = [
+            (
+                short,
+                Ok(vec![
+                    sample("b", 0.2),
+                    sample("gone", 9.0),
+                    sample("a", 0.1),
+                ]),
+            ),
+            (
+                long,
+                Ok(vec![sample("a", 0.3), sample("b", 0.4), sample("b", 0.5)]),
+            ),
+            (
+                Span::Window(Window::from_secs(3_600)),
+                Err(MetricsError::PartialResponse("one store was down".into())),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        // Positions: a = 0, b = 1, c = 2 (answered nowhere); `gone` is read by no SLO.
+        let owners: HashMap<Span, Vec<u32>> =
+            [(short, vec![1, NOT_READ, 0]), (long, vec![0, 1, 1])]
+                .into_iter()
+                .collect();
+        let index = index_by_slo(&answers, &owners, 3);
+        let of = |k: usize| {
+            let mut found: Vec<(Span, f64, String)> = index
+                .of(k)
+                .map(|a| {
+                    assert_eq!(a.value, a.series.value);
+                    (
+                        a.span,
+                        a.value,
+                        a.series.labels.get("slo").unwrap().to_string(),
+                    )
+                })
+                .collect();
+            found.sort_by(|x, y| x.partial_cmp(y).unwrap());
+            found
+        };
+        assert_eq!(of(0), [(short, 0.1, "a".into()), (long, 0.3, "a".into())]);
+        assert_eq!(
+            of(1),
+            [
+                (short, 0.2, "b".into()),
+                (long, 0.4, "b".into()),
+                (long, 0.5, "b".into())
+            ]
+        );
+        assert!(of(2).is_empty());
+    }
 
     #[test]
     fn the_spans_of_a_fleet_are_each_queried_once_however_the_slos_share_them() {
