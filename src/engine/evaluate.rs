@@ -16,9 +16,10 @@
 //! SLO's is a guess we do not make.
 //!
 //! In rules mode each answer's series are matched to their SLOs as the answer arrives (while
-//! Prometheus still works on the others), and the verdicts of a cycle over thousands of SLOs
-//! are worked out on every core (`on_every_core`); each SLO's is a pure function of the
-//! answers, so neither changes anything but the time.
+//! Prometheus still works on the others), gathered SLO by SLO into one flat index with their
+//! values (`AnswerIndex`), and the verdicts of a cycle over thousands of SLOs are worked out on
+//! every core (`on_every_core`); each SLO's is a pure function of the answers, so none of this
+//! changes anything but the time.
 
 use std::collections::BTreeMap;
 
