@@ -625,6 +625,7 @@ async fn cycle(store: &SqlStore, evaluator: &Evaluator<Prometheus>, slo: &Slo) -
 
 #[tokio::test]
 async fn editing_group_by_with_an_incident_open_resolves_the_old_shape_once_the_new_one_has_data() {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let prometheus = PrometheusServer::start(&history());
     let evaluator = Evaluator::new(client(&prometheus.url), ReadMode::Raw, 4);
     let only_pay = load(&reshaped_slo("", Some("/pay"), "shop"));
@@ -655,7 +656,7 @@ async fn editing_group_by_with_an_incident_open_resolves_the_old_shape_once_the_
         assert_eq!(retired, 1, "{status}");
         let open = unresolved(&store).await;
         let keys: Vec<&str> = open.iter().map(|i| i.slo.as_str()).collect();
-        assert_eq!(keys, vec![pay_key]);
+        assert_eq!(keys, vec![pay_key], "{} {status}", db.url());
         let detail = store.incident(ungrouped_id).await.unwrap().unwrap();
         assert_eq!(detail.incident.status, "resolved");
         let last = detail.timeline.last().unwrap();

@@ -601,10 +601,9 @@ async fn unresolved_keys_of_group_keys_only_leave_out_plain_keys_and_resolved_in
     }
 }
 
-/// PostgreSQL keeps a cycle's multi-row statements prepared, cut into runs of a power-of-two
-/// rows, and reuses them with other values in later cycles; SQLite runs them one-off. Cycles
-/// of many sizes, with snapshots of many lengths so that each cycle is cut differently, store
-/// every evaluation once, each with its own values, on both.
+/// Cycles of many sizes, with snapshots of many lengths so that each cycle's multi-row
+/// statements are cut differently, store every evaluation once, each with its own values, on
+/// both backends.
 #[tokio::test]
 async fn cycles_of_every_size_and_shape_store_each_evaluation_once_with_its_own_values() {
     for db in TestDb::both().await {

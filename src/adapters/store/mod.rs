@@ -79,26 +79,6 @@ impl Backend {
         }
     }
 
-    /// How a cycle's evaluations are cut into multi-row statements: the bytes of values per
-    /// statement, the row counts allowed, and whether the statements are kept prepared.
-    ///
-    /// PostgreSQL parses and plans every statement it has not prepared, and sqlx sends an
-    /// unprepared one in two round trips instead of one: statements of a power-of-two row
-    /// count are kept prepared there (at most nine shapes per table and connection). Storing
-    /// 10,000 evaluations each cycle took 604 to 812 ms so, against 1,228 to 1,397 ms with
-    /// one-off statements, in one run of `benches/store.rs`. SQLite prepares in-process and
-    /// cheaply: one-off statements of any row count.
-    fn cycle_statements(self) -> (usize, webhooks::RunLengths, bool) {
-        match self {
-            Backend::Sqlite => (self.statement_bytes(), webhooks::RunLengths::Any, ONE_OFF),
-            Backend::Postgres => (
-                self.statement_bytes(),
-                webhooks::RunLengths::PowersOfTwo,
-                true,
-            ),
-        }
-    }
-
     fn lock_clause(self) -> &'static str {
         match self {
             Backend::Sqlite => "",
@@ -369,14 +349,14 @@ impl SqlStore {
         let texts: std::collections::HashMap<usize, std::borrow::Cow<'_, str>> =
             stored.iter().map(|&i| (i, text(i))).collect();
         let weight = |i: &usize| texts[i].len() + evaluations[*i].slo.len() * 2;
-        let (budget, lengths, keep) = self.backend.cycle_statements();
-        for batch in webhooks::cut(&stored, weight, budget, lengths) {
+        for batch in webhooks::batches_within(&stored, weight, self.backend.statement_bytes()) {
             let sql = format!(
                 "INSERT INTO evaluations (slo, service, evaluated_at, status, error_budget_remaining, snapshot) VALUES {}",
                 webhooks::values_list(batch.len(), 6, 1)
             );
-            // Built from constants and numbered placeholders only; every value is bound.
-            let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(keep);
+            // Built from constants and numbered placeholders only; every value is bound. Not
+            // kept prepared: its size changes with the batch (see `ONE_OFF`).
+            let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(ONE_OFF);
             for &i in batch {
                 let e = &evaluations[i];
                 query = query
@@ -389,14 +369,14 @@ impl SqlStore {
             }
             query.execute(&mut *tx).await?;
         }
-        for batch in webhooks::cut(&stored, weight, budget, lengths) {
+        for batch in webhooks::batches_within(&stored, weight, self.backend.statement_bytes()) {
             let sql = format!(
                 "INSERT INTO latest_evaluations (slo, service, evaluated_at, status, snapshot) VALUES {} \
                  ON CONFLICT (slo) DO UPDATE SET service = excluded.service, evaluated_at = excluded.evaluated_at, \
                  status = excluded.status, snapshot = excluded.snapshot",
                 webhooks::values_list(batch.len(), 5, 1)
             );
-            let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(keep);
+            let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(ONE_OFF);
             for &i in batch {
                 let e = &evaluations[i];
                 query = query
@@ -649,9 +629,7 @@ const ROWS_PER_UPDATE: usize = 500;
 /// `persistent` for statements whose text changes with the size of the batch (a `VALUES`
 /// list of one to hundreds of rows): each size would otherwise stay prepared on every pooled
 /// connection, up to the driver's cache of 100 statements per connection, and a prepared
-/// statement of thousands of placeholders holds tens of kilobytes or more, for good. (A
-/// cycle's statements on PostgreSQL come in a few sizes only, and stay prepared: see
-/// [`Backend::cycle_statements`].)
+/// statement of thousands of placeholders holds tens of kilobytes or more, for good.
 const ONE_OFF: bool = false;
 
 /// PostgreSQL ended one of two transactions that waited on each other's locks.

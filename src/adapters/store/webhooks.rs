@@ -39,46 +39,18 @@ pub(super) fn batches_within<T>(
     bytes: impl Fn(&T) -> usize,
     budget: usize,
 ) -> Vec<&[T]> {
-    cut(items, bytes, budget, RunLengths::Any)
-}
-
-/// How long the runs [`cut`] makes may be.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(super) enum RunLengths {
-    /// As long as the budget allows.
-    Any,
-    /// A power of two (1, 2, 4, ...) rows, the longest within the budget: a statement kept
-    /// prepared then has one of a handful of shapes instead of one per row count.
-    PowersOfTwo,
-}
-
-/// `items` cut, in order, into runs of at most [`ROWS_PER_STATEMENT`] rows and about
-/// `budget` bytes, each item weighing `bytes(item)` plus its placeholders. An item heavier
-/// than the budget goes alone.
-pub(super) fn cut<T>(
-    items: &[T],
-    bytes: impl Fn(&T) -> usize,
-    budget: usize,
-    lengths: RunLengths,
-) -> Vec<&[T]> {
     let mut out = Vec::new();
-    let mut start = 0;
-    while start < items.len() {
-        let (mut end, mut size) = (start, 0);
-        while end < items.len() {
-            let weight = bytes(&items[end]) + 32;
-            if end > start && (end - start == ROWS_PER_STATEMENT || size + weight > budget) {
-                break;
-            }
-            size += weight;
-            end += 1;
+    let (mut start, mut size) = (0, 0);
+    for (i, item) in items.iter().enumerate() {
+        let weight = bytes(item) + 32;
+        if i > start && (i - start == ROWS_PER_STATEMENT || size + weight > budget) {
+            out.push(&items[start..i]);
+            (start, size) = (i, 0);
         }
-        let run = match lengths {
-            RunLengths::Any => end - start,
-            RunLengths::PowersOfTwo => 1 << (end - start).ilog2(),
-        };
-        out.push(&items[start..start + run]);
-        start += run;
+        size += weight;
+    }
+    if start < items.len() {
+        out.push(&items[start..]);
     }
     out
 }
@@ -590,7 +562,7 @@ impl Webhooks for SqlStore {
 
 #[cfg(test)]
 mod tests {
-    use super::{BYTES_PER_STATEMENT, ROWS_PER_STATEMENT, RunLengths, batches, cut, values_list};
+    use super::{BYTES_PER_STATEMENT, ROWS_PER_STATEMENT, batches, values_list};
 
     #[test]
     fn batches_stay_under_the_byte_budget_and_keep_every_item_once_in_order() {
@@ -608,31 +580,6 @@ mod tests {
         let huge = batches(&items[..3], |_| 100_000);
         assert_eq!(huge.len(), 3, "an item bigger than the budget goes alone");
         assert!(batches(&items[..0], |_| 1).is_empty());
-    }
-
-    #[test]
-    fn runs_of_powers_of_two_are_the_longest_that_fit_and_keep_every_item_once_in_order() {
-        let items: Vec<usize> = (0..1_000).collect();
-        // Items of 7 to 1,006 bytes, 32 more each for their placeholders.
-        let weight = |i: &usize| 7 + (i * 37) % 1_000;
-        let runs = cut(&items, weight, 6_000, RunLengths::PowersOfTwo);
-        let mut start = 0;
-        for run in &runs {
-            assert!(run.len().is_power_of_two(), "{}", run.len());
-            let bytes = |run: &[usize]| run.iter().map(|i| weight(i) + 32).sum::<usize>();
-            assert!(run.len() == 1 || bytes(run) <= 6_000, "{run:?}");
-            // Twice as many rows would not have fitted (or would have run past the end).
-            let doubled = &items[start..items.len().min(start + 2 * run.len())];
-            assert!(
-                doubled.len() < 2 * run.len() || bytes(doubled) > 6_000,
-                "{run:?}"
-            );
-            start += run.len();
-        }
-        let joined: Vec<usize> = runs.iter().flat_map(|b| b.iter().copied()).collect();
-        assert_eq!(joined, items);
-        let shapes: std::collections::BTreeSet<usize> = runs.iter().map(|r| r.len()).collect();
-        assert!(shapes.len() <= 5, "{shapes:?}");
     }
 
     #[test]
