@@ -83,6 +83,40 @@ async fn migrations_apply_once_and_a_newer_database_is_refused() {
     }
 }
 
+/// `serve` starting while `burnguard incidents list` opens the same fresh database is two
+/// processes migrating at once. Each pool here is such a process (its own connections, so
+/// its own locks). On SQLite, where sqlx takes no migration lock, the loser of a race used
+/// to fail with "duplicate column name" and `serve` exited; every opener must come up.
+#[tokio::test]
+async fn several_processes_migrating_one_fresh_database_at_once_all_come_up() {
+    for round in 0..8 {
+        for db in TestDb::both().await {
+            let openers = (0..6).map(|_| SqlStore::open(db.url()));
+            let opened = futures_util::future::join_all(openers).await;
+            for (index, store) in opened.into_iter().enumerate() {
+                let store = store.unwrap_or_else(|e| {
+                    panic!("{} round {round}: opener {index} failed: {e}", db.url())
+                });
+                store.close().await;
+            }
+            let applied = common::db::rows(db.url(), "_sqlx_migrations").await;
+            let expected = std::fs::read_dir(if db.url().starts_with("sqlite") {
+                "migrations/sqlite"
+            } else {
+                "migrations/postgres"
+            })
+            .unwrap()
+            .count() as i64;
+            assert_eq!(
+                applied,
+                expected,
+                "{}: each migration recorded once",
+                db.url()
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_lifecycle_is_persisted_with_its_timeline() {
     for db in TestDb::both().await {

@@ -202,15 +202,37 @@ impl SqlStore {
     }
 
     /// Applies pending migrations; re-running is a no-op.
+    ///
+    /// Several processes may migrate one fresh database at once (`serve` starting while a CLI
+    /// command opens the same file, or replicas starting together). PostgreSQL serializes them
+    /// with an advisory lock; SQLite has no such lock, but each migration runs in its own
+    /// transaction with its bookkeeping row, so the process that loses a race has its attempt
+    /// rolled back whole. It then tries again, as long as another process is making progress
+    /// (more migrations recorded than before): once they are all recorded there is nothing
+    /// left to race on. A failure without such progress is the migration's own and is reported.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        self.backend
-            .migrator()
-            .run(&self.pool)
+        loop {
+            let recorded_before = self.recorded_migrations().await;
+            let error = match self.backend.migrator().run(&self.pool).await {
+                Ok(()) => return Ok(()),
+                Err(MigrateError::VersionMissing(version)) => {
+                    return Err(StoreError::NewerSchema { version });
+                }
+                Err(other) => other,
+            };
+            if self.recorded_migrations().await <= recorded_before {
+                return Err(StoreError::Migrate(error.to_string()));
+            }
+            tracing::debug!(%error, "another process migrated this database meanwhile; trying again");
+        }
+    }
+
+    /// How many migrations the database records as applied; 0 before the first ever ran.
+    async fn recorded_migrations(&self) -> i64 {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM _sqlx_migrations")
+            .fetch_one(&self.pool)
             .await
-            .map_err(|error| match error {
-                MigrateError::VersionMissing(version) => StoreError::NewerSchema { version },
-                other => StoreError::Migrate(other.to_string()),
-            })
+            .unwrap_or(0)
     }
 
     /// Closes the pool (tests use it before dropping a database).
