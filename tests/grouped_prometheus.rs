@@ -852,7 +852,7 @@ async fn the_long_windows_come_from_recorded_rates_within_the_documented_bound()
     }
     let at = END - 600;
     let prometheus_client = client(&prometheus.url);
-    let instant = |expr: String| {
+    let instant_at = |expr: String, at: i64| {
         let prometheus_client = &prometheus_client;
         async move {
             let answer = prometheus_client.instant(&expr, at).await.unwrap();
@@ -860,6 +860,7 @@ async fn the_long_windows_come_from_recorded_rates_within_the_documented_bound()
             answer[0].value
         }
     };
+    let instant = |expr: String| instant_at(expr, at);
     let evaluation = Evaluator::new(client(&prometheus.url), ReadMode::Rules, 4)
         .evaluate(std::slice::from_ref(&slo), at)
         .await;
@@ -889,12 +890,24 @@ async fn the_long_windows_come_from_recorded_rates_within_the_documented_bound()
         ))
         .await;
         assert_eq!(hourly, 24.0, "{route}: hourly samples in a day");
-        let last_hour = instant(format!(
-            "max_over_time(timestamp({}{selector})[2h:1m])",
-            rules::HOURLY_BAD_RATE_SERIES
+        // The 3d ratio read at `at` was recorded at most one evaluation interval before it,
+        // over the hourly samples up to then. Rule groups are evaluated at an offset of their
+        // own (hashed from the group and its file, here a temp path), so an hourly sample can
+        // fall between that recording and `at`: the last hourly sample is the last one as of
+        // the recording, read raw (a range selector's samples carry their own timestamps).
+        let recorded_3d_at = instant(format!(
+            "timestamp(burnguard:sli_error:ratio_rate3d{selector})"
         ))
-        .await as i64;
-        assert!(at - last_hour < 3_600, "{route}: {last_hour}");
+        .await;
+        let last_hour = last_sample_time(
+            &prometheus.url,
+            &format!("{}{selector}[2h]", rules::HOURLY_BAD_RATE_SERIES),
+            recorded_3d_at,
+        );
+        assert!(
+            recorded_3d_at - (last_hour as f64) < 3_600.0,
+            "{route}: {last_hour}"
+        );
         // 3d: the 72 hours up to that sample, exactly but for rate()'s extrapolation.
         let got = e.error_ratio.get(window("3d")).unwrap();
         let want = ratio(last_hour, 3 * 86_400);
@@ -915,4 +928,29 @@ async fn the_long_windows_come_from_recorded_rates_within_the_documented_bound()
             "{route} 1d: recorded {got}, counters {want}"
         );
     }
+}
+
+/// The timestamp, in whole seconds, of the last raw sample that `range_selector` (one
+/// series) selects at `at`.
+fn last_sample_time(prometheus: &str, range_selector: &str, at: f64) -> i64 {
+    let query: String = range_selector
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b':' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let addr = prometheus.trim_start_matches("http://");
+    let (status, body) = common::prometheus::http_get(
+        addr,
+        &format!("/api/v1/query?query={query}&time={at:.3}"),
+    )
+    .expect("prometheus answers");
+    assert_eq!(status, 200, "{range_selector}: {body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let values = answer["data"]["result"][0]["values"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{range_selector}: {body}"));
+    let last = values.last().unwrap_or_else(|| panic!("{range_selector}: {body}"));
+    last[0].as_f64().unwrap().floor() as i64
 }
