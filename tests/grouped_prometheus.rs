@@ -797,6 +797,106 @@ async fn ten_thousand_grouped_slos_read_back_every_group_from_the_recorded_serie
     }
 }
 
+/// Thousands of plain (ungrouped) SLOs in rules mode, enough for the verdicts to be split
+/// over the cores: each SLO reads back its own number for every window (each is distinct,
+/// so an answer matched to the wrong SLO or a value read from a neighbour's slot would
+/// show), SLOs with no recorded series are no data rather than quiet, and exactly the
+/// burning ones open incidents.
+#[tokio::test]
+async fn thousands_of_plain_slos_read_back_each_its_own_numbers_from_the_recorded_series() {
+    use burnguard::domain::rules::{OBJECTIVE_SERIES, error_ratio_series};
+    use common::prometheus::gauge;
+    const N: usize = 3_000;
+    let text: String = (0..N)
+        .map(|i| {
+            format!(
+                "apiVersion: burnguard.dev/v1\nkind: SLO\nmetadata: {{name: shop-{i}}}\nspec:\n  service: shop\n  objective: 99.9\n  indicator:\n    ratio:\n      errors: 'sum(rate(http_requests_total{{job=\"shop-{i}\",code=\"500\"}}[{{{{.window}}}}]))'\n      total: 'sum(rate(http_requests_total{{job=\"shop-{i}\"}}[{{{{.window}}}}]))'\n"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("---\n");
+    let sources = vec![("many.yaml".to_string(), text)];
+    let (loaded, _, problems) = policies::parse_sources(&sources, &LoadOptions::default());
+    assert!(
+        problems.is_empty(),
+        "{:?}",
+        &problems[..problems.len().min(3)]
+    );
+    let slos: Vec<Slo> = loaded.into_iter().map(|l| l.slo).collect();
+    assert_eq!(slos.len(), N);
+
+    // Every tenth SLO burns at 20x its 0.1% budget or more (a page); every tenth from the
+    // seventh has no recorded series at all; the rest are quiet. Each value is the SLO's own.
+    let has_series = |i: usize| i % 10 != 7;
+    let ratio = |i: usize| -> f64 {
+        if i.is_multiple_of(10) {
+            0.02 + 1e-7 * i as f64
+        } else {
+            1e-7 * (1 + i) as f64
+        }
+    };
+    let times: Vec<i64> = (0..5).map(|k| END - 240 + 60 * k).collect();
+    let mut history = Vec::new();
+    for (i, slo) in slos.iter().enumerate().filter(|(i, _)| has_series(*i)) {
+        let labels = labels(&[("slo", &slo.name), ("service", "shop")]);
+        for window in slo.windows() {
+            history.push(gauge(
+                &error_ratio_series(window),
+                labels.clone(),
+                times.iter().map(|t| (*t, ratio(i))).collect(),
+            ));
+        }
+        history.push(gauge(
+            OBJECTIVE_SERIES,
+            labels,
+            times.iter().map(|t| (*t, 0.999)).collect(),
+        ));
+    }
+    let prometheus = PrometheusServer::start(&history);
+    let evaluation = Evaluator::new(client(&prometheus.url), ReadMode::Rules, 4)
+        .evaluate(&slos, AT)
+        .await;
+    assert_eq!(evaluation.failed_queries, 0);
+    assert_eq!(evaluation.slos.len(), N, "one evaluation per SLO");
+    let by_name: BTreeMap<&str, &SloEvaluation> = evaluation
+        .slos
+        .iter()
+        .map(|e| (e.name.as_str(), e.as_ref()))
+        .collect();
+    for (i, slo) in slos.iter().enumerate() {
+        let e = by_name
+            .get(slo.name.as_str())
+            .unwrap_or_else(|| panic!("no evaluation for {}", slo.name));
+        assert_eq!(e.error, None, "{}", slo.name);
+        if !has_series(i) {
+            assert_eq!(e.status.as_str(), "no_data", "{}: {e:?}", slo.name);
+            assert!(e.error_budget_remaining.is_none(), "{}: {e:?}", slo.name);
+            continue;
+        }
+        for window in slo.windows() {
+            assert_eq!(
+                e.error_ratio.get(window),
+                Some(ratio(i)),
+                "{} {window}",
+                slo.name
+            );
+        }
+        let want = if ratio(i) > 0.0144 { "page" } else { "ok" };
+        assert_eq!(e.status.as_str(), want, "{}", slo.name);
+    }
+
+    let db = TestDb::sqlite();
+    let store = SqlStore::open(db.url()).await.unwrap();
+    let recorded = record_cycle(&store, &slos, &evaluation, &mut HistoryCadence::default()).await;
+    assert_eq!((recorded.opened, recorded.failed), (N / 10, 0));
+    let open = unresolved(&store).await;
+    assert_eq!(open.len(), N / 10);
+    for incident in open {
+        let i: usize = incident.slo.trim_start_matches("shop-").parse().unwrap();
+        assert_eq!(i % 10, 0, "{}", incident.slo);
+    }
+}
+
 /// The windows over 6h that the rules derive from recorded rates, against the counters: the
 /// 1d window from the 5m series and the 3d (SLO) window from the hourly series, per route.
 /// Four days of traffic whose error rate changes every hour, so a window that slid, doubled
@@ -941,16 +1041,16 @@ fn last_sample_time(prometheus: &str, range_selector: &str, at: f64) -> i64 {
         })
         .collect();
     let addr = prometheus.trim_start_matches("http://");
-    let (status, body) = common::prometheus::http_get(
-        addr,
-        &format!("/api/v1/query?query={query}&time={at:.3}"),
-    )
-    .expect("prometheus answers");
+    let (status, body) =
+        common::prometheus::http_get(addr, &format!("/api/v1/query?query={query}&time={at:.3}"))
+            .expect("prometheus answers");
     assert_eq!(status, 200, "{range_selector}: {body}");
     let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
     let values = answer["data"]["result"][0]["values"]
         .as_array()
         .unwrap_or_else(|| panic!("{range_selector}: {body}"));
-    let last = values.last().unwrap_or_else(|| panic!("{range_selector}: {body}"));
+    let last = values
+        .last()
+        .unwrap_or_else(|| panic!("{range_selector}: {body}"));
     last[0].as_f64().unwrap().floor() as i64
 }
