@@ -164,8 +164,8 @@ fn each_format_maps_its_fields_to_what_burnguard_means_by_them() {
     assert!((s.objective.ratio() - 0.999).abs() < 1e-12);
     assert_eq!(s.window.to_string(), "30d");
     assert_eq!(rows(s), google_30d);
-    assert_eq!(s.labels["owner"], "payments");
-    assert_eq!(s.labels["category"], "availability");
+    assert_eq!(s.labels.get("owner"), Some("payments"));
+    assert_eq!(s.labels.get("category"), Some("availability"));
     assert_eq!(s.alerting.name, "CheckoutAvailabilityBurn");
     assert_eq!(s.alerting.page.labels["severity"], "critical");
     assert_eq!(s.alerting.ticket.labels["severity"], "warning");
@@ -188,10 +188,10 @@ fn each_format_maps_its_fields_to_what_burnguard_means_by_them() {
     // Pyrra: propagated labels, its own scaled rows, alerts switched off.
     let w = &slos["web-errors"];
     assert_eq!(w.service, "web");
-    assert_eq!(w.labels.get("team").map(String::as_str), Some("frontend"));
-    assert_eq!(w.labels.get("namespace").map(String::as_str), Some("web"));
+    assert_eq!(w.labels.get("team"), Some("frontend"));
+    assert_eq!(w.labels.get("namespace"), Some("web"));
     assert!(
-        !w.labels.contains_key("prometheus"),
+        w.labels.get("prometheus").is_none(),
         "Kubernetes labels stay behind"
     );
     assert_eq!(w.window.to_string(), "28d");

@@ -364,13 +364,66 @@ pub struct AlertRoute {
     pub annotations: BTreeMap<String, String>,
 }
 
+/// An SLO's `metadata.labels`, sorted by name, each name once. A sorted slice rather than a
+/// map: an SLO carries a few labels at most, and a map's first node takes about 540 bytes
+/// however few it holds, 54 MB at 100,000 SLOs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SloLabels(Box<[(String, String)]>);
+
+impl SloLabels {
+    /// The value of label `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(key, _)| key.as_str().cmp(name))
+            .ok()
+            .map(|at| self.0[at].1.as_str())
+    }
+
+    /// Each label's name and value, by name.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The labels as a map, for code that adds to them.
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        self.0.iter().cloned().collect()
+    }
+}
+
+impl From<BTreeMap<String, String>> for SloLabels {
+    fn from(labels: BTreeMap<String, String>) -> Self {
+        Self(labels.into_iter().collect())
+    }
+}
+
+impl FromIterator<(String, String)> for SloLabels {
+    /// Sorted by name; of a name given twice, the last value.
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(labels: I) -> Self {
+        labels.into_iter().collect::<BTreeMap<_, _>>().into()
+    }
+}
+
+impl serde::Serialize for SloLabels {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
+}
+
 /// A validated service level objective.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Slo {
     pub name: String,
     pub service: String,
     pub description: String,
-    pub labels: BTreeMap<String, String>,
+    pub labels: SloLabels,
     pub objective: Objective,
     /// The rolling period the objective and the error budget are measured over; for a
     /// calendar SLO, the period's nominal length (7d or 30d), which sizes the alert rows.
@@ -563,6 +616,32 @@ pub const BASE_WINDOW: Window = Window::from_secs(300);
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn slo_labels_are_found_by_name_in_name_order_and_serialize_as_a_map() {
+        let labels: SloLabels = [("tier", "1"), ("team", "payments"), ("app", "shop")]
+            .into_iter()
+            .chain([("tier", "2")])
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(labels.len(), 3, "a name given twice is kept once");
+        assert_eq!(labels.get("tier"), Some("2"), "the last value wins");
+        assert_eq!(labels.get("team"), Some("payments"));
+        assert_eq!(labels.get("app"), Some("shop"));
+        assert_eq!(labels.get("zone"), None);
+        assert_eq!(labels.get(""), None);
+        assert_eq!(
+            labels.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            ["app", "team", "tier"]
+        );
+        assert_eq!(
+            serde_json::to_string(&labels).unwrap(),
+            r#"{"app":"shop","team":"payments","tier":"2"}"#
+        );
+        assert_eq!(SloLabels::from(labels.to_map()), labels);
+        assert!(SloLabels::default().is_empty());
+        assert_eq!(SloLabels::default().get("team"), None);
+    }
 
     #[test]
     fn windows_parse_in_prometheus_notation() {

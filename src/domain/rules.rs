@@ -475,7 +475,7 @@ fn calendar_rules(
 }
 
 fn series_labels(slo: &Slo) -> BTreeMap<String, String> {
-    let mut labels = slo.labels.clone();
+    let mut labels = slo.labels.to_map();
     labels.insert("slo".into(), slo.name.clone());
     labels.insert("service".into(), slo.service.clone());
     labels

@@ -114,7 +114,7 @@ impl ServiceState {
         loaded
             .slos
             .iter()
-            .map(|slo| (slo.name.clone(), slo.labels.clone()))
+            .map(|slo| (slo.name.clone(), slo.labels.to_map()))
             .collect()
     }
 

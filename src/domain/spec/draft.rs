@@ -39,7 +39,7 @@ impl Draft {
             name: self.name?,
             service: self.service?,
             description: self.description,
-            labels: self.labels,
+            labels: self.labels.into(),
             objective: self.objective?,
             window: self.window?,
             calendar: self.calendar,

@@ -1049,8 +1049,8 @@ struct OutDocument<'a> {
 #[derive(Serialize)]
 struct OutMetadata<'a> {
     name: &'a str,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    labels: &'a BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "crate::domain::policy::SloLabels::is_empty")]
+    labels: &'a crate::domain::policy::SloLabels,
 }
 
 #[derive(Serialize)]

@@ -431,8 +431,8 @@ mod out {
     #[derive(Serialize)]
     pub struct Metadata<'a> {
         pub name: &'a str,
-        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-        pub labels: &'a BTreeMap<String, String>,
+        #[serde(skip_serializing_if = "crate::domain::policy::SloLabels::is_empty")]
+        pub labels: &'a crate::domain::policy::SloLabels,
     }
 
     #[derive(Serialize)]

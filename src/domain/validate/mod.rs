@@ -131,7 +131,7 @@ pub fn validate_slo(doc: &SourceDocument<'_>, slo: SloDocument) -> Result<Slo, V
             name,
             service: parts.service,
             description: parts.description,
-            labels,
+            labels: labels.into(),
             objective: parts.objective,
             window: parts.window,
             calendar: parts.calendar,
