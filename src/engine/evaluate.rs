@@ -147,9 +147,10 @@ pub struct SloEvaluation {
     pub burn_rate: WindowValues,
     pub error_budget_remaining: Option<f64>,
     pub time_to_exhaustion_seconds: Option<f64>,
-    /// For calendar SLOs: the period the budget counts and its error ratio so far.
+    /// For calendar SLOs: the period the budget counts and its error ratio so far. Boxed:
+    /// most SLOs are rolling, and inline it would be a third of every evaluation's size.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub budget_period: Option<PeriodReport>,
+    pub budget_period: Option<Box<PeriodReport>>,
     pub alerts: Vec<AlertReport>,
     pub error: Option<String>,
 }
@@ -263,7 +264,7 @@ impl SloEvaluation {
             burn_rate: WindowValues(burn_rates.into_iter().collect()),
             error_budget_remaining: budget_remaining,
             time_to_exhaustion_seconds: time_to_exhaustion,
-            budget_period: PeriodReport::of(slo, &reading),
+            budget_period: PeriodReport::of(slo, &reading).map(Box::new),
             alerts: alerts.iter().map(AlertReport::from).collect(),
             error: None,
         }
