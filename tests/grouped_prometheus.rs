@@ -702,23 +702,7 @@ async fn ten_thousand_grouped_slos_read_back_every_group_from_the_recorded_serie
     use burnguard::domain::rules::{OBJECTIVE_SERIES, error_ratio_series};
     use common::prometheus::gauge;
     const N: usize = 10_000;
-    let text: String = (0..N)
-        .map(|i| {
-            format!(
-                "apiVersion: burnguard.dev/v1\nkind: SLO\nmetadata: {{name: shop-{i}}}\nspec:\n  service: shop\n  objective: 99.9\n  groupBy: [route]\n  indicator:\n    ratio:\n      errors: 'sum by (route) (rate(http_requests_total{{job=\"shop-{i}\",code=\"500\"}}[{{{{.window}}}}]))'\n      total: 'sum by (route) (rate(http_requests_total{{job=\"shop-{i}\"}}[{{{{.window}}}}]))'\n"
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("---\n");
-    let sources = vec![("many.yaml".to_string(), text)];
-    let (loaded, _, problems) = policies::parse_sources(&sources, &LoadOptions::default());
-    assert!(
-        problems.is_empty(),
-        "{:?}",
-        &problems[..problems.len().min(3)]
-    );
-    let slos: Vec<Slo> = loaded.into_iter().map(|l| l.slo).collect();
-    assert_eq!(slos.len(), N);
+    let slos = shop_slos(N, Some("route"));
 
     // Every tenth SLO's /pay fails 2% (20x the budget: a page), the rest a distinct quiet
     // ratio per SLO and route, so a group reading another's series would show.
@@ -797,20 +781,17 @@ async fn ten_thousand_grouped_slos_read_back_every_group_from_the_recorded_serie
     }
 }
 
-/// Thousands of plain (ungrouped) SLOs in rules mode, enough for the verdicts to be split
-/// over the cores: each SLO reads back its own number for every window (each is distinct,
-/// so an answer matched to the wrong SLO or a value read from a neighbour's slot would
-/// show), SLOs with no recorded series are no data rather than quiet, and exactly the
-/// burning ones open incidents.
-#[tokio::test]
-async fn thousands_of_plain_slos_read_back_each_its_own_numbers_from_the_recorded_series() {
-    use burnguard::domain::rules::{OBJECTIVE_SERIES, error_ratio_series};
-    use common::prometheus::gauge;
-    const N: usize = 3_000;
-    let text: String = (0..N)
+/// `n` availability SLOs `shop-0..` of service `shop`, each on its own `job`, grouped by
+/// `group_by` when given, loaded by the real policy loader.
+fn shop_slos(n: usize, group_by: Option<&str>) -> Vec<Slo> {
+    let (group_line, by) = match group_by {
+        Some(label) => (format!("  groupBy: [{label}]\n"), format!(" by ({label})")),
+        None => (String::new(), String::new()),
+    };
+    let text: String = (0..n)
         .map(|i| {
             format!(
-                "apiVersion: burnguard.dev/v1\nkind: SLO\nmetadata: {{name: shop-{i}}}\nspec:\n  service: shop\n  objective: 99.9\n  indicator:\n    ratio:\n      errors: 'sum(rate(http_requests_total{{job=\"shop-{i}\",code=\"500\"}}[{{{{.window}}}}]))'\n      total: 'sum(rate(http_requests_total{{job=\"shop-{i}\"}}[{{{{.window}}}}]))'\n"
+                "apiVersion: burnguard.dev/v1\nkind: SLO\nmetadata: {{name: shop-{i}}}\nspec:\n  service: shop\n  objective: 99.9\n{group_line}  indicator:\n    ratio:\n      errors: 'sum{by} (rate(http_requests_total{{job=\"shop-{i}\",code=\"500\"}}[{{{{.window}}}}]))'\n      total: 'sum{by} (rate(http_requests_total{{job=\"shop-{i}\"}}[{{{{.window}}}}]))'\n"
             )
         })
         .collect::<Vec<_>>()
@@ -823,7 +804,21 @@ async fn thousands_of_plain_slos_read_back_each_its_own_numbers_from_the_recorde
         &problems[..problems.len().min(3)]
     );
     let slos: Vec<Slo> = loaded.into_iter().map(|l| l.slo).collect();
-    assert_eq!(slos.len(), N);
+    assert_eq!(slos.len(), n);
+    slos
+}
+
+/// Thousands of plain (ungrouped) SLOs in rules mode, enough for the verdicts to be split
+/// over the cores: each SLO reads back its own number for every window (each is distinct,
+/// so an answer matched to the wrong SLO or a value read from a neighbour's slot would
+/// show), SLOs with no recorded series are no data rather than quiet, and exactly the
+/// burning ones open incidents.
+#[tokio::test]
+async fn thousands_of_plain_slos_read_back_each_its_own_numbers_from_the_recorded_series() {
+    use burnguard::domain::rules::{OBJECTIVE_SERIES, error_ratio_series};
+    use common::prometheus::gauge;
+    const N: usize = 3_000;
+    let slos = shop_slos(N, None);
 
     // Every tenth SLO burns at 20x its 0.1% budget or more (a page); every tenth from the
     // seventh has no recorded series at all; the rest are quiet. Each value is the SLO's own.
