@@ -733,11 +733,7 @@ async fn ten_thousand_grouped_slos_read_back_every_group_from_the_recorded_serie
             times.iter().map(|t| (*t, 0.999)).collect(),
         ));
     }
-    let prometheus = PrometheusServer::start(&history);
-    let evaluation = Evaluator::new(client(&prometheus.url), ReadMode::Rules, 4)
-        .evaluate(&slos, AT)
-        .await;
-    assert_eq!(evaluation.failed_queries, 0);
+    let evaluation = read_in_rules_mode(&history, &slos).await;
     assert_eq!(evaluation.slos.len(), 2 * N, "one evaluation per group");
     let by_key: BTreeMap<String, &SloEvaluation> = evaluation
         .slos
@@ -767,18 +763,43 @@ async fn ten_thousand_grouped_slos_read_back_every_group_from_the_recorded_serie
         }
     }
 
-    let db = TestDb::sqlite();
-    let store = SqlStore::open(db.url()).await.unwrap();
-    let recorded = record_cycle(&store, &slos, &evaluation, &mut HistoryCadence::default()).await;
-    assert_eq!((recorded.opened, recorded.failed), (N / 10, 0));
-    let open = unresolved(&store).await;
-    assert_eq!(open.len(), N / 10);
+    let open = open_incidents_after(&slos, &evaluation, N / 10).await;
     for incident in open {
         let (name, route) = incident.slo.split_once('{').unwrap();
         assert_eq!(route, "route=\"/pay\"}");
         let i: usize = name.trim_start_matches("shop-").parse().unwrap();
         assert_eq!(i % 10, 0, "{}", incident.slo);
     }
+}
+
+/// What rules mode reads for `slos` from a fresh Prometheus holding `history`, at [`AT`];
+/// every query answered.
+async fn read_in_rules_mode(
+    history: &[Series],
+    slos: &[Slo],
+) -> burnguard::engine::evaluate::Evaluation {
+    let prometheus = PrometheusServer::start(history);
+    let evaluation = Evaluator::new(client(&prometheus.url), ReadMode::Rules, 4)
+        .evaluate(slos, AT)
+        .await;
+    assert_eq!(evaluation.failed_queries, 0);
+    evaluation
+}
+
+/// The incidents open after recording `evaluation` as one cycle in a fresh SQLite store,
+/// which must open `opened` of them.
+async fn open_incidents_after(
+    slos: &[Slo],
+    evaluation: &burnguard::engine::evaluate::Evaluation,
+    opened: usize,
+) -> Vec<IncidentRecord> {
+    let db = TestDb::sqlite();
+    let store = SqlStore::open(db.url()).await.unwrap();
+    let recorded = record_cycle(&store, slos, evaluation, &mut HistoryCadence::default()).await;
+    assert_eq!((recorded.opened, recorded.failed), (opened, 0));
+    let open = unresolved(&store).await;
+    assert_eq!(open.len(), opened);
+    open
 }
 
 /// `n` availability SLOs `shop-0..` of service `shop`, each on its own `job`, grouped by
@@ -847,11 +868,7 @@ async fn thousands_of_plain_slos_read_back_each_its_own_numbers_from_the_recorde
             times.iter().map(|t| (*t, 0.999)).collect(),
         ));
     }
-    let prometheus = PrometheusServer::start(&history);
-    let evaluation = Evaluator::new(client(&prometheus.url), ReadMode::Rules, 4)
-        .evaluate(&slos, AT)
-        .await;
-    assert_eq!(evaluation.failed_queries, 0);
+    let evaluation = read_in_rules_mode(&history, &slos).await;
     assert_eq!(evaluation.slos.len(), N, "one evaluation per SLO");
     let by_name: BTreeMap<&str, &SloEvaluation> = evaluation
         .slos
@@ -880,12 +897,7 @@ async fn thousands_of_plain_slos_read_back_each_its_own_numbers_from_the_recorde
         assert_eq!(e.status.as_str(), want, "{}", slo.name);
     }
 
-    let db = TestDb::sqlite();
-    let store = SqlStore::open(db.url()).await.unwrap();
-    let recorded = record_cycle(&store, &slos, &evaluation, &mut HistoryCadence::default()).await;
-    assert_eq!((recorded.opened, recorded.failed), (N / 10, 0));
-    let open = unresolved(&store).await;
-    assert_eq!(open.len(), N / 10);
+    let open = open_incidents_after(&slos, &evaluation, N / 10).await;
     for incident in open {
         let i: usize = incident.slo.trim_start_matches("shop-").parse().unwrap();
         assert_eq!(i % 10, 0, "{}", incident.slo);
