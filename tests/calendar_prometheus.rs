@@ -360,15 +360,8 @@ fn ten_thousand_calendar_slos_pay_for_their_period_bounds_once_per_calendar() {
         })
         .collect::<Vec<_>>()
         .join("---\n");
-    let sources = vec![("many.yaml".to_string(), text)];
-    let (loaded, _, problems) = policies::parse_sources(&sources, &LoadOptions::default());
-    assert!(
-        problems.is_empty(),
-        "{:?}",
-        &problems[..problems.len().min(3)]
-    );
-    assert_eq!(loaded.len(), N);
-    let slos: Vec<_> = loaded.into_iter().map(|l| l.slo).collect();
+    let slos = common::load_slos(text);
+    assert_eq!(slos.len(), N);
     let file = rules::rule_file(&slos);
 
     let shared: Vec<&RuleGroup> = file

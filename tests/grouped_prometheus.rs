@@ -817,14 +817,7 @@ fn shop_slos(n: usize, group_by: Option<&str>) -> Vec<Slo> {
         })
         .collect::<Vec<_>>()
         .join("---\n");
-    let sources = vec![("many.yaml".to_string(), text)];
-    let (loaded, _, problems) = policies::parse_sources(&sources, &LoadOptions::default());
-    assert!(
-        problems.is_empty(),
-        "{:?}",
-        &problems[..problems.len().min(3)]
-    );
-    let slos: Vec<Slo> = loaded.into_iter().map(|l| l.slo).collect();
+    let slos = common::load_slos(text);
     assert_eq!(slos.len(), n);
     slos
 }

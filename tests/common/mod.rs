@@ -53,3 +53,17 @@ pub mod kube;
 pub mod prometheus;
 pub mod receiver;
 pub mod serve;
+
+/// The SLOs of one policy file's `text`, loaded by the real policy loader; any problem fails
+/// the test, naming the first few.
+pub fn load_slos(text: String) -> Vec<burnguard::domain::policy::Slo> {
+    let sources = vec![("many.yaml".to_string(), text)];
+    let (loaded, _, problems) =
+        burnguard::policies::parse_sources(&sources, &burnguard::policies::LoadOptions::default());
+    assert!(
+        problems.is_empty(),
+        "{:?}",
+        &problems[..problems.len().min(3)]
+    );
+    loaded.into_iter().map(|l| l.slo).collect()
+}
