@@ -65,8 +65,6 @@ impl Backend {
         }
     }
 
-    /// Locks the incident row read inside a transaction. SQLite needs none: its write
-    /// transactions begin IMMEDIATE and so already exclude every other writer.
     /// Bytes of values per multi-row statement: PostgreSQL's messages stay small (see
     /// [`webhooks::BYTES_PER_STATEMENT`]); SQLite runs in the process. Measured on 10,000
     /// evaluations of about 1 KiB (`benches/store.rs`): 8 KiB statements 465 ms, 24 KiB and
@@ -79,6 +77,8 @@ impl Backend {
         }
     }
 
+    /// Locks the incident row read inside a transaction. SQLite needs none: its write
+    /// transactions begin IMMEDIATE and so already exclude every other writer.
     fn lock_clause(self) -> &'static str {
         match self {
             Backend::Sqlite => "",
@@ -248,6 +248,27 @@ impl SqlStore {
         .map_err(db_error)
     }
 
+    /// A transaction that reads incidents and decides on them from what it read. Replicas
+    /// recording the same SLOs take turns: SQLite's IMMEDIATE transactions exclude every
+    /// other writer, and on PostgreSQL a transaction-scoped advisory lock does the same for
+    /// these transactions. Without it two replicas' cycles interleave: each reads no open
+    /// incident, both insert one, and the loser's retry could lose again (a deadlock victim
+    /// retries before the winner commits), failing its whole cycle.
+    async fn begin_incident_decisions(
+        &self,
+    ) -> Result<sqlx::Transaction<'_, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(7163002)")
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(tx)
+            }
+        }
+    }
+
     async fn record_once<F>(
         &self,
         evaluation: &EvaluationRecord,
@@ -256,10 +277,7 @@ impl SqlStore {
     where
         F: Fn(Option<&OpenIncident>) -> Decision + Send + Sync,
     {
-        let mut tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
-        };
+        let mut tx = self.begin_incident_decisions().await?;
         let snapshot = &evaluation.snapshot;
         let at = evaluation.evaluated_at;
         sqlx::query(
@@ -334,10 +352,7 @@ impl SqlStore {
         ) else {
             return Ok(Vec::new());
         };
-        let mut tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
-        };
+        let mut tx = self.begin_incident_decisions().await?;
         // The unresolved incidents of the batch's key range (`first` to `last`), in one read,
         // locked in id order on PostgreSQL (two replicas recording at once take the locks in
         // the same order). A caller that sorts its evaluations by key makes each batch read
@@ -753,7 +768,8 @@ impl Store for SqlStore {
     where
         F: Fn(Option<&OpenIncident>) -> Decision + Send + Sync,
     {
-        // A concurrent writer may open the SLO's incident between our read and our insert
+        // Replicas' recordings take turns (`begin_incident_decisions`), but webhook intake
+        // opens incidents too, and may open this SLO's between our read and our insert
         // (PostgreSQL); the unique index refuses ours, and the retry sees theirs.
         match self.record_once(evaluation, &decide).await {
             Err(e) if is_unique_violation(&e) => self
@@ -775,7 +791,7 @@ impl Store for SqlStore {
         F: Fn(usize, Option<&OpenIncident>) -> Decision + Send + Sync,
         S: Fn(usize) -> String + Send + Sync,
     {
-        // As in `record`: a replica that opened one of these incidents meanwhile makes ours
+        // As in `record`: webhook intake opening one of these incidents meanwhile makes ours
         // collide on the unique index (or, on PostgreSQL, deadlock on the row locks); the
         // retry sees what it wrote.
         match self
