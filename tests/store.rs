@@ -696,3 +696,58 @@ async fn cycles_of_every_size_and_shape_store_each_evaluation_once_with_its_own_
         }
     }
 }
+
+/// A replica killed -9 while it holds the turn to record a cycle (PostgreSQL's advisory
+/// lock, held here by a real `psql` process that dies inside its transaction) does not stall
+/// the others: the server ends the dead session, the lock goes with it, and the next
+/// replica's cycle is recorded.
+#[tokio::test]
+async fn a_replica_killed_while_it_holds_the_turn_to_record_does_not_stall_the_others() {
+    use std::io::Write as _;
+    let db = TestDb::postgres().await;
+    let store = SqlStore::open(db.url()).await.unwrap();
+    let mut holder = std::process::Command::new(common::tool("psql"))
+        .args([db.url(), "-q", "-v", "ON_ERROR_STOP=1"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut input = holder.stdin.take().unwrap();
+    input
+        .write_all(b"BEGIN;\nSELECT pg_advisory_xact_lock(7163002);\n")
+        .unwrap();
+    input.flush().unwrap();
+    // The lock is held once the server lists it as granted.
+    let raw = sqlx::AnyPool::connect(db.url()).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let held: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 7163002 AND granted",
+        )
+        .fetch_one(&raw)
+        .await
+        .unwrap();
+        if held == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "psql never took the lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    drop(input);
+
+    let decisions =
+        observe_batch(&store, 1_000, &[("checkout", firing(Severity::Page, 20.0))]).await;
+    assert!(
+        matches!(decisions[0], Decision::Open { .. }),
+        "{decisions:?}"
+    );
+    assert_eq!(unresolved(&store, "checkout").await.len(), 1);
+    raw.close().await;
+    store.close().await;
+}
