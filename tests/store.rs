@@ -751,3 +751,90 @@ async fn a_replica_killed_while_it_holds_the_turn_to_record_does_not_stall_the_o
     raw.close().await;
     store.close().await;
 }
+
+/// The store's PostgreSQL connections send without Nagle's delay (`TCP_NODELAY`), as libpq's
+/// do. Without it, a statement larger than one TLS record (16 KiB) goes out in two writes and
+/// the second waits for the server's delayed ACK, about 40 ms per statement; sqlx 0.9.0 had
+/// dropped the option (sqlx#4335), and 0.9.1 sets it again. Read off the process's own sockets
+/// to the server, after a batch has gone over them.
+#[tokio::test]
+async fn the_connections_to_postgres_send_without_waiting_for_acknowledgements() {
+    let db = TestDb::postgres().await;
+    let store = SqlStore::open(db.url()).await.unwrap();
+    observe_batch(&store, 1_000, &[("checkout", firing(Severity::Page, 20.0))]).await;
+    let port: u16 = db
+        .url()
+        .rsplit_once(':')
+        .and_then(|(_, rest)| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .expect("the test database's URL names a port");
+    let sockets = tcp_sockets_to(port);
+    assert!(
+        !sockets.is_empty(),
+        "no TCP socket of this process to port {port}"
+    );
+    for (fd, nodelay) in &sockets {
+        assert!(
+            *nodelay,
+            "socket fd {fd} to port {port} waits for ACKs (Nagle)"
+        );
+    }
+    store.close().await;
+}
+
+/// This process's TCP sockets connected to `port` on any address, each with whether it has
+/// `TCP_NODELAY`: the socket inodes from `/proc/self/net/tcp{,6}`, the descriptors from
+/// `/proc/self/fd`.
+fn tcp_sockets_to(port: u16) -> Vec<(i32, bool)> {
+    let mut inodes = std::collections::HashSet::new();
+    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // `rem_address` is `ADDR:PORT` in hex; field 9 is the inode.
+            let remote_port = fields
+                .get(2)
+                .and_then(|a| a.rsplit_once(':'))
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            if remote_port == Some(port) {
+                inodes.insert(fields[9].to_string());
+            }
+        }
+    }
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        let target = target.display().to_string();
+        let inode = target
+            .strip_prefix("socket:[")
+            .and_then(|rest| rest.strip_suffix(']'));
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if inode.is_some_and(|i| inodes.contains(i)) {
+            let mut value: libc::c_int = 0;
+            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: `value` and `len` are valid for writes of a c_int. A descriptor another
+            // test closed meanwhile makes the call fail (EBADF, ENOTSOCK): it is left out.
+            let done = unsafe {
+                libc::getsockopt(
+                    fd,
+                    libc::IPPROTO_TCP,
+                    libc::TCP_NODELAY,
+                    (&mut value as *mut libc::c_int).cast(),
+                    &mut len,
+                )
+            };
+            if done == 0 {
+                found.push((fd, value != 0));
+            }
+        }
+    }
+    found
+}
