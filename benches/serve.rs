@@ -8,7 +8,8 @@
 //! the last 15 minutes into a fresh Prometheus (promtool backfill, a free 127.0.0.1 port), and
 //! starts the release `burnguard serve --mode rules` on SQLite. Every cycle is timed by serve
 //! itself (its `evaluation cycle done millis=` log line: queries, verdicts, store writes,
-//! incident decisions, the state `/metrics` renders). Right after each cycle, while serve
+//! incident decisions, the state `/metrics` renders), and split by the same line into the
+//! wait for Prometheus's last answer, the verdicts after it, and the store's part. Right after each cycle, while serve
 //! sleeps until the next, the bench
 //! - sends the same queries to Prometheus with reqwest (the client serve uses), all at once
 //!   as serve does, and times them until every answer's body has arrived: what Prometheus
@@ -118,7 +119,7 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let client = reqwest::Client::new();
     println!(
-        "| N | serve cycle ms (median, min–max of {CYCLES}) | of which reading / storing ms (medians) | Prometheus alone ms (median, min–max) | ratio of medians | answer MiB | /metrics MiB | RSS MiB after {CYCLES} cycles | peak RSS MiB | target RSS |"
+        "| N | serve cycle ms (median, min–max of {CYCLES}) | of which waiting for answers / verdicts / storing ms (medians) | Prometheus alone ms (median, min–max) | ratio of medians | answer MiB | /metrics MiB | RSS MiB after {CYCLES} cycles | peak RSS MiB | target RSS |"
     );
     println!("|---:|---|---|---|---:|---:|---:|---:|---:|---|");
     let mut cpu_rows = Vec::new();
@@ -160,7 +161,7 @@ fn main() {
             &[],
         );
         let (mut cycle_ms, mut alone_ms) = (Vec::new(), Vec::new());
-        let (mut read_ms, mut store_ms) = (Vec::new(), Vec::new());
+        let (mut read_ms, mut store_ms, mut answered_ms) = (Vec::new(), Vec::new(), Vec::new());
         let (mut answer_bytes, mut metrics_bytes, mut failed) = (0, 0, 0usize);
         let mut metrics = String::new();
         // CPU per cycle: serve's from the end of one scrape to the next cycle's end (it only
@@ -181,6 +182,7 @@ fn main() {
             };
             cycle_ms.push(field("millis"));
             read_ms.push(field("read_millis"));
+            answered_ms.push(field("answered_millis"));
             store_ms.push(field("store_millis"));
             failed += field("failed") as usize;
             let alone_before = cpu_ms(prometheus_pid);
@@ -222,9 +224,16 @@ fn main() {
             serve_cpu / alone_cpu
         ));
         println!(
-            "| {n} | {} | {:.0} / {:.0} | {} | {:.2} | {:.1} | {:.1} | {} | {} | {} |",
+            "| {n} | {} | {:.0} / {:.0} / {:.0} | {} | {:.2} | {:.1} | {:.1} | {} | {} | {} |",
             spread(&cycle_ms),
-            median(read_ms),
+            median(answered_ms.clone()),
+            median(
+                read_ms
+                    .iter()
+                    .zip(&answered_ms)
+                    .map(|(r, a)| r - a)
+                    .collect()
+            ),
             median(store_ms),
             spread(&alone_ms),
             median(cycle_ms.clone()) / median(alone_ms.clone()),

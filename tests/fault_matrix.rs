@@ -522,6 +522,7 @@ fn decisive_page(slo: &Slo, at: i64) -> Evaluation {
         })],
         queries: 0,
         failed_queries: 0,
+        answered_after: std::time::Duration::ZERO,
         query_errors: Default::default(),
     }
 }

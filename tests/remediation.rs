@@ -66,6 +66,7 @@ fn evaluation(slo: &Slo, status: EvalStatus, budget: Option<f64>, at: i64) -> Ev
         })],
         queries: 0,
         failed_queries: 0,
+        answered_after: std::time::Duration::ZERO,
         query_errors: Default::default(),
     }
 }

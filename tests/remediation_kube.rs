@@ -115,6 +115,7 @@ fn page_evaluation(slo: &Slo, at: i64) -> Evaluation {
         })],
         queries: 0,
         failed_queries: 0,
+        answered_after: std::time::Duration::ZERO,
         query_errors: Default::default(),
     }
 }

@@ -309,6 +309,10 @@ pub struct Evaluation {
     /// Failed and partial answers by [`MetricsError::reason`].
     #[serde(skip)]
     pub query_errors: BTreeMap<&'static str, usize>,
+    /// How long the cycle waited for its last answer: what is left of a cycle's time is
+    /// burnguard's own (verdicts, and what the caller does after).
+    #[serde(skip)]
+    pub answered_after: std::time::Duration,
 }
 
 /// The evaluations as a list, as if they were not shared.
@@ -344,6 +348,8 @@ impl<M: MetricsSource> Evaluator<M> {
 
     /// Evaluates every SLO at `at`. Results come back in the order of `slos`.
     pub async fn evaluate(&self, slos: &[Slo], at: UnixSeconds) -> Evaluation {
+        let started = std::time::Instant::now();
+        let mut answered_after = std::time::Duration::ZERO;
         let mut queries = 0usize;
         let mut errors = QueryErrors::default();
         let mut results: Vec<Option<Vec<SloEvaluation>>> = vec![None; slos.len()];
@@ -397,6 +403,7 @@ impl<M: MetricsSource> Evaluator<M> {
                             queries,
                             failed_queries: errors.failed,
                             query_errors: errors.by_reason,
+                            answered_after: started.elapsed(),
                         };
                     }
                 }
@@ -432,6 +439,7 @@ impl<M: MetricsSource> Evaluator<M> {
                 .collect::<Vec<(Span, QueryResult, Vec<u32>)>>();
             let (answers, duplicated) =
                 futures_util::join!(windows, self.source.instant(DUPLICATES_QUERY, at));
+            answered_after = started.elapsed();
             queries += answers.len() + 1;
             for (_, answer, _) in &answers {
                 errors.record(answer);
@@ -486,6 +494,7 @@ impl<M: MetricsSource> Evaluator<M> {
                 .buffer_unordered(self.concurrency)
                 .collect()
                 .await;
+            answered_after = started.elapsed();
             for (_, _, answer) in &answers {
                 if let Some(answer) = answer {
                     queries += 1;
@@ -516,6 +525,7 @@ impl<M: MetricsSource> Evaluator<M> {
             queries,
             failed_queries: errors.failed,
             query_errors: errors.by_reason,
+            answered_after,
         }
     }
 }

@@ -549,6 +549,7 @@ async fn cycle(
             failed = evaluation.failed_queries,
             millis = elapsed.as_millis() as u64,
             read_millis = read.as_millis() as u64,
+            answered_millis = evaluation.answered_after.as_millis() as u64,
             store_millis = stored.as_millis() as u64,
             opened = recorded.opened,
             escalated = recorded.escalated,

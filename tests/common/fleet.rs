@@ -86,6 +86,7 @@ pub fn evaluation(slos: &[burnguard::domain::policy::Slo], at: i64) -> Evaluatio
         slos: evaluations,
         queries: 0,
         failed_queries: 0,
+        answered_after: std::time::Duration::ZERO,
         query_errors: Default::default(),
     }
 }

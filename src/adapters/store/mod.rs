@@ -65,16 +65,33 @@ impl Backend {
         }
     }
 
-    /// Bytes of values per multi-row statement: PostgreSQL's messages stay small (see
-    /// [`webhooks::BYTES_PER_STATEMENT`]); SQLite runs in the process. Measured on 10,000
-    /// evaluations of about 1 KiB (`benches/store.rs`): 8 KiB statements 465 ms, 24 KiB and
-    /// 64 KiB 360 ms, 4 MiB 640 ms (sqlx prepares each new statement shape, and large ones
-    /// cost more to bind than they save in round trips to SQLite's worker thread).
-    fn statement_bytes(self) -> usize {
+    /// The `n`th parameter of a statement whose parameters appear in the order they are
+    /// bound. SQLite's are anonymous (`?`): looking up a numbered one by its number walks
+    /// every parameter before it, so binding a statement of thousands of `$N`s cost time
+    /// square in their number (`sqlite3_bind_parameter_name`, in the profile of
+    /// docs/benchmarks.md, "seventh pass").
+    fn placeholder(self, n: usize) -> String {
         match self {
-            Backend::Sqlite => 24 << 10,
-            Backend::Postgres => webhooks::BYTES_PER_STATEMENT,
+            Backend::Sqlite => "?".to_string(),
+            Backend::Postgres => format!("${n}"),
         }
+    }
+
+    /// `(p1, p2, ...), (...)`: `rows` rows of `columns` parameters, numbered from `first`,
+    /// for a statement whose parameters appear in the order they are bound.
+    fn values_list(self, rows: usize, columns: usize, first: usize) -> String {
+        let mut out = String::with_capacity(rows * columns * 6);
+        for r in 0..rows {
+            out.push_str(if r == 0 { "(" } else { ", (" });
+            for c in 0..columns {
+                if c > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(&self.placeholder(first + r * columns + c));
+            }
+            out.push(')');
+        }
+        out
     }
 
     /// Locks the incident row read inside a transaction. SQLite needs none: its write
@@ -104,6 +121,19 @@ impl Backend {
         }
     }
 }
+
+/// Bytes of values per multi-row statement of a cycle's records. Fewer, larger
+/// statements mean fewer hand-overs to SQLite's worker thread and fewer round trips to
+/// PostgreSQL. Measured with `benches/store.rs` (10,000 evaluations of about 1 KiB, every
+/// one kept): 24 KiB and 500 rows, SQLite 227 to 245 ms, PostgreSQL 558 to 581 ms; 1 MiB
+/// and 2,000 rows, 176 to 210 ms and 329 to 406 ms; 2 MiB and 3,000 rows no better
+/// (docs/benchmarks.md, "seventh pass"). Large statements need anonymous SQLite
+/// parameters ([`Backend::placeholder`]) and, on PostgreSQL, `TCP_NODELAY` (sqlx 0.9.1).
+const CYCLE_STATEMENT_BYTES: usize = 1 << 20;
+
+/// Rows per multi-row statement of a cycle's records: at most six values each, 12,000
+/// parameters, inside SQLite's 32,766 and PostgreSQL's 65,535 per statement.
+const CYCLE_STATEMENT_ROWS: usize = 2_000;
 
 /// SQLite or PostgreSQL behind the [`Store`] port.
 #[derive(Clone, Debug)]
@@ -386,10 +416,11 @@ impl SqlStore {
         let texts: std::collections::HashMap<usize, std::borrow::Cow<'_, str>> =
             stored.iter().map(|&i| (i, text(i))).collect();
         let weight = |i: &usize| texts[i].len() + evaluations[*i].slo.len() * 2;
-        for batch in webhooks::batches_within(&stored, weight, self.backend.statement_bytes()) {
+        let (bytes, rows) = (CYCLE_STATEMENT_BYTES, CYCLE_STATEMENT_ROWS);
+        for batch in webhooks::batches_within(&stored, weight, bytes, rows) {
             let sql = format!(
                 "INSERT INTO evaluations (slo, service, evaluated_at, status, error_budget_remaining, snapshot) VALUES {}",
-                webhooks::values_list(batch.len(), 6, 1)
+                self.backend.values_list(batch.len(), 6, 1)
             );
             // Built from constants and numbered placeholders only; every value is bound. Not
             // kept prepared: its size changes with the batch (see `ONE_OFF`).
@@ -406,12 +437,12 @@ impl SqlStore {
             }
             query.execute(&mut *tx).await?;
         }
-        for batch in webhooks::batches_within(&stored, weight, self.backend.statement_bytes()) {
+        for batch in webhooks::batches_within(&stored, weight, bytes, rows) {
             let sql = format!(
                 "INSERT INTO latest_evaluations (slo, service, evaluated_at, status, snapshot) VALUES {} \
                  ON CONFLICT (slo) DO UPDATE SET service = excluded.service, evaluated_at = excluded.evaluated_at, \
                  status = excluded.status, snapshot = excluded.snapshot",
-                webhooks::values_list(batch.len(), 5, 1)
+                self.backend.values_list(batch.len(), 5, 1)
             );
             let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(ONE_OFF);
             for &i in batch {
@@ -451,12 +482,13 @@ impl SqlStore {
             });
         }
         let at = evaluations.first().map_or(0, |e| e.evaluated_at);
-        for batch in still_firing.chunks(ROWS_PER_UPDATE) {
+        for batch in still_firing.chunks(rows) {
             // VALUES columns are `column1`, `column2` in both SQLite and PostgreSQL.
             let sql = format!(
-                "UPDATE incidents SET peak_burn_rate = v.column2, last_firing_at = $1, data_missing = FALSE, \
+                "UPDATE incidents SET peak_burn_rate = v.column2, last_firing_at = {}, data_missing = FALSE, \
                  data_missing_since = NULL FROM (VALUES {}) AS v WHERE incidents.id = v.column1",
-                webhooks::values_list(batch.len(), 2, 2)
+                self.backend.placeholder(1),
+                self.backend.values_list(batch.len(), 2, 2)
             );
             let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(ONE_OFF).bind(at);
             for (id, peak) in batch {
@@ -659,9 +691,6 @@ impl SqlStore {
 fn changes_incident(decision: &Decision) -> bool {
     !matches!(decision, Decision::Nothing | Decision::StillFiring { .. })
 }
-
-/// Incidents per multi-row update: two values each, far below the parameter limits.
-const ROWS_PER_UPDATE: usize = 500;
 
 /// `persistent` for statements whose text changes with the size of the batch (a `VALUES`
 /// list of one to hundreds of rows): each size would otherwise stay prepared on every pooled
@@ -949,5 +978,16 @@ mod tests {
         );
         assert_eq!(redact("postgres://bg@db/x"), "postgres://***@db/x");
         assert_eq!(redact("sqlite://burnguard.db"), "sqlite://burnguard.db");
+    }
+
+    #[test]
+    fn sqlite_parameters_are_anonymous_and_postgres_ones_numbered() {
+        assert_eq!(
+            Backend::Postgres.values_list(2, 3, 1),
+            "($1, $2, $3), ($4, $5, $6)"
+        );
+        assert_eq!(Backend::Postgres.values_list(1, 2, 2), "($2, $3)");
+        assert_eq!(Backend::Sqlite.values_list(2, 2, 2), "(?, ?), (?, ?)");
+        assert_eq!(Backend::Sqlite.placeholder(7), "?");
     }
 }

@@ -21,29 +21,29 @@ const ALERTMANAGER: &str = "alertmanager";
 /// Rows per multi-row statement: far below SQLite's and PostgreSQL's parameter limits.
 const ROWS_PER_STATEMENT: usize = 500;
 
-/// Bytes of values per multi-row statement. sqlx does not set TCP_NODELAY: a message to
-/// PostgreSQL over TLS larger than one TLS record (16 KiB) goes out in several writes, and the
-/// last one waits for the server's delayed ACK, about 40 ms per statement. Statements this
-/// small are never held back.
+/// Bytes of values per multi-row statement of webhook intake: a delivery's rows rarely fill
+/// one (intake was measured with this budget, docs/benchmarks.md; a cycle's records, far more
+/// rows, use [`super::Backend::statement_bytes`]).
 pub(super) const BYTES_PER_STATEMENT: usize = 8 * 1024;
 
 /// `items` cut into runs of at most [`ROWS_PER_STATEMENT`] rows and about
 /// [`BYTES_PER_STATEMENT`] bytes, each item weighing `bytes(item)` plus its placeholders.
 pub(super) fn batches<T>(items: &[T], bytes: impl Fn(&T) -> usize) -> Vec<&[T]> {
-    batches_within(items, bytes, BYTES_PER_STATEMENT)
+    batches_within(items, bytes, BYTES_PER_STATEMENT, ROWS_PER_STATEMENT)
 }
 
-/// [`batches`] with another byte budget per statement.
+/// [`batches`] with another budget of bytes and of rows per statement.
 pub(super) fn batches_within<T>(
     items: &[T],
     bytes: impl Fn(&T) -> usize,
     budget: usize,
+    rows: usize,
 ) -> Vec<&[T]> {
     let mut out = Vec::new();
     let (mut start, mut size) = (0, 0);
     for (i, item) in items.iter().enumerate() {
         let weight = bytes(item) + 32;
-        if i > start && (i - start == ROWS_PER_STATEMENT || size + weight > budget) {
+        if i > start && (i - start == rows || size + weight > budget) {
             out.push(&items[start..i]);
             (start, size) = (i, 0);
         }
