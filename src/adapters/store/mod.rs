@@ -2,13 +2,15 @@
 //!
 //! One implementation over sqlx's `Any` driver serves both: the SQL is portable (numbered
 //! parameters, `RETURNING`, `ON CONFLICT`, partial unique indexes) except where a backend needs
-//! its own words, which [`Backend`] spells out (row locks, how a write transaction begins).
+//! its own words, which [`Backend`] spells out (row locks, how a write transaction begins,
+//! the anonymous SQLite parameters of a cycle's large statements).
 //! Each backend has its own migrations (`migrations/sqlite`, `migrations/postgres`), embedded at
 //! build time and applied at start; a database migrated by a newer burnguard is refused.
 //!
 //! Owns: SQL, transactions, row mapping. Must not touch: the lifecycle rules (it applies the
 //! `Decision` the domain returns, inside the transaction that read the incident).
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -87,7 +89,12 @@ impl Backend {
                 if c > 0 {
                     out.push_str(", ");
                 }
-                out.push_str(&self.placeholder(first + r * columns + c));
+                match self {
+                    Backend::Sqlite => out.push('?'),
+                    Backend::Postgres => {
+                        let _ = write!(out, "${}", first + r * columns + c);
+                    }
+                }
             }
             out.push(')');
         }
@@ -422,8 +429,8 @@ impl SqlStore {
                 "INSERT INTO evaluations (slo, service, evaluated_at, status, error_budget_remaining, snapshot) VALUES {}",
                 self.backend.values_list(batch.len(), 6, 1)
             );
-            // Built from constants and numbered placeholders only; every value is bound. Not
-            // kept prepared: its size changes with the batch (see `ONE_OFF`).
+            // Built from constants and placeholders only; every value is bound. Not kept
+            // prepared: its size changes with the batch (see `ONE_OFF`).
             let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(ONE_OFF);
             for &i in batch {
                 let e = &evaluations[i];

@@ -23,7 +23,7 @@ const ROWS_PER_STATEMENT: usize = 500;
 
 /// Bytes of values per multi-row statement of webhook intake: a delivery's rows rarely fill
 /// one (intake was measured with this budget, docs/benchmarks.md; a cycle's records, far more
-/// rows, use [`super::Backend::statement_bytes`]).
+/// rows, use the store's `CYCLE_STATEMENT_BYTES`).
 pub(super) const BYTES_PER_STATEMENT: usize = 8 * 1024;
 
 /// `items` cut into runs of at most [`ROWS_PER_STATEMENT`] rows and about
