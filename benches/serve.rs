@@ -14,7 +14,7 @@
 //! - sends the same queries to Prometheus with reqwest (the client serve uses), all at once
 //!   as serve does, and times them until every answer's body has arrived: what Prometheus
 //!   alone needs to return the data;
-//! - scrapes `/metrics` once, as Prometheus would.
+//! - scrapes `/metrics` once, as Prometheus would, timing it and the CPU serve spends on it.
 //!
 //! After the cycles it reads `VmRSS` and `VmHWM` of the serve process from `/proc`, and prints
 //! a second table: the CPU time (every thread, from `/proc/<pid>/stat`) serve spends per steady
@@ -108,7 +108,7 @@ fn cpu_ms(pid: u32) -> f64 {
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn main() {
@@ -119,9 +119,9 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let client = reqwest::Client::new();
     println!(
-        "| N | serve cycle ms (median, min–max of {CYCLES}) | of which waiting for answers / verdicts / storing ms (medians) | Prometheus alone ms (median, min–max) | ratio of medians | answer MiB | /metrics MiB | RSS MiB after {CYCLES} cycles | peak RSS MiB | target RSS |"
+        "| N | serve cycle ms (median, min–max of {CYCLES}) | of which waiting for answers / verdicts / storing ms (medians) | Prometheus alone ms (median, min–max) | ratio of medians | answer MiB | /metrics MiB | scrape ms (serve CPU ms), medians | RSS MiB after {CYCLES} cycles | peak RSS MiB | target RSS |"
     );
-    println!("|---:|---|---|---|---:|---:|---:|---:|---:|---|");
+    println!("|---:|---|---|---|---:|---:|---:|---|---:|---:|---|");
     let mut cpu_rows = Vec::new();
     for n in sizes() {
         let slos = common::fleet::slos(n);
@@ -164,6 +164,7 @@ fn main() {
         let (mut read_ms, mut store_ms, mut answered_ms) = (Vec::new(), Vec::new(), Vec::new());
         let (mut answer_bytes, mut metrics_bytes, mut failed) = (0, 0, 0usize);
         let mut metrics = String::new();
+        let (mut scrape_ms, mut scrape_cpu) = (Vec::new(), Vec::new());
         // CPU per cycle: serve's from the end of one scrape to the next cycle's end (it only
         // sleeps in between), Prometheus's meanwhile (answering serve) and while it answers
         // the bench alone. The first cycle opens incidents: left out.
@@ -195,9 +196,12 @@ fn main() {
             }
             alone_ms.push(took.as_secs_f64() * 1e3);
             answer_bytes = bytes;
+            let (scrape_started, cpu_before) = (Instant::now(), cpu_ms(serve_pid));
             if let Some((200, body)) =
                 http_get_within(&serve.addr, "/metrics", Duration::from_secs(300))
             {
+                scrape_ms.push(scrape_started.elapsed().as_secs_f64() * 1e3);
+                scrape_cpu.push(cpu_ms(serve_pid) - cpu_before);
                 metrics_bytes = body.len();
                 metrics = body;
             }
@@ -224,7 +228,7 @@ fn main() {
             serve_cpu / alone_cpu
         ));
         println!(
-            "| {n} | {} | {:.0} / {:.0} / {:.0} | {} | {:.2} | {:.1} | {:.1} | {} | {} | {} |",
+            "| {n} | {} | {:.0} / {:.0} / {:.0} | {} | {:.2} | {:.1} | {:.1} | {:.0} ({:.0}) | {} | {} | {} |",
             spread(&cycle_ms),
             median(answered_ms.clone()),
             median(
@@ -239,6 +243,8 @@ fn main() {
             median(cycle_ms.clone()) / median(alone_ms.clone()),
             mib(answer_bytes),
             mib(metrics_bytes),
+            median(scrape_ms),
+            median(scrape_cpu),
             show(rss),
             show(peak),
             match n {

@@ -190,6 +190,8 @@ pub struct SloFamilies {
     from: usize,
     /// Whether `family`'s `# HELP` and `# TYPE` are written.
     described: bool,
+    /// Bytes of the largest piece yielded so far.
+    largest_piece: usize,
 }
 
 impl SloFamilies {
@@ -200,6 +202,7 @@ impl SloFamilies {
             family: 0,
             from: 0,
             described: false,
+            largest_piece: 0,
         }
     }
 
@@ -215,14 +218,13 @@ impl SloFamilies {
                 "burnguard_actions",
                 "Remediation steps in the journal by SLO, kind and status (succeeded, failed, skipped, ...)",
             );
+            let mut labels = String::new();
             for ((slo, kind, status), n) in &counts.actions {
-                write_sample(
-                    &mut out,
-                    "burnguard_actions",
-                    &[("slo", slo), ("kind", kind), ("status", status)],
-                    &[],
-                    *n as f64,
-                );
+                labels.clear();
+                for (key, value) in [("slo", slo), ("kind", kind), ("status", status)] {
+                    push_label(&mut labels, key, value);
+                }
+                write_sample(&mut out, "burnguard_actions", &labels, &[], *n as f64);
             }
         }
         describe(
@@ -233,7 +235,7 @@ impl SloFamilies {
         write_sample(
             &mut out,
             "burnguard_notification_outbox_pending",
-            &[],
+            "",
             &[],
             counts.outbox_pending as f64,
         );
@@ -258,23 +260,26 @@ impl Iterator for SloFamilies {
                 };
             };
             let until = (self.from + PIECE).min(self.evaluations.len());
-            let mut out = String::new();
+            // Sized like the largest piece so far: a piece is written without regrowing.
+            let mut out = String::with_capacity(self.largest_piece);
+            // The SLO's own labels, escaped once for all its samples in this family.
+            let mut labels = String::new();
             for e in &self.evaluations[self.from..until] {
-                let base = [("slo", e.name.as_str()), ("service", e.service.as_str())];
-                let group: Vec<(&str, &str)> = e
-                    .group
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
-                    .collect();
+                labels.clear();
+                push_label(&mut labels, "slo", &e.name);
+                push_label(&mut labels, "service", &e.service);
+                for (key, value) in &e.group {
+                    push_label(&mut labels, key, value);
+                }
                 family.samples(e, self.counts.as_ref(), &mut |extra, value| {
                     if !self.described {
                         describe(&mut out, family.name(), family.help());
                         self.described = true;
                     }
-                    let labels: Vec<(&str, &str)> = base.iter().chain(&group).copied().collect();
                     write_sample(&mut out, family.name(), &labels, extra, value);
                 });
             }
+            self.largest_piece = self.largest_piece.max(out.len());
             if until >= self.evaluations.len() {
                 (self.family, self.from, self.described) = (self.family + 1, 0, false);
             } else {
@@ -291,25 +296,24 @@ fn describe(out: &mut String, name: &str, help: &str) {
     let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n");
 }
 
-/// One sample line: `name{labels,extra} value`.
-fn write_sample(
-    out: &mut String,
-    name: &str,
-    labels: &[(&str, &str)],
-    extra: &[(&str, &str)],
-    value: f64,
-) {
+/// One sample line: `name{labels,extra} value`, where `labels` is already written as
+/// `key="value"` pairs separated by commas (see [`push_label`]), and may be empty.
+fn write_sample(out: &mut String, name: &str, labels: &str, extra: &[(&str, &str)], value: f64) {
     out.push_str(name);
-    let mut first = true;
-    for (key, label_value) in labels.iter().chain(extra) {
-        out.push(if first { '{' } else { ',' });
-        first = false;
-        out.push_str(key);
-        out.push_str("=\"");
-        push_escaped(out, label_value);
-        out.push('"');
-    }
-    if !first {
+    if !labels.is_empty() || !extra.is_empty() {
+        out.push('{');
+        out.push_str(labels);
+        let mut first = labels.is_empty();
+        for (key, label_value) in extra {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            out.push_str(key);
+            out.push_str("=\"");
+            push_escaped(out, label_value);
+            out.push('"');
+        }
         out.push('}');
     }
     out.push(' ');
@@ -317,8 +321,23 @@ fn write_sample(
     out.push('\n');
 }
 
+/// Appends `key="value"` to a label list, with a comma before it unless it is the first.
+fn push_label(labels: &mut String, key: &str, value: &str) {
+    if !labels.is_empty() {
+        labels.push(',');
+    }
+    labels.push_str(key);
+    labels.push_str("=\"");
+    push_escaped(labels, value);
+    labels.push('"');
+}
+
 /// A label value with `\`, `"` and newlines escaped.
 fn push_escaped(out: &mut String, value: &str) {
+    if !value.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+        out.push_str(value);
+        return;
+    }
     for c in value.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -336,17 +355,14 @@ mod tests {
     #[test]
     fn a_sample_line_escapes_label_values_and_prints_numbers_as_prometheus_client_does() {
         let mut out = String::new();
-        write_sample(
-            &mut out,
-            "m",
-            &[("slo", "a\"b\\c\nd")],
-            &[("window", "5m")],
-            0.05,
-        );
-        write_sample(&mut out, "n", &[], &[], 1.0);
+        let mut labels = String::new();
+        push_label(&mut labels, "slo", "a\"b\\c\nd");
+        write_sample(&mut out, "m", &labels, &[("window", "5m")], 0.05);
+        write_sample(&mut out, "n", "", &[], 1.0);
+        write_sample(&mut out, "o", "", &[("window", "1h")], 2.0);
         assert_eq!(
             out,
-            "m{slo=\"a\\\"b\\\\c\\nd\",window=\"5m\"} 0.05\nn 1.0\n"
+            "m{slo=\"a\\\"b\\\\c\\nd\",window=\"5m\"} 0.05\nn 1.0\no{window=\"1h\"} 2.0\n"
         );
     }
 
@@ -354,5 +370,60 @@ mod tests {
     fn nothing_loaded_is_the_end_marker_alone() {
         let pieces: Vec<String> = SloFamilies::new(Vec::new(), None).collect();
         assert_eq!(pieces, vec!["# EOF\n".to_string()]);
+    }
+
+    fn evaluation(
+        name: &str,
+        service: &str,
+        group: &[(&str, &str)],
+        status: Status,
+    ) -> SloEvaluation {
+        use crate::engine::evaluate::WindowValues;
+        let five_minutes = crate::domain::policy::Window::from_secs(300);
+        SloEvaluation {
+            name: name.into(),
+            group: group
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            service: service.into(),
+            objective: 0.999,
+            window: "30d".into(),
+            status: EvalStatus::Assessed(status),
+            source: None,
+            error_ratio: WindowValues(vec![(five_minutes, Some(0.002))]),
+            burn_rate: WindowValues(vec![(five_minutes, Some(2.0))]),
+            error_budget_remaining: None,
+            time_to_exhaustion_seconds: None,
+            budget_period: None,
+            alerts: Vec::new(),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn each_slo_s_samples_carry_its_own_labels_and_group_before_the_family_s() {
+        let evaluations = vec![
+            Arc::new(evaluation("a", "s", &[("route", "/p\"ay")], Status::Page)),
+            Arc::new(evaluation("b", "t", &[], Status::Ok)),
+        ];
+        let text: String = SloFamilies::new(evaluations, None).collect();
+        for line in [
+            "burnguard_slo_error_ratio{slo=\"a\",service=\"s\",route=\"/p\\\"ay\",window=\"5m\"} 0.002",
+            "burnguard_slo_error_ratio{slo=\"b\",service=\"t\",window=\"5m\"} 0.002",
+            "burnguard_slo_status{slo=\"a\",service=\"s\",route=\"/p\\\"ay\",status=\"page\"} 1.0",
+            "burnguard_slo_status{slo=\"b\",service=\"t\",status=\"page\"} 0.0",
+            "burnguard_slo_status{slo=\"b\",service=\"t\",status=\"ok\"} 1.0",
+            "burnguard_slo_objective{slo=\"b\",service=\"t\",window=\"30d\"} 0.999",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from:\n{text}"
+            );
+        }
+        // Every sample line of the two SLOs: 2 ratios, 2 burn rates, 12 statuses, 2 objectives.
+        let samples = text.lines().filter(|l| !l.starts_with('#')).count();
+        assert_eq!(samples, 18, "{text}");
+        assert!(text.ends_with("# EOF\n"));
     }
 }
