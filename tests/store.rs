@@ -272,6 +272,14 @@ async fn two_writers_racing_on_one_slo_keep_exactly_one_open_incident() {
     }
 }
 
+/// Each latest state as (SLO, when, the `at` its snapshot carries).
+fn states(latest: &[burnguard::ports::EvaluationPoint]) -> Vec<(&str, i64, Option<i64>)> {
+    latest
+        .iter()
+        .map(|p| (p.slo.as_str(), p.evaluated_at, p.snapshot["at"].as_i64()))
+        .collect()
+}
+
 #[tokio::test]
 async fn evaluation_history_is_pruned_by_age() {
     for db in TestDb::both().await {
@@ -279,8 +287,87 @@ async fn evaluation_history_is_pruned_by_age() {
         for at in [100, 200, 300] {
             observe(&store, "s", at, quiet()).await;
         }
+        // An SLO last evaluated before the cut (one no replica evaluates any more, or one
+        // whose history is kept at a coarse resolution): its newest row is its latest state.
+        observe(&store, "stale", 100, quiet()).await;
         assert_eq!(store.prune_evaluations(250).await.unwrap(), 2);
         assert_eq!(store.prune_evaluations(250).await.unwrap(), 0);
+        let latest = store.latest_evaluations().await.unwrap();
+        assert_eq!(
+            states(&latest),
+            vec![("s", 300, Some(300)), ("stale", 100, Some(100))],
+            "{}",
+            db.url()
+        );
+    }
+}
+
+/// A database written before the latest state became a reference to its history row:
+/// every SLO's latest state survives the migration, including one whose history row had
+/// already been pruned (it becomes a history row again).
+#[tokio::test]
+async fn latest_states_written_before_they_pointed_at_the_history_survive_the_migration() {
+    sqlx::any::install_default_drivers();
+    for db in TestDb::both().await {
+        let (dir, url) = match db.url().strip_prefix("sqlite://") {
+            Some(_) => ("migrations/sqlite", format!("{}?mode=rwc", db.url())),
+            None => ("migrations/postgres", db.url().to_string()),
+        };
+        let raw = sqlx::AnyPool::connect(&url).await.unwrap();
+        let migrator = sqlx::migrate::Migrator::new(std::path::Path::new(dir))
+            .await
+            .unwrap();
+        migrator.run_to(4, &raw).await.unwrap();
+        for (slo, at, history) in [("kept", 200, true), ("pruned", 100, false)] {
+            let snapshot = serde_json::json!({"name": slo, "at": at}).to_string();
+            // An older row, then the one the latest state copies.
+            let rows = [(at - 60, "{}"), (at, snapshot.as_str())];
+            for (when, text) in rows.into_iter().filter(|_| history) {
+                sqlx::query(
+                    "INSERT INTO evaluations (slo, service, evaluated_at, status, error_budget_remaining, snapshot) \
+                     VALUES ($1, 'checkout', $2, 'ok', 0.25, $3)",
+                )
+                .bind(slo)
+                .bind(when)
+                .bind(text)
+                .execute(&raw)
+                .await
+                .unwrap();
+            }
+            sqlx::query(
+                "INSERT INTO latest_evaluations (slo, service, evaluated_at, status, snapshot) \
+                 VALUES ($1, 'checkout', $2, 'ok', $3)",
+            )
+            .bind(slo)
+            .bind(at)
+            .bind(&snapshot)
+            .execute(&raw)
+            .await
+            .unwrap();
+        }
+        raw.close().await;
+
+        let store = SqlStore::open(db.url()).await.unwrap();
+        let latest = store.latest_evaluations().await.unwrap();
+        assert_eq!(
+            states(&latest),
+            vec![("kept", 200, Some(200)), ("pruned", 100, Some(100))],
+            "{}",
+            db.url()
+        );
+        assert_eq!(latest[0].error_budget_remaining, Some(0.25));
+        let history = store
+            .evaluation_history("pruned", 0, 1000, 10)
+            .await
+            .unwrap();
+        assert_eq!(history.len(), 1, "{}: {history:?}", db.url());
+        assert_eq!(common::db::rows(db.url(), "evaluations").await, 3);
+        // The next evaluation moves each latest state on.
+        observe(&store, "pruned", 400, quiet()).await;
+        let latest = store.latest_evaluations().await.unwrap();
+        assert_eq!(latest[1].evaluated_at, 400, "{}: {latest:?}", db.url());
+        assert_eq!(latest[1].error_budget_remaining, Some(0.5));
+        store.close().await;
     }
 }
 

@@ -317,9 +317,9 @@ impl SqlStore {
         let mut tx = self.begin_incident_decisions().await?;
         let snapshot = &evaluation.snapshot;
         let at = evaluation.evaluated_at;
-        sqlx::query(
+        let row: i64 = sqlx::query(
             "INSERT INTO evaluations (slo, service, evaluated_at, status, error_budget_remaining, snapshot) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         )
         .bind(&evaluation.slo)
         .bind(&evaluation.service)
@@ -327,20 +327,11 @@ impl SqlStore {
         .bind(&evaluation.status)
         .bind(evaluation.error_budget_remaining)
         .bind(snapshot)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO latest_evaluations (slo, service, evaluated_at, status, snapshot) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (slo) DO UPDATE SET service = excluded.service, evaluated_at = excluded.evaluated_at, \
-             status = excluded.status, snapshot = excluded.snapshot",
-        )
-        .bind(&evaluation.slo)
-        .bind(&evaluation.service)
-        .bind(at)
-        .bind(&evaluation.status)
-        .bind(snapshot)
-        .execute(&mut *tx)
-        .await?;
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("id")?;
+        self.point_latest_states_at(&mut tx, &[(evaluation.slo.clone(), row)])
+            .await?;
 
         // Built from constants only; the SLO name is bound.
         let open = sqlx::query(AssertSqlSafe(format!(
@@ -424,9 +415,11 @@ impl SqlStore {
             stored.iter().map(|&i| (i, text(i))).collect();
         let weight = |i: &usize| texts[i].len() + evaluations[*i].slo.len() * 2;
         let (bytes, rows) = (CYCLE_STATEMENT_BYTES, CYCLE_STATEMENT_ROWS);
+        let mut written: Vec<(String, i64)> = Vec::with_capacity(stored.len());
         for batch in webhooks::batches_within(&stored, weight, bytes, rows) {
             let sql = format!(
-                "INSERT INTO evaluations (slo, service, evaluated_at, status, error_budget_remaining, snapshot) VALUES {}",
+                "INSERT INTO evaluations (slo, service, evaluated_at, status, error_budget_remaining, snapshot) \
+                 VALUES {} RETURNING slo, id",
                 self.backend.values_list(batch.len(), 6, 1)
             );
             // Built from constants and placeholders only; every value is bound. Not kept
@@ -442,27 +435,11 @@ impl SqlStore {
                     .bind(e.error_budget_remaining)
                     .bind(texts[&i].as_ref());
             }
-            query.execute(&mut *tx).await?;
-        }
-        for batch in webhooks::batches_within(&stored, weight, bytes, rows) {
-            let sql = format!(
-                "INSERT INTO latest_evaluations (slo, service, evaluated_at, status, snapshot) VALUES {} \
-                 ON CONFLICT (slo) DO UPDATE SET service = excluded.service, evaluated_at = excluded.evaluated_at, \
-                 status = excluded.status, snapshot = excluded.snapshot",
-                self.backend.values_list(batch.len(), 5, 1)
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(ONE_OFF);
-            for &i in batch {
-                let e = &evaluations[i];
-                query = query
-                    .bind(&e.slo)
-                    .bind(&e.service)
-                    .bind(e.evaluated_at)
-                    .bind(&e.status)
-                    .bind(texts[&i].as_ref());
+            for row in query.fetch_all(&mut *tx).await? {
+                written.push((row.try_get("slo")?, row.try_get("id")?));
             }
-            query.execute(&mut *tx).await?;
         }
+        self.point_latest_states_at(&mut tx, &written).await?;
 
         let mut answers = Vec::with_capacity(evaluations.len());
         // Incidents that only go on firing: one statement for all of them.
@@ -505,6 +482,30 @@ impl SqlStore {
         }
         tx.commit().await?;
         Ok(answers)
+    }
+
+    /// Makes each `(slo, history row)` of `written` that SLO's stored latest state. A latest
+    /// state only moves to a newer row: ids grow with each write.
+    async fn point_latest_states_at(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        written: &[(String, i64)],
+    ) -> Result<(), sqlx::Error> {
+        for batch in written.chunks(CYCLE_STATEMENT_ROWS) {
+            let sql = format!(
+                "INSERT INTO latest_evaluations (slo, evaluation_id) VALUES {} \
+                 ON CONFLICT (slo) DO UPDATE SET evaluation_id = excluded.evaluation_id \
+                 WHERE latest_evaluations.evaluation_id < excluded.evaluation_id",
+                self.backend.values_list(batch.len(), 2, 1)
+            );
+            // Built from constants and placeholders only; every value is bound.
+            let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(ONE_OFF);
+            for (slo, row) in batch {
+                query = query.bind(slo).bind(*row);
+            }
+            query.execute(&mut **tx).await?;
+        }
+        Ok(())
     }
 
     /// Applies `decision` to the SLO's unresolved incident `open` (or opens one) inside `tx`:
@@ -963,11 +964,24 @@ impl Store for SqlStore {
 
     async fn prune_evaluations(&self, before: UnixSeconds) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
-        let done = sqlx::query("DELETE FROM evaluations WHERE evaluated_at < $1")
-            .bind(before)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        // Each SLO's newest row stays, however old: it is the SLO's stored latest state.
+        // PostgreSQL plans NOT EXISTS as an anti-join (hashed, spilling to disk if need be),
+        // where a NOT IN list larger than `work_mem` would be scanned once per row; SQLite
+        // builds its NOT IN list into a temporary index once.
+        let latest_kept = match self.backend {
+            Backend::Sqlite => "id NOT IN (SELECT evaluation_id FROM latest_evaluations)",
+            Backend::Postgres => {
+                "NOT EXISTS (SELECT 1 FROM latest_evaluations l WHERE l.evaluation_id = evaluations.id)"
+            }
+        };
+        // Built from constants only; the cut is bound.
+        let done = sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM evaluations WHERE evaluated_at < $1 AND {latest_kept}"
+        )))
+        .bind(before)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
         Ok(done.rows_affected())
     }

@@ -148,13 +148,17 @@ impl Operations for SqlStore {
     }
 
     async fn latest_evaluations(&self) -> Result<Vec<EvaluationPoint>, StoreError> {
-        sqlx::query("SELECT slo, evaluated_at, status, CAST(NULL AS DOUBLE PRECISION) AS error_budget_remaining, snapshot FROM latest_evaluations ORDER BY slo")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_error)?
-            .iter()
-            .map(point)
-            .collect()
+        sqlx::query(
+            "SELECT l.slo AS slo, e.evaluated_at AS evaluated_at, e.status AS status, \
+             e.error_budget_remaining AS error_budget_remaining, e.snapshot AS snapshot \
+             FROM latest_evaluations l JOIN evaluations e ON e.id = l.evaluation_id ORDER BY l.slo",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(point)
+        .collect()
     }
 
     async fn evaluation_history(
