@@ -142,6 +142,11 @@ const CYCLE_STATEMENT_BYTES: usize = 1 << 20;
 /// parameters, inside SQLite's 32,766 and PostgreSQL's 65,535 per statement.
 const CYCLE_STATEMENT_ROWS: usize = 2_000;
 
+/// Ends an insert of `(slo, evaluation_id)` rows into `latest_evaluations`: a latest state
+/// only moves to a newer history row (ids grow with each write).
+const POINT_LATEST_STATE: &str = "ON CONFLICT (slo) DO UPDATE SET evaluation_id = excluded.evaluation_id \
+     WHERE latest_evaluations.evaluation_id < excluded.evaluation_id";
+
 /// SQLite or PostgreSQL behind the [`Store`] port.
 #[derive(Clone, Debug)]
 pub struct SqlStore {
@@ -417,11 +422,21 @@ impl SqlStore {
         let (bytes, rows) = (CYCLE_STATEMENT_BYTES, CYCLE_STATEMENT_ROWS);
         let mut written: Vec<(String, i64)> = Vec::with_capacity(stored.len());
         for batch in webhooks::batches_within(&stored, weight, bytes, rows) {
-            let sql = format!(
+            let insert = format!(
                 "INSERT INTO evaluations (slo, service, evaluated_at, status, error_budget_remaining, snapshot) \
                  VALUES {} RETURNING slo, id",
                 self.backend.values_list(batch.len(), 6, 1)
             );
+            // On PostgreSQL the latest states are pointed at the new rows by the same
+            // statement, and nothing comes back; SQLite has no INSERT inside WITH, and its
+            // round trips stay in the process.
+            let sql = match self.backend {
+                Backend::Postgres => format!(
+                    "WITH written AS ({insert}) INSERT INTO latest_evaluations (slo, evaluation_id) \
+                     SELECT slo, id FROM written {POINT_LATEST_STATE}"
+                ),
+                Backend::Sqlite => insert,
+            };
             // Built from constants and placeholders only; every value is bound. Not kept
             // prepared: its size changes with the batch (see `ONE_OFF`).
             let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(ONE_OFF);
@@ -435,8 +450,15 @@ impl SqlStore {
                     .bind(e.error_budget_remaining)
                     .bind(texts[&i].as_ref());
             }
-            for row in query.fetch_all(&mut *tx).await? {
-                written.push((row.try_get("slo")?, row.try_get("id")?));
+            match self.backend {
+                Backend::Postgres => {
+                    query.execute(&mut *tx).await?;
+                }
+                Backend::Sqlite => {
+                    for row in query.fetch_all(&mut *tx).await? {
+                        written.push((row.try_get("slo")?, row.try_get("id")?));
+                    }
+                }
             }
         }
         self.point_latest_states_at(&mut tx, &written).await?;
@@ -493,9 +515,7 @@ impl SqlStore {
     ) -> Result<(), sqlx::Error> {
         for batch in written.chunks(CYCLE_STATEMENT_ROWS) {
             let sql = format!(
-                "INSERT INTO latest_evaluations (slo, evaluation_id) VALUES {} \
-                 ON CONFLICT (slo) DO UPDATE SET evaluation_id = excluded.evaluation_id \
-                 WHERE latest_evaluations.evaluation_id < excluded.evaluation_id",
+                "INSERT INTO latest_evaluations (slo, evaluation_id) VALUES {} {POINT_LATEST_STATE}",
                 self.backend.values_list(batch.len(), 2, 1)
             );
             // Built from constants and placeholders only; every value is bound.
