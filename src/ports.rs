@@ -327,7 +327,8 @@ pub trait Store: Send + Sync {
         id: i64,
     ) -> impl Future<Output = Result<Option<IncidentDetail>, StoreError>> + Send;
 
-    /// Deletes evaluation history older than `before`; returns how many rows went.
+    /// Deletes evaluation history older than `before`, except each SLO's newest row (its
+    /// stored latest state); returns how many rows went.
     fn prune_evaluations(
         &self,
         before: UnixSeconds,

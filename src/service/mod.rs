@@ -565,7 +565,7 @@ async fn cycle(
 
 /// Forgets the history cadence of SLOs the policies no longer have.
 fn forget_removed(history: &mut record::HistoryCadence, slos: &[Slo]) {
-    let names: std::collections::HashSet<&str> = slos.iter().map(|s| s.name.as_str()).collect();
+    let names: foldhash::HashSet<&str> = slos.iter().map(|s| s.name.as_str()).collect();
     history.retain(|key| {
         let name = crate::domain::policy::split_group_key(key).map_or(key, |(name, _)| name);
         names.contains(name)

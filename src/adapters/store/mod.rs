@@ -6,6 +6,7 @@
 //! the anonymous SQLite parameters of a cycle's large statements).
 //! Each backend has its own migrations (`migrations/sqlite`, `migrations/postgres`), embedded at
 //! build time and applied at start; a database migrated by a newer burnguard is refused.
+//! An SLO's stored latest state is the id of its newest history row, not a copy of it.
 //!
 //! Owns: SQL, transactions, row mapping. Must not touch: the lifecycle rules (it applies the
 //! `Decision` the domain returns, inside the transaction that read the incident).
