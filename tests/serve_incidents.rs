@@ -206,6 +206,8 @@ async fn kill_9_mid_cycle_leaves_a_consistent_database_and_the_same_incident_con
         .get(0);
     assert!(evaluations >= 3, "{evaluations}");
     raw.close().await;
+    // No kill left a history row without its latest state pointing at it, or the reverse.
+    assert_eq!(common::db::stale_latest_states(db.url()).await, 0);
 }
 
 fn wait_for_first_incident(policies: &std::path::Path, prometheus: &str, db: &str) -> i64 {
@@ -248,6 +250,8 @@ async fn two_replicas_on_one_postgres_keep_exactly_one_open_incident() {
         1
     );
     store.close().await;
+    // Both replicas wrote history; each latest state is the last row written.
+    assert_eq!(common::db::stale_latest_states(db.url()).await, 0);
 }
 
 /// Routes of the grouped SLO below: one cycle records this many evaluations in one batch.

@@ -524,6 +524,14 @@ async fn two_replicas_recording_the_same_cycles_as_batches_keep_one_incident_per
                 .count();
             assert_eq!(opened, 1, "{}: {slo}", db.url());
         }
+        // Each SLO's latest state is the last row either replica wrote for it.
+        assert_eq!(common::db::rows(db.url(), "latest_evaluations").await, 40);
+        assert_eq!(
+            common::db::stale_latest_states(db.url()).await,
+            0,
+            "{}",
+            db.url()
+        );
     }
 }
 

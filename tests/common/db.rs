@@ -109,3 +109,26 @@ pub async fn rows(url: &str, table: &str) -> i64 {
     pool.close().await;
     count
 }
+
+/// SLOs of the database at `url` whose stored latest state is not their newest history row
+/// (the last one written), or that have history but no latest state. Worked out in SQL from
+/// the two tables, apart from the store's own reads.
+pub async fn stale_latest_states(url: &str) -> i64 {
+    use sqlx::Row as _;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    let count: i64 = sqlx::query(
+        "SELECT \
+           (SELECT COUNT(*) FROM latest_evaluations l WHERE l.evaluation_id <> \
+              COALESCE((SELECT MAX(e.id) FROM evaluations e WHERE e.slo = l.slo), -1)) \
+         + (SELECT COUNT(DISTINCT e.slo) FROM evaluations e WHERE NOT EXISTS \
+              (SELECT 1 FROM latest_evaluations l WHERE l.slo = e.slo)) AS n",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap()
+    .try_get("n")
+    .unwrap();
+    pool.close().await;
+    count
+}
