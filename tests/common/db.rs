@@ -95,40 +95,35 @@ impl Drop for TestDb {
 
 /// Rows in `table` (a constant name) of the database at `url`.
 pub async fn rows(url: &str, table: &str) -> i64 {
+    count(url, &format!("SELECT COUNT(*) AS n FROM {table}")).await
+}
+
+/// The number `n` that `sql` (built from constants) answers on the database at `url`.
+async fn count(url: &str, sql: &str) -> i64 {
     use sqlx::Row as _;
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(url).await.unwrap();
-    let count: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT COUNT(*) AS n FROM {table}"
-    )))
-    .fetch_one(&pool)
-    .await
-    .unwrap()
-    .try_get("n")
-    .unwrap();
+    let n: i64 = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+        .try_get("n")
+        .unwrap();
     pool.close().await;
-    count
+    n
 }
 
 /// SLOs of the database at `url` whose stored latest state is not their newest history row
 /// (the last one written), or that have history but no latest state. Worked out in SQL from
 /// the two tables, apart from the store's own reads.
 pub async fn stale_latest_states(url: &str) -> i64 {
-    use sqlx::Row as _;
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(url).await.unwrap();
-    let count: i64 = sqlx::query(
+    count(
+        url,
         "SELECT \
            (SELECT COUNT(*) FROM latest_evaluations l WHERE l.evaluation_id <> \
               COALESCE((SELECT MAX(e.id) FROM evaluations e WHERE e.slo = l.slo), -1)) \
          + (SELECT COUNT(DISTINCT e.slo) FROM evaluations e WHERE NOT EXISTS \
               (SELECT 1 FROM latest_evaluations l WHERE l.slo = e.slo)) AS n",
     )
-    .fetch_one(&pool)
     .await
-    .unwrap()
-    .try_get("n")
-    .unwrap();
-    pool.close().await;
-    count
 }
