@@ -2,6 +2,7 @@
 //! crates; the engine sees them only through the traits in `ports`.
 
 pub mod actuator;
+mod compact_vector;
 pub mod http_action;
 pub mod kube;
 pub mod notify;

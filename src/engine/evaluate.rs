@@ -436,7 +436,7 @@ impl<M: MetricsSource> Evaluator<M> {
                     }
                 })
                 .buffer_unordered(self.concurrency)
-                .collect::<Vec<(Span, QueryResult, Vec<u32>)>>();
+                .collect::<Vec<(Span, QueryResult, Owners)>>();
             let (answers, duplicated) =
                 futures_util::join!(windows, self.source.instant(DUPLICATES_QUERY, at));
             answered_after = started.elapsed();
@@ -445,7 +445,7 @@ impl<M: MetricsSource> Evaluator<M> {
                 errors.record(answer);
             }
             errors.record(&duplicated);
-            let (answers, owners): (HashMap<Span, QueryResult>, HashMap<Span, Vec<u32>>) = answers
+            let (answers, owners): (HashMap<Span, QueryResult>, HashMap<Span, Owners>) = answers
                 .into_iter()
                 .map(|(span, answer, owners)| ((span, answer), (span, owners)))
                 .unzip();
@@ -711,22 +711,28 @@ impl NameBlock {
     }
 }
 
+/// For each series of one answer, in answer order: the position of the SLO it belongs to
+/// (or [`NOT_READ`]) and its value.
+type Owners = Vec<(u32, f64)>;
+
 /// Marks a series of no SLO this cycle reads.
 const NOT_READ: u32 = u32::MAX;
 
 /// For each series of `answer`, the position (in `position`) of the SLO its `slo` label names,
-/// or [`NOT_READ`].
-fn owners(answer: &QueryResult, position: &HashMap<&str, u32>) -> Vec<u32> {
+/// or [`NOT_READ`], with the series' value: read here, while the answer just parsed is still
+/// in the cache, so that indexing the answers later does not wait on memory for it.
+fn owners(answer: &QueryResult, position: &HashMap<&str, u32>) -> Owners {
     match answer {
         Ok(samples) => samples
             .iter()
             .map(|sample| {
-                sample
+                let owner = sample
                     .labels
                     .get("slo")
                     .and_then(|slo| position.get(slo))
                     .copied()
-                    .unwrap_or(NOT_READ)
+                    .unwrap_or(NOT_READ);
+                (owner, sample.value)
             })
             .collect(),
         Err(_) => Vec::new(),
@@ -765,7 +771,7 @@ impl<'a> AnswerIndex<'a> {
 /// arrived: one pass over the answers to count each SLO's series, one to place them.
 fn index_by_slo<'a>(
     answers: &'a HashMap<Span, QueryResult>,
-    owners: &HashMap<Span, Vec<u32>>,
+    owners: &HashMap<Span, Owners>,
     n: usize,
 ) -> AnswerIndex<'a> {
     let owned = || {
@@ -778,7 +784,7 @@ fn index_by_slo<'a>(
     };
     let mut starts = vec![0u32; n + 1];
     for (_, series) in owned() {
-        for (_, &k) in series {
+        for (_, &(k, _)) in series {
             // `k + 1` is past the end for a series of no SLO read (`NOT_READ`).
             if let Some(count) = starts.get_mut(k as usize + 1) {
                 *count += 1;
@@ -791,11 +797,11 @@ fn index_by_slo<'a>(
     let mut next: Vec<u32> = starts[..n].to_vec();
     let mut entries = vec![None; starts[n] as usize];
     for (span, series) in owned() {
-        for (sample, &k) in series {
+        for (sample, &(k, value)) in series {
             if let Some(slot) = next.get_mut(k as usize) {
                 entries[*slot as usize] = Some(Answered {
                     span,
-                    value: sample.value,
+                    value,
                     series: sample,
                 });
                 *slot += 1;
@@ -1012,7 +1018,7 @@ mod tests {
 
     #[test]
     fn the_answers_are_indexed_slo_by_slo_with_each_value_and_series() {
-        use super::{HashMap, NOT_READ, Span, index_by_slo};
+        use super::{HashMap, NOT_READ, Owners, Span, index_by_slo};
         use crate::domain::policy::Window;
         use crate::ports::{InstantSample, MetricsError};
         let sample = |slo: &str, value: f64| InstantSample {
@@ -1041,10 +1047,13 @@ mod tests {
         .into_iter()
         .collect();
         // Positions: a = 0, b = 1, c = 2 (answered nowhere); `gone` is read by no SLO.
-        let owners: HashMap<Span, Vec<u32>> =
-            [(short, vec![1, NOT_READ, 0]), (long, vec![0, 1, 1])]
-                .into_iter()
-                .collect();
+        let position: HashMap<&str, u32> = [("a", 0), ("b", 1), ("c", 2)].into_iter().collect();
+        let owners: HashMap<Span, Owners> = answers
+            .iter()
+            .map(|(span, answer)| (*span, super::owners(answer, &position)))
+            .collect();
+        assert_eq!(owners[&short], [(1, 0.2), (NOT_READ, 9.0), (0, 0.1)]);
+        assert_eq!(owners[&long], [(0, 0.3), (1, 0.4), (1, 0.5)]);
         let index = index_by_slo(&answers, &owners, 3);
         let of = |k: usize| {
             let mut found: Vec<(Span, f64, String)> = index
