@@ -24,6 +24,7 @@
 //! ```text
 //! cargo bench --bench serve
 //! BURNGUARD_BENCH_SIZES=1000,10000,100000 cargo bench --bench serve
+//! BURNGUARD_BENCH_SIZES=10000 BURNGUARD_BENCH_CYCLES=16 cargo bench --bench serve
 //! ```
 
 #[path = "../tests/common/mod.rs"]
@@ -35,7 +36,16 @@ use common::prometheus::{PrometheusServer, Series, http_get_within};
 use common::serve::{Serve, value};
 
 const SIZES: [usize; 2] = [1_000, 10_000];
+/// Cycles per size, unless `BURNGUARD_BENCH_CYCLES` says otherwise.
 const CYCLES: usize = 6;
+
+fn cycles() -> usize {
+    std::env::var("BURNGUARD_BENCH_CYCLES")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|&n| n >= 2)
+        .unwrap_or(CYCLES)
+}
 
 /// `BURNGUARD_BENCH_SIZES=1000` runs only the sizes listed.
 fn sizes() -> Vec<usize> {
@@ -118,10 +128,11 @@ fn main() {
     burnguard::adapters::prometheus::install_crypto_provider();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let client = reqwest::Client::new();
+    let cycles = cycles();
     println!(
-        "| N | serve cycle ms (median, min–max of {CYCLES}) | of which waiting for answers / verdicts / storing ms (medians) | Prometheus alone ms (median, min–max) | ratio of medians | answer MiB | /metrics MiB | scrape ms (serve CPU ms), medians | RSS MiB after {CYCLES} cycles | peak RSS MiB | target RSS |"
+        "| N | serve cycle ms (median, min–max of {cycles}) | of which waiting for answers / verdicts / storing ms (medians) | Prometheus alone ms (median, min–max) | ratio of medians | median of each steady cycle's ratio to the Prometheus-alone run after it | answer MiB | /metrics MiB | scrape ms (serve CPU ms), medians | RSS MiB after {cycles} cycles | peak RSS MiB | target RSS |"
     );
-    println!("|---:|---|---|---|---:|---:|---:|---|---:|---:|---|");
+    println!("|---:|---|---|---|---:|---:|---:|---:|---|---:|---:|---|");
     let mut cpu_rows = Vec::new();
     for n in sizes() {
         let slos = common::fleet::slos(n);
@@ -170,7 +181,7 @@ fn main() {
         // the bench alone. The first cycle opens incidents: left out.
         let (serve_pid, prometheus_pid) = (serve.child.id(), prometheus.pid());
         let (mut serve_cpu, mut prometheus_cpu, mut alone_cpu) = (0.0, 0.0, 0.0);
-        for cycle in 0..CYCLES {
+        for cycle in 0..cycles {
             let (serve_before, prometheus_before) = (cpu_ms(serve_pid), cpu_ms(prometheus_pid));
             let line = serve.wait_log("evaluation cycle done", Duration::from_secs(900));
             let (serve_after, prometheus_after) = (cpu_ms(serve_pid), cpu_ms(prometheus_pid));
@@ -207,10 +218,18 @@ fn main() {
             }
         }
         let (rss, peak) = (proc_mib(serve_pid, "VmRSS:"), proc_mib(serve_pid, "VmHWM:"));
-        let cycles = value(&metrics, "burnguard_evaluation_duration_seconds_count").unwrap_or(0.0);
-        if failed > 0 || cycles < CYCLES as f64 - 1.0 {
-            println!("WARNING: N={n}: {failed} failed queries; /metrics counted {cycles} cycles");
+        let counted = value(&metrics, "burnguard_evaluation_duration_seconds_count").unwrap_or(0.0);
+        if failed > 0 || counted < cycles as f64 - 1.0 {
+            println!("WARNING: N={n}: {failed} failed queries; /metrics counted {counted} cycles");
         }
+        // Each steady cycle beside the bench's own run right after it: the machine's load
+        // drifts less between the two than over the whole run.
+        let paired: Vec<f64> = cycle_ms
+            .iter()
+            .zip(&alone_ms)
+            .skip(1)
+            .map(|(cycle, alone)| cycle / alone)
+            .collect();
         let show = |v: Option<f64>| v.map_or("?".into(), |v| format!("{v:.0}"));
         let spread = |v: &[f64]| {
             let (lo, hi) = v
@@ -219,7 +238,7 @@ fn main() {
             format!("{:.0} ({lo:.0}–{hi:.0})", median(v.to_vec()))
         };
         let mib = |bytes: usize| bytes as f64 / (1024.0 * 1024.0);
-        let steady = (CYCLES - 1) as f64;
+        let steady = (cycles - 1) as f64;
         cpu_rows.push(format!(
             "| {n} | {:.0} | {:.0} | {:.0} | {:.2} |",
             serve_cpu / steady,
@@ -228,7 +247,7 @@ fn main() {
             serve_cpu / alone_cpu
         ));
         println!(
-            "| {n} | {} | {:.0} / {:.0} / {:.0} | {} | {:.2} | {:.1} | {:.1} | {:.0} ({:.0}) | {} | {} | {} |",
+            "| {n} | {} | {:.0} / {:.0} / {:.0} | {} | {:.2} | {:.2} | {:.1} | {:.1} | {:.0} ({:.0}) | {} | {} | {} |",
             spread(&cycle_ms),
             median(answered_ms.clone()),
             median(
@@ -241,6 +260,7 @@ fn main() {
             median(store_ms),
             spread(&alone_ms),
             median(cycle_ms.clone()) / median(alone_ms.clone()),
+            median(paired),
             mib(answer_bytes),
             mib(metrics_bytes),
             median(scrape_ms),

@@ -556,6 +556,7 @@ mod tests {
                 0..6,
             ),
             warning in proptest::prelude::any::<bool>(),
+            damage in (proptest::prelude::any::<proptest::sample::Index>(), proptest::option::of(0x20u8..0x7f)),
         ) {
             let result: Vec<String> = series
                 .iter()
@@ -597,6 +598,22 @@ mod tests {
                 instant_answer(200, body.as_bytes(), 10).map(|s| bits(&s)),
                 general.map(|s| bits(&s))
             );
+            // A body cut short, or with one byte changed, is read as the general reader
+            // reads it, or left to it.
+            let (at, byte) = damage;
+            let mut damaged = body.into_bytes();
+            let at = at.index(damaged.len());
+            match byte {
+                Some(byte) => damaged[at] = byte,
+                None => damaged.truncate(at),
+            }
+            if let Some(compact) = super::super::compact_vector::read(&damaged) {
+                let general = match parse_answer(200, &damaged, 10) {
+                    Ok(Data::Vector(Samples(samples))) => samples,
+                    _ => Err(MetricsError::BadResponse("not a vector".into())),
+                };
+                proptest::prop_assert_eq!(Ok(bits(&compact)), general.map(|s| bits(&s)));
+            }
         }
 
         #[test]
