@@ -77,11 +77,16 @@ impl SeriesLabels {
     }
 }
 
-impl<N: AsRef<str>, V: AsRef<str>> FromIterator<(N, V)> for SeriesLabels {
-    /// In name order; of a name given twice, the last value.
-    fn from_iter<I: IntoIterator<Item = (N, V)>>(labels: I) -> Self {
-        let mut text = String::new();
-        let mut ends = Vec::new();
+impl SeriesLabels {
+    /// `(name, value)` pairs in one allocation of exactly their size; in name order, of a
+    /// name given twice the last value.
+    pub fn from_pairs<N: AsRef<str>, V: AsRef<str>>(labels: &[(N, V)]) -> Self {
+        let size = labels
+            .iter()
+            .map(|(n, v)| n.as_ref().len() + v.as_ref().len())
+            .sum();
+        let mut text = String::with_capacity(size);
+        let mut ends: smallvec::SmallVec<[(usize, usize); 4]> = smallvec::SmallVec::new();
         for (name, value) in labels {
             text.push_str(name.as_ref());
             let name_end = text.len();
@@ -89,6 +94,14 @@ impl<N: AsRef<str>, V: AsRef<str>> FromIterator<(N, V)> for SeriesLabels {
             ends.push((name_end, text.len()));
         }
         Self::from_text(text, &ends)
+    }
+}
+
+impl<N: AsRef<str>, V: AsRef<str>> FromIterator<(N, V)> for SeriesLabels {
+    /// In name order; of a name given twice, the last value.
+    fn from_iter<I: IntoIterator<Item = (N, V)>>(labels: I) -> Self {
+        let pairs: smallvec::SmallVec<[(N, V); 4]> = labels.into_iter().collect();
+        Self::from_pairs(&pairs)
     }
 }
 

@@ -25,7 +25,7 @@ pub fn read(body: &[u8]) -> Option<Vec<InstantSample>> {
         text: body,
         next: 0,
     };
-    at.expect(HEAD)?;
+    at.literal(HEAD)?;
     // A series takes at least 40 bytes; a guess at the count saves the list's regrowth.
     let mut samples = Vec::with_capacity(body.len() / 64);
     if !at.eat(b']') {
@@ -34,10 +34,10 @@ pub fn read(body: &[u8]) -> Option<Vec<InstantSample>> {
             if at.eat(b']') {
                 break;
             }
-            at.expect(b",")?;
+            at.literal(b",")?;
         }
     }
-    at.expect(b"}}")?;
+    at.literal(b"}}")?;
     at.is_done().then_some(samples)
 }
 
@@ -57,7 +57,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Steps over `bytes` if they come next.
-    fn expect(&mut self, bytes: &[u8]) -> Option<()> {
+    fn literal(&mut self, bytes: &[u8]) -> Option<()> {
         self.rest()
             .starts_with(bytes)
             .then(|| self.next += bytes.len())
@@ -65,32 +65,32 @@ impl<'a> Cursor<'a> {
 
     /// Steps over `byte` if it comes next, and says whether it did.
     fn eat(&mut self, byte: u8) -> bool {
-        self.expect(&[byte]).is_some()
+        self.literal(&[byte]).is_some()
     }
 
     /// `{"metric":{...},"value":[<time>,"<value>"]}`
     fn series(&mut self) -> Option<InstantSample> {
-        self.expect(br#"{"metric":{"#)?;
+        self.literal(br#"{"metric":{"#)?;
         let mut labels: smallvec::SmallVec<[(&str, &str); 4]> = smallvec::SmallVec::new();
         if !self.eat(b'}') {
             loop {
                 let name = self.string()?;
-                self.expect(b":")?;
+                self.literal(b":")?;
                 let value = self.string()?;
                 labels.push((name, value));
                 if self.eat(b'}') {
                     break;
                 }
-                self.expect(b",")?;
+                self.literal(b",")?;
             }
         }
-        self.expect(br#","value":["#)?;
+        self.literal(br#","value":["#)?;
         self.number()?;
-        self.expect(b",")?;
+        self.literal(b",")?;
         let value = self.string()?.parse::<f64>().ok()?;
-        self.expect(b"]}")?;
+        self.literal(b"]}")?;
         Some(InstantSample {
-            labels: series_labels(&labels),
+            labels: SeriesLabels::from_pairs(&labels),
             value,
         })
     }
@@ -98,7 +98,7 @@ impl<'a> Cursor<'a> {
     /// A string without escapes or control characters (which JSON forbids raw), as it
     /// stands between its quotes.
     fn string(&mut self) -> Option<&'a str> {
-        self.expect(b"\"")?;
+        self.literal(b"\"")?;
         let rest = self.rest();
         let length = rest
             .iter()
@@ -159,20 +159,6 @@ impl<'a> Cursor<'a> {
         self.next += n;
         finite.then_some(())
     }
-}
-
-/// The labels in one allocation of exactly their size.
-fn series_labels(labels: &[(&str, &str)]) -> SeriesLabels {
-    let size = labels.iter().map(|(n, v)| n.len() + v.len()).sum();
-    let mut text = String::with_capacity(size);
-    let mut ends: smallvec::SmallVec<[(usize, usize); 4]> = smallvec::SmallVec::new();
-    for (name, value) in labels {
-        text.push_str(name);
-        let name_end = text.len();
-        text.push_str(value);
-        ends.push((name_end, text.len()));
-    }
-    SeriesLabels::from_text(text, &ends)
 }
 
 #[cfg(test)]
