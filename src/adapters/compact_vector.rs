@@ -201,5 +201,39 @@ mod tests {
         ] {
             assert!(read(other.as_bytes()).is_none(), "{other}");
         }
+        // Bytes that are not UTF-8 are left to the general reader, which refuses them.
+        let mut invalid =
+            br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"slo":"x"#
+                .to_vec();
+        invalid.extend_from_slice(&[0xff, 0xfe]);
+        invalid.extend_from_slice(br#""},"value":[1,"1"]}]}}"#);
+        assert!(read(&invalid).is_none());
+    }
+
+    /// A fleet's answer (10,000 series, each its own SLO and value, one label of 64 KiB) is
+    /// read series for series as the general reader reads the same answer.
+    #[test]
+    fn a_fleet_s_answer_is_read_as_the_general_reader_reads_it() {
+        use crate::adapters::prometheus::instant_answer;
+        let series: Vec<String> = (0..10_000)
+            .map(|i| {
+                let slo = if i == 7 { "l".repeat(65_536) } else { format!("shop-{i:05}") };
+                format!(r#"{{"metric":{{"service":"shop","slo":"{slo}"}},"value":[1765108800.123,"{}"]}}"#, i as f64 / 1e7)
+            })
+            .collect();
+        let body = format!(
+            r#"{{"status":"success","data":{{"resultType":"vector","result":[{}]}}}}"#,
+            series.join(",")
+        );
+        let compact = read(body.as_bytes()).expect("the compact shape");
+        // One space after the list's bracket: JSON-equal, and only the general reader takes it.
+        let spaced = body.replacen(r#""result":["#, r#""result":[ "#, 1);
+        assert!(read(spaced.as_bytes()).is_none());
+        let general = instant_answer(200, spaced.as_bytes(), 10).expect("a valid answer");
+        assert_eq!(compact.len(), 10_000);
+        assert_eq!(compact, general);
+        assert_eq!(compact[9_999].labels.get("slo"), Some("shop-09999"));
+        assert_eq!(compact[9_999].value, 9_999.0 / 1e7);
+        assert_eq!(compact[7].labels.get("slo").map(str::len), Some(65_536));
     }
 }
