@@ -4,6 +4,7 @@
 //! Owns: [`MetricsSource`] and its sample types and errors. Must not touch: any concrete
 //! client library (those live in `adapters`).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::future::Future;
 
@@ -261,14 +262,16 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// One SLO evaluation as stored: the few columns queries need plus the whole snapshot.
+/// One SLO evaluation as stored: the few columns queries need plus the whole snapshot. Its
+/// key, service and status borrow from the evaluation where they can: a cycle of 10,000 SLOs
+/// then copies none of them to record it.
 #[derive(Clone, Debug, PartialEq)]
-pub struct EvaluationRecord {
-    pub slo: String,
-    pub service: String,
+pub struct EvaluationRecord<'a> {
+    pub slo: Cow<'a, str>,
+    pub service: Cow<'a, str>,
     pub evaluated_at: UnixSeconds,
     /// `ok`, `ticket`, `page`, `no_data` or `error`.
-    pub status: String,
+    pub status: Cow<'a, str>,
     pub error_budget_remaining: Option<f64>,
     /// The full evaluation (ratios, burn rates, alerts) as JSON text: serialized straight from
     /// the evaluation, so a cycle of 10,000 SLOs never holds 10,000 JSON trees at once.
@@ -282,7 +285,7 @@ pub trait Store: Send + Sync {
     /// the database at that moment, so two writers cannot both open one.
     fn record<F>(
         &self,
-        evaluation: &EvaluationRecord,
+        evaluation: &EvaluationRecord<'_>,
         decide: F,
     ) -> impl Future<Output = Result<Transitioned, StoreError>> + Send
     where
@@ -303,7 +306,7 @@ pub trait Store: Send + Sync {
     /// changes its incident), it asks `snapshot(i)`.
     fn record_batch<F, S>(
         &self,
-        evaluations: &[EvaluationRecord],
+        evaluations: &[EvaluationRecord<'_>],
         kept: &[bool],
         decide: F,
         snapshot: S,

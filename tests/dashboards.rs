@@ -233,7 +233,7 @@ async fn burnguard_exports_the_store_counts_and_webhook_requests_the_dashboards_
     }
 }
 
-fn evaluation_record(slo: &str, at: i64) -> burnguard::ports::EvaluationRecord {
+fn evaluation_record(slo: &str, at: i64) -> burnguard::ports::EvaluationRecord<'_> {
     burnguard::ports::EvaluationRecord {
         slo: slo.into(),
         service: slo.into(),

@@ -311,7 +311,7 @@ fn serve_dead_letters_a_notification_nobody_takes_and_counts_it_on_metrics() {
 
 const T: i64 = 1_700_000_000;
 
-fn evaluation(slo: &str, at: i64) -> EvaluationRecord {
+fn evaluation(slo: &str, at: i64) -> EvaluationRecord<'_> {
     EvaluationRecord {
         slo: slo.into(),
         service: "checkout".into(),

@@ -120,7 +120,7 @@ fn page_evaluation(slo: &Slo, at: i64) -> Evaluation {
     }
 }
 
-fn record(at: i64, status: &str) -> EvaluationRecord {
+fn record(at: i64, status: &str) -> EvaluationRecord<'_> {
     EvaluationRecord {
         slo: "checkout".into(),
         service: "checkout".into(),

@@ -14,14 +14,19 @@ use common::db::TestDb;
 
 const RESOLVE_AFTER: u64 = 900;
 
-fn record(slo: &str, at: i64, status: &str) -> EvaluationRecord {
+fn record<'a>(
+    slo: impl Into<std::borrow::Cow<'a, str>>,
+    at: i64,
+    status: &'a str,
+) -> EvaluationRecord<'a> {
+    let slo = slo.into();
     EvaluationRecord {
-        slo: slo.into(),
+        snapshot: serde_json::json!({"name": slo, "status": status, "at": at}).to_string(),
+        slo,
         service: "checkout".into(),
         evaluated_at: at,
         status: status.into(),
         error_budget_remaining: Some(0.5),
-        snapshot: serde_json::json!({"name": slo, "status": status, "at": at}).to_string(),
     }
 }
 
@@ -395,7 +400,7 @@ async fn observe_batch(store: &SqlStore, at: i64, seen: &[(&str, Observation)]) 
                 Observation::Firing { severity, .. } => severity.as_str(),
                 _ => "ok",
             };
-            record(slo, at, status)
+            record(*slo, at, status)
         })
         .collect();
     store
@@ -545,7 +550,7 @@ async fn a_batch_stores_what_is_kept_and_every_change_of_incident_and_serializes
             |at: i64, statuses: &dyn Fn(usize) -> &'static str, kept: &dyn Fn(usize) -> bool| {
                 (0..300)
                     .map(|i| {
-                        let mut r = record(&format!("slo-{i}"), at, statuses(i));
+                        let mut r = record(format!("slo-{i}"), at, statuses(i));
                         if !kept(i) {
                             r.snapshot = String::new();
                         }
@@ -745,7 +750,7 @@ async fn cycles_of_every_size_and_shape_store_each_evaluation_once_with_its_own_
             let at = 80_000 + 60 * cycle as i64;
             let records: Vec<EvaluationRecord> = (0..n)
                 .map(|i| {
-                    let mut r = record(&format!("slo-{i:03}"), at, "ok");
+                    let mut r = record(format!("slo-{i:03}"), at, "ok");
                     r.error_budget_remaining = Some((i * 7 + cycle) as f64 / 1_000.0);
                     // 0 to about 2 KiB of padding, differing per SLO and per cycle.
                     let padding = "x".repeat((i * 131 + cycle * 977) % 2_048);

@@ -352,7 +352,7 @@ impl<M: MetricsSource> Evaluator<M> {
         let mut answered_after = std::time::Duration::ZERO;
         let mut queries = 0usize;
         let mut errors = QueryErrors::default();
-        let mut results: Vec<Option<Vec<SloEvaluation>>> = vec![None; slos.len()];
+        let mut results: Vec<Option<Assessed>> = vec![None; slos.len()];
 
         let use_rules: Vec<bool> = match self.mode {
             ReadMode::Raw => vec![false; slos.len()],
@@ -452,14 +452,14 @@ impl<M: MetricsSource> Evaluator<M> {
             let samples = index_by_slo(&answers, &owners, read.len());
             let uniqueness = Uniqueness::of(&duplicated);
             let assessed = on_every_core(read.len(), |k| {
-                from_rules(
+                shared(from_rules(
                     read[k],
                     &spans_of[k],
                     &answers,
                     samples.of(k),
                     &uniqueness,
                     at,
-                )
+                ))
             });
             for (i, evaluations) in rules_slos.into_iter().zip(assessed) {
                 results[i] = Some(evaluations);
@@ -506,7 +506,7 @@ impl<M: MetricsSource> Evaluator<M> {
                 per_slo.entry(i).or_default().push((span, r));
             }
             for (i, answers) in per_slo {
-                results[i] = Some(from_raw(&slos[i], &answers, at));
+                results[i] = Some(shared(from_raw(&slos[i], &answers, at)));
             }
         }
 
@@ -517,10 +517,13 @@ impl<M: MetricsSource> Evaluator<M> {
                 .zip(slos)
                 .flat_map(|(r, slo)| {
                     r.unwrap_or_else(|| {
-                        vec![SloEvaluation::failed(slo, None, "not evaluated".into())]
+                        shared(vec![SloEvaluation::failed(
+                            slo,
+                            None,
+                            "not evaluated".into(),
+                        )])
                     })
                 })
-                .map(std::sync::Arc::new)
                 .collect(),
             queries,
             failed_queries: errors.failed,
@@ -528,6 +531,16 @@ impl<M: MetricsSource> Evaluator<M> {
             answered_after,
         }
     }
+}
+
+/// One SLO's evaluations (one per group of a grouped SLO), each shared as the cycle hands it
+/// on: inline for an ungrouped SLO's one.
+type Assessed = smallvec::SmallVec<[std::sync::Arc<SloEvaluation>; 1]>;
+
+/// `evaluations`, shared. Made where they are assessed (on every core for a fleet), so the
+/// cycle's list is put together from handles after the last verdict.
+fn shared(evaluations: Vec<SloEvaluation>) -> Assessed {
+    evaluations.into_iter().map(std::sync::Arc::new).collect()
 }
 
 /// `work(0..n)` in order, split over the machine's cores when `n` is large enough for that to

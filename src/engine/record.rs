@@ -43,20 +43,21 @@ pub fn observation(e: &SloEvaluation) -> Observation {
 }
 
 /// The stored form of one evaluation.
-pub fn evaluation_record(e: &SloEvaluation, at: i64) -> EvaluationRecord {
+pub fn evaluation_record(e: &SloEvaluation, at: i64) -> EvaluationRecord<'_> {
     EvaluationRecord {
         snapshot: snapshot(e),
         ..evaluation_row(e, at)
     }
 }
 
-/// The stored form of one evaluation without its snapshot (made only where it is written).
-fn evaluation_row(e: &SloEvaluation, at: i64) -> EvaluationRecord {
+/// The stored form of one evaluation without its snapshot (made only where it is written),
+/// borrowing its key, service and status from the evaluation.
+fn evaluation_row(e: &SloEvaluation, at: i64) -> EvaluationRecord<'_> {
     EvaluationRecord {
-        slo: e.key(),
-        service: e.service.clone(),
+        slo: e.key_text(),
+        service: std::borrow::Cow::Borrowed(&e.service),
         evaluated_at: at,
-        status: e.status.as_str().to_string(),
+        status: std::borrow::Cow::Borrowed(e.status.as_str()),
         error_budget_remaining: e.error_budget_remaining,
         snapshot: String::new(),
     }

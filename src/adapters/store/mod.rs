@@ -314,7 +314,7 @@ impl SqlStore {
 
     async fn record_once<F>(
         &self,
-        evaluation: &EvaluationRecord,
+        evaluation: &EvaluationRecord<'_>,
         decide: &F,
     ) -> Result<Transitioned, sqlx::Error>
     where
@@ -327,16 +327,16 @@ impl SqlStore {
             "INSERT INTO evaluations (slo, service, evaluated_at, status, error_budget_remaining, snapshot) \
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         )
-        .bind(&evaluation.slo)
-        .bind(&evaluation.service)
+        .bind(evaluation.slo.as_ref())
+        .bind(evaluation.service.as_ref())
         .bind(at)
-        .bind(&evaluation.status)
+        .bind(evaluation.status.as_ref())
         .bind(evaluation.error_budget_remaining)
         .bind(snapshot)
         .fetch_one(&mut *tx)
         .await?
         .try_get("id")?;
-        self.point_latest_states_at(&mut tx, &[(evaluation.slo.clone(), row)])
+        self.point_latest_states_at(&mut tx, &[(evaluation.slo.to_string(), row)])
             .await?;
 
         // Built from constants only; the SLO name is bound.
@@ -345,7 +345,7 @@ impl SqlStore {
              FROM incidents WHERE slo = $1 AND status <> 'resolved'{}",
             self.backend.lock_clause()
         )))
-        .bind(&evaluation.slo)
+        .bind(evaluation.slo.as_ref())
         .fetch_optional(&mut *tx)
         .await?
         .map(|row| open_incident(&row))
@@ -364,7 +364,7 @@ impl SqlStore {
 
     async fn record_batch_once<F, S>(
         &self,
-        evaluations: &[EvaluationRecord],
+        evaluations: &[EvaluationRecord<'_>],
         kept: &[bool],
         decide: &F,
         snapshot: &S,
@@ -381,8 +381,8 @@ impl SqlStore {
             }
         };
         let (Some(first), Some(last)) = (
-            evaluations.iter().map(|e| e.slo.as_str()).min(),
-            evaluations.iter().map(|e| e.slo.as_str()).max(),
+            evaluations.iter().map(|e| e.slo.as_ref()).min(),
+            evaluations.iter().map(|e| e.slo.as_ref()).max(),
         ) else {
             return Ok(Vec::new());
         };
@@ -409,7 +409,7 @@ impl SqlStore {
         let decisions: Vec<Decision> = evaluations
             .iter()
             .enumerate()
-            .map(|(i, e)| decide(i, open_by_slo.get(&e.slo)))
+            .map(|(i, e)| decide(i, open_by_slo.get(e.slo.as_ref())))
             .collect();
 
         // The history and the stored latest state: what the caller keeps, and every
@@ -417,9 +417,14 @@ impl SqlStore {
         let stored: Vec<usize> = (0..evaluations.len())
             .filter(|i| kept[*i] || changes_incident(&decisions[*i]))
             .collect();
-        let texts: std::collections::HashMap<usize, std::borrow::Cow<'_, str>> =
-            stored.iter().map(|&i| (i, text(i))).collect();
-        let weight = |i: &usize| texts[i].len() + evaluations[*i].slo.len() * 2;
+        // The snapshot of each stored evaluation, by its index.
+        let mut texts: Vec<Option<std::borrow::Cow<'_, str>>> = vec![None; evaluations.len()];
+        for &i in &stored {
+            texts[i] = Some(text(i));
+        }
+        let texts = texts;
+        let stored_text = |i: usize| texts[i].as_deref().unwrap_or_default();
+        let weight = |i: &usize| stored_text(*i).len() + evaluations[*i].slo.len() * 2;
         let (bytes, rows) = (CYCLE_STATEMENT_BYTES, CYCLE_STATEMENT_ROWS);
         let mut written: Vec<(String, i64)> = Vec::with_capacity(stored.len());
         for batch in webhooks::batches_within(&stored, weight, bytes, rows) {
@@ -444,12 +449,12 @@ impl SqlStore {
             for &i in batch {
                 let e = &evaluations[i];
                 query = query
-                    .bind(&e.slo)
-                    .bind(&e.service)
+                    .bind(e.slo.as_ref())
+                    .bind(e.service.as_ref())
                     .bind(e.evaluated_at)
-                    .bind(&e.status)
+                    .bind(e.status.as_ref())
                     .bind(e.error_budget_remaining)
-                    .bind(texts[&i].as_ref());
+                    .bind(stored_text(i));
             }
             match self.backend {
                 Backend::Postgres => {
@@ -468,7 +473,7 @@ impl SqlStore {
         // Incidents that only go on firing: one statement for all of them.
         let mut still_firing: Vec<(i64, f64)> = Vec::new();
         for (i, (evaluation, decision)) in evaluations.iter().zip(decisions).enumerate() {
-            let open = open_by_slo.get(&evaluation.slo);
+            let open = open_by_slo.get(evaluation.slo.as_ref());
             let incident_id = match (&decision, open) {
                 (Decision::Nothing, open) => open.map(|o| o.id),
                 (Decision::StillFiring { peak_burn_rate }, Some(o))
@@ -478,7 +483,7 @@ impl SqlStore {
                     Some(o.id)
                 }
                 (decision, open) => {
-                    let snapshot = texts.get(&i).cloned().unwrap_or_else(|| text(i));
+                    let snapshot = texts[i].clone().unwrap_or_else(|| text(i));
                     self.apply_decision(&mut tx, evaluation, &snapshot, open, decision)
                         .await?
                 }
@@ -535,7 +540,7 @@ impl SqlStore {
     async fn apply_decision(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        evaluation: &EvaluationRecord,
+        evaluation: &EvaluationRecord<'_>,
         snapshot: &str,
         open: Option<&OpenIncident>,
         decision: &Decision,
@@ -557,8 +562,8 @@ impl SqlStore {
                     "INSERT INTO incidents (slo, service, severity, status, opened_at, last_firing_at, peak_burn_rate, budget_at_open, data_missing) \
                      VALUES ($1, $2, $3, 'open', $4, $5, $6, $7, FALSE) RETURNING id",
                 )
-                .bind(&evaluation.slo)
-                .bind(&evaluation.service)
+                .bind(evaluation.slo.as_ref())
+                .bind(evaluation.service.as_ref())
                 .bind(severity.as_str())
                 .bind(at)
                 .bind(at)
@@ -820,7 +825,7 @@ pub(crate) fn json(text: Option<String>) -> Result<Option<serde_json::Value>, St
 impl Store for SqlStore {
     async fn record<F>(
         &self,
-        evaluation: &EvaluationRecord,
+        evaluation: &EvaluationRecord<'_>,
         decide: F,
     ) -> Result<Transitioned, StoreError>
     where
@@ -840,7 +845,7 @@ impl Store for SqlStore {
 
     async fn record_batch<F, S>(
         &self,
-        evaluations: &[EvaluationRecord],
+        evaluations: &[EvaluationRecord<'_>],
         kept: &[bool],
         decide: F,
         snapshot: S,
