@@ -340,14 +340,16 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
                     &subset
                 };
                 if !due.is_empty() {
-                    let evaluation =
+                    let (evaluation, replaced) =
                         cycle(&evaluator, &store, due, now.timestamp(), &state, &mut history).await;
                     if let Some(k) = &kubernetes {
                         k.host.evaluated(due, now.timestamp());
                     }
                     remediator.after_cycle(due, &playbooks, &evaluation).await;
                     refresh_store_counts(&store, &state).await;
-                    drop(evaluation);
+                    // Freed once the cycle and its remediation are done, and before the
+                    // allocator hands the free pages back.
+                    drop((evaluation, replaced));
                     crate::allocator::release_free_memory();
                 }
                 if last_prune.is_none_or(|t| now - t > chrono::Duration::hours(1)) {
@@ -508,7 +510,9 @@ async fn prune(
     }
 }
 
-/// One evaluation of `due`, recorded in the store, the shared state and the metrics.
+/// One evaluation of `due`, recorded in the store, the shared state and the metrics. Returns
+/// the evaluation and the latest states it replaced, which the caller frees when nothing
+/// waits on it (10,000 of them take milliseconds).
 async fn cycle(
     evaluator: &Evaluator<Prometheus>,
     store: &SqlStore,
@@ -516,7 +520,7 @@ async fn cycle(
     at: i64,
     state: &ServiceState,
     history: &mut record::HistoryCadence,
-) -> crate::engine::Evaluation {
+) -> (crate::engine::Evaluation, Vec<LatestEvaluation>) {
     let span = info_span!("cycle", slos = due.len());
     async {
         let started = Instant::now();
@@ -528,9 +532,6 @@ async fn cycle(
         // After the store: an SLO's latest state never shows what its incident does not yet.
         let replaced = remember_latest(state, at, &evaluation.slos);
         let elapsed = started.elapsed();
-        // The evaluations replaced are freed on a thread of the blocking pool, beside the
-        // next step: nothing waits on memory going back (10,000 of them take milliseconds).
-        tokio::task::spawn_blocking(move || drop(replaced));
         let m = &state.metrics;
         m.store_errors.inc_by(recorded.failed as u64);
         m.evaluation_duration.observe(elapsed.as_secs_f64());
@@ -560,7 +561,7 @@ async fn cycle(
             retired,
             "evaluation cycle done"
         );
-        evaluation
+        (evaluation, replaced)
     }
     .instrument(span)
     .await

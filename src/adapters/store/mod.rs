@@ -413,16 +413,14 @@ impl SqlStore {
             .collect();
 
         // The history and the stored latest state: what the caller keeps, and every
-        // evaluation that changes its incident (the history shows why it changed).
-        let stored: Vec<usize> = (0..evaluations.len())
-            .filter(|i| kept[*i] || changes_incident(&decisions[*i]))
+        // evaluation that changes its incident (the history shows why it changed). By index:
+        // the snapshot of each evaluation stored, `None` for the others.
+        let texts: Vec<Option<std::borrow::Cow<'_, str>>> = (0..evaluations.len())
+            .map(|i| (kept[i] || changes_incident(&decisions[i])).then(|| text(i)))
             .collect();
-        // The snapshot of each stored evaluation, by its index.
-        let mut texts: Vec<Option<std::borrow::Cow<'_, str>>> = vec![None; evaluations.len()];
-        for &i in &stored {
-            texts[i] = Some(text(i));
-        }
-        let texts = texts;
+        let stored: Vec<usize> = (0..evaluations.len())
+            .filter(|&i| texts[i].is_some())
+            .collect();
         let stored_text = |i: usize| texts[i].as_deref().unwrap_or_default();
         let weight = |i: &usize| stored_text(*i).len() + evaluations[*i].slo.len() * 2;
         let (bytes, rows) = (CYCLE_STATEMENT_BYTES, CYCLE_STATEMENT_ROWS);
