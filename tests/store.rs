@@ -938,3 +938,76 @@ fn tcp_sockets_to(port: u16) -> Vec<(i32, bool)> {
     }
     found
 }
+
+/// A 10,000-SLO cycle recorded with every evaluation kept (two batches, every record borrowing
+/// its key, service and status from its evaluation): each SLO's stored latest state is its own
+/// row, under its own key (a tenth of them grouped, so their keys are made for the record),
+/// with its own status, budget and snapshot, and exactly the paging SLOs open incidents.
+#[tokio::test]
+async fn a_ten_thousand_slo_cycle_stores_each_evaluation_under_its_own_key_with_its_own_values() {
+    use burnguard::engine::record::{HistoryCadence, record_cycle};
+    const N: usize = 10_000;
+    let slos = common::fleet::slos(N);
+    let at = 1_765_000_000;
+    let mut cycle = common::fleet::evaluation(&slos, at);
+    // Each SLO's own budget; every tenth (offset from the paging ones) grouped by route.
+    let budget = |i: usize| i as f64 / 10_007.0 - 0.25;
+    let grouped = |i: usize| i % 10 == 3;
+    for (i, e) in cycle.slos.iter_mut().enumerate() {
+        let e = Arc::make_mut(e);
+        e.error_budget_remaining = Some(budget(i));
+        if grouped(i) {
+            e.group.insert("route".into(), format!("/r{i}"));
+        }
+    }
+    let key = |i: usize| match grouped(i) {
+        true => format!("slo-{i}{{route=\"/r{i}\"}}"),
+        false => format!("slo-{i}"),
+    };
+    for db in TestDb::both().await {
+        let store = SqlStore::open(db.url()).await.unwrap();
+        let mut history = HistoryCadence::new(std::time::Duration::ZERO);
+        let recorded = record_cycle(&store, &slos, &cycle, &mut history).await;
+        assert_eq!(
+            (recorded.opened, recorded.failed),
+            (N / 10, 0),
+            "{}",
+            db.url()
+        );
+        assert_eq!(common::db::rows(db.url(), "evaluations").await, N as i64);
+
+        let latest: std::collections::HashMap<String, burnguard::ports::EvaluationPoint> = store
+            .latest_evaluations()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.slo.clone(), p))
+            .collect();
+        assert_eq!(latest.len(), N, "{}", db.url());
+        for i in 0..N {
+            let point = &latest[&key(i)];
+            let status = if i % 10 == 0 { "page" } else { "ok" };
+            assert_eq!(point.status, status, "{} {}", db.url(), key(i));
+            assert_eq!(point.evaluated_at, at);
+            assert_eq!(point.error_budget_remaining, Some(budget(i)), "{}", key(i));
+            assert_eq!(point.snapshot["name"], format!("slo-{i}"), "{}", key(i));
+            assert_eq!(
+                point.snapshot["service"],
+                format!("svc-{}", i % 50),
+                "{}",
+                key(i)
+            );
+        }
+        let mut open: Vec<String> = store
+            .unresolved_incidents()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|incident| incident.slo)
+            .collect();
+        open.sort();
+        let mut paging: Vec<String> = (0..N).filter(|i| i % 10 == 0).map(key).collect();
+        paging.sort();
+        assert_eq!(open, paging, "{}", db.url());
+    }
+}
