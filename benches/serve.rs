@@ -1,19 +1,21 @@
 //! A whole `serve` cycle beside what Prometheus alone needs to answer the same queries, and
-//! what `serve` holds in memory: its resident set after several cycles in rules mode over N
-//! SLOs whose recorded series exist, beside the targets (64 MiB at 10,000, 400 MiB at
-//! 100,000).
+//! what `serve` holds in memory: its resident set after several cycles in rules mode (or auto
+//! mode, `BURNGUARD_BENCH_MODE=auto`) over N SLOs whose recorded series exist, beside the
+//! targets (64 MiB at 10,000, 400 MiB at 100,000).
 //!
 //! For each N it writes the synthetic fleet (`tests/common/fleet.rs`) as a policy file, the
-//! series rules mode reads (each SLO's recorded error ratio per window and its objective) for
-//! the last 15 minutes into a fresh Prometheus (promtool backfill, a free 127.0.0.1 port), and
-//! starts the release `burnguard serve --mode rules` on SQLite. Every cycle is timed by serve
-//! itself (its `evaluation cycle done millis=` log line: queries, verdicts, store writes,
-//! incident decisions, the state `/metrics` renders), and split by the same line into the
-//! wait for Prometheus's last answer, the verdicts after it, and the store's part. Right after each cycle, while serve
-//! sleeps until the next, the bench
-//! - sends the same queries to Prometheus with reqwest (the client serve uses), all at once
-//!   as serve does, and times them until every answer's body has arrived: what Prometheus
-//!   alone needs to return the data;
+//! series rules mode reads (each SLO's recorded error ratio per window, and its objective with
+//! the fingerprint of its rules, as the generated rules record them) for the last 15 minutes
+//! into a fresh Prometheus (promtool backfill, a free 127.0.0.1 port), and starts the release
+//! `burnguard serve --mode rules` (or `auto`) on SQLite. Every cycle is timed by serve itself
+//! (its `evaluation cycle done millis=` log line: queries, verdicts, store writes, incident
+//! decisions, the state `/metrics` renders), and split by the same line into the wait for
+//! Prometheus's last answer, the verdicts after it, and the store's part. Right after each
+//! cycle, while serve sleeps until the next, the bench
+//! - sends the same queries to Prometheus with reqwest (the client serve uses) as serve sends
+//!   them (in auto mode the recorded objectives first, then the others all at once), and
+//!   times them until every answer's body has arrived: what Prometheus alone needs to return
+//!   the data;
 //! - scrapes `/metrics` once, as Prometheus would, timing it and the CPU serve spends on it.
 //!
 //! After the cycles it reads `VmRSS` and `VmHWM` of the serve process from `/proc`, and prints
@@ -25,6 +27,7 @@
 //! cargo bench --bench serve
 //! BURNGUARD_BENCH_SIZES=1000,10000,100000 cargo bench --bench serve
 //! BURNGUARD_BENCH_SIZES=10000 BURNGUARD_BENCH_CYCLES=16 cargo bench --bench serve
+//! BURNGUARD_BENCH_MODE=auto cargo bench --bench serve
 //! ```
 
 #[path = "../tests/common/mod.rs"]
@@ -32,6 +35,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use burnguard::domain::rules::{OBJECTIVE_SERIES, RULES_HASH_LABEL, rules_fingerprint};
 use common::prometheus::{PrometheusServer, Series, http_get_within};
 use common::serve::{Serve, value};
 
@@ -62,7 +66,15 @@ fn recorded(slos: &[burnguard::domain::policy::Slo], end: i64) -> Vec<Series> {
         .enumerate()
         .flat_map(|(i, slo)| {
             let ratio = if i % 10 == 0 { 0.02 } else { 0.0002 };
-            common::fleet::recorded_series(slo, &slo.service, ratio, &times)
+            let mut series = common::fleet::recorded_series(slo, &slo.service, ratio, &times);
+            // As the generated rules record it: auto mode reads the SLO from them only when
+            // the fingerprint matches its rules as they are now.
+            if let Some(objective) = series.iter_mut().find(|s| s.name == OBJECTIVE_SERIES) {
+                objective
+                    .labels
+                    .insert(RULES_HASH_LABEL.into(), rules_fingerprint(slo));
+            }
+            series
         })
         .collect()
 }
@@ -74,17 +86,28 @@ fn proc_mib(pid: u32, field: &str) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-/// Every query a rules-mode cycle sends, timed together as serve sends them; the time until
-/// the last body arrived, and the bytes of all bodies.
+/// Which read mode serve runs in: `BURNGUARD_BENCH_MODE=auto` (serve's default), or rules.
+fn mode() -> &'static str {
+    match std::env::var("BURNGUARD_BENCH_MODE").as_deref() {
+        Ok("auto") => "auto",
+        _ => "rules",
+    }
+}
+
+/// The queries of one cycle as serve sends them: `first` on its own (auto mode's check of
+/// the recorded rules), then `queries` all at once. The time until the last body arrived,
+/// and the bytes of all bodies.
 async fn prometheus_alone(
     client: &reqwest::Client,
     url: &str,
+    first: Option<&str>,
     queries: &[String],
 ) -> (Duration, usize) {
     let started = Instant::now();
     let at = chrono::Utc::now().timestamp().to_string();
-    let answers = futures_util::future::join_all(queries.iter().map(|q| {
-        let form = [("query", q.as_str()), ("time", at.as_str())];
+    let ask = |q: &str| {
+        let form = [("query", q.to_string()), ("time", at.clone())];
+        let q = q.to_string();
         async move {
             let response = client
                 .post(format!("{url}/api/v1/query"))
@@ -95,9 +118,16 @@ async fn prometheus_alone(
             assert!(response.status().is_success(), "{q}: {}", response.status());
             response.bytes().await.expect("the whole body").len()
         }
-    }))
-    .await;
-    (started.elapsed(), answers.iter().sum())
+    };
+    let first_bytes = match first {
+        Some(q) => ask(q).await,
+        None => 0,
+    };
+    let answers = futures_util::future::join_all(queries.iter().map(|q| ask(q))).await;
+    (
+        started.elapsed(),
+        first_bytes + answers.iter().sum::<usize>(),
+    )
 }
 
 /// CPU time (user and system, every thread) the process has used so far, in milliseconds.
@@ -136,8 +166,10 @@ fn main() {
     let mut cpu_rows = Vec::new();
     for n in sizes() {
         let slos = common::fleet::slos(n);
-        // Exactly what a rules-mode cycle asks.
+        // Exactly what a rules-mode cycle asks; auto mode asks for the recorded objectives
+        // first.
         let queries = burnguard::engine::evaluate::rules_queries(&slos);
+        let first = (mode() == "auto").then(burnguard::engine::evaluate::recorded_objectives_query);
         let now = chrono::Utc::now().timestamp();
         let prometheus = PrometheusServer::start(&recorded(&slos, now - now % 60));
         let dir = tempfile::tempdir().unwrap();
@@ -161,7 +193,7 @@ fn main() {
                 "--interval",
                 &interval,
                 "--mode",
-                "rules",
+                mode(),
                 "--prometheus",
                 &prometheus.url,
                 "--db",
@@ -198,8 +230,12 @@ fn main() {
             store_ms.push(field("store_millis"));
             failed += field("failed") as usize;
             let alone_before = cpu_ms(prometheus_pid);
-            let (took, bytes) =
-                runtime.block_on(prometheus_alone(&client, &prometheus.url, &queries));
+            let (took, bytes) = runtime.block_on(prometheus_alone(
+                &client,
+                &prometheus.url,
+                first.as_deref(),
+                &queries,
+            ));
             if cycle > 0 {
                 serve_cpu += serve_after - serve_before;
                 prometheus_cpu += prometheus_after - prometheus_before;

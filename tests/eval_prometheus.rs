@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 use burnguard::adapters::prometheus::{Prometheus, PrometheusConfig};
-use burnguard::engine::evaluate::{EvalStatus, Evaluator, ReadMode, SliSource, SloEvaluation};
+use burnguard::engine::evaluate::{
+    EvalStatus, Evaluator, ReadMode, ReadPlan, SliSource, SloEvaluation,
+};
 use burnguard::policies;
 use common::prometheus::{PrometheusServer, Series, counter, free_port, gauge, labels};
 
@@ -661,6 +663,16 @@ async fn rules_mode_reads_recorded_series_with_one_query_per_window() {
     // 1 objective query + 8 window queries + the uniqueness check + 8 raw queries for
     // slow-burn.
     assert_eq!(auto.queries, 1 + 8 + 1 + 8);
+    // The plan a service keeps with its policies, made for these SLOs: the same reading. One
+    // made for another list (here without slow-burn) is not used: the cycle plans afresh.
+    let planned = evaluator(&prometheus.url, ReadMode::Auto)
+        .evaluate_planned(&slos, &ReadPlan::of(&slos), AT)
+        .await;
+    assert_eq!(planned.slos, auto.slos);
+    let misplanned = evaluator(&prometheus.url, ReadMode::Auto)
+        .evaluate_planned(&slos, &ReadPlan::of(&slos[..2]), AT)
+        .await;
+    assert_eq!(misplanned.slos, auto.slos);
     drop(prometheus);
 
     // A second copy of spike's rules (another rule file, another burnguard) records the same

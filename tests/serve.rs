@@ -451,3 +451,51 @@ fn at_the_default_resolution_the_history_keeps_one_row_per_slot_not_one_per_cycl
         "{spike}"
     );
 }
+
+/// Auto mode reads an SLO from its recorded series only while they carry the fingerprint of
+/// its rules as they are now. Serve works each SLO's fingerprint out once per load of the
+/// policies, not every cycle: so an edit that changes an SLO's rules (and not its objective)
+/// must make the next load's cycles read it raw until its rules are recorded anew.
+#[test]
+fn after_an_edit_of_its_queries_an_slo_is_read_raw_not_from_the_rules_recorded_before() {
+    // Raw: 5% errors. Recorded by the rules of the policy as it is first loaded: 0.01%.
+    let mut series = recent_traffic("spike", 0.5);
+    let (loaded, problems) = burnguard::policies::parse_source("spike.yaml", SPIKE);
+    assert!(problems.is_empty(), "{problems:?}");
+    let before = &loaded[0].slo;
+    let now = chrono::Utc::now().timestamp();
+    let times: Vec<i64> = (0..=15).map(|k| now - now % 60 - 900 + k * 60).collect();
+    let mut recorded = common::fleet::recorded_series(before, "spike", 0.0001, &times);
+    for s in &mut recorded {
+        if s.name == burnguard::domain::rules::OBJECTIVE_SERIES {
+            s.labels.insert(
+                burnguard::domain::rules::RULES_HASH_LABEL.into(),
+                burnguard::domain::rules::rules_fingerprint(before),
+            );
+        }
+    }
+    series.extend(recorded);
+    let prometheus = PrometheusServer::start(&series);
+    let dir = tempfile::tempdir().unwrap();
+    common::write(dir.path(), "spike.yaml", SPIKE);
+    let data = tempfile::tempdir().unwrap();
+    // The default mode: auto.
+    let serve = serve_every_second(dir.path(), &prometheus.url, data.path());
+    let five_minutes = r#"burnguard_slo_error_ratio{slo="spike",service="spike",window="5m"}"#;
+    serve.metrics_until("spike read from its recorded rules", |m| {
+        value(m, five_minutes).is_some_and(|v| (v - 0.0001).abs() < 1e-12)
+    });
+
+    // The same numbers asked another way: its rules are no longer the recorded ones.
+    let edited = SPIKE.replace(r#"code="500""#, r#"code=~"500""#);
+    assert_ne!(edited, SPIKE);
+    common::write(dir.path(), "spike.yaml", &edited);
+    serve.wait_log("policies reloaded", Duration::from_secs(20));
+    let metrics = serve.metrics_until("spike read raw after the edit", |m| {
+        value(m, five_minutes).is_some_and(|v| (v - 0.05).abs() < 1e-9)
+    });
+    assert!(
+        metrics.contains(r#"burnguard_slo_status{slo="spike",service="spike",status="page"} 1"#),
+        "{metrics}"
+    );
+}

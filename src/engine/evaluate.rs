@@ -348,6 +348,27 @@ impl<M: MetricsSource> Evaluator<M> {
 
     /// Evaluates every SLO at `at`. Results come back in the order of `slos`.
     pub async fn evaluate(&self, slos: &[Slo], at: UnixSeconds) -> Evaluation {
+        self.evaluate_planned(slos, &ReadPlan::of(slos), at).await
+    }
+
+    /// [`Self::evaluate`] with what each SLO reads worked out beforehand ([`ReadPlan::of`]
+    /// these `slos`): a service evaluating the same policies every cycle builds it once per
+    /// load. A plan made for other SLOs (another count, or another name at a position) is
+    /// not used: the cycle plans afresh.
+    pub async fn evaluate_planned(
+        &self,
+        slos: &[Slo],
+        plan: &ReadPlan,
+        at: UnixSeconds,
+    ) -> Evaluation {
+        let fresh;
+        let plan = if plan.fits(slos) {
+            plan
+        } else {
+            tracing::warn!("the read plan was made for other SLOs; planning this cycle afresh");
+            fresh = ReadPlan::of(slos);
+            &fresh
+        };
         let started = std::time::Instant::now();
         let mut answered_after = std::time::Duration::ZERO;
         let mut queries = 0usize;
@@ -359,9 +380,7 @@ impl<M: MetricsSource> Evaluator<M> {
             ReadMode::Rules => vec![true; slos.len()],
             ReadMode::Auto => {
                 queries += 1;
-                let recorded_objectives =
-                    format!("max by (slo, {RULES_HASH_LABEL}) ({OBJECTIVE_SERIES})");
-                match self.source.instant(&recorded_objectives, at).await {
+                match self.source.instant(&recorded_objectives_query(), at).await {
                     Ok(samples) => {
                         let recorded: HashMap<&str, (f64, Option<&str>)> = samples
                             .iter()
@@ -371,10 +390,11 @@ impl<M: MetricsSource> Evaluator<M> {
                             })
                             .collect();
                         slos.iter()
-                            .map(|slo| {
+                            .zip(&plan.slos)
+                            .map(|(slo, planned)| {
                                 recorded.get(slo.name.as_str()).is_some_and(|(o, hash)| {
                                     (o - slo.objective.ratio()).abs() < 1e-9
-                                        && *hash == Some(rules_fingerprint(slo).as_str())
+                                        && *hash == Some(planned.rules_fingerprint.as_str())
                                 })
                             })
                             .collect()
@@ -415,10 +435,10 @@ impl<M: MetricsSource> Evaluator<M> {
         let rules_slos: Vec<usize> = (0..slos.len()).filter(|i| use_rules[*i]).collect();
         if !rules_slos.is_empty() {
             let read: Vec<&Slo> = rules_slos.iter().map(|i| &slos[*i]).collect();
-            // Each SLO's alert rows sit apart on the heap, and reading them is mostly waiting
-            // for memory: on every core, before any query can go out.
-            let spans_of: Vec<SpanList> =
-                on_every_core(read.len(), |k| Span::of(read[k]).collect());
+            let spans_of: Vec<&[Span]> = rules_slos
+                .iter()
+                .map(|i| plan.slos[*i].spans.as_slice())
+                .collect();
             let spans = distinct_spans(&spans_of);
             let labels = group_labels(read.iter().copied());
             let names = NameBlock::of(read.iter().map(|slo| slo.name.as_str()));
@@ -454,7 +474,7 @@ impl<M: MetricsSource> Evaluator<M> {
             let assessed = on_every_core(read.len(), |k| {
                 shared(from_rules(
                     read[k],
-                    &spans_of[k],
+                    spans_of[k],
                     &answers,
                     samples.of(k),
                     &uniqueness,
@@ -639,6 +659,12 @@ pub fn rules_query(series: &str, group_labels: &[String]) -> String {
     format!("max by ({by}) ({series})")
 }
 
+/// What auto mode asks first: every SLO's recorded objective with the fingerprint of the rules
+/// that record it, to tell which SLOs' rules are loaded as they are now.
+pub fn recorded_objectives_query() -> String {
+    format!("max by (slo, {RULES_HASH_LABEL}) ({OBJECTIVE_SERIES})")
+}
+
 /// Every query one rules-mode cycle sends for `slos` (the benches time Prometheus alone on
 /// exactly these).
 pub fn rules_queries(slos: &[Slo]) -> Vec<String> {
@@ -681,13 +707,79 @@ impl<'a> Uniqueness<'a> {
 /// The spans one SLO reads: inline for up to four alert rows, the budget window and the base.
 type SpanList = smallvec::SmallVec<[Span; 10]>;
 
+/// What a cycle works out about each SLO before it asks Prometheus anything, and that changes
+/// only with the SLO's policy: the spans it reads and the fingerprint of its rules as they are
+/// now (which auto mode compares with the recorded one). Worked out for every SLO of a cycle,
+/// it took longer than some of the cycle's queries: a fingerprint hashes the SLO's whole rule
+/// group, built for the purpose. A service makes a plan when it loads its policies and keeps
+/// it with them.
+#[derive(Clone, Debug, Default)]
+pub struct ReadPlan {
+    /// In the order of the SLOs planned.
+    slos: Vec<PlannedSlo>,
+}
+
+#[derive(Clone, Debug)]
+struct PlannedSlo {
+    /// Checked against the SLO evaluated at this position (see [`ReadPlan::fits`]).
+    name: String,
+    spans: SpanList,
+    rules_fingerprint: String,
+}
+
+impl ReadPlan {
+    /// The plan of `slos`, in their order, worked out on every core for a fleet.
+    pub fn of(slos: &[Slo]) -> Self {
+        Self {
+            slos: on_every_core(slos.len(), |k| {
+                let slo = &slos[k];
+                PlannedSlo {
+                    name: slo.name.clone(),
+                    spans: Span::of(slo).collect(),
+                    rules_fingerprint: rules_fingerprint(slo),
+                }
+            }),
+        }
+    }
+
+    /// The plan of the SLOs at `positions` of the SLOs this plan was made for, in that order
+    /// (the SLOs due in a cycle that does not evaluate them all).
+    pub fn subset(&self, positions: &[usize]) -> Self {
+        Self {
+            slos: positions
+                .iter()
+                .filter_map(|&k| self.slos.get(k).cloned())
+                .collect(),
+        }
+    }
+
+    /// Whether this plan can be the plan of `slos`: as many. A plan is made with the list it
+    /// plans (the service remakes both on every load, see its `schedule`), so this only
+    /// catches a plan handed in with a list of another length; comparing every SLO's name
+    /// every cycle would reach into each SLO's memory for that alone (milliseconds at 10,000
+    /// SLOs). Debug builds, the tests', compare the names too.
+    fn fits(&self, slos: &[Slo]) -> bool {
+        let fits = self.slos.len() == slos.len();
+        debug_assert!(
+            !fits
+                || self
+                    .slos
+                    .iter()
+                    .zip(slos)
+                    .all(|(planned, slo)| planned.name == slo.name),
+            "a read plan handed in with SLOs it was not made for"
+        );
+        fits
+    }
+}
+
 /// Every span of `spans_of`, once, in order. SLOs mostly read one set of spans, so only a
 /// list unlike the one before it is merged in.
-fn distinct_spans(spans_of: &[SpanList]) -> std::collections::BTreeSet<Span> {
+fn distinct_spans(spans_of: &[&[Span]]) -> std::collections::BTreeSet<Span> {
     let mut distinct = std::collections::BTreeSet::new();
     let mut last: &[Span] = &[];
-    for spans in spans_of {
-        if spans.as_slice() != last {
+    for &spans in spans_of {
+        if spans != last {
             distinct.extend(spans.iter().copied());
             last = spans;
         }
@@ -1102,13 +1194,7 @@ mod tests {
         let w = |secs| Span::Window(Window::from_secs(secs));
         let common: SpanList = [w(300), w(3600), w(86_400)].into_iter().collect();
         let other: SpanList = [w(300), w(1_800), Span::Period].into_iter().collect();
-        let fleet = [
-            common.clone(),
-            common.clone(),
-            other,
-            common,
-            SpanList::new(),
-        ];
+        let fleet: [&[Span]; 5] = [&common, &common, &other, &common, &[]];
         let spans: Vec<Span> = distinct_spans(&fleet).into_iter().collect();
         assert_eq!(
             spans,
@@ -1116,6 +1202,64 @@ mod tests {
             "every span once, in order"
         );
         assert!(distinct_spans(&[]).is_empty());
+    }
+
+    /// SLOs `names`, each reading `ratio` through its own metric, so each has rules of its own.
+    fn named(names: &[&str]) -> Vec<crate::domain::policy::Slo> {
+        let text: String = names
+            .iter()
+            .map(|name| {
+                format!(
+                    "---\napiVersion: burnguard.dev/v1\nkind: SLO\nmetadata: {{name: {name}}}\nspec:\n  service: x\n  objective: 99\n  indicator: {{raw: {{errorRatio: '{name}_ratio[{{{{.window}}}}]'}}}}\n"
+                )
+            })
+            .collect();
+        let (loaded, problems) = crate::policies::parse_source("t.yaml", &text);
+        assert!(problems.is_empty(), "{problems:?}");
+        loaded.into_iter().map(|l| l.slo).collect()
+    }
+
+    #[test]
+    fn a_plan_holds_each_slo_s_spans_and_rules_fingerprint_and_fits_only_the_slos_it_was_made_for()
+    {
+        use super::{ReadPlan, Span};
+        use crate::domain::rules::rules_fingerprint;
+        let slos = named(&["checkout", "search", "login"]);
+        let plan = ReadPlan::of(&slos);
+        for (planned, slo) in plan.slos.iter().zip(&slos) {
+            assert_eq!(planned.name, slo.name);
+            assert_eq!(planned.rules_fingerprint, rules_fingerprint(slo));
+            assert_eq!(planned.spans.to_vec(), Span::of(slo).collect::<Vec<_>>());
+        }
+        let fingerprints: std::collections::BTreeSet<&str> = plan
+            .slos
+            .iter()
+            .map(|p| p.rules_fingerprint.as_str())
+            .collect();
+        assert_eq!(fingerprints.len(), 3, "each SLO's rules are its own");
+        assert!(plan.fits(&slos));
+        assert!(!plan.fits(&slos[..2]), "one SLO fewer");
+        // The plan of the SLOs due in a cycle that does not evaluate them all.
+        let due = [slos[2].clone(), slos[0].clone()];
+        let subset = plan.subset(&[2, 0]);
+        assert!(subset.fits(&due));
+        assert_eq!(
+            subset.slos[0].rules_fingerprint,
+            rules_fingerprint(&slos[2])
+        );
+        assert!(ReadPlan::of(&[]).fits(&[]));
+    }
+
+    /// Only debug builds (the tests') compare each name; a release build checks the length.
+    #[cfg(debug_assertions)]
+    #[test]
+    #[should_panic(expected = "a read plan handed in with SLOs it was not made for")]
+    fn a_plan_handed_in_with_the_same_number_of_other_slos_is_a_bug_caught_in_debug_builds() {
+        let slos = named(&["checkout", "search", "login"]);
+        let plan = super::ReadPlan::of(&slos);
+        let mut reordered = slos.clone();
+        reordered.swap(0, 2);
+        plan.fits(&reordered);
     }
 
     #[test]

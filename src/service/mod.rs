@@ -24,7 +24,7 @@ use crate::adapters::prometheus::Prometheus;
 use crate::adapters::store::SqlStore;
 use crate::config::Settings;
 use crate::domain::policy::Slo;
-use crate::engine::evaluate::{EvalStatus, Evaluator, SloEvaluation};
+use crate::engine::evaluate::{EvalStatus, Evaluator, ReadPlan, SloEvaluation};
 use crate::engine::notify as notifications;
 use crate::engine::record;
 use crate::engine::remediate::Remediator;
@@ -261,7 +261,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
 
     let (loaded_tx, mut loaded_rx) = mpsc::channel::<Option<LoadedPolicies>>(1);
     let (mut reloading, mut reload_again) = (false, None);
-    let mut scheduler = Scheduler::new(&slos, settings.interval, Utc::now());
+    let (mut scheduler, mut plan) = schedule(&slos, settings.interval);
     let mut history = record::HistoryCadence::new(settings.history_resolution);
     let mut last_prune: Option<chrono::DateTime<Utc>> = None;
     loop {
@@ -316,7 +316,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
                     }
                     policies_changed(&state, &slos);
                     forget_removed(&mut history, &slos);
-                    scheduler = Scheduler::new(&slos, settings.interval, Utc::now());
+                    (scheduler, plan) = schedule(&slos, settings.interval);
                 }
             }
             Some(policies) = cluster_changed(&mut kubernetes) => {
@@ -326,22 +326,30 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
                 policies_changed(&state, &slos);
                 forget_removed(&mut history, &slos);
                 info!(slos = slos.len(), cluster_slos = cluster_policies.slos.len(), "policies from the cluster applied");
-                scheduler = Scheduler::new(&slos, settings.interval, Utc::now());
+                (scheduler, plan) = schedule(&slos, settings.interval);
             }
             _ = tokio::time::sleep(sleep_for) => {
                 let now = Utc::now();
                 let indices = scheduler.take_due(now);
                 // Usually every SLO is due at once: then the loaded set itself, not a copy.
-                let subset: Vec<Slo>;
-                let due: &[Slo] = if indices.len() == slos.len() {
-                    &slos
+                let (subset, subset_plan): (Vec<Slo>, ReadPlan);
+                let (due, due_plan): (&[Slo], &ReadPlan) = if indices.len() == slos.len() {
+                    (&slos, &plan)
                 } else {
+                    subset_plan = plan.subset(&indices);
                     subset = indices.into_iter().map(|i| slos[i].clone()).collect();
-                    &subset
+                    (&subset, &subset_plan)
                 };
                 if !due.is_empty() {
-                    let (evaluation, replaced) =
-                        cycle(&evaluator, &store, due, now.timestamp(), &state, &mut history).await;
+                    let (evaluation, replaced) = cycle(
+                        &evaluator,
+                        &store,
+                        (due, due_plan),
+                        now.timestamp(),
+                        &state,
+                        &mut history,
+                    )
+                    .await;
                     if let Some(k) = &kubernetes {
                         k.host.evaluated(due, now.timestamp());
                     }
@@ -516,7 +524,7 @@ async fn prune(
 async fn cycle(
     evaluator: &Evaluator<Prometheus>,
     store: &SqlStore,
-    due: &[Slo],
+    (due, plan): (&[Slo], &ReadPlan),
     at: i64,
     state: &ServiceState,
     history: &mut record::HistoryCadence,
@@ -524,7 +532,7 @@ async fn cycle(
     let span = info_span!("cycle", slos = due.len());
     async {
         let started = Instant::now();
-        let evaluation = evaluator.evaluate(due, at).await;
+        let evaluation = evaluator.evaluate_planned(due, plan, at).await;
         let read = started.elapsed();
         let recorded = record::record_cycle(store, due, &evaluation, history).await;
         let retired = record::retire_reshaped(store, due, &evaluation, at).await;
@@ -565,6 +573,15 @@ async fn cycle(
     }
     .instrument(span)
     .await
+}
+
+/// When each of `slos` is due, and what each reads: made anew together whenever the evaluated
+/// set changes, so a cycle never reads with the plan of SLOs it no longer has.
+fn schedule(slos: &[Slo], interval: std::time::Duration) -> (Scheduler, ReadPlan) {
+    (
+        Scheduler::new(slos, interval, Utc::now()),
+        ReadPlan::of(slos),
+    )
 }
 
 /// Forgets the history cadence of SLOs the policies no longer have.
