@@ -304,19 +304,23 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
                 if let Some(cause) = reload_again.take() {
                     reloading = spawn_reload(&settings, cause, &state, loaded_tx.clone());
                 }
-                if let Some((new, books)) = loaded {
+                if let Some(LoadedPolicies { slos: new, plan: new_plan, playbooks: books }) = loaded {
                     if let Some(k) = &kubernetes {
                         file_slos = new;
                         file_playbooks = books;
                         k.host.set_file_names(&file_slos, &file_playbooks);
                         let (merged, books) = cluster::merge((&file_slos, &file_playbooks), &cluster_policies);
                         (slos, playbooks) = (Arc::new(merged), books);
+                        // The cluster's SLOs join the files': the merged set is planned here.
+                        (scheduler, plan) = schedule(&slos, settings.interval);
                     } else {
                         (slos, playbooks) = (Arc::new(new), books);
+                        // Planned on the reload's thread, from exactly these SLOs.
+                        scheduler = Scheduler::new(&slos, settings.interval, Utc::now());
+                        plan = new_plan;
                     }
                     policies_changed(&state, &slos);
                     forget_removed(&mut history, &slos);
-                    (scheduler, plan) = schedule(&slos, settings.interval);
                 }
             }
             Some(policies) = cluster_changed(&mut kubernetes) => {
@@ -576,7 +580,8 @@ async fn cycle(
 }
 
 /// When each of `slos` is due, and what each reads: made anew together whenever the evaluated
-/// set changes, so a cycle never reads with the plan of SLOs it no longer has.
+/// set changes, so a cycle never reads with the plan of SLOs it no longer has. (A reload of
+/// the files alone brings its plan along, made on the reload's thread: [`LoadedPolicies`].)
 fn schedule(slos: &[Slo], interval: std::time::Duration) -> (Scheduler, ReadPlan) {
     (
         Scheduler::new(slos, interval, Utc::now()),
@@ -658,10 +663,14 @@ fn remember_latest(
 }
 
 /// The SLOs and playbooks of the policy files.
-type LoadedPolicies = (
-    Vec<Slo>,
-    BTreeMap<String, crate::domain::playbook::Playbook>,
-);
+/// A policy set read again from the files, with the read plan of its SLOs: made on the
+/// reload's thread, so that a large set's plan (seconds of work at 100,000 SLOs) does not
+/// hold up the cycles either.
+struct LoadedPolicies {
+    slos: Vec<Slo>,
+    plan: ReadPlan,
+    playbooks: BTreeMap<String, crate::domain::playbook::Playbook>,
+}
 
 /// Reloads the policy files on a thread of its own; the outcome of [`reload`] arrives on
 /// `tx`; whether the thread started. Not a runtime thread: a file that never finishes reading (a FIFO, a hung network
@@ -702,11 +711,16 @@ fn reload(
             // and /metrics know (`policies_changed`): updating it here with the files alone
             // would drop the cluster SLOs' latest evaluations.
             let slos = set.slos();
+            let plan = ReadPlan::of(&slos);
             reloads
                 .get_or_create(&vec![("result".into(), "applied".into())])
                 .inc();
             info!(cause, slos = slos.len(), "policies reloaded");
-            Some((slos, set.playbooks()))
+            Some(LoadedPolicies {
+                slos,
+                plan,
+                playbooks: set.playbooks(),
+            })
         }
         Err(error) => {
             reloads
