@@ -15,6 +15,10 @@
 //! answering with more than one series for one SLO is an error too: which one would be the
 //! SLO's is a guess we do not make.
 //!
+//! What a cycle works out about each SLO before it asks anything and that changes only with
+//! its policy (the spans it reads, its rules' fingerprint) is a [`ReadPlan`], which a service
+//! makes once per load of its policies.
+//!
 //! In rules mode each answer's series are matched to their SLOs as the answer arrives (while
 //! Prometheus still works on the others), gathered SLO by SLO into one flat index with their
 //! values (`AnswerIndex`), and the verdicts of a cycle over thousands of SLOs are worked out on
@@ -353,8 +357,8 @@ impl<M: MetricsSource> Evaluator<M> {
 
     /// [`Self::evaluate`] with what each SLO reads worked out beforehand ([`ReadPlan::of`]
     /// these `slos`): a service evaluating the same policies every cycle builds it once per
-    /// load. A plan made for other SLOs (another count, or another name at a position) is
-    /// not used: the cycle plans afresh.
+    /// load. A plan of another number of SLOs is not used: the cycle plans afresh (debug
+    /// builds also check each name, see [`ReadPlan`]).
     pub async fn evaluate_planned(
         &self,
         slos: &[Slo],
