@@ -499,3 +499,66 @@ fn after_an_edit_of_its_queries_an_slo_is_read_raw_not_from_the_rules_recorded_b
         "{metrics}"
     );
 }
+
+/// An SLO on a schedule of its own is due in cycles of its own: such a cycle reads with the
+/// plan of just the SLOs due (each its own rules fingerprint), never the whole set's. Here
+/// `steady`, second in the files and on its own cron, is read from its recorded rules, and
+/// `spike`, on the interval, raw (it has no recorded rules). (Serve here is a debug build,
+/// which also checks each SLO's name against its plan.)
+#[test]
+fn an_slo_on_its_own_schedule_is_read_with_its_own_rules_fingerprint() {
+    const STEADY: &str = r#"apiVersion: burnguard.dev/v1
+kind: SLO
+metadata: {name: steady}
+spec:
+  service: steady
+  objective: 99.9
+  schedule: '*/3 * * * * *'
+  indicator:
+    ratio:
+      errors: sum(rate(http_requests_total{job="steady",code="500"}[{{.window}}]))
+      total: sum(rate(http_requests_total{job="steady"}[{{.window}}]))
+"#;
+    let mut series = recent_traffic("spike", 0.5);
+    let (loaded, problems) = burnguard::policies::parse_source("steady.yaml", STEADY);
+    assert!(problems.is_empty(), "{problems:?}");
+    let steady = &loaded[0].slo;
+    assert!(steady.schedule.is_some());
+    let now = chrono::Utc::now().timestamp();
+    let times: Vec<i64> = (0..=15).map(|k| now - now % 60 - 900 + k * 60).collect();
+    let mut recorded = common::fleet::recorded_series(steady, "steady", 0.0001, &times);
+    for s in &mut recorded {
+        if s.name == burnguard::domain::rules::OBJECTIVE_SERIES {
+            s.labels.insert(
+                burnguard::domain::rules::RULES_HASH_LABEL.into(),
+                burnguard::domain::rules::rules_fingerprint(steady),
+            );
+        }
+    }
+    series.extend(recorded);
+    let prometheus = PrometheusServer::start(&series);
+    let dir = tempfile::tempdir().unwrap();
+    // Files load in name order: spike first, steady second.
+    common::write(dir.path(), "a-spike.yaml", SPIKE);
+    common::write(dir.path(), "b-steady.yaml", STEADY);
+    let data = tempfile::tempdir().unwrap();
+    let serve = serve_every_second(dir.path(), &prometheus.url, data.path());
+    let metrics = serve.metrics_until("steady from its rules and spike raw", |m| {
+        value(
+            m,
+            r#"burnguard_slo_error_ratio{slo="steady",service="steady",window="5m"}"#,
+        )
+        .is_some_and(|v| (v - 0.0001).abs() < 1e-12)
+            && value(
+                m,
+                r#"burnguard_slo_error_ratio{slo="spike",service="spike",window="5m"}"#,
+            )
+            .is_some_and(|v| (v - 0.05).abs() < 1e-9)
+    });
+    assert!(
+        metrics.contains(r#"burnguard_slo_status{slo="steady",service="steady",status="ok"} 1"#),
+        "{metrics}"
+    );
+    // A cycle of one SLO only: the set's plan was cut down to the SLOs due.
+    serve.wait_log("cycle{slos=1}", Duration::from_secs(10));
+}
