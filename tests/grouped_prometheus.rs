@@ -305,15 +305,14 @@ async fn the_rules_record_one_series_per_route_that_rules_mode_reads_back() {
             )
             .await
             .unwrap()[0]
-            .value
-            .floor() as i64;
-        assert!(at - recorded_at < 60, "{recorded_at}");
+            .value;
+        assert!((at as f64) - recorded_at < 60.0, "{recorded_at}");
         let of = |code: &str| {
             history
                 .iter()
                 .find(|s| s.labels["route"] == route && s.labels["code"] == code)
                 .unwrap()
-                .increase_in(recorded_at, 3_600)
+                .increase_within(recorded_at, 3_600.0)
                 .unwrap()
         };
         let want = of("500") / (of("500") + of("200"));
@@ -971,13 +970,13 @@ async fn the_long_windows_come_from_recorded_rates_within_the_documented_bound()
         assert_eq!(e.error, None, "{e:?}");
         let selector = format!("{{route=\"{route}\"}}");
         // The counters' error ratio over the `window` seconds up to `until`.
-        let ratio = |until: i64, window: i64| {
+        let ratio = |until: f64, window: f64| {
             let of = |code: &str| {
                 history
                     .iter()
                     .find(|s| s.labels["route"] == route && s.labels["code"] == code)
                     .unwrap()
-                    .increase_in(until, window)
+                    .increase_within(until, window)
                     .unwrap()
             };
             of("500") / (of("500") + of("200"))
@@ -1004,13 +1003,10 @@ async fn the_long_windows_come_from_recorded_rates_within_the_documented_bound()
             &format!("{}{selector}[2h]", rules::HOURLY_BAD_RATE_SERIES),
             recorded_3d_at,
         );
-        assert!(
-            recorded_3d_at - (last_hour as f64) < 3_600.0,
-            "{route}: {last_hour}"
-        );
+        assert!(recorded_3d_at - last_hour < 3_600.0, "{route}: {last_hour}");
         // 3d: the 72 hours up to that sample, exactly but for rate()'s extrapolation.
         let got = e.error_ratio.get(window("3d")).unwrap();
-        let want = ratio(last_hour, 3 * 86_400);
+        let want = ratio(last_hour, 3.0 * 86_400.0);
         assert!(
             (got - want).abs() <= 1e-3 * want,
             "{route} 3d: recorded {got}, counters {want}"
@@ -1020,9 +1016,9 @@ async fn the_long_windows_come_from_recorded_rates_within_the_documented_bound()
         let recorded_at = instant(format!(
             "timestamp(burnguard:sli_error:ratio_rate1d{selector})"
         ))
-        .await as i64;
+        .await;
         let got = e.error_ratio.get(window("1d")).unwrap();
-        let want = ratio(recorded_at, 86_400);
+        let want = ratio(recorded_at, 86_400.0);
         assert!(
             (got - want).abs() <= 300.0 / 86_400.0 * 0.2 / 0.02 * want,
             "{route} 1d: recorded {got}, counters {want}"
@@ -1030,9 +1026,9 @@ async fn the_long_windows_come_from_recorded_rates_within_the_documented_bound()
     }
 }
 
-/// The timestamp, in whole seconds, of the last raw sample that `range_selector` (one
+/// The timestamp (seconds, to the millisecond) of the last raw sample that `range_selector` (one
 /// series) selects at `at`.
-fn last_sample_time(prometheus: &str, range_selector: &str, at: f64) -> i64 {
+fn last_sample_time(prometheus: &str, range_selector: &str, at: f64) -> f64 {
     let query: String = range_selector
         .bytes()
         .map(|b| match b {
@@ -1052,5 +1048,5 @@ fn last_sample_time(prometheus: &str, range_selector: &str, at: f64) -> i64 {
     let last = values
         .last()
         .unwrap_or_else(|| panic!("{range_selector}: {body}"));
-    last[0].as_f64().unwrap().floor() as i64
+    last[0].as_f64().unwrap()
 }

@@ -481,10 +481,11 @@ async fn sloths_optimized_period_ratio_is_the_time_average_of_its_5m_ratio() {
     assert!(points.len() > 5_000, "{} recorded points", points.len());
     let mut from_samples = Vec::new();
     for point in points {
-        let t = point[0].as_f64().unwrap() as i64;
+        // The rule's own evaluation instant, to the millisecond (see `increase_within`).
+        let t = point[0].as_f64().unwrap();
         let value: f64 = point[1].as_str().unwrap().parse().unwrap();
-        let errors = history[0].increase_in(t, 300).unwrap();
-        let ok = history[1].increase_in(t, 300).unwrap();
+        let errors = history[0].increase_within(t, 300.0).unwrap();
+        let ok = history[1].increase_within(t, 300.0).unwrap();
         let want = errors / (errors + ok);
         assert!(
             close(value, want, 1e-9),

@@ -75,10 +75,18 @@ impl Series {
     /// whether there were at least two samples there: what `rate()` divides, before its
     /// extrapolation (which scales bad and total alike, so their ratio is this ratio).
     pub fn increase_in(&self, at: i64, window: i64) -> Option<f64> {
+        self.increase_within(at as f64, window as f64)
+    }
+
+    /// [`Series::increase_in`] at an instant between whole seconds: promtool evaluates a
+    /// backfilled rule group at an offset of its own (a hash of the group's name and file
+    /// path), so its samples fall at fractional seconds; truncating one to a whole second
+    /// can move a window's start across a sample.
+    pub fn increase_within(&self, at: f64, window: f64) -> Option<f64> {
         let inside: Vec<f64> = self
             .samples
             .iter()
-            .filter(|(t, _)| *t >= at - window && *t <= at)
+            .filter(|(t, _)| (at - window..=at).contains(&(*t as f64)))
             .map(|(_, v)| *v)
             .collect();
         (inside.len() >= 2).then(|| inside[inside.len() - 1] - inside[0])
