@@ -34,7 +34,9 @@ const STATUSES: [EvalStatus; 6] = [
     EvalStatus::Error,
 ];
 
-/// Receives one sample: its labels besides the SLO's, and its value.
+/// Receives one sample: its labels besides the SLO's, and its value. Those label values are
+/// written as they are: text burnguard makes itself (window notations, severities, statuses),
+/// or escaped by the family before (see [`escaped`]).
 type SampleSink<'a> = dyn FnMut(&[(&str, &str)], f64) + 'a;
 
 /// One per-SLO gauge family.
@@ -149,7 +151,7 @@ impl Family {
                     sample(&[("status", status.as_str())], value);
                 }
             }
-            Family::Objective => sample(&[("window", &slo_window_label(e))], e.objective),
+            Family::Objective => sample(&[("window", &escaped(&slo_window_label(e)))], e.objective),
             Family::TimeToExhaustion => {
                 if let Some(seconds) = e.time_to_exhaustion_seconds.filter(|s| s.is_finite()) {
                     sample(&[], seconds);
@@ -162,7 +164,8 @@ impl Family {
                     } else {
                         &counts.active_freezes
                     };
-                    sample(&[], by_slo.get(&e.key()).copied().unwrap_or(0) as f64);
+                    let count = by_slo.get(e.key_text().as_ref()).copied().unwrap_or(0);
+                    sample(&[], count as f64);
                 }
             }
         }
@@ -171,12 +174,15 @@ impl Family {
 
 /// The SLO window as a Prometheus duration (dashboards use it as a time range): a calendar
 /// SLO's nominal length (30d for months, 7d for weeks).
-fn slo_window_label(e: &SloEvaluation) -> String {
+fn slo_window_label(e: &SloEvaluation) -> std::borrow::Cow<'_, str> {
     e.budget_period
         .as_ref()
         .and_then(|p| crate::domain::calendar::CalendarPeriod::parse(p.calendar))
         .map(|p| crate::domain::policy::Window::from_secs(p.nominal_seconds()).to_string())
-        .unwrap_or_else(|| e.window.clone())
+        .map_or(
+            std::borrow::Cow::Borrowed(e.window.as_str()),
+            std::borrow::Cow::Owned,
+        )
 }
 
 /// The per-SLO families and the store-wide ones, as pieces of text ending with `# EOF`.
@@ -297,7 +303,9 @@ fn describe(out: &mut String, name: &str, help: &str) {
 }
 
 /// One sample line: `name{labels,extra} value`, where `labels` is already written as
-/// `key="value"` pairs separated by commas (see [`push_label`]), and may be empty.
+/// `key="value"` pairs separated by commas (see [`push_label`]), and may be empty, and the
+/// `extra` values need no escaping (a scrape writes hundreds of thousands of them: window
+/// notations and burnguard's own words; anything else goes through [`escaped`] first).
 fn write_sample(out: &mut String, name: &str, labels: &str, extra: &[(&str, &str)], value: f64) {
     out.push_str(name);
     if !labels.is_empty() || !extra.is_empty() {
@@ -309,9 +317,10 @@ fn write_sample(out: &mut String, name: &str, labels: &str, extra: &[(&str, &str
                 out.push(',');
             }
             first = false;
+            debug_assert!(is_escaped(label_value), "{key}={label_value:?}");
             out.push_str(key);
             out.push_str("=\"");
-            push_escaped(out, label_value);
+            out.push_str(label_value);
             out.push('"');
         }
         out.push('}');
@@ -332,9 +341,39 @@ fn push_label(labels: &mut String, key: &str, value: &str) {
     labels.push('"');
 }
 
+/// Whether a label value holds a `\`, `"` or newline (each SLO's name and service are
+/// checked once per family on every scrape: a vectorised search).
+fn needs_escaping(value: &str) -> bool {
+    memchr::memchr3(b'\\', b'"', b'\n', value.as_bytes()).is_some()
+}
+
+/// Whether a label value can be written between quotes as it is: no newline, every `"` and
+/// `\` escaped by a `\`.
+fn is_escaped(value: &str) -> bool {
+    let mut bytes = value.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'\\' if matches!(bytes.next(), Some(b'\\' | b'"' | b'n')) => {}
+            b'\\' | b'"' | b'\n' => return false,
+            _ => {}
+        }
+    }
+    true
+}
+
+/// A label value escaped, borrowed when it needs nothing.
+fn escaped(value: &str) -> std::borrow::Cow<'_, str> {
+    if !needs_escaping(value) {
+        return std::borrow::Cow::Borrowed(value);
+    }
+    let mut out = String::with_capacity(value.len() + 2);
+    push_escaped(&mut out, value);
+    std::borrow::Cow::Owned(out)
+}
+
 /// A label value with `\`, `"` and newlines escaped.
 fn push_escaped(out: &mut String, value: &str) {
-    if !value.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+    if !needs_escaping(value) {
         out.push_str(value);
         return;
     }
@@ -364,6 +403,64 @@ mod tests {
             out,
             "m{slo=\"a\\\"b\\\\c\\nd\",window=\"5m\"} 0.05\nn 1.0\no{window=\"1h\"} 2.0\n"
         );
+    }
+
+    #[test]
+    fn an_slo_window_as_the_policy_wrote_it_is_escaped_and_store_counts_are_found_by_key() {
+        let mut odd = evaluation("odd", "s", &[("route", "/pay")], Status::Ok);
+        odd.window = "30\"d".into();
+        let counts = StoreCounts {
+            open_incidents: [(odd.key(), 2)].into_iter().collect(),
+            ..StoreCounts::default()
+        };
+        let text: String = SloFamilies::new(vec![Arc::new(odd)], Some(counts)).collect();
+        for line in [
+            "burnguard_slo_objective{slo=\"odd\",service=\"s\",route=\"/pay\",window=\"30\\\"d\"} 0.999",
+            "burnguard_slo_open_incidents{slo=\"odd\",service=\"s\",route=\"/pay\"} 2.0",
+            "burnguard_slo_active_freezes{slo=\"odd\",service=\"s\",route=\"/pay\"} 0.0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from:\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn escaped_label_values_are_told_from_raw_ones() {
+        for raw in ["5m", "", "a\"b", "a\\b", "a\nb", "x\\", "\\q"] {
+            assert!(is_escaped(&escaped(raw)), "{raw:?}");
+        }
+        for raw in ["a\"b", "a\nb", "x\\", "\\q"] {
+            assert!(!is_escaped(raw), "{raw:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_label_value_is_escaped_exactly_when_it_holds_a_backslash_quote_or_newline(
+            value in "[a-z\\\\\"\n\u{e9}]{0,24}"
+        ) {
+            let has = value.chars().any(|c| matches!(c, '\\' | '"' | '\n'));
+            proptest::prop_assert_eq!(needs_escaping(&value), has);
+            let written = escaped(&value);
+            proptest::prop_assert!(is_escaped(&written));
+            proptest::prop_assert_eq!(has, written != value);
+            // Read back as Prometheus reads a quoted label value.
+            let mut read_back = String::new();
+            let mut chars = written.chars();
+            while let Some(c) = chars.next() {
+                read_back.push(match (c, c == '\\') {
+                    (_, true) => match chars.next() {
+                        Some('n') => '\n',
+                        Some(other) => other,
+                        None => '\\',
+                    },
+                    (c, false) => c,
+                });
+            }
+            proptest::prop_assert_eq!(read_back, value);
+        }
     }
 
     #[test]
