@@ -405,6 +405,16 @@ mod tests {
         );
     }
 
+    /// Every one of `lines` is a whole line of `text`.
+    fn assert_has_lines(text: &str, lines: &[&str]) {
+        for line in lines {
+            assert!(
+                text.lines().any(|l| l == *line),
+                "{line} missing from:\n{text}"
+            );
+        }
+    }
+
     #[test]
     fn an_slo_window_as_the_policy_wrote_it_is_escaped_and_store_counts_are_found_by_key() {
         let mut odd = evaluation("odd", "s", &[("route", "/pay")], Status::Ok);
@@ -414,16 +424,14 @@ mod tests {
             ..StoreCounts::default()
         };
         let text: String = SloFamilies::new(vec![Arc::new(odd)], Some(counts)).collect();
-        for line in [
-            "burnguard_slo_objective{slo=\"odd\",service=\"s\",route=\"/pay\",window=\"30\\\"d\"} 0.999",
-            "burnguard_slo_open_incidents{slo=\"odd\",service=\"s\",route=\"/pay\"} 2.0",
-            "burnguard_slo_active_freezes{slo=\"odd\",service=\"s\",route=\"/pay\"} 0.0",
-        ] {
-            assert!(
-                text.lines().any(|l| l == line),
-                "{line} missing from:\n{text}"
-            );
-        }
+        assert_has_lines(
+            &text,
+            &[
+                "burnguard_slo_objective{slo=\"odd\",service=\"s\",route=\"/pay\",window=\"30\\\"d\"} 0.999",
+                "burnguard_slo_open_incidents{slo=\"odd\",service=\"s\",route=\"/pay\"} 2.0",
+                "burnguard_slo_active_freezes{slo=\"odd\",service=\"s\",route=\"/pay\"} 0.0",
+            ],
+        );
     }
 
     #[test]
@@ -505,19 +513,17 @@ mod tests {
             Arc::new(evaluation("b", "t", &[], Status::Ok)),
         ];
         let text: String = SloFamilies::new(evaluations, None).collect();
-        for line in [
-            "burnguard_slo_error_ratio{slo=\"a\",service=\"s\",route=\"/p\\\"ay\",window=\"5m\"} 0.002",
-            "burnguard_slo_error_ratio{slo=\"b\",service=\"t\",window=\"5m\"} 0.002",
-            "burnguard_slo_status{slo=\"a\",service=\"s\",route=\"/p\\\"ay\",status=\"page\"} 1.0",
-            "burnguard_slo_status{slo=\"b\",service=\"t\",status=\"page\"} 0.0",
-            "burnguard_slo_status{slo=\"b\",service=\"t\",status=\"ok\"} 1.0",
-            "burnguard_slo_objective{slo=\"b\",service=\"t\",window=\"30d\"} 0.999",
-        ] {
-            assert!(
-                text.lines().any(|l| l == line),
-                "{line} missing from:\n{text}"
-            );
-        }
+        assert_has_lines(
+            &text,
+            &[
+                "burnguard_slo_error_ratio{slo=\"a\",service=\"s\",route=\"/p\\\"ay\",window=\"5m\"} 0.002",
+                "burnguard_slo_error_ratio{slo=\"b\",service=\"t\",window=\"5m\"} 0.002",
+                "burnguard_slo_status{slo=\"a\",service=\"s\",route=\"/p\\\"ay\",status=\"page\"} 1.0",
+                "burnguard_slo_status{slo=\"b\",service=\"t\",status=\"page\"} 0.0",
+                "burnguard_slo_status{slo=\"b\",service=\"t\",status=\"ok\"} 1.0",
+                "burnguard_slo_objective{slo=\"b\",service=\"t\",window=\"30d\"} 0.999",
+            ],
+        );
         // Every sample line of the two SLOs: 2 ratios, 2 burn rates, 12 statuses, 2 objectives.
         let samples = text.lines().filter(|l| !l.starts_with('#')).count();
         assert_eq!(samples, 18, "{text}");
