@@ -35,7 +35,6 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use burnguard::domain::rules::{OBJECTIVE_SERIES, RULES_HASH_LABEL, rules_fingerprint};
 use common::prometheus::{PrometheusServer, Series, http_get_within};
 use common::serve::{Serve, value};
 
@@ -66,15 +65,9 @@ fn recorded(slos: &[burnguard::domain::policy::Slo], end: i64) -> Vec<Series> {
         .enumerate()
         .flat_map(|(i, slo)| {
             let ratio = if i % 10 == 0 { 0.02 } else { 0.0002 };
-            let mut series = common::fleet::recorded_series(slo, &slo.service, ratio, &times);
             // As the generated rules record it: auto mode reads the SLO from them only when
             // the fingerprint matches its rules as they are now.
-            if let Some(objective) = series.iter_mut().find(|s| s.name == OBJECTIVE_SERIES) {
-                objective
-                    .labels
-                    .insert(RULES_HASH_LABEL.into(), rules_fingerprint(slo));
-            }
-            series
+            common::fleet::recorded_by_rules(slo, &slo.service, ratio, &times)
         })
         .collect()
 }

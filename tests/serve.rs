@@ -465,16 +465,9 @@ fn after_an_edit_of_its_queries_an_slo_is_read_raw_not_from_the_rules_recorded_b
     let before = &loaded[0].slo;
     let now = chrono::Utc::now().timestamp();
     let times: Vec<i64> = (0..=15).map(|k| now - now % 60 - 900 + k * 60).collect();
-    let mut recorded = common::fleet::recorded_series(before, "spike", 0.0001, &times);
-    for s in &mut recorded {
-        if s.name == burnguard::domain::rules::OBJECTIVE_SERIES {
-            s.labels.insert(
-                burnguard::domain::rules::RULES_HASH_LABEL.into(),
-                burnguard::domain::rules::rules_fingerprint(before),
-            );
-        }
-    }
-    series.extend(recorded);
+    series.extend(common::fleet::recorded_by_rules(
+        before, "spike", 0.0001, &times,
+    ));
     let prometheus = PrometheusServer::start(&series);
     let dir = tempfile::tempdir().unwrap();
     common::write(dir.path(), "spike.yaml", SPIKE);
@@ -526,16 +519,9 @@ spec:
     assert!(steady.schedule.is_some());
     let now = chrono::Utc::now().timestamp();
     let times: Vec<i64> = (0..=15).map(|k| now - now % 60 - 900 + k * 60).collect();
-    let mut recorded = common::fleet::recorded_series(steady, "steady", 0.0001, &times);
-    for s in &mut recorded {
-        if s.name == burnguard::domain::rules::OBJECTIVE_SERIES {
-            s.labels.insert(
-                burnguard::domain::rules::RULES_HASH_LABEL.into(),
-                burnguard::domain::rules::rules_fingerprint(steady),
-            );
-        }
-    }
-    series.extend(recorded);
+    series.extend(common::fleet::recorded_by_rules(
+        steady, "steady", 0.0001, &times,
+    ));
     let prometheus = PrometheusServer::start(&series);
     let dir = tempfile::tempdir().unwrap();
     // Files load in name order: spike first, steady second.

@@ -121,3 +121,21 @@ pub fn recorded_series(
     ));
     series
 }
+
+/// [`recorded_series`] as burnguard's generated rules record it: the objective carries the
+/// fingerprint of the SLO's rules (`burnguard_rules_hash`), which auto mode compares with the
+/// SLO's rules as they are now before it reads the SLO from its recorded series.
+pub fn recorded_by_rules(
+    slo: &burnguard::domain::policy::Slo,
+    service: &str,
+    ratio: f64,
+    times: &[i64],
+) -> Vec<super::prometheus::Series> {
+    use burnguard::domain::rules::{OBJECTIVE_SERIES, RULES_HASH_LABEL, rules_fingerprint};
+    let mut series = recorded_series(slo, service, ratio, times);
+    for s in series.iter_mut().filter(|s| s.name == OBJECTIVE_SERIES) {
+        s.labels
+            .insert(RULES_HASH_LABEL.into(), rules_fingerprint(slo));
+    }
+    series
+}
