@@ -18,6 +18,7 @@ use crate::domain::delivery::RetryLimits;
 use crate::engine::ReadMode;
 use crate::engine::remediate::RemediationSettings;
 use crate::http::auth::{ApiAuth, ApiToken, WebhookAuth};
+use crate::http::exposition::SloSeries;
 use crate::http::server::ListenerLimits;
 
 /// Why settings could not be assembled.
@@ -69,6 +70,8 @@ pub struct FileSettings {
     pub api_token_file: Option<PathBuf>,
     /// Require a token for reads too.
     pub protect_reads: Option<bool>,
+    /// Export each window's error ratio and burn rate per SLO at `/metrics` too.
+    pub metrics_per_window: Option<bool>,
     /// Open connections allowed at once.
     pub max_connections: Option<usize>,
     /// How long a client may take to send a request's headers (`5s`).
@@ -173,6 +176,8 @@ pub struct Settings {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Connection cap and the handshake and header timeouts.
     pub listener: ListenerLimits,
+    /// Which per-SLO series `/metrics` carries.
+    pub slo_series: SloSeries,
     /// Run the Kubernetes controller (`None`: policies come from files only).
     pub kubernetes: Option<KubernetesSettings>,
     /// The config file, read again on SIGHUP for the controller's namespaces and selector.
@@ -311,6 +316,8 @@ pub struct Overrides {
     pub api_tokens: Vec<SecretString>,
     pub api_token_file: Option<PathBuf>,
     pub protect_reads: bool,
+    /// `true` forces the per-window families on; `false` leaves it to the file.
+    pub metrics_per_window: bool,
     pub webhook_auth: WebhookAuth,
     pub notify: crate::adapters::notify::Channels,
     pub notify_max_attempts: Option<u32>,
@@ -499,8 +506,14 @@ impl Settings {
             tokens,
             protect_reads: overrides.protect_reads || file.protect_reads.unwrap_or(false),
         };
+        let slo_series = if overrides.metrics_per_window || file.metrics_per_window == Some(true) {
+            SloSeries::PerWindow
+        } else {
+            SloSeries::Summary
+        };
         Ok(Self {
             kubernetes,
+            slo_series,
             config_file: overrides.config_file,
             scope_overrides: overrides.scope,
             api_auth,

@@ -405,16 +405,15 @@ fn serve_evaluates_foreign_files_with_the_sloth_window_and_reloads_their_edits()
                 ))
             })
     });
-    // The Sloth SLO reads the 28d window it was given; the others keep their own 30d.
+    // The Sloth SLO has the 28d window it was given; the others keep their own 30d.
     assert!(
         metrics
-            .contains(r#"burnguard_slo_error_ratio{slo="shop-sloth",service="shop",window="28d"}"#),
+            .contains(r#"burnguard_slo_objective{slo="shop-sloth",service="shop",window="28d"}"#),
         "{metrics}"
     );
     assert!(
-        metrics.contains(
-            r#"burnguard_slo_error_ratio{slo="shop-openslo",service="shop",window="30d"}"#
-        ),
+        metrics
+            .contains(r#"burnguard_slo_objective{slo="shop-openslo",service="shop",window="30d"}"#),
         "{metrics}"
     );
 

@@ -34,30 +34,34 @@ spec:
       total: sum(rate(ghost_total[{{.window}}]))
 "#;
 
-/// `serve` on the policies in `policies`, a SQLite file in `data`, every second.
+/// `serve` on the policies in `policies`, a SQLite file in `data`, every second, with
+/// `more` flags.
 fn serve_every_second(
     policies: &std::path::Path,
     prometheus: &str,
     data: &std::path::Path,
+    more: &[&str],
 ) -> Serve {
     let db = format!("sqlite://{}", data.join("burnguard.db").display());
     let policies = policies.display().to_string();
-    Serve::start(
-        &[
-            "--db",
-            &db,
-            "--policies",
-            &policies,
-            "--prometheus",
-            prometheus,
-            "--listen",
-            "127.0.0.1:0",
-            "--interval",
-            "1s",
-        ],
-        &[],
-    )
+    let mut args = vec![
+        "--db",
+        &db,
+        "--policies",
+        &policies,
+        "--prometheus",
+        prometheus,
+        "--listen",
+        "127.0.0.1:0",
+        "--interval",
+        "1s",
+    ];
+    args.extend_from_slice(more);
+    Serve::start(&args, &[])
 }
+
+/// The flag that adds each window's error ratio and burn rate to `/metrics`.
+const PER_WINDOW: &[&str] = &["--metrics-per-window"];
 
 #[test]
 fn serve_exports_metrics_reloads_policies_and_stops_on_sigterm() {
@@ -66,7 +70,7 @@ fn serve_exports_metrics_reloads_policies_and_stops_on_sigterm() {
     common::write(dir.path(), "spike.yaml", SPIKE);
     common::write(dir.path(), "ghost.yaml", GHOST);
     let data = tempfile::tempdir().unwrap();
-    let serve = serve_every_second(dir.path(), &prometheus.url, data.path());
+    let serve = serve_every_second(dir.path(), &prometheus.url, data.path(), PER_WINDOW);
 
     assert_eq!(serve.get("/healthz").0, 200);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -220,7 +224,7 @@ fn cycles_go_on_while_a_reload_waits_on_a_slow_policy_file() {
     let dir = tempfile::tempdir().unwrap();
     common::write(dir.path(), "spike.yaml", SPIKE);
     let data = tempfile::tempdir().unwrap();
-    let serve = serve_every_second(dir.path(), &prometheus.url, data.path());
+    let serve = serve_every_second(dir.path(), &prometheus.url, data.path(), &[]);
     serve.wait_log("evaluation cycle done", Duration::from_secs(30));
 
     // A new policy file that blocks whoever reads it until someone writes to it.
@@ -254,7 +258,8 @@ fn settings_come_from_a_config_file_and_env_and_readiness_needs_prometheus() {
         dir.path(),
         "burnguard.yaml",
         &format!(
-            "policies: [{}]\nlisten: 127.0.0.1:0\ndb: sqlite://{}\nprometheus: {{url: {down}, timeout: 1s}}\n",
+            // The per-window families on, so their absence below says something.
+            "policies: [{}]\nlisten: 127.0.0.1:0\ndb: sqlite://{}\nprometheus: {{url: {down}, timeout: 1s}}\nmetricsPerWindow: true\n",
             dir.path().join("spike.yaml").display(),
             dir.path().join("burnguard.db").display()
         ),
@@ -415,6 +420,56 @@ fn serve_with_kubernetes_and_no_cluster_says_why_and_exits() {
     assert!(line.contains("burnguard crds"), "the hint: {line}");
 }
 
+/// By default `/metrics` carries each SLO's summary (status, objective, budget, time to
+/// exhaustion, alert rows, store counts), one status sample, and no per-window family: those
+/// are the numbers the recording rules record, and would be 16 more series an SLO in
+/// Prometheus's head.
+#[test]
+fn by_default_each_slo_exports_its_summary_and_not_its_windows() {
+    let prometheus = PrometheusServer::start(&recent_traffic("spike", 0.5));
+    let dir = tempfile::tempdir().unwrap();
+    common::write(dir.path(), "spike.yaml", SPIKE);
+    let data = tempfile::tempdir().unwrap();
+    let serve = serve_every_second(dir.path(), &prometheus.url, data.path(), &[]);
+    // Paging, and the store's counts read after a cycle.
+    let metrics = serve.metrics_until("the spike paging, with its store counts", |m| {
+        m.contains(r#"burnguard_slo_status{slo="spike",service="spike",status="page"} 1"#)
+            && m.contains(r#"burnguard_slo_open_incidents{slo="spike",service="spike"}"#)
+    });
+    let (loaded, problems) = burnguard::policies::parse_source("spike.yaml", SPIKE);
+    assert!(problems.is_empty(), "{problems:?}");
+    let rows = loaded[0].slo.alerting.windows.len();
+    assert!(rows > 0);
+    let mut families: std::collections::BTreeMap<&str, usize> = Default::default();
+    for line in metrics.lines() {
+        if line.contains(r#"slo="spike""#) && line.starts_with("burnguard_slo_") {
+            *families.entry(line.split('{').next().unwrap()).or_default() += 1;
+        }
+    }
+    // Time to exhaustion is there only while the budget is not yet spent: it may be absent.
+    families.remove("burnguard_slo_time_to_exhaustion_seconds");
+    let expected: std::collections::BTreeMap<&str, usize> = [
+        ("burnguard_slo_status", 1),
+        ("burnguard_slo_objective", 1),
+        ("burnguard_slo_error_budget_remaining", 1),
+        ("burnguard_slo_alert_firing", rows),
+        ("burnguard_slo_alert_threshold", rows),
+        ("burnguard_slo_open_incidents", 1),
+        ("burnguard_slo_active_freezes", 1),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(families, expected, "{metrics}");
+    // The same numbers are still in the API.
+    let (status, body) = serve.get("/api/v1/slos/spike");
+    assert_eq!(status, 200, "{body}");
+    let spike: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        (spike["error_ratio"]["5m"].as_f64().unwrap() - 0.05).abs() < 1e-9,
+        "{spike}"
+    );
+}
+
 /// At the default history resolution (5m) and a 1 s interval, the store keeps the SLO's first
 /// evaluation (and would keep any change of status), not one per cycle, while the API answers
 /// from this replica's latest evaluation of each cycle.
@@ -424,7 +479,7 @@ fn at_the_default_resolution_the_history_keeps_one_row_per_slot_not_one_per_cycl
     let dir = tempfile::tempdir().unwrap();
     common::write(dir.path(), "spike.yaml", SPIKE);
     let data = tempfile::tempdir().unwrap();
-    let serve = serve_every_second(dir.path(), &prometheus.url, data.path());
+    let serve = serve_every_second(dir.path(), &prometheus.url, data.path(), &[]);
     let metrics = serve.metrics_until("six cycles", |m| {
         value(m, "burnguard_evaluation_duration_seconds_count").unwrap_or(0.0) >= 6.0
             && m.contains(r#"burnguard_slo_status{slo="spike",service="spike",status="page"} 1"#)
@@ -473,7 +528,7 @@ fn after_an_edit_of_its_queries_an_slo_is_read_raw_not_from_the_rules_recorded_b
     common::write(dir.path(), "spike.yaml", SPIKE);
     let data = tempfile::tempdir().unwrap();
     // The default mode: auto.
-    let serve = serve_every_second(dir.path(), &prometheus.url, data.path());
+    let serve = serve_every_second(dir.path(), &prometheus.url, data.path(), PER_WINDOW);
     let five_minutes = r#"burnguard_slo_error_ratio{slo="spike",service="spike",window="5m"}"#;
     serve.metrics_until("spike read from its recorded rules", |m| {
         value(m, five_minutes).is_some_and(|v| (v - 0.0001).abs() < 1e-12)
@@ -528,7 +583,7 @@ spec:
     common::write(dir.path(), "a-spike.yaml", SPIKE);
     common::write(dir.path(), "b-steady.yaml", STEADY);
     let data = tempfile::tempdir().unwrap();
-    let serve = serve_every_second(dir.path(), &prometheus.url, data.path());
+    let serve = serve_every_second(dir.path(), &prometheus.url, data.path(), PER_WINDOW);
     let metrics = serve.metrics_until("steady from its rules and spike raw", |m| {
         value(
             m,

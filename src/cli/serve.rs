@@ -100,6 +100,10 @@ pub struct ServeArgs {
     /// Require a token for reads of the API too.
     #[arg(long, env = "BURNGUARD_PROTECT_READS")]
     pub protect_reads: bool,
+    /// Export each window's error ratio and burn rate per SLO at /metrics too (16 more series
+    /// an SLO at the default windows; the recording rules record the same numbers).
+    #[arg(long, env = "BURNGUARD_METRICS_PER_WINDOW")]
+    pub metrics_per_window: bool,
     /// Bearer token Alertmanager sends (its http_config.authorization.credentials).
     #[arg(
         long,
@@ -248,6 +252,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .collect(),
         api_token_file: args.api_token_file,
         protect_reads: args.protect_reads,
+        metrics_per_window: args.metrics_per_window,
         webhook_auth: crate::http::webhooks::WebhookAuth {
             alertmanager_token: args.alertmanager_token.map(secrecy::SecretString::from),
             alertmanager_basic: match args.alertmanager_basic_auth {

@@ -29,10 +29,10 @@ use super::rules::{
     error_ratio_series,
 };
 
-/// Names of the series burnguard exports at `/metrics` that the dashboards read.
+/// Names of the series burnguard exports at `/metrics` that the dashboards read: none is one
+/// of the per-window families `serve` leaves out unless `--metrics-per-window` is given.
 pub mod exported {
     pub const SLO_STATUS: &str = "burnguard_slo_status";
-    pub const SLO_BURN_RATE: &str = "burnguard_slo_burn_rate";
     pub const SLO_ALERT_FIRING: &str = "burnguard_slo_alert_firing";
     pub const SLO_ALERT_THRESHOLD: &str = "burnguard_slo_alert_threshold";
     pub const SLO_OBJECTIVE: &str = "burnguard_slo_objective";
@@ -51,9 +51,8 @@ pub mod exported {
     pub const OUTBOX_PENDING: &str = "burnguard_notification_outbox_pending";
 
     /// Every name above.
-    pub const ALL: [&str; 18] = [
+    pub const ALL: [&str; 17] = [
         SLO_STATUS,
-        SLO_BURN_RATE,
         SLO_ALERT_FIRING,
         SLO_ALERT_THRESHOLD,
         SLO_OBJECTIVE,
@@ -1115,28 +1114,13 @@ fn detail() -> Value {
 
     l.row("burnguard's view (/metrics)");
     l.add(
-        12,
+        24,
         7,
         state_timeline(
             "Alert rows",
             "Each alert row as burnguard judged it at every evaluation: firing when both windows burn faster than the row's threshold.",
             format!("max by (severity, long_window, short_window) ({SLO_ALERT_FIRING}{{{s}}})"),
             "{{severity}} {{long_window}}/{{short_window}}",
-        ),
-    );
-    l.add(
-        12,
-        7,
-        timeseries(
-            "Burn rate per window, as burnguard evaluated it",
-            "The burn rates burnguard decided on (read from the recorded series in rules/auto mode, or its own queries in raw mode).",
-            "none",
-            vec![target(
-                "A",
-                format!("max by (window) ({SLO_BURN_RATE}{{{s}}})"),
-                "{{window}}",
-                Query::Range,
-            )],
         ),
     );
 

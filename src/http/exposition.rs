@@ -1,8 +1,16 @@
 //! The per-SLO part of `/metrics`, written as OpenMetrics text in pieces.
 //!
-//! At 10,000 SLOs the per-SLO families come to about 30 MB of text and 350,000 samples.
-//! Building them whole per scrape (a label vector per sample, then one string) made each
-//! scrape the largest allocation of the process. Instead, [`SloFamilies`] holds shared
+//! Every series here is one Prometheus keeps in its head for as long as burnguard runs, so the
+//! default ([`SloSeries::Summary`]) carries only what the dashboards and alerting read: each
+//! SLO's current status, objective, budget left, time to exhaustion, alert rows and store
+//! counts, about 14 series an SLO. Each window's error ratio and burn rate (16 more an SLO at
+//! the default windows) are the same numbers the recording rules already record, and are
+//! exported only when asked for ([`SloSeries::PerWindow`], `--metrics-per-window`), for raw
+//! mode, where no rules record them.
+//!
+//! At 10,000 SLOs the families come to about 12 MB of text and 140,000 samples (30 MB and
+//! 350,000 with the windows). Building them whole per scrape (a label vector per sample, then
+//! one string) made each scrape the largest allocation of the process. Instead, [`SloFamilies`] holds shared
 //! handles to the latest evaluations (taken in one short read of the map) and yields the text
 //! a few hundred SLOs of one family at a time, so a scrape holds one piece at a time and a
 //! slow scraper holds only the handles.
@@ -17,22 +25,21 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use crate::domain::burn::Status;
-use crate::engine::evaluate::{EvalStatus, SloEvaluation};
+use crate::engine::evaluate::SloEvaluation;
 use crate::ports::StoreCounts;
 
 /// SLOs per piece of one family.
 pub const PIECE: usize = 500;
 
-/// Every status an SLO can have, one sample each in `burnguard_slo_status`.
-const STATUSES: [EvalStatus; 6] = [
-    EvalStatus::Assessed(Status::Ok),
-    EvalStatus::Assessed(Status::Ticket),
-    EvalStatus::Assessed(Status::Page),
-    EvalStatus::Assessed(Status::NoData),
-    EvalStatus::Assessed(Status::Partial),
-    EvalStatus::Error,
-];
+/// Which per-SLO series a scrape carries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SloSeries {
+    /// What the dashboards and alerting read: status, objective, budget, alert rows, counts.
+    #[default]
+    Summary,
+    /// The summary, and each window's error ratio and burn rate.
+    PerWindow,
+}
 
 /// Receives one sample: its labels besides the SLO's, and its value. Those label values are
 /// written as they are: text burnguard makes itself (window notations, severities, statuses),
@@ -68,6 +75,14 @@ const FAMILIES: [Family; 10] = [
 ];
 
 impl Family {
+    /// Whether `series` carries this family.
+    fn is_in(self, series: SloSeries) -> bool {
+        match self {
+            Family::ErrorRatio | Family::BurnRate => series == SloSeries::PerWindow,
+            _ => true,
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Family::ErrorRatio => "burnguard_slo_error_ratio",
@@ -93,7 +108,9 @@ impl Family {
             Family::AlertFiring => {
                 "1 when the alert row fires, 0 when quiet (absent when a window has no data)"
             }
-            Family::Status => "1 for the SLO's current status",
+            Family::Status => {
+                "The SLO's current status (ok, ticket, page, no_data, partial, error) as its `status` label, value 1"
+            }
             Family::Objective => {
                 "The SLO's objective as a ratio (0.999); `window` is its SLO window"
             }
@@ -145,12 +162,7 @@ impl Family {
                     }
                 }
             }
-            Family::Status => {
-                for status in STATUSES {
-                    let value = if status == e.status { 1.0 } else { 0.0 };
-                    sample(&[("status", status.as_str())], value);
-                }
-            }
+            Family::Status => sample(&[("status", e.status.as_str())], 1.0),
             Family::Objective => sample(&[("window", &escaped(&slo_window_label(e)))], e.objective),
             Family::TimeToExhaustion => {
                 if let Some(seconds) = e.time_to_exhaustion_seconds.filter(|s| s.is_finite()) {
@@ -189,6 +201,7 @@ fn slo_window_label(e: &SloEvaluation) -> std::borrow::Cow<'_, str> {
 pub struct SloFamilies {
     evaluations: Vec<Arc<SloEvaluation>>,
     counts: Option<StoreCounts>,
+    series: SloSeries,
     /// Index into [`FAMILIES`]; `FAMILIES.len()` for the store-wide families, one more for
     /// the end.
     family: usize,
@@ -201,10 +214,15 @@ pub struct SloFamilies {
 }
 
 impl SloFamilies {
-    pub fn new(evaluations: Vec<Arc<SloEvaluation>>, counts: Option<StoreCounts>) -> Self {
+    pub fn new(
+        evaluations: Vec<Arc<SloEvaluation>>,
+        counts: Option<StoreCounts>,
+        series: SloSeries,
+    ) -> Self {
         Self {
             evaluations,
             counts,
+            series,
             family: 0,
             from: 0,
             described: false,
@@ -265,6 +283,10 @@ impl Iterator for SloFamilies {
                     _ => None,
                 };
             };
+            if !family.is_in(self.series) {
+                self.family += 1;
+                continue;
+            }
             let until = (self.from + PIECE).min(self.evaluations.len());
             // Sized like the largest piece so far: a piece is written without regrowing.
             let mut out = String::with_capacity(self.largest_piece);
@@ -390,6 +412,8 @@ fn push_escaped(out: &mut String, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::burn::Status;
+    use crate::engine::evaluate::EvalStatus;
 
     #[test]
     fn a_sample_line_escapes_label_values_and_prints_numbers_as_prometheus_client_does() {
@@ -423,7 +447,8 @@ mod tests {
             open_incidents: [(odd.key(), 2)].into_iter().collect(),
             ..StoreCounts::default()
         };
-        let text: String = SloFamilies::new(vec![Arc::new(odd)], Some(counts)).collect();
+        let text: String =
+            SloFamilies::new(vec![Arc::new(odd)], Some(counts), SloSeries::Summary).collect();
         assert_has_lines(
             &text,
             &[
@@ -473,7 +498,8 @@ mod tests {
 
     #[test]
     fn nothing_loaded_is_the_end_marker_alone() {
-        let pieces: Vec<String> = SloFamilies::new(Vec::new(), None).collect();
+        let pieces: Vec<String> =
+            SloFamilies::new(Vec::new(), None, SloSeries::PerWindow).collect();
         assert_eq!(pieces, vec!["# EOF\n".to_string()]);
     }
 
@@ -506,27 +532,84 @@ mod tests {
         }
     }
 
-    #[test]
-    fn each_slo_s_samples_carry_its_own_labels_and_group_before_the_family_s() {
-        let evaluations = vec![
+    fn two_slos() -> Vec<Arc<SloEvaluation>> {
+        vec![
             Arc::new(evaluation("a", "s", &[("route", "/p\"ay")], Status::Page)),
             Arc::new(evaluation("b", "t", &[], Status::Ok)),
-        ];
-        let text: String = SloFamilies::new(evaluations, None).collect();
+        ]
+    }
+
+    fn sample_lines(text: &str) -> Vec<&str> {
+        text.lines().filter(|l| !l.starts_with('#')).collect()
+    }
+
+    #[test]
+    fn each_slo_s_samples_carry_its_own_labels_and_group_before_the_family_s() {
+        let text: String = SloFamilies::new(two_slos(), None, SloSeries::PerWindow).collect();
         assert_has_lines(
             &text,
             &[
                 "burnguard_slo_error_ratio{slo=\"a\",service=\"s\",route=\"/p\\\"ay\",window=\"5m\"} 0.002",
                 "burnguard_slo_error_ratio{slo=\"b\",service=\"t\",window=\"5m\"} 0.002",
+                "burnguard_slo_burn_rate{slo=\"b\",service=\"t\",window=\"5m\"} 2.0",
                 "burnguard_slo_status{slo=\"a\",service=\"s\",route=\"/p\\\"ay\",status=\"page\"} 1.0",
-                "burnguard_slo_status{slo=\"b\",service=\"t\",status=\"page\"} 0.0",
                 "burnguard_slo_status{slo=\"b\",service=\"t\",status=\"ok\"} 1.0",
                 "burnguard_slo_objective{slo=\"b\",service=\"t\",window=\"30d\"} 0.999",
             ],
         );
-        // Every sample line of the two SLOs: 2 ratios, 2 burn rates, 12 statuses, 2 objectives.
-        let samples = text.lines().filter(|l| !l.starts_with('#')).count();
-        assert_eq!(samples, 18, "{text}");
+        // Every sample line of the two SLOs: a ratio, a burn rate, a status, an objective each.
+        assert_eq!(sample_lines(&text).len(), 8, "{text}");
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn the_summary_leaves_out_the_per_window_families_and_nothing_else() {
+        let per_window: String = SloFamilies::new(two_slos(), None, SloSeries::PerWindow).collect();
+        let summary: String = SloFamilies::new(two_slos(), None, SloSeries::Summary).collect();
+        let windowed = |l: &&str| {
+            l.starts_with("burnguard_slo_error_ratio") || l.starts_with("burnguard_slo_burn_rate")
+        };
+        let expected: Vec<&str> = sample_lines(&per_window)
+            .into_iter()
+            .filter(|l| !windowed(l))
+            .collect();
+        assert_eq!(sample_lines(&summary), expected);
+        assert_eq!(expected.len(), 4, "{summary}");
+        assert!(
+            !summary.contains("# HELP burnguard_slo_error_ratio"),
+            "{summary}"
+        );
+        assert!(
+            !summary.contains("# HELP burnguard_slo_burn_rate"),
+            "{summary}"
+        );
+        assert!(summary.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn an_slo_has_one_status_sample_its_current_one() {
+        for (status, word) in [
+            (EvalStatus::Assessed(Status::Ok), "ok"),
+            (EvalStatus::Assessed(Status::Ticket), "ticket"),
+            (EvalStatus::Assessed(Status::Page), "page"),
+            (EvalStatus::Assessed(Status::NoData), "no_data"),
+            (EvalStatus::Assessed(Status::Partial), "partial"),
+            (EvalStatus::Error, "error"),
+        ] {
+            let mut e = evaluation("a", "s", &[], Status::Ok);
+            e.status = status;
+            let text: String =
+                SloFamilies::new(vec![Arc::new(e)], None, SloSeries::Summary).collect();
+            let statuses: Vec<&str> = sample_lines(&text)
+                .into_iter()
+                .filter(|l| l.starts_with("burnguard_slo_status"))
+                .collect();
+            assert_eq!(
+                statuses,
+                [format!(
+                    "burnguard_slo_status{{slo=\"a\",service=\"s\",status=\"{word}\"}} 1.0"
+                )],
+            );
+        }
     }
 }

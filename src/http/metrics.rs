@@ -57,6 +57,8 @@ pub struct Metrics {
     pub reconciles: Family<Vec<(String, String)>, Counter>,
     /// How long reconciles took, by `kind`.
     pub reconcile_duration: Family<Vec<(String, String)>, Histogram>,
+    /// Which per-SLO series a scrape carries.
+    pub slo_series: exposition::SloSeries,
     latest: Latest,
     counts: Counts,
 }
@@ -216,6 +218,7 @@ impl Metrics {
         let counts = Counts::default();
         Self {
             registry,
+            slo_series: exposition::SloSeries::default(),
             latest,
             evaluation_duration,
             queries,
@@ -284,7 +287,11 @@ impl Metrics {
             Ok(guard) => guard.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         };
-        Ok(std::iter::once(head).chain(exposition::SloFamilies::new(evaluations, counts)))
+        Ok(std::iter::once(head).chain(exposition::SloFamilies::new(
+            evaluations,
+            counts,
+            self.slo_series,
+        )))
     }
 }
 
@@ -432,7 +439,7 @@ mod tests {
             );
         }
         let samples = |prefix: &str| text.lines().filter(|l| l.starts_with(prefix)).count();
-        assert_eq!(samples("burnguard_slo_status{"), 6 * n);
+        assert_eq!(samples("burnguard_slo_status{"), n);
         assert_eq!(samples("burnguard_slo_objective{"), n);
         assert_eq!(samples("burnguard_slo_alert_firing"), 0);
         // Each family's samples are contiguous: no family starts again after another one.

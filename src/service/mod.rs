@@ -144,6 +144,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     }
     let mut service_state = ServiceState::new(store.clone(), settings.service_account.clone());
     service_state.api_auth = settings.api_auth.clone();
+    service_state.metrics.slo_series = settings.slo_series;
     service_state.webhook_auth = settings.webhook_auth.clone();
     service_state.set_slos(slos.clone());
     service_state.prometheus = Some(prometheus.clone());
