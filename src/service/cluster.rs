@@ -309,17 +309,22 @@ fn target_of(intent: &serde_json::Value) -> Option<String> {
 }
 
 /// The files' SLOs and playbooks, then the cluster's: a name a file holds stays the file's
-/// (the controller has already marked the object `NameConflict`).
+/// (the controller has already marked the object `NameConflict`). Linear in both sets: each
+/// cluster SLO's name is looked up among the files' by hash, not by a scan of them.
 pub fn merge(
     files: (&[Slo], &BTreeMap<String, Playbook>),
     cluster: &ClusterPolicies,
 ) -> (Vec<Slo>, BTreeMap<String, Playbook>) {
-    let mut slos = files.0.to_vec();
-    for (name, slo) in &cluster.slos {
-        if !files.0.iter().any(|s| &s.name == name) {
-            slos.push(slo.clone());
-        }
-    }
+    let file_names: foldhash::HashSet<&str> = files.0.iter().map(|s| s.name.as_str()).collect();
+    let mut slos = Vec::with_capacity(files.0.len() + cluster.slos.len());
+    slos.extend_from_slice(files.0);
+    slos.extend(
+        cluster
+            .slos
+            .iter()
+            .filter(|(name, _)| !file_names.contains(name.as_str()))
+            .map(|(_, slo)| slo.clone()),
+    );
     let mut playbooks = files.1.clone();
     for (name, book) in &cluster.playbooks {
         playbooks
@@ -332,6 +337,50 @@ pub fn merge(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn slo(name: &str, service: &str) -> Slo {
+        let yaml = format!(
+            "apiVersion: burnguard.dev/v1\nkind: SLO\nmetadata: {{name: {name}}}\nspec:\n  service: {service}\n  objective: 99.9\n  indicator:\n    ratio:\n      errors: sum(rate(e[{{{{.window}}}}]))\n      total: sum(rate(t[{{{{.window}}}}]))\n"
+        );
+        let (loaded, problems) = crate::policies::parse_source("x.yaml", &yaml);
+        assert!(problems.is_empty(), "{problems:?}");
+        loaded.into_iter().next().unwrap().slo
+    }
+
+    #[test]
+    fn the_files_slos_come_first_and_keep_their_names_then_the_clusters_by_name() {
+        let files = vec![slo("b", "from-file"), slo("a", "from-file")];
+        let cluster = ClusterPolicies {
+            slos: [
+                ("a".to_string(), slo("a", "from-cluster")),
+                ("d".to_string(), slo("d", "from-cluster")),
+                ("c".to_string(), slo("c", "from-cluster")),
+            ]
+            .into_iter()
+            .collect(),
+            playbooks: BTreeMap::new(),
+        };
+        let (merged, _) = merge((&files, &BTreeMap::new()), &cluster);
+        let names: Vec<(&str, &str)> = merged
+            .iter()
+            .map(|s| (s.name.as_str(), s.service.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("b", "from-file"),
+                ("a", "from-file"),
+                ("c", "from-cluster"),
+                ("d", "from-cluster"),
+            ]
+        );
+        // Nothing from the cluster alone, nothing from the files alone.
+        let (only_files, _) = merge((&files, &BTreeMap::new()), &ClusterPolicies::default());
+        assert_eq!(only_files, files);
+        let (only_cluster, _) = merge((&[], &BTreeMap::new()), &cluster);
+        let names: Vec<&str> = only_cluster.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["a", "c", "d"]);
+    }
 
     #[test]
     fn a_kubernetes_action_names_its_target() {

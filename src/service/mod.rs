@@ -70,13 +70,12 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     } else {
         policies::load_with(&settings.policies, &settings.load).map_err(ServiceError::Policies)?
     };
-    let mut file_slos = set.slos();
+    let mut file_slos = Arc::new(set.slos());
     let mut file_playbooks = set.playbooks();
     // The loaded set is a copy of every SLO: 10,000 SLOs keep no third copy for nothing.
     drop(set);
-    let mut cluster_policies = crate::ports::ClusterPolicies::default();
-    // The evaluated set, shared with the HTTP side (one copy of each SLO).
-    let (mut slos, mut playbooks) = (Arc::new(file_slos.clone()), file_playbooks.clone());
+    // The evaluated set, shared with the HTTP side (the files' own until the cluster's join).
+    let (mut slos, mut playbooks) = (file_slos.clone(), file_playbooks.clone());
     info!(
         slos = slos.len(),
         playbooks = playbooks.len(),
@@ -256,12 +255,17 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     };
     // Without a cluster the evaluated set is the files' set: it is not kept twice.
     if kubernetes.is_none() {
-        file_slos = Vec::new();
+        file_slos = Arc::default();
         file_playbooks = BTreeMap::new();
     }
 
     let (loaded_tx, mut loaded_rx) = mpsc::channel::<Option<LoadedPolicies>>(1);
     let (mut reloading, mut reload_again) = (false, None);
+    // The files' policies merged with the cluster's, and planned, off this loop: at 100,000
+    // SLOs that is seconds of work, which must not hold up the cycles. One merge at a time;
+    // a change while one runs starts another when it ends, from the inputs as they are then.
+    let (merged_tx, mut merged_rx) = mpsc::channel::<LoadedPolicies>(1);
+    let (mut merging, mut merge_again) = (false, false);
     let (mut scheduler, mut plan) = schedule(&slos, settings.interval);
     let mut history = record::HistoryCadence::new(settings.history_resolution);
     let mut last_prune: Option<chrono::DateTime<Utc>> = None;
@@ -307,31 +311,49 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
                 }
                 if let Some(LoadedPolicies { slos: new, plan: new_plan, playbooks: books }) = loaded {
                     if let Some(k) = &kubernetes {
-                        file_slos = new;
+                        // The cluster's SLOs join the files' in a merge of their own.
+                        file_slos = Arc::new(new);
                         file_playbooks = books;
                         k.host.set_file_names(&file_slos, &file_playbooks);
-                        let (merged, books) = cluster::merge((&file_slos, &file_playbooks), &cluster_policies);
-                        (slos, playbooks) = (Arc::new(merged), books);
-                        // The cluster's SLOs join the files': the merged set is planned here.
-                        (scheduler, plan) = schedule(&slos, settings.interval);
+                        if merging {
+                            merge_again = true;
+                        } else {
+                            spawn_merge((&file_slos, &file_playbooks), k, merged_tx.clone());
+                            merging = true;
+                        }
                     } else {
                         (slos, playbooks) = (Arc::new(new), books);
                         // Planned on the reload's thread, from exactly these SLOs.
                         scheduler = Scheduler::new(&slos, settings.interval, Utc::now());
                         plan = new_plan;
+                        policies_changed(&state, &slos);
+                        forget_removed(&mut history, &slos);
                     }
-                    policies_changed(&state, &slos);
-                    forget_removed(&mut history, &slos);
                 }
             }
-            Some(policies) = cluster_changed(&mut kubernetes) => {
-                cluster_policies = policies;
-                let (merged, books) = cluster::merge((&file_slos, &file_playbooks), &cluster_policies);
-                (slos, playbooks) = (Arc::new(merged), books);
+            Some(k) = cluster_changed(&mut kubernetes) => {
+                if merging {
+                    merge_again = true;
+                } else {
+                    spawn_merge((&file_slos, &file_playbooks), k, merged_tx.clone());
+                    merging = true;
+                }
+            }
+            Some(merged) = merged_rx.recv() => {
+                merging = false;
+                if std::mem::take(&mut merge_again)
+                    && let Some(k) = &kubernetes
+                {
+                    spawn_merge((&file_slos, &file_playbooks), k, merged_tx.clone());
+                    merging = true;
+                }
+                // Merges run one at a time, so each result is newer than the one before.
+                (slos, playbooks) = (Arc::new(merged.slos), merged.playbooks);
+                scheduler = Scheduler::new(&slos, settings.interval, Utc::now());
+                plan = merged.plan;
                 policies_changed(&state, &slos);
                 forget_removed(&mut history, &slos);
-                info!(slos = slos.len(), cluster_slos = cluster_policies.slos.len(), "policies from the cluster applied");
-                (scheduler, plan) = schedule(&slos, settings.interval);
+                info!(slos = slos.len(), "policies from the files and the cluster applied");
             }
             _ = tokio::time::sleep(sleep_for) => {
                 let now = Utc::now();
@@ -432,10 +454,9 @@ async fn start_controller(
 }
 
 /// The next change of the cluster's policies, after a short settle (a start lists many
-/// objects at once); never, without the controller.
-async fn cluster_changed(
-    kubernetes: &mut Option<Kubernetes>,
-) -> Option<crate::ports::ClusterPolicies> {
+/// objects at once); never, without the controller. The policies themselves are read by the
+/// merge ([`spawn_merge`]), not here: copying them is work for its thread.
+async fn cluster_changed(kubernetes: &mut Option<Kubernetes>) -> Option<&Kubernetes> {
     let Some(k) = kubernetes else {
         return std::future::pending().await;
     };
@@ -443,7 +464,38 @@ async fn cluster_changed(
         return std::future::pending().await;
     }
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    Some(k.policies.borrow_and_update().clone())
+    k.policies.borrow_and_update();
+    Some(k)
+}
+
+/// Merges the files' policies with the cluster's as they are now, and plans the merged set,
+/// on a blocking thread; the result arrives on `tx`.
+fn spawn_merge(
+    files: (
+        &Arc<Vec<Slo>>,
+        &BTreeMap<String, crate::domain::playbook::Playbook>,
+    ),
+    k: &Kubernetes,
+    tx: mpsc::Sender<LoadedPolicies>,
+) {
+    let (file_slos, file_playbooks, cluster) =
+        (files.0.clone(), files.1.clone(), k.policies.clone());
+    tokio::task::spawn_blocking(move || {
+        let cluster = cluster.borrow().clone();
+        let (slos, playbooks) = cluster::merge((&file_slos, &file_playbooks), &cluster);
+        let plan = ReadPlan::of(&slos);
+        info!(
+            slos = slos.len(),
+            cluster_slos = cluster.slos.len(),
+            "policies from the cluster merged"
+        );
+        // The loop is gone only at shutdown, when the outcome no longer matters.
+        let _ = tx.blocking_send(LoadedPolicies {
+            slos,
+            plan,
+            playbooks,
+        });
+    });
 }
 
 /// What the HTTP side and /metrics know of the loaded SLOs, after the set changed.
