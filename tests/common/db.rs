@@ -99,7 +99,7 @@ pub async fn rows(url: &str, table: &str) -> i64 {
 }
 
 /// The number `n` that `sql` (built from constants) answers on the database at `url`.
-async fn count(url: &str, sql: &str) -> i64 {
+pub async fn count(url: &str, sql: &str) -> i64 {
     use sqlx::Row as _;
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(url).await.unwrap();
