@@ -89,7 +89,9 @@ fn merging() {
     use burnguard::ports::ClusterPolicies;
     use burnguard::service::cluster;
     println!();
-    println!("| file SLOs + cluster SLOs | merge ms | plan ms | merged | join by scan ms (before) |");
+    println!(
+        "| file SLOs + cluster SLOs | merge ms | plan ms | merged | join by scan ms (before) |"
+    );
     println!("|---|---:|---:|---:|---:|");
     for n in SIZES {
         let files = common::fleet::slos(n);

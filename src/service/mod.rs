@@ -265,7 +265,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     // SLOs that is seconds of work, which must not hold up the cycles. One merge at a time;
     // a change while one runs starts another when it ends, from the inputs as they are then.
     let (merged_tx, mut merged_rx) = mpsc::channel::<LoadedPolicies>(1);
-    let (mut merging, mut merge_again) = (false, false);
+    let mut merges = Merges::default();
     let (mut scheduler, mut plan) = schedule(&slos, settings.interval);
     let mut history = record::HistoryCadence::new(settings.history_resolution);
     let mut last_prune: Option<chrono::DateTime<Utc>> = None;
@@ -315,11 +315,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
                         file_slos = Arc::new(new);
                         file_playbooks = books;
                         k.host.set_file_names(&file_slos, &file_playbooks);
-                        if merging {
-                            merge_again = true;
-                        } else {
+                        if merges.wanted() {
                             spawn_merge((&file_slos, &file_playbooks), k, merged_tx.clone());
-                            merging = true;
                         }
                     } else {
                         (slos, playbooks) = (Arc::new(new), books);
@@ -332,20 +329,15 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
                 }
             }
             Some(k) = cluster_changed(&mut kubernetes) => {
-                if merging {
-                    merge_again = true;
-                } else {
+                if merges.wanted() {
                     spawn_merge((&file_slos, &file_playbooks), k, merged_tx.clone());
-                    merging = true;
                 }
             }
             Some(merged) = merged_rx.recv() => {
-                merging = false;
-                if std::mem::take(&mut merge_again)
+                if merges.finished()
                     && let Some(k) = &kubernetes
                 {
                     spawn_merge((&file_slos, &file_playbooks), k, merged_tx.clone());
-                    merging = true;
                 }
                 // Merges run one at a time, so each result is newer than the one before.
                 (slos, playbooks) = (Arc::new(merged.slos), merged.playbooks);
@@ -466,6 +458,35 @@ async fn cluster_changed(kubernetes: &mut Option<Kubernetes>) -> Option<&Kuberne
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     k.policies.borrow_and_update();
     Some(k)
+}
+
+/// Whether a merge of the files' and the cluster's policies runs, and whether its inputs
+/// changed since it started: one runs at a time, and every change is followed by a merge
+/// that starts after it.
+#[derive(Debug, Default)]
+struct Merges {
+    running: bool,
+    again: bool,
+}
+
+impl Merges {
+    /// The inputs changed: whether to start a merge now (else one starts when the running
+    /// one finishes).
+    fn wanted(&mut self) -> bool {
+        if self.running {
+            self.again = true;
+            false
+        } else {
+            self.running = true;
+            true
+        }
+    }
+
+    /// The running merge finished: whether to start the next now.
+    fn finished(&mut self) -> bool {
+        self.running = std::mem::take(&mut self.again);
+        self.running
+    }
 }
 
 /// Merges the files' policies with the cluster's as they are now, and plans the merged set,
@@ -632,9 +653,9 @@ async fn cycle(
     .await
 }
 
-/// When each of `slos` is due, and what each reads: made anew together whenever the evaluated
-/// set changes, so a cycle never reads with the plan of SLOs it no longer has. (A reload of
-/// the files alone brings its plan along, made on the reload's thread: [`LoadedPolicies`].)
+/// When each of the SLOs loaded at start is due, and what each reads. Every later set brings
+/// its plan along ([`LoadedPolicies`]) and gets a new schedule with it, so a cycle never reads
+/// with the plan of SLOs it no longer has.
 fn schedule(slos: &[Slo], interval: std::time::Duration) -> (Scheduler, ReadPlan) {
     (
         Scheduler::new(slos, interval, Utc::now()),
@@ -715,10 +736,9 @@ fn remember_latest(
     replaced
 }
 
-/// The SLOs and playbooks of the policy files.
-/// A policy set read again from the files, with the read plan of its SLOs: made on the
-/// reload's thread, so that a large set's plan (seconds of work at 100,000 SLOs) does not
-/// hold up the cycles either.
+/// A policy set read again from the files, or the files' set joined with the cluster's, with
+/// the read plan of its SLOs: made on a thread of its own (the reload's, the merge's), so that
+/// a large set's plan (seconds of work at 100,000 SLOs) does not hold up the cycles either.
 struct LoadedPolicies {
     slos: Vec<Slo>,
     plan: ReadPlan,
@@ -920,6 +940,18 @@ mod tests {
 
     fn keys(state: &ServiceState) -> Vec<String> {
         state.latest.read().unwrap().keys().cloned().collect()
+    }
+
+    #[test]
+    fn a_change_while_a_merge_runs_is_merged_once_after_it() {
+        let mut merges = super::Merges::default();
+        assert!(merges.wanted(), "nothing runs: start");
+        assert!(!merges.wanted(), "one runs: wait");
+        assert!(!merges.wanted(), "still one at a time");
+        assert!(merges.finished(), "the changes meanwhile: one more");
+        assert!(!merges.finished(), "nothing changed since it started");
+        assert!(merges.wanted(), "idle again: start at once");
+        assert!(!merges.finished());
     }
 
     #[tokio::test]
