@@ -16,7 +16,10 @@
 //!   them (in auto mode the recorded objectives first, then the others all at once), and
 //!   times them until every answer's body has arrived: what Prometheus alone needs to return
 //!   the data;
-//! - scrapes `/metrics` once, as Prometheus would, timing it and the CPU serve spends on it.
+//! - scrapes `/metrics` once, as Prometheus would, timing it and the CPU serve spends on it;
+//! - waits [`IDLE`] with nothing running, and sends the same queries again: serve's cycle comes
+//!   after seconds in which Prometheus and the machine were idle, while the run right after it
+//!   finds them busy and warm, so the ratio is printed against both runs.
 //!
 //! After the cycles it reads `VmRSS` and `VmHWM` of the serve process from `/proc`, and prints
 //! a second table: the CPU time (every thread, from `/proc/<pid>/stat`) serve spends per steady
@@ -39,6 +42,8 @@ use common::prometheus::{PrometheusServer, Series, http_get_within};
 use common::serve::{Serve, value};
 
 const SIZES: [usize; 2] = [1_000, 10_000];
+/// How long nothing runs before the bench's second Prometheus-alone run.
+const IDLE: Duration = Duration::from_secs(2);
 /// Cycles per size, unless `BURNGUARD_BENCH_CYCLES` says otherwise.
 const CYCLES: usize = 6;
 
@@ -153,9 +158,10 @@ fn main() {
     let client = reqwest::Client::new();
     let cycles = cycles();
     println!(
-        "| N | serve cycle ms (median, min–max of {cycles}) | of which waiting for answers / verdicts / storing ms (medians) | Prometheus alone ms (median, min–max) | ratio of medians | median of each steady cycle's ratio to the Prometheus-alone run after it | answer MiB | /metrics MiB | scrape ms (serve CPU ms), medians | RSS MiB after {cycles} cycles | peak RSS MiB | target RSS |"
+        "| N | serve cycle ms (median, min–max of {cycles}) | of which waiting for answers / verdicts / storing ms (medians) | Prometheus alone ms (median, min–max) | ratio of medians | median of each steady cycle's ratio to the Prometheus-alone run after it | Prometheus alone after {}s idle ms (median, min–max) | paired ratio to it | answer MiB | /metrics MiB | scrape ms (serve CPU ms), medians | RSS MiB after {cycles} cycles | peak RSS MiB | target RSS |",
+        IDLE.as_secs()
     );
-    println!("|---:|---|---|---|---:|---:|---:|---:|---|---:|---:|---|");
+    println!("|---:|---|---|---|---:|---:|---|---:|---:|---:|---|---:|---:|---|");
     let mut cpu_rows = Vec::new();
     for n in sizes() {
         let slos = common::fleet::slos(n);
@@ -196,7 +202,7 @@ fn main() {
             ],
             &[],
         );
-        let (mut cycle_ms, mut alone_ms) = (Vec::new(), Vec::new());
+        let (mut cycle_ms, mut alone_ms, mut idle_alone_ms) = (Vec::new(), Vec::new(), Vec::new());
         let (mut read_ms, mut store_ms, mut answered_ms) = (Vec::new(), Vec::new(), Vec::new());
         let (mut answer_bytes, mut metrics_bytes, mut failed) = (0, 0, 0usize);
         let mut metrics = String::new();
@@ -245,6 +251,14 @@ fn main() {
                 metrics_bytes = body.len();
                 metrics = body;
             }
+            std::thread::sleep(IDLE);
+            let (took, _) = runtime.block_on(prometheus_alone(
+                &client,
+                &prometheus.url,
+                first.as_deref(),
+                &queries,
+            ));
+            idle_alone_ms.push(took.as_secs_f64() * 1e3);
         }
         let (rss, peak) = (proc_mib(serve_pid, "VmRSS:"), proc_mib(serve_pid, "VmHWM:"));
         let counted = value(&metrics, "burnguard_evaluation_duration_seconds_count").unwrap_or(0.0);
@@ -253,12 +267,14 @@ fn main() {
         }
         // Each steady cycle beside the bench's own run right after it: the machine's load
         // drifts less between the two than over the whole run.
-        let paired: Vec<f64> = cycle_ms
-            .iter()
-            .zip(&alone_ms)
-            .skip(1)
-            .map(|(cycle, alone)| cycle / alone)
-            .collect();
+        let paired = |alone: &[f64]| -> Vec<f64> {
+            cycle_ms
+                .iter()
+                .zip(alone)
+                .skip(1)
+                .map(|(cycle, alone)| cycle / alone)
+                .collect()
+        };
         let show = |v: Option<f64>| v.map_or("?".into(), |v| format!("{v:.0}"));
         let spread = |v: &[f64]| {
             let (lo, hi) = v
@@ -276,7 +292,7 @@ fn main() {
             serve_cpu / alone_cpu
         ));
         println!(
-            "| {n} | {} | {:.0} / {:.0} / {:.0} | {} | {:.2} | {:.2} | {:.1} | {:.1} | {:.0} ({:.0}) | {} | {} | {} |",
+            "| {n} | {} | {:.0} / {:.0} / {:.0} | {} | {:.2} | {:.2} | {} | {:.2} | {:.1} | {:.1} | {:.0} ({:.0}) | {} | {} | {} |",
             spread(&cycle_ms),
             median(answered_ms.clone()),
             median(
@@ -289,7 +305,9 @@ fn main() {
             median(store_ms),
             spread(&alone_ms),
             median(cycle_ms.clone()) / median(alone_ms.clone()),
-            median(paired),
+            median(paired(&alone_ms)),
+            spread(&idle_alone_ms),
+            median(paired(&idle_alone_ms)),
             mib(answer_bytes),
             mib(metrics_bytes),
             median(scrape_ms),

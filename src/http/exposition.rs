@@ -8,7 +8,7 @@
 //! exported only when asked for ([`SloSeries::PerWindow`], `--metrics-per-window`), for raw
 //! mode, where no rules record them.
 //!
-//! At 10,000 SLOs the families come to about 12 MB of text and 140,000 samples (30 MB and
+//! At 10,000 SLOs the families come to about 13 MiB of text and 140,000 samples (30 MiB and
 //! 350,000 with the windows). Building them whole per scrape (a label vector per sample, then
 //! one string) made each scrape the largest allocation of the process. Instead, [`SloFamilies`] holds shared
 //! handles to the latest evaluations (taken in one short read of the map) and yields the text
