@@ -182,8 +182,9 @@ fn main() {
         let under = std::env::var("BURNGUARD_BENCH_SERVE_UNDER").unwrap_or_default();
         let wrapper: Vec<&str> = under.split_whitespace().collect();
         // A cycle must end well before the next one starts, leaving room for the bench's own
-        // queries in between.
-        let interval = format!("{}s", 5 + n / 10_000);
+        // queries in between: two runs of them, the scrape and the idle pause (at 100,000
+        // SLOs about 4 + 3.5 + 0.3 + 2 + 3.5 s).
+        let interval = format!("{}s", 5 + 2 * n / 10_000);
         let serve = Serve::start_under(
             &wrapper,
             &[
