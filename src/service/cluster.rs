@@ -35,7 +35,9 @@ pub struct ServiceHost {
     pub remediator: Arc<Remediator<SqlStore, Actuators, Prometheus>>,
     file_names: RwLock<FileNames>,
     evaluated_at: RwLock<BTreeMap<String, i64>>,
-    cluster: watch::Sender<ClusterPolicies>,
+    /// The accepted objects' policies, shared: the merge reads them on its own thread without
+    /// copying them under the channel's lock.
+    cluster: watch::Sender<Arc<ClusterPolicies>>,
     /// The active freezes, read at most once per [`FACTS_TTL`].
     freezes: Recent<Vec<crate::ports::FreezeRecord>>,
     /// The unresolved incidents by SLO, read the same way.
@@ -124,8 +126,8 @@ impl ServiceHost {
         state: Arc<ServiceState>,
         store: Arc<SqlStore>,
         remediator: Arc<Remediator<SqlStore, Actuators, Prometheus>>,
-    ) -> (Self, watch::Receiver<ClusterPolicies>) {
-        let (cluster, changes) = watch::channel(ClusterPolicies::default());
+    ) -> (Self, watch::Receiver<Arc<ClusterPolicies>>) {
+        let (cluster, changes) = watch::channel(Arc::default());
         let host = Self {
             state,
             store,
@@ -193,7 +195,7 @@ impl ClusterHost for ServiceHost {
     }
 
     fn set_cluster_policies(&self, policies: ClusterPolicies) {
-        self.cluster.send_replace(policies);
+        self.cluster.send_replace(Arc::new(policies));
     }
 
     async fn slo_facts(&self, slo: &str) -> Result<SloFacts, String> {

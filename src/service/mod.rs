@@ -403,7 +403,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
 struct Kubernetes {
     host: Arc<cluster::ServiceHost>,
     scope: tokio::sync::watch::Sender<crate::adapters::kube::controller::Scope>,
-    policies: tokio::sync::watch::Receiver<crate::ports::ClusterPolicies>,
+    policies: tokio::sync::watch::Receiver<Arc<crate::ports::ClusterPolicies>>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -502,7 +502,8 @@ fn spawn_merge(
     let (file_slos, file_playbooks, cluster) =
         (files.0.clone(), files.1.clone(), k.policies.clone());
     tokio::task::spawn_blocking(move || {
-        let cluster = cluster.borrow().clone();
+        // A handle on the newest policies: the lock is held only to clone the `Arc`.
+        let cluster = Arc::clone(&cluster.borrow());
         let (slos, playbooks) = cluster::merge((&file_slos, &file_playbooks), &cluster);
         let plan = ReadPlan::of(&slos);
         info!(
