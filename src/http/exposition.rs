@@ -587,6 +587,34 @@ mod tests {
     }
 
     #[test]
+    fn ten_thousand_slos_export_one_status_each_and_windows_only_when_asked() {
+        let n = 10_000;
+        let evaluations: Vec<Arc<SloEvaluation>> = (0..n)
+            .map(|i| Arc::new(evaluation(&format!("slo-{i}"), "s", &[], Status::Ok)))
+            .collect();
+        let count = |text: &str, family: &str| {
+            let prefix = format!("{family}{{");
+            text.lines().filter(|l| l.starts_with(&prefix)).count()
+        };
+        let summary: String =
+            SloFamilies::new(evaluations.clone(), None, SloSeries::Summary).collect();
+        let statuses: std::collections::BTreeSet<&str> = summary
+            .lines()
+            .filter(|l| l.starts_with("burnguard_slo_status{"))
+            .collect();
+        assert_eq!(statuses.len(), n);
+        assert_eq!(count(&summary, "burnguard_slo_status"), n);
+        assert_eq!(count(&summary, "burnguard_slo_objective"), n);
+        assert_eq!(count(&summary, "burnguard_slo_error_ratio"), 0);
+        assert_eq!(count(&summary, "burnguard_slo_burn_rate"), 0);
+        let per_window: String =
+            SloFamilies::new(evaluations, None, SloSeries::PerWindow).collect();
+        assert_eq!(count(&per_window, "burnguard_slo_error_ratio"), n);
+        assert_eq!(count(&per_window, "burnguard_slo_burn_rate"), n);
+        assert_eq!(count(&per_window, "burnguard_slo_status"), n);
+    }
+
+    #[test]
     fn an_slo_has_one_status_sample_its_current_one() {
         for (status, word) in [
             (EvalStatus::Assessed(Status::Ok), "ok"),

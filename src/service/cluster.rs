@@ -385,6 +385,44 @@ mod tests {
     }
 
     #[test]
+    fn ten_thousand_cluster_slos_join_ten_thousand_file_slos_each_name_once() {
+        let template = slo("t", "from-file");
+        let named = |name: String, service: &str| Slo {
+            name,
+            service: service.into(),
+            ..template.clone()
+        };
+        let files: Vec<Slo> = (0..10_000)
+            .map(|i| named(format!("slo-{i}"), "from-file"))
+            .collect();
+        // Every tenth cluster object takes a file's name; the others are their own.
+        let cluster_name = |i: usize| {
+            if i.is_multiple_of(10) {
+                format!("slo-{i}")
+            } else {
+                format!("obj-{i}")
+            }
+        };
+        let cluster = ClusterPolicies {
+            slos: (0..10_000)
+                .map(|i| (cluster_name(i), named(cluster_name(i), "from-cluster")))
+                .collect(),
+            playbooks: BTreeMap::new(),
+        };
+        let (merged, _) = merge((&files, &BTreeMap::new()), &cluster);
+        assert_eq!(merged.len(), 10_000 + 9_000);
+        assert_eq!(&merged[..10_000], &files[..]);
+        let mut expected: Vec<String> = (0..10_000)
+            .filter(|i: &usize| !i.is_multiple_of(10))
+            .map(|i| format!("obj-{i}"))
+            .collect();
+        expected.sort();
+        let joined: Vec<&str> = merged[10_000..].iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(joined, expected);
+        assert!(merged[10_000..].iter().all(|s| s.service == "from-cluster"));
+    }
+
+    #[test]
     fn a_kubernetes_action_names_its_target() {
         let intent = serde_json::json!({"namespace": "shop", "deployment": "checkout"});
         assert_eq!(target_of(&intent).as_deref(), Some("shop/checkout"));
